@@ -1,0 +1,2 @@
+//! numpy einsum strings translated straight to TIR.
+//! (Being written; see the foundation issue.)

@@ -1,0 +1,9 @@
+//! Tessera's compiler: the `.tsr` front end, the typed program (TIR), the reference
+//! evaluator and the numpy einsum translation. See ARCHITECTURE.md for the map.
+
+pub mod diag;
+pub mod einsum;
+pub mod eval;
+pub mod tir;
+
+pub use diag::{Diagnostic, FileId, Severity, SourceMap, Span};

@@ -1,0 +1,507 @@
+//! The typed program (TIR): names resolved, index ranges inferred, reductions explicit,
+//! calls inlined. Sizes are symbolic ([`Size`]) until bound to concrete dims
+//! ([`Bindings`]); the printer is in `print.rs`, the verifier in `verify.rs`.
+
+mod print;
+mod bind;
+mod verify;
+
+pub use bind::*;
+
+pub use verify::verify;
+
+use crate::diag::Span;
+use std::fmt;
+use tessera_runtime::DType;
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+        impl $name {
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A dim (size name) of a function: `n` in `A: f32[n, d]`.
+    DimId
+);
+id_type!(
+    /// A tensor of a function: input, output or intermediate.
+    TensorId
+);
+id_type!(
+    /// An index variable, local to one statement.
+    IndexId
+);
+
+/// A symbolic size: `coeff * product(syms)`, with `syms` sorted (a multiset).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Size {
+    pub coeff: u64,
+    pub syms: Vec<DimId>,
+}
+
+impl Size {
+    pub fn lit(n: u64) -> Size {
+        Size { coeff: n, syms: Vec::new() }
+    }
+
+    pub fn dim(d: DimId) -> Size {
+        Size { coeff: 1, syms: vec![d] }
+    }
+
+    pub fn one() -> Size {
+        Size::lit(1)
+    }
+
+    /// The product, or `None` if the constant part overflows u64.
+    pub fn mul(&self, other: &Size) -> Option<Size> {
+        let mut syms = self.syms.clone();
+        syms.extend_from_slice(&other.syms);
+        syms.sort();
+        Some(Size { coeff: self.coeff.checked_mul(other.coeff)?, syms })
+    }
+
+    /// `self / other` if it divides exactly as a symbolic product.
+    pub fn div(&self, other: &Size) -> Option<Size> {
+        if other.coeff == 0 || self.coeff % other.coeff != 0 {
+            return None;
+        }
+        let mut syms = self.syms.clone();
+        for s in &other.syms {
+            let pos = syms.iter().position(|x| x == s)?;
+            syms.remove(pos);
+        }
+        Some(Size { coeff: self.coeff / other.coeff, syms })
+    }
+
+    /// Replaces each dim by a size (used when inlining a callee into a caller).
+    pub fn substitute(&self, map: &dyn Fn(DimId) -> Size) -> Option<Size> {
+        let mut out = Size::lit(self.coeff);
+        for &s in &self.syms {
+            out = out.mul(&map(s))?;
+        }
+        Some(out)
+    }
+
+    /// The concrete value under `b`; errors name the unbound dim or report overflow.
+    pub fn eval(&self, b: &Bindings) -> Result<u64, SizeError> {
+        let mut v = self.coeff;
+        for &s in &self.syms {
+            let x = b.get(s).ok_or(SizeError::Unbound(s))?;
+            v = v.checked_mul(x).ok_or(SizeError::Overflow)?;
+        }
+        Ok(v)
+    }
+
+    pub fn is_const(&self) -> bool {
+        self.syms.is_empty()
+    }
+
+    /// Writes the size with dim names, e.g. `2*m*n` or `3`.
+    pub fn display<'a>(&'a self, dims: &'a [Dim]) -> SizeDisplay<'a> {
+        SizeDisplay { size: self, dims }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeError {
+    Unbound(DimId),
+    Overflow,
+}
+
+pub struct SizeDisplay<'a> {
+    size: &'a Size,
+    dims: &'a [Dim],
+}
+
+impl fmt::Display for SizeDisplay<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if self.size.coeff != 1 || self.size.syms.is_empty() {
+            parts.push(self.size.coeff.to_string());
+        }
+        for s in &self.size.syms {
+            parts.push(self.dims.get(s.index()).map_or_else(|| format!("?{}", s.0), |d| d.name.clone()));
+        }
+        f.write_str(&parts.join("*"))
+    }
+}
+
+/// Concrete values of a function's dims.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bindings {
+    values: Vec<Option<u64>>,
+}
+
+impl Bindings {
+    pub fn new(num_dims: usize) -> Bindings {
+        Bindings { values: vec![None; num_dims] }
+    }
+
+    pub fn get(&self, d: DimId) -> Option<u64> {
+        self.values.get(d.index()).copied().flatten()
+    }
+
+    pub fn set(&mut self, d: DimId, v: u64) {
+        if d.index() >= self.values.len() {
+            self.values.resize(d.index() + 1, None);
+        }
+        self.values[d.index()] = Some(v);
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// A size name of the function's signature.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dim {
+    pub name: String,
+    /// Where it first appears in the signature.
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorKind {
+    Input,
+    Output,
+    Temp,
+}
+
+/// A tensor of a function with its symbolic shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorDecl {
+    pub name: String,
+    pub kind: TensorKind,
+    pub shape: Vec<Size>,
+    /// Each position's size as the factors it was written or built with: `[q, s]` for
+    /// `f32[q * s]` or for a `(j, l)` group on the left. Used to infer the ranges of a
+    /// grouped index whose members appear nowhere else.
+    pub factors: Vec<Vec<Size>>,
+    /// Where it is declared (parameter) or defined (statement target).
+    pub span: Span,
+}
+
+/// The reduction a statement (or an inline `sum[..]`/`max[..]`) applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReduceOp {
+    Sum,
+    Max,
+    Min,
+}
+
+impl ReduceOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+        }
+    }
+}
+
+/// An index variable of a statement with its inferred range.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IndexVar {
+    pub name: String,
+    pub range: Size,
+}
+
+/// One position of an access or a left-hand side: a single index, or a group `(i, k)`
+/// that flattens its members row-major.
+pub type Position = Vec<IndexId>;
+
+/// `target[lhs] op= rhs`, reducing `reduced` with `op`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stmt {
+    pub target: TensorId,
+    pub lhs: Vec<Position>,
+    pub op: ReduceOp,
+    /// Indices free in `rhs` but not on the left, in order of first appearance.
+    pub reduced: Vec<IndexId>,
+    /// Every index variable of the statement, inline-reduction ones included.
+    pub indices: Vec<IndexVar>,
+    pub rhs: Expr,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Builtin {
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Tanh,
+    Sigmoid,
+    Relu,
+    Abs,
+    Sin,
+    Cos,
+    Pow,
+    Max,
+    Min,
+}
+
+impl Builtin {
+    pub const ALL: [Builtin; 13] = [
+        Builtin::Exp,
+        Builtin::Log,
+        Builtin::Sqrt,
+        Builtin::Rsqrt,
+        Builtin::Tanh,
+        Builtin::Sigmoid,
+        Builtin::Relu,
+        Builtin::Abs,
+        Builtin::Sin,
+        Builtin::Cos,
+        Builtin::Pow,
+        Builtin::Max,
+        Builtin::Min,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Builtin::Exp => "exp",
+            Builtin::Log => "log",
+            Builtin::Sqrt => "sqrt",
+            Builtin::Rsqrt => "rsqrt",
+            Builtin::Tanh => "tanh",
+            Builtin::Sigmoid => "sigmoid",
+            Builtin::Relu => "relu",
+            Builtin::Abs => "abs",
+            Builtin::Sin => "sin",
+            Builtin::Cos => "cos",
+            Builtin::Pow => "pow",
+            Builtin::Max => "max",
+            Builtin::Min => "min",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Builtin> {
+        Builtin::ALL.into_iter().find(|b| b.name() == s)
+    }
+
+    pub fn arity(self) -> usize {
+        match self {
+            Builtin::Pow | Builtin::Max | Builtin::Min => 2,
+            _ => 1,
+        }
+    }
+
+    /// Applies the function to scalars (the reference semantics every backend matches).
+    pub fn apply(self, a: f64, b: f64) -> f64 {
+        match self {
+            Builtin::Exp => a.exp(),
+            Builtin::Log => a.ln(),
+            Builtin::Sqrt => a.sqrt(),
+            Builtin::Rsqrt => 1.0 / a.sqrt(),
+            Builtin::Tanh => a.tanh(),
+            Builtin::Sigmoid => 1.0 / (1.0 + (-a).exp()),
+            Builtin::Relu => {
+                if a > 0.0 {
+                    a
+                } else {
+                    0.0
+                }
+            }
+            Builtin::Abs => a.abs(),
+            Builtin::Sin => a.sin(),
+            Builtin::Cos => a.cos(),
+            Builtin::Pow => a.powf(b),
+            Builtin::Max => a.max(b),
+            Builtin::Min => a.min(b),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl CmpOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            CmpOp::Lt => "<",
+            CmpOp::Le => "<=",
+            CmpOp::Gt => ">",
+            CmpOp::Ge => ">=",
+            CmpOp::Eq => "==",
+            CmpOp::Ne => "!=",
+        }
+    }
+
+    pub fn apply(self, a: f64, b: f64) -> bool {
+        match self {
+            CmpOp::Lt => a < b,
+            CmpOp::Le => a <= b,
+            CmpOp::Gt => a > b,
+            CmpOp::Ge => a >= b,
+            CmpOp::Eq => a == b,
+            CmpOp::Ne => a != b,
+        }
+    }
+}
+
+/// A right-hand side. Products and sums are n-ary so long chains stay shallow.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Lit(f64),
+    /// A dim used as a number (`sqrt(d)`).
+    Size(Size),
+    /// An index used as a number (its position, 0-based).
+    Index(IndexId),
+    Access(TensorId, Vec<Position>),
+    Neg(Box<Expr>),
+    Add(Vec<Expr>),
+    Sub(Box<Expr>, Box<Expr>),
+    Mul(Vec<Expr>),
+    Div(Box<Expr>, Box<Expr>),
+    Call(Builtin, Vec<Expr>),
+    Select(Box<Cond>, Box<Expr>, Box<Expr>),
+    /// Inline `sum[j](e)`, `max[j](e)`, `min[j](e)`.
+    Reduce(ReduceOp, Vec<IndexId>, Box<Expr>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cond {
+    Cmp(CmpOp, Expr, Expr),
+    And(Vec<Cond>),
+    Or(Vec<Cond>),
+    Not(Box<Cond>),
+}
+
+impl Expr {
+    /// Calls `f` on every index that occurs free (not bound by an inline reduction).
+    pub fn free_indices(&self, out: &mut Vec<IndexId>) {
+        fn push(out: &mut Vec<IndexId>, i: IndexId) {
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        match self {
+            Expr::Lit(_) | Expr::Size(_) => {}
+            Expr::Index(i) => push(out, *i),
+            Expr::Access(_, pos) => pos.iter().flatten().for_each(|&i| push(out, i)),
+            Expr::Neg(a) => a.free_indices(out),
+            Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => {
+                xs.iter().for_each(|x| x.free_indices(out))
+            }
+            Expr::Sub(a, b) | Expr::Div(a, b) => {
+                a.free_indices(out);
+                b.free_indices(out);
+            }
+            Expr::Select(c, a, b) => {
+                c.free_indices(out);
+                a.free_indices(out);
+                b.free_indices(out);
+            }
+            Expr::Reduce(_, bound, body) => {
+                let mut inner = Vec::new();
+                body.free_indices(&mut inner);
+                inner.into_iter().filter(|i| !bound.contains(i)).for_each(|i| push(out, i));
+            }
+        }
+    }
+
+    /// Every tensor the expression reads.
+    pub fn tensors(&self, out: &mut Vec<TensorId>) {
+        match self {
+            Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) => {}
+            Expr::Access(t, _) => {
+                if !out.contains(t) {
+                    out.push(*t)
+                }
+            }
+            Expr::Neg(a) | Expr::Reduce(_, _, a) => a.tensors(out),
+            Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().for_each(|x| x.tensors(out)),
+            Expr::Sub(a, b) | Expr::Div(a, b) => {
+                a.tensors(out);
+                b.tensors(out);
+            }
+            Expr::Select(c, a, b) => {
+                c.tensors(out);
+                a.tensors(out);
+                b.tensors(out);
+            }
+        }
+    }
+}
+
+impl Cond {
+    pub fn free_indices(&self, out: &mut Vec<IndexId>) {
+        match self {
+            Cond::Cmp(_, a, b) => {
+                a.free_indices(out);
+                b.free_indices(out);
+            }
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| c.free_indices(out)),
+            Cond::Not(c) => c.free_indices(out),
+        }
+    }
+
+    pub fn tensors(&self, out: &mut Vec<TensorId>) {
+        match self {
+            Cond::Cmp(_, a, b) => {
+                a.tensors(out);
+                b.tensors(out);
+            }
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| c.tensors(out)),
+            Cond::Not(c) => c.tensors(out),
+        }
+    }
+}
+
+/// One checked function with every call inlined.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Function {
+    pub name: String,
+    pub dtype: DType,
+    pub dims: Vec<Dim>,
+    pub tensors: Vec<TensorDecl>,
+    pub inputs: Vec<TensorId>,
+    pub outputs: Vec<TensorId>,
+    /// In evaluation order; each defines its target once.
+    pub stmts: Vec<Stmt>,
+    pub span: Span,
+}
+
+impl Function {
+    pub fn tensor(&self, t: TensorId) -> &TensorDecl {
+        &self.tensors[t.index()]
+    }
+
+    pub fn dim_by_name(&self, name: &str) -> Option<DimId> {
+        self.dims.iter().position(|d| d.name == name).map(|i| DimId(i as u32))
+    }
+
+    pub fn tensor_by_name(&self, name: &str) -> Option<TensorId> {
+        self.tensors.iter().position(|t| t.name == name).map(|i| TensorId(i as u32))
+    }
+
+    /// Concrete shape of a tensor under `b`.
+    pub fn shape(&self, t: TensorId, b: &Bindings) -> Result<Vec<usize>, SizeError> {
+        self.tensor(t)
+            .shape
+            .iter()
+            .map(|s| s.eval(b).and_then(|v| usize::try_from(v).map_err(|_| SizeError::Overflow)))
+            .collect()
+    }
+}
