@@ -4,6 +4,7 @@
 pub mod diag;
 pub mod einsum;
 pub mod eval;
+pub mod syntax;
 pub mod tir;
 
 pub use diag::{Diagnostic, FileId, Severity, SourceMap, Span};
