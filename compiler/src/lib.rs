@@ -3,7 +3,9 @@
 
 pub mod diag;
 pub mod einsum;
+pub mod check;
 pub mod eval;
+pub mod stdlib;
 pub mod syntax;
 pub mod tir;
 

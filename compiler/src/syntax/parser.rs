@@ -18,8 +18,10 @@ pub const MAX_DEPTH: usize = 400;
 /// Parses one file. `text` must be the file's text in the source map under `file`.
 pub fn parse(text: &str, file: FileId) -> Result<Module, Diagnostic> {
     check_nesting(text, file)?;
+    // Record the literal tokens pest expected too (`}`, `)`), not only rule names.
+    pest::set_error_detail(true);
     let mut pairs = TsrParser::parse(Rule::program, text).map_err(|e| syntax_error(e, text, file))?;
-    let program = pairs.next().ok_or_else(|| Diagnostic::error("syntax::empty", "empty parse"))?;
+    let program = pairs.next().ok_or_else(|| internal("empty parse"))?;
     let mut b = Builder { file, depth: 0 };
     b.module(program)
 }
@@ -68,8 +70,7 @@ fn rule_name(r: &Rule) -> &'static str {
         Rule::expr | Rule::term | Rule::unary | Rule::call | Rule::number | Rule::inf | Rule::primary => {
             "an expression"
         }
-        Rule::add_op => "`+` or `-`",
-        Rule::mul_op => "`*` or `/`",
+        Rule::add_op | Rule::mul_op => "an operator",
         Rule::neg => "`-`",
         Rule::select | Rule::kw_select => "`select`",
         Rule::reduction | Rule::reduce_kw => "`sum[..](..)`",
@@ -85,24 +86,43 @@ fn syntax_error(e: pest::error::Error<Rule>, text: &str, file: FileId) -> Diagno
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((s, _)) => s,
     };
-    let mut expected: Vec<&str> = Vec::new();
-    let mut unexpected: Vec<&str> = Vec::new();
+    let mut expected: Vec<String> = Vec::new();
+    let mut unexpected: Vec<String> = Vec::new();
     match &e.variant {
         pest::error::ErrorVariant::ParsingError { positives, negatives } => {
             for r in positives {
-                let n = rule_name(r);
+                let n = rule_name(r).to_string();
                 if !expected.contains(&n) {
                     expected.push(n);
                 }
             }
             for r in negatives {
-                let n = rule_name(r);
+                let n = rule_name(r).to_string();
                 if !unexpected.contains(&n) {
                     unexpected.push(n);
                 }
             }
         }
         pest::error::ErrorVariant::CustomError { .. } => {}
+    }
+    if let Some(attempts) = e.parse_attempts() {
+        for t in attempts.expected_tokens() {
+            // Literal tokens only; operators are already covered by "an operator".
+            let token = t.to_string();
+            let literal = !token.trim().is_empty() && token != "#" && token != "_" && token != "BUILTIN_RULE" && !token.contains("..");
+            {
+                if literal && !matches!(token.as_str(), "+" | "-" | "*" | "/") {
+                    let name = format!("`{token}`");
+                    if !expected.contains(&name) {
+                        expected.push(name);
+                    }
+                }
+            }
+        }
+    }
+    // Keywords and brackets that start an expression are implied by "an expression".
+    if expected.iter().any(|e| e == "an expression") {
+        expected.retain(|e| !matches!(e.as_str(), "`(`" | "`.`" | "`inf`" | "`max`" | "`min`" | "`select`" | "`sum`"));
     }
     // The offending token: a word, or one character, or the end of the file.
     let rest = text.get(pos..).unwrap_or("");
@@ -126,7 +146,7 @@ fn syntax_error(e: pest::error::Error<Rule>, text: &str, file: FileId) -> Diagno
         "a `use` or `fn` cannot appear here; is a `}` missing above?"
     } else if tok_len == 0 {
         "the file ends early; is a closing bracket missing?"
-    } else if expected.contains(&"a statement") && rest.starts_with(['=', '(']) {
+    } else if expected.iter().any(|e| e == "a statement") && rest.starts_with(['=', '(']) {
         "a statement starts with the name of the tensor it defines: `T[i] = ...`"
     } else {
         "see the language summary in README.md"
@@ -136,7 +156,7 @@ fn syntax_error(e: pest::error::Error<Rule>, text: &str, file: FileId) -> Diagno
         .help(help)
 }
 
-fn join_or(items: &[&str]) -> String {
+fn join_or(items: &[String]) -> String {
     match items {
         [] => String::new(),
         [a] => a.to_string(),
