@@ -158,3 +158,23 @@ fn evaluate_small(checked: &tessera_compiler::check::Checked, n: usize, m: usize
     }
     ok
 }
+
+/// The deepest nesting the parser accepts goes through every stage on a default test
+/// thread (2 MiB stack) in a debug build.
+#[test]
+fn deepest_accepted_program_runs_everywhere() {
+    let depth = tessera_compiler::syntax::MAX_NESTING - 2;
+    let body = format!("{}x[i]{}", "-abs(".repeat(depth), ")".repeat(depth));
+    let src = format!("fn f(x: f64[n]) -> y: f64[n] {{\n    y[i] = {body}\n}}\n");
+    let checked = front_end(&src);
+    assert!(checked.functions.len() == 1, "{:?}", checked.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>());
+    let f = &checked.functions[0];
+    let _ = f.to_string();
+    let b = bind_dims(f, &[&[3]], &[]).expect("binds");
+    let x = ndarray::arr1(&[1.0, -2.0, 3.0]).into_dyn();
+    let out = evaluate(f, &b, &[x.view()], &EvalOptions::default()).expect("evaluates");
+    assert_eq!(out[0], ndarray::arr1(&[-1.0, -2.0, -3.0]).into_dyn());
+    // One level deeper than allowed is a clean error.
+    let too_deep = format!("fn f(x: f64[n]) -> y: f64[n] {{ y[i] = {}x[i]{} }}", "(".repeat(depth + 3), ")".repeat(depth + 3));
+    assert!(front_end(&too_deep).diagnostics.iter().any(|d| d.code == "syntax::too-deep"));
+}
