@@ -187,16 +187,15 @@ fn eval_stmt<T: Scalar>(
             })
         })
         .collect::<Result<Vec<usize>, EvalError>>()?;
-    let ctx = Ctx { ranges: &ranges, limit, what: &text };
-    let se = expr::StmtEval { f, b, store, ctx };
-    let value = if s.reduced.is_empty() { se.expr(&s.rhs)? } else { se.reduce(s.op, &s.rhs, &s.reduced)? };
-
-    let lhs: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
-    if value.labels.iter().any(|l| !lhs.contains(l)) {
-        return Err(internal(format!("`{text}` leaves an index that is neither on the left nor reduced")));
-    }
+    // The result is checked first, so that a statement too large to store is reported
+    // by its target's name rather than as some intermediate.
     let target_shape = concrete_shape(f, s.target, b)?;
-    let lhs_shape = se.ctx.shape(&lhs)?;
+    let lhs: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
+    let lhs_shape = lhs
+        .iter()
+        .map(|i| ranges.get(i.index()).copied())
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| internal(format!("`{text}` has an index id out of range on the left")))?;
     let what = || match f.tensors.get(s.target.index()) {
         Some(d) if d.kind == TensorKind::Output => format!("output {}", d.name),
         Some(d) => format!("tensor {} (statement `{text}`)", d.name),
@@ -204,6 +203,13 @@ fn eval_stmt<T: Scalar>(
     };
     check_alloc::<T>(limit, &target_shape, what)?;
     check_alloc::<T>(limit, &lhs_shape, what)?;
+
+    let ctx = Ctx { ranges: &ranges, limit, what: &text };
+    let se = expr::StmtEval { f, b, store, ctx };
+    let value = if s.reduced.is_empty() { se.expr(&s.rhs)? } else { se.reduce(s.op, &s.rhs, &s.reduced)? };
+    if value.labels.iter().any(|l| !lhs.contains(l)) {
+        return Err(internal(format!("`{text}` leaves an index that is neither on the left nor reduced")));
+    }
     let data = if value.labels == lhs && value.data.is_standard_layout() {
         value.data.into_owned()
     } else {
