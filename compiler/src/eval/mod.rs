@@ -7,9 +7,9 @@
 mod expr;
 mod labelled;
 #[cfg(test)]
-pub(crate) mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use crate::tir::{short_stmt, Bindings, Function, IndexId, SizeError, Stmt, TensorId, TensorKind};
 use labelled::{align, check_alloc, internal, shape_string, Ctx};
@@ -93,6 +93,10 @@ pub fn evaluate<T: Scalar>(
     opts: &EvalOptions,
 ) -> Result<Vec<ArrayD<T>>, EvalError> {
     let limit = opts.memory_limit;
+    // `tir::verify` does not check the ids in the input and output lists.
+    if let Some(t) = f.inputs.iter().chain(&f.outputs).find(|t| t.index() >= f.tensors.len()) {
+        return Err(internal(format!("tensor id {} in the signature is out of range", t.0)));
+    }
     if inputs.len() != f.inputs.len() {
         let sig: Vec<String> = f.inputs.iter().map(|&t| decl_string(f, t)).collect();
         return Err(EvalError::Input(format!(
@@ -214,7 +218,9 @@ fn eval_stmt<T: Scalar>(
         value.data.into_owned()
     } else {
         let v = align(&value, &lhs)?;
-        let v = v.broadcast(IxDyn(&lhs_shape)).ok_or_else(|| internal(format!("cannot broadcast the value of `{text}`")))?;
+        let v = v
+            .broadcast(IxDyn(&lhs_shape))
+            .ok_or_else(|| internal(format!("cannot broadcast the value of `{text}`")))?;
         v.as_standard_layout().into_owned()
     };
     data.into_shape_with_order(IxDyn(&target_shape))

@@ -92,7 +92,8 @@ fn trace_and_diagonal() {
 
 #[test]
 fn outer_product() {
-    let f = Builder::new("outer").input("a", "m").input("b", "n").output("O", "m, n").stmt("O[i, j] = a[i] * b[j]").build();
+    let f =
+        Builder::new("outer").input("a", "m").input("b", "n").output("O", "m, n").stmt("O[i, j] = a[i] * b[j]").build();
     let out = run(&f, &[arr1(&[1., 2.]).into_dyn(), arr1(&[3., 4., 5.]).into_dyn()], &[]);
     assert_eq!(out[0], arr2(&[[3., 4., 5.], [6., 8., 10.]]).into_dyn());
 }
@@ -236,7 +237,12 @@ fn every_builtin_matches_its_reference() {
         assert_close(&out[0], &want, 0.0);
     }
     // A few by hand, to pin the reference itself.
-    let f = Builder::new("b").input("a", "n").input("b", "n").output("O", "n").stmt("O[i] = relu(a[i]) + max(a[i], b[i]) * abs(b[i])").build();
+    let f = Builder::new("b")
+        .input("a", "n")
+        .input("b", "n")
+        .output("O", "n")
+        .stmt("O[i] = relu(a[i]) + max(a[i], b[i]) * abs(b[i])")
+        .build();
     let out = run(&f, &[a, b], &[]);
     assert_close(&out[0], &arr1(&[4.0, 0.25, 9.0, 0.3 + 0.3, 2.0 + 4.0]).into_dyn(), 1e-15);
 }
@@ -302,10 +308,7 @@ fn memory_limit_on_an_output() {
     let a = ArrayD::<f64>::ones(IxDyn(&[4, 4]));
     let bd = bind(&f, &[a.clone(), a.clone()], &[]);
     let err = evaluate(&f, &bd, &[a.view(), a.view()], &EvalOptions { memory_limit: 100 }).unwrap_err();
-    assert_eq!(
-        err,
-        EvalError::MemoryLimit { what: "output C".into(), shape: "[4, 4]".into(), bytes: 128, limit: 100 }
-    );
+    assert_eq!(err, EvalError::MemoryLimit { what: "output C".into(), shape: "[4, 4]".into(), bytes: 128, limit: 100 });
     assert!(err.to_string().starts_with("output C needs 128 bytes ([4, 4]), over the memory limit of 100 bytes"));
 }
 
@@ -363,10 +366,7 @@ fn input_errors() {
     let bd = bind(&f, &[a.clone(), b.clone()], &[]);
     let opts = EvalOptions::default();
     let err = evaluate(&f, &bd, &[a.view()], &opts).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "fn matmul takes 2 input(s) (A: f32[m, k], B: f32[k, n]) but 1 array(s) were given"
-    );
+    assert_eq!(err.to_string(), "fn matmul takes 2 input(s) (A: f32[m, k], B: f32[k, n]) but 1 array(s) were given");
     let c = ArrayD::<f64>::ones(IxDyn(&[4, 4]));
     let err = evaluate(&f, &bd, &[a.view(), c.view()], &opts).unwrap_err();
     assert_eq!(
@@ -382,7 +382,13 @@ fn input_errors() {
 fn programs() -> Vec<(Function, Vec<&'static str>)> {
     let sq = |name: &str, stmt: &str| {
         (
-            Builder::new(name).input("A", "n, n").input("B", "n, n").input("x", "n").output("Y", "n").stmt(stmt).build(),
+            Builder::new(name)
+                .input("A", "n, n")
+                .input("B", "n, n")
+                .input("x", "n")
+                .output("Y", "n")
+                .stmt(stmt)
+                .build(),
             vec!["n, n", "n, n", "n"],
         )
     };

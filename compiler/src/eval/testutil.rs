@@ -495,9 +495,7 @@ struct Naive<'a> {
 
 impl Naive<'_> {
     fn offsets(&self, pos: &[Position], env: &[Option<usize>]) -> Vec<usize> {
-        pos.iter()
-            .map(|p| p.iter().fold(0, |acc, i| acc * self.ranges[i.index()] + env[i.index()].unwrap()))
-            .collect()
+        pos.iter().map(|p| p.iter().fold(0, |acc, i| acc * self.ranges[i.index()] + env[i.index()].unwrap())).collect()
     }
 
     fn reduce(&self, op: ReduceOp, ids: &[IndexId], e: &Expr, env: &mut Vec<Option<usize>>) -> f64 {
