@@ -134,7 +134,7 @@ pub(crate) fn zip2<'x, A, B, R>(
     ctx.check::<R>(&shape)?;
     let (av, bv) = (align(a, &labels)?, align(b, &labels)?);
     let (av, bv) = (broadcast(&av, &shape)?, broadcast(&bv, &shape)?);
-    let out = Zip::from(av).and(bv).map_collect(|x, y| f(x, y));
+    let out = Zip::from(av).and(bv).map_collect(f);
     Ok(Lab::owned(out, labels))
 }
 

@@ -236,7 +236,7 @@ fn decl_string(f: &Function, t: TensorId) -> String {
     format!("{}: {}", tensor_name(f, t), f.type_string(t))
 }
 
-fn slot<'s, X>(store: &'s mut [Option<X>], t: TensorId) -> Result<&'s mut Option<X>, EvalError> {
+fn slot<X>(store: &mut [Option<X>], t: TensorId) -> Result<&mut Option<X>, EvalError> {
     store.get_mut(t.index()).ok_or_else(|| internal(format!("tensor id {} out of range", t.0)))
 }
 

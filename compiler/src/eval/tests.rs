@@ -316,7 +316,7 @@ fn memory_limit_on_an_output() {
 fn memory_limit_on_an_intermediate() {
     let f = Builder::new("total").input("A", "n, n").output("s", "").stmt("s = exp(A[i, j])").build();
     let a = ArrayD::<f64>::ones(IxDyn(&[4, 4]));
-    let bd = bind(&f, &[a.clone()], &[]);
+    let bd = bind(&f, std::slice::from_ref(&a), &[]);
     match evaluate(&f, &bd, &[a.view()], &EvalOptions { memory_limit: 100 }) {
         Err(EvalError::MemoryLimit { what, bytes, limit, .. }) => {
             assert_eq!(what, "intermediate of statement `s = sum[i, j] exp(A[i, j])`");
@@ -327,7 +327,7 @@ fn memory_limit_on_an_intermediate() {
     // A huge broadcast is refused before anything is allocated.
     let f = Builder::new("huge").input("a", "n").output("O", "n, m, m").stmt("O[i, j, k] = a[i]").build();
     let a = ArrayD::<f64>::ones(IxDyn(&[2]));
-    let bd = bind(&f, &[a.clone()], &[("m", 1 << 40)]);
+    let bd = bind(&f, std::slice::from_ref(&a), &[("m", 1 << 40)]);
     let err = evaluate(&f, &bd, &[a.view()], &EvalOptions::default()).unwrap_err();
     assert!(matches!(err, EvalError::MemoryLimit { bytes: u64::MAX, .. }), "{err:?}");
 }
@@ -409,6 +409,19 @@ fn programs() -> Vec<(Function, Vec<&'static str>)> {
         sq("nested_max", "Y[i] = max[j](A[i, j] + sum[k](B[j, k] * x[k]))"),
         sq("select_sum", "Y[i] = select(i < j, A[i, j], B[j, i]) * x[j]"),
         sq("index_weights", "Y[i] = A[i, j] * j + n"),
+        (
+            Builder::new("regroup")
+                .input("A", "n, m")
+                .input("x", "m")
+                .temp("T", "n*m")
+                .temp("U", "m, n")
+                .output("Y", "m")
+                .stmt("T[(i, j)] = A[i, j] * 2")
+                .stmt("U[j, i] = T[(i, j)] + x[j]")
+                .stmt("Y[j] max= U[j, i] - sum[k](U[k, i])")
+                .build(),
+            vec!["n, m", "m"],
+        ),
         (
             Builder::new("trace_of_product")
                 .input("A", "n, m")
@@ -496,4 +509,31 @@ fn f32_function_dtype_is_independent_of_the_element_type() {
     let bd = bind_dims(&f, &[a.shape()], &[]).unwrap();
     let out = evaluate(&f, &bd, &[a.view()], &EvalOptions::default()).unwrap();
     assert_eq!(out[0], arr1(&[2f32, 4.]).into_dyn());
+}
+
+#[test]
+fn a_signature_id_out_of_range_is_an_internal_error() {
+    let mut f = matmul_fn();
+    f.outputs.push(crate::tir::TensorId(99));
+    let a = ArrayD::<f64>::ones(IxDyn(&[2, 2]));
+    let err = evaluate(&f, &Bindings::new(3), &[a.view(), a.view()], &EvalOptions::default()).unwrap_err();
+    assert!(matches!(err, EvalError::Internal(_)), "{err:?}");
+    assert!(matches!(bind_dims(&f, &[&[2, 2], &[2, 2]], &[]), Err(crate::tir::BindError::Internal(_))));
+}
+
+#[test]
+fn outputs_listed_twice_and_read_later() {
+    let mut f = Builder::new("twice")
+        .input("a", "n")
+        .output("b", "n")
+        .output("c", "n")
+        .stmt("b[i] = a[i] + 1")
+        .stmt("c[i] = b[i] * b[i]")
+        .build();
+    f.outputs.push(f.outputs[0]);
+    let out = run(&f, &[arr1(&[1., 2.]).into_dyn()], &[]);
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[0], arr1(&[2., 3.]).into_dyn());
+    assert_eq!(out[1], arr1(&[4., 9.]).into_dyn());
+    assert_eq!(out[2], out[0]);
 }
