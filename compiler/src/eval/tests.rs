@@ -410,6 +410,16 @@ fn programs() -> Vec<(Function, Vec<&'static str>)> {
         sq("select_sum", "Y[i] = select(i < j, A[i, j], B[j, i]) * x[j]"),
         sq("index_weights", "Y[i] = A[i, j] * j + n"),
         (
+            Builder::new("normalise")
+                .input("x", "n")
+                .temp("s", "")
+                .output("Y", "n")
+                .stmt("s = x[i] * x[i]")
+                .stmt("Y[i] = x[i] / sqrt(s + 1e-3) + s")
+                .build(),
+            vec!["n"],
+        ),
+        (
             Builder::new("regroup")
                 .input("A", "n, m")
                 .input("x", "m")
