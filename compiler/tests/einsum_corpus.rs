@@ -1,0 +1,322 @@
+//! The einsum corpus: every spec of `tests/fixtures/einsum/corpus.json` (made by
+//! `tests/gen_einsum_fixtures.py`) is translated to TIR, evaluated, and compared with the
+//! result numpy (or opt_einsum, for non-ASCII labels) gave; every invalid spec must be
+//! rejected with its diagnostic code.
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use serde_json::Value;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use tessera_compiler::einsum::{translate, Einsum};
+use tessera_compiler::tir::{self, Expr, TensorId};
+use tessera_compiler::FileId;
+use tessera_runtime::DType;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/einsum")
+}
+
+fn read_json(path: PathBuf) -> Value {
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
+}
+
+fn corpus() -> Value {
+    read_json(fixtures().join("corpus.json"))
+}
+
+fn entries<'a>(corpus: &'a Value, key: &str) -> &'a [Value] {
+    corpus[key].as_array().map(Vec::as_slice).unwrap_or_else(|| panic!("corpus has no `{key}` list"))
+}
+
+fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("expected a list of sizes, got {v}"))
+        .iter()
+        .map(|x| x.as_u64().and_then(|n| usize::try_from(n).ok()).unwrap_or_else(|| panic!("bad size {x}")))
+        .collect()
+}
+
+fn shapes_of(entry: &Value) -> Vec<Vec<usize>> {
+    entry["shapes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("entry without shapes: {entry}"))
+        .iter()
+        .map(usizes)
+        .collect()
+}
+
+/// Element k (flat C order) of operand o, the formula the fixture script uses.
+fn operand(o: usize, shape: &[usize]) -> ArrayD<f64> {
+    let n: usize = shape.iter().product();
+    let values = (0..n).map(|k| ((k * 37 + o * 101 + 11) % 97) as f64 / 48.5 - 1.0).collect();
+    ArrayD::from_shape_vec(IxDyn(shape), values).unwrap_or_else(|e| panic!("shape {shape:?}: {e}"))
+}
+
+/// Evaluates a translated einsum (one statement: a sum of a product of accesses) by
+/// visiting every point of its index space.
+///
+/// A stand-in for `tessera_compiler::eval::evaluate`, which is not on this branch yet.
+fn evaluate(e: &Einsum, inputs: &[ArrayViewD<f64>]) -> Result<ArrayD<f64>, String> {
+    let f = &e.function;
+    let [stmt] = f.stmts.as_slice() else { return Err("expected one statement".into()) };
+    let out_shape = f.shape(stmt.target, &e.bindings).map_err(|err| format!("{err:?}"))?;
+    let mut out = ArrayD::<f64>::zeros(IxDyn(&out_shape));
+    let factors: Vec<&Expr> = match &stmt.rhs {
+        Expr::Mul(xs) => xs.iter().collect(),
+        x => vec![x],
+    };
+    let mut accesses: Vec<(usize, Vec<usize>)> = Vec::new();
+    for x in factors {
+        let Expr::Access(t, pos) = x else { return Err(format!("unexpected factor {x:?}")) };
+        let idx = pos.iter().map(|p| if p.len() == 1 { Ok(p[0].index()) } else { Err("group") });
+        accesses.push((t.index(), idx.collect::<Result<_, _>>()?));
+    }
+    let ranges: Vec<usize> = stmt
+        .indices
+        .iter()
+        .map(|v| v.range.eval(&e.bindings).map(|n| n as usize).map_err(|err| format!("{err:?}")))
+        .collect::<Result<_, _>>()?;
+    if ranges.contains(&0) {
+        return Ok(out);
+    }
+    let lhs: Vec<usize> = stmt.lhs.iter().map(|p| p[0].index()).collect();
+    let mut point = vec![0usize; ranges.len()];
+    loop {
+        let mut v = 1.0;
+        for (t, idx) in &accesses {
+            let at: Vec<usize> = idx.iter().map(|&i| point[i]).collect();
+            v *= inputs[*t][IxDyn(&at)];
+        }
+        let at: Vec<usize> = lhs.iter().map(|&i| point[i]).collect();
+        out[IxDyn(&at)] += v;
+        // Advance the odometer; the last index runs fastest.
+        let mut d = ranges.len();
+        loop {
+            if d == 0 {
+                return Ok(out);
+            }
+            d -= 1;
+            point[d] += 1;
+            if point[d] < ranges[d] {
+                break;
+            }
+            point[d] = 0;
+        }
+    }
+}
+
+/// Translates, checks the shapes and evaluates one valid entry; `Err` describes a mismatch.
+fn check_valid(entry: &Value) -> Result<(), String> {
+    let spec = entry["spec"].as_str().ok_or("no spec")?;
+    let shapes = shapes_of(entry);
+    let views: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+    let e = translate(spec, &views, DType::F64, FileId(0)).map_err(|d| format!("rejected: {}", d.message))?;
+    tir::verify(&e.function).map_err(|m| format!("TIR does not verify: {m}"))?;
+    let want_shape = usizes(&entry["output_shape"]);
+    if e.output_shape != want_shape {
+        return Err(format!("output shape {:?}, numpy has {want_shape:?}", e.output_shape));
+    }
+    for (k, s) in shapes.iter().enumerate() {
+        let declared = e.function.shape(TensorId(k as u32), &e.bindings).map_err(|err| format!("{err:?}"))?;
+        if &declared != s {
+            return Err(format!("op{k} declared with shape {declared:?}, given {s:?}"));
+        }
+    }
+    let inputs: Vec<ArrayD<f64>> = shapes.iter().enumerate().map(|(o, s)| operand(o, s)).collect();
+    let views: Vec<ArrayViewD<f64>> = inputs.iter().map(|a| a.view()).collect();
+    let got = evaluate(&e, &views)?;
+    if got.shape() != want_shape.as_slice() {
+        return Err(format!("evaluated shape {:?}, numpy has {want_shape:?}", got.shape()));
+    }
+    let expected: Vec<f64> = entry["expected"]
+        .as_array()
+        .ok_or("no expected values")?
+        .iter()
+        .map(|x| x.as_f64().ok_or("expected value is not a number"))
+        .collect::<Result<_, _>>()?;
+    if expected.len() != got.len() {
+        return Err(format!("{} values, numpy has {}", got.len(), expected.len()));
+    }
+    let scale = expected.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+    // Iterating a standard-layout array visits elements in C order, as numpy's list does.
+    for (n, (g, x)) in got.iter().zip(&expected).enumerate() {
+        if (g - x).abs() > 1e-10 * scale {
+            return Err(format!(
+                "element {n} (C order): got {g:?}, numpy {x:?} (tolerance {:e})",
+                1e-10 * scale
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn corpus_is_broad() {
+    let c = corpus();
+    let valid = entries(&c, "valid");
+    let invalid = entries(&c, "invalid");
+    assert!(valid.len() >= 150, "only {} valid specs", valid.len());
+    assert!(invalid.len() >= 30, "only {} invalid specs", invalid.len());
+    for category in [
+        "ellipsis",
+        "broadcast1",
+        "diagonal",
+        "scalar",
+        "zero",
+        "unicode",
+        "network",
+        "implicit",
+        "whitespace",
+    ] {
+        assert!(valid.iter().any(|e| e["category"] == category), "no `{category}` specs in the corpus");
+    }
+}
+
+#[test]
+fn valid_specs_match_numpy() {
+    let c = corpus();
+    let mut failures = Vec::new();
+    let valid = entries(&c, "valid");
+    for entry in valid {
+        let outcome = catch_unwind(AssertUnwindSafe(|| check_valid(entry)))
+            .unwrap_or_else(|_| Err("panicked".to_string()));
+        if let Err(why) = outcome {
+            failures.push(format!("{:?} {}: {why}", entry["spec"].as_str().unwrap_or("?"), entry["shapes"]));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} specs fail:\n{}",
+        failures.len(),
+        valid.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn invalid_specs_are_rejected_with_their_code() {
+    let c = corpus();
+    let mut failures = Vec::new();
+    let invalid = entries(&c, "invalid");
+    for entry in invalid {
+        let spec = entry["spec"].as_str().unwrap_or_else(|| panic!("entry without spec: {entry}"));
+        let code = entry["code"].as_str().unwrap_or_else(|| panic!("entry without code: {entry}"));
+        let shapes = shapes_of(entry);
+        let views: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
+        let outcome = catch_unwind(AssertUnwindSafe(|| translate(spec, &views, DType::F64, FileId(0))));
+        let problem = match outcome {
+            Err(_) => Some("panicked".to_string()),
+            Ok(Ok(_)) => Some("was accepted".to_string()),
+            Ok(Err(d)) if d.code != code => Some(format!("gave {} ({}), expected {code}", d.code, d.message)),
+            Ok(Err(d)) if d.labels.is_empty() || d.help.is_none() => {
+                Some("has no span or no help".to_string())
+            }
+            Ok(Err(_)) => None,
+        };
+        if let Some(p) = problem {
+            failures.push(format!("{spec:?} {}: {p}", entry["shapes"]));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} invalid specs:\n{}",
+        failures.len(),
+        invalid.len(),
+        failures.join("\n")
+    );
+}
+
+/// The .npy fixtures hold the formula's values (so the facade test can trust them) and
+/// numpy's result, which the translation reproduces in the fixture's dtype.
+#[test]
+fn npy_fixtures_agree_with_the_translation() {
+    let dir = fixtures().join("npy");
+    let manifest = read_json(dir.join("manifest.json"));
+    let cases = manifest.as_array().unwrap_or_else(|| panic!("manifest is not a list"));
+    assert!(cases.len() >= 3, "only {} npy cases", cases.len());
+    let mut saw_fortran = false;
+    for case in cases {
+        let name = case["name"].as_str().unwrap_or("?");
+        let spec = case["spec"].as_str().unwrap_or_else(|| panic!("{name}: no spec"));
+        let files: Vec<&str> = case["inputs"]
+            .as_array()
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let fortran: Vec<bool> = case["fortran_order"]
+            .as_array()
+            .map(|v| v.iter().filter_map(Value::as_bool).collect())
+            .unwrap_or_default();
+        assert_eq!(files.len(), fortran.len(), "{name}: inputs and fortran_order differ in length");
+        let is_f32 = match case["dtype"].as_str() {
+            Some("f32") => true,
+            Some("f64") => false,
+            other => panic!("{name}: dtype {other:?}"),
+        };
+        let inputs: Vec<ArrayD<f64>> = files
+            .iter()
+            .zip(&fortran)
+            .enumerate()
+            .map(|(o, (file, &f_order))| {
+                let path = dir.join(file);
+                let a: ArrayD<f64> = if is_f32 {
+                    let a: ArrayD<f32> =
+                        ndarray_npy::read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                    a.mapv(f64::from)
+                } else {
+                    ndarray_npy::read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                };
+                // ndarray-npy keeps numpy's layout: a Fortran-ordered file reads as a
+                // column-major array.
+                if f_order && a.ndim() > 1 {
+                    saw_fortran = true;
+                    assert!(a.t().is_standard_layout(), "{file} is not column-major");
+                }
+                let want = operand(o, a.shape());
+                let want = if is_f32 { want.mapv(|x| f64::from(x as f32)) } else { want };
+                assert_eq!(a, want, "{file} does not hold the corpus formula");
+                a
+            })
+            .collect();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
+        let dtype = if is_f32 { DType::F32 } else { DType::F64 };
+        let e =
+            translate(spec, &shapes, dtype, FileId(0)).unwrap_or_else(|d| panic!("{name}: {}", d.message));
+        let views: Vec<ArrayViewD<f64>> = inputs.iter().map(|a| a.view()).collect();
+        let got = evaluate(&e, &views).unwrap_or_else(|m| panic!("{name}: {m}"));
+        let out_path = dir.join(case["expected"].as_str().unwrap_or_else(|| panic!("{name}: no expected")));
+        let expected: ArrayD<f64> = if is_f32 {
+            let a: ArrayD<f32> = ndarray_npy::read_npy(&out_path).unwrap_or_else(|e| panic!("{name}: {e}"));
+            a.mapv(f64::from)
+        } else {
+            ndarray_npy::read_npy(&out_path).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        assert_eq!(got.shape(), expected.shape(), "{name}: output shape");
+        assert_eq!(e.output_shape, usizes(&case["output_shape"]), "{name}: manifest output shape");
+        let rtol = case["rtol"].as_f64().unwrap_or_else(|| panic!("{name}: no rtol"));
+        let scale = expected.iter().fold(1.0f64, |m, x| m.max(x.abs()));
+        for (g, x) in got.iter().zip(expected.iter()) {
+            assert!((g - x).abs() <= rtol * scale, "{name}: got {g}, numpy {x}");
+        }
+    }
+    assert!(saw_fortran, "no Fortran-ordered input among the npy fixtures");
+}
+
+/// A deliberately wrong expectation must fail the comparison, so the corpus test can fail.
+#[test]
+fn the_comparison_catches_a_wrong_value() {
+    let c = corpus();
+    let mut entry = entries(&c, "valid")
+        .iter()
+        .find(|e| e["spec"] == "ij,jk->ik")
+        .cloned()
+        .unwrap_or_else(|| panic!("corpus has no matmul"));
+    assert_eq!(check_valid(&entry), Ok(()));
+    if let Some(first) = entry["expected"].as_array_mut().and_then(|v| v.first_mut()) {
+        *first = Value::from(first.as_f64().unwrap_or(0.0) + 1e-6);
+    }
+    assert!(check_valid(&entry).is_err());
+    entry["output_shape"] = Value::from(vec![4, 2]);
+    assert!(check_valid(&entry).is_err());
+}
