@@ -6,9 +6,10 @@
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tessera_compiler::einsum::{translate, Einsum};
-use tessera_compiler::tir::{self, Expr, TensorId};
+use tessera_compiler::eval::{self, EvalOptions, Scalar};
+use tessera_compiler::tir::{self, TensorId};
 use tessera_compiler::FileId;
 use tessera_runtime::DType;
 
@@ -54,56 +55,13 @@ fn operand(o: usize, shape: &[usize]) -> ArrayD<f64> {
     ArrayD::from_shape_vec(IxDyn(shape), values).unwrap_or_else(|e| panic!("shape {shape:?}: {e}"))
 }
 
-/// Evaluates a translated einsum (one statement: a sum of a product of accesses) by
-/// visiting every point of its index space.
-///
-/// A stand-in for `tessera_compiler::eval::evaluate`, which is not on this branch yet.
-fn evaluate(e: &Einsum, inputs: &[ArrayViewD<f64>]) -> Result<ArrayD<f64>, String> {
-    let f = &e.function;
-    let [stmt] = f.stmts.as_slice() else { return Err("expected one statement".into()) };
-    let out_shape = f.shape(stmt.target, &e.bindings).map_err(|err| format!("{err:?}"))?;
-    let mut out = ArrayD::<f64>::zeros(IxDyn(&out_shape));
-    let factors: Vec<&Expr> = match &stmt.rhs {
-        Expr::Mul(xs) => xs.iter().collect(),
-        x => vec![x],
-    };
-    let mut accesses: Vec<(usize, Vec<usize>)> = Vec::new();
-    for x in factors {
-        let Expr::Access(t, pos) = x else { return Err(format!("unexpected factor {x:?}")) };
-        let idx = pos.iter().map(|p| if p.len() == 1 { Ok(p[0].index()) } else { Err("group") });
-        accesses.push((t.index(), idx.collect::<Result<_, _>>()?));
-    }
-    let ranges: Vec<usize> = stmt
-        .indices
-        .iter()
-        .map(|v| v.range.eval(&e.bindings).map(|n| n as usize).map_err(|err| format!("{err:?}")))
-        .collect::<Result<_, _>>()?;
-    if ranges.contains(&0) {
-        return Ok(out);
-    }
-    let lhs: Vec<usize> = stmt.lhs.iter().map(|p| p[0].index()).collect();
-    let mut point = vec![0usize; ranges.len()];
-    loop {
-        let mut v = 1.0;
-        for (t, idx) in &accesses {
-            let at: Vec<usize> = idx.iter().map(|&i| point[i]).collect();
-            v *= inputs[*t][IxDyn(&at)];
-        }
-        let at: Vec<usize> = lhs.iter().map(|&i| point[i]).collect();
-        out[IxDyn(&at)] += v;
-        // Advance the odometer; the last index runs fastest.
-        let mut d = ranges.len();
-        loop {
-            if d == 0 {
-                return Ok(out);
-            }
-            d -= 1;
-            point[d] += 1;
-            if point[d] < ranges[d] {
-                break;
-            }
-            point[d] = 0;
-        }
+/// Evaluates a translated einsum with the reference evaluator.
+fn evaluate<T: Scalar>(e: &Einsum, inputs: &[ArrayViewD<T>]) -> Result<ArrayD<T>, String> {
+    let mut outs = eval::evaluate(&e.function, &e.bindings, inputs, &EvalOptions::default())
+        .map_err(|err| format!("evaluation failed: {err}"))?;
+    match (outs.pop(), outs.is_empty()) {
+        (Some(out), true) => Ok(out),
+        _ => Err("the function does not have exactly one output".to_string()),
     }
 }
 
@@ -228,8 +186,55 @@ fn invalid_specs_are_rejected_with_their_code() {
     );
 }
 
-/// The .npy fixtures hold the formula's values (so the facade test can trust them) and
-/// numpy's result, which the translation reproduces in the fixture's dtype.
+/// One npy case in its own dtype: the inputs hold the formula's values (so the facade
+/// test can trust them), and evaluating the translation reproduces numpy's output.
+/// Returns whether some input was read back column-major.
+fn check_npy_case<T: Scalar + ndarray_npy::ReadableElement>(dir: &Path, case: &Value) -> bool {
+    let name = case["name"].as_str().unwrap_or("?");
+    let spec = case["spec"].as_str().unwrap_or_else(|| panic!("{name}: no spec"));
+    let read = |file: &str| -> ArrayD<T> {
+        let path = dir.join(file);
+        ndarray_npy::read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let files: Vec<&str> =
+        case["inputs"].as_array().map(|v| v.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let fortran: Vec<bool> = case["fortran_order"]
+        .as_array()
+        .map(|v| v.iter().filter_map(Value::as_bool).collect())
+        .unwrap_or_default();
+    assert_eq!(files.len(), fortran.len(), "{name}: inputs and fortran_order differ in length");
+    let mut saw_fortran = false;
+    let inputs: Vec<ArrayD<T>> = files
+        .iter()
+        .zip(&fortran)
+        .enumerate()
+        .map(|(o, (file, &f_order))| {
+            let a = read(file);
+            // ndarray-npy keeps numpy's layout: a Fortran-ordered file reads column-major.
+            if f_order && a.ndim() > 1 {
+                assert!(a.t().is_standard_layout() && !a.is_standard_layout(), "{file} is not column-major");
+                saw_fortran = true;
+            }
+            let want = operand(o, a.shape()).mapv(T::from_f64);
+            assert_eq!(a, want, "{file} does not hold the corpus formula");
+            a
+        })
+        .collect();
+    let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
+    let e = translate(spec, &shapes, T::DTYPE, FileId(0)).unwrap_or_else(|d| panic!("{name}: {}", d.message));
+    assert_eq!(e.output_shape, usizes(&case["output_shape"]), "{name}: manifest output shape");
+    let views: Vec<ArrayViewD<T>> = inputs.iter().map(|a| a.view()).collect();
+    let got = evaluate(&e, &views).unwrap_or_else(|m| panic!("{name}: {m}"));
+    let expected = read(case["expected"].as_str().unwrap_or_else(|| panic!("{name}: no expected")));
+    assert_eq!(got.shape(), expected.shape(), "{name}: output shape");
+    let rtol = case["rtol"].as_f64().unwrap_or_else(|| panic!("{name}: no rtol"));
+    let scale = expected.iter().fold(1.0f64, |m, x| m.max(Scalar::to_f64(*x).abs()));
+    for (g, x) in got.iter().zip(expected.iter()) {
+        assert!((Scalar::to_f64(*g) - Scalar::to_f64(*x)).abs() <= rtol * scale, "{name}: got {g}, numpy {x}");
+    }
+    saw_fortran
+}
+
 #[test]
 fn npy_fixtures_agree_with_the_translation() {
     let dir = fixtures().join("npy");
@@ -237,70 +242,18 @@ fn npy_fixtures_agree_with_the_translation() {
     let cases = manifest.as_array().unwrap_or_else(|| panic!("manifest is not a list"));
     assert!(cases.len() >= 3, "only {} npy cases", cases.len());
     let mut saw_fortran = false;
+    let mut dtypes = Vec::new();
     for case in cases {
-        let name = case["name"].as_str().unwrap_or("?");
-        let spec = case["spec"].as_str().unwrap_or_else(|| panic!("{name}: no spec"));
-        let files: Vec<&str> = case["inputs"]
-            .as_array()
-            .map(|v| v.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        let fortran: Vec<bool> = case["fortran_order"]
-            .as_array()
-            .map(|v| v.iter().filter_map(Value::as_bool).collect())
-            .unwrap_or_default();
-        assert_eq!(files.len(), fortran.len(), "{name}: inputs and fortran_order differ in length");
-        let is_f32 = match case["dtype"].as_str() {
-            Some("f32") => true,
-            Some("f64") => false,
-            other => panic!("{name}: dtype {other:?}"),
+        let dtype = case["dtype"].as_str().unwrap_or("?");
+        saw_fortran |= match dtype {
+            "f32" => check_npy_case::<f32>(&dir, case),
+            "f64" => check_npy_case::<f64>(&dir, case),
+            other => panic!("{}: dtype {other:?}", case["name"]),
         };
-        let inputs: Vec<ArrayD<f64>> = files
-            .iter()
-            .zip(&fortran)
-            .enumerate()
-            .map(|(o, (file, &f_order))| {
-                let path = dir.join(file);
-                let a: ArrayD<f64> = if is_f32 {
-                    let a: ArrayD<f32> =
-                        ndarray_npy::read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-                    a.mapv(f64::from)
-                } else {
-                    ndarray_npy::read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-                };
-                // ndarray-npy keeps numpy's layout: a Fortran-ordered file reads as a
-                // column-major array.
-                if f_order && a.ndim() > 1 {
-                    saw_fortran = true;
-                    assert!(a.t().is_standard_layout(), "{file} is not column-major");
-                }
-                let want = operand(o, a.shape());
-                let want = if is_f32 { want.mapv(|x| f64::from(x as f32)) } else { want };
-                assert_eq!(a, want, "{file} does not hold the corpus formula");
-                a
-            })
-            .collect();
-        let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
-        let dtype = if is_f32 { DType::F32 } else { DType::F64 };
-        let e =
-            translate(spec, &shapes, dtype, FileId(0)).unwrap_or_else(|d| panic!("{name}: {}", d.message));
-        let views: Vec<ArrayViewD<f64>> = inputs.iter().map(|a| a.view()).collect();
-        let got = evaluate(&e, &views).unwrap_or_else(|m| panic!("{name}: {m}"));
-        let out_path = dir.join(case["expected"].as_str().unwrap_or_else(|| panic!("{name}: no expected")));
-        let expected: ArrayD<f64> = if is_f32 {
-            let a: ArrayD<f32> = ndarray_npy::read_npy(&out_path).unwrap_or_else(|e| panic!("{name}: {e}"));
-            a.mapv(f64::from)
-        } else {
-            ndarray_npy::read_npy(&out_path).unwrap_or_else(|e| panic!("{name}: {e}"))
-        };
-        assert_eq!(got.shape(), expected.shape(), "{name}: output shape");
-        assert_eq!(e.output_shape, usizes(&case["output_shape"]), "{name}: manifest output shape");
-        let rtol = case["rtol"].as_f64().unwrap_or_else(|| panic!("{name}: no rtol"));
-        let scale = expected.iter().fold(1.0f64, |m, x| m.max(x.abs()));
-        for (g, x) in got.iter().zip(expected.iter()) {
-            assert!((g - x).abs() <= rtol * scale, "{name}: got {g}, numpy {x}");
-        }
+        dtypes.push(dtype);
     }
     assert!(saw_fortran, "no Fortran-ordered input among the npy fixtures");
+    assert!(dtypes.contains(&"f32") && dtypes.contains(&"f64"), "npy fixtures cover {dtypes:?}");
 }
 
 /// A deliberately wrong expectation must fail the comparison, so the corpus test can fail.
