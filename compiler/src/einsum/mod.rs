@@ -308,8 +308,8 @@ fn merge_size(dim: &mut DimInfo, axis: Axis, size: usize, k: usize, span: Span) 
         ),
         Axis::Broadcast(b) => (
             "einsum::broadcast",
-            format!("broadcast axis {} of `...` (counted from the left)", b),
-            "`...` axes broadcast as in numpy: aligned on the right, sizes equal or 1",
+            format!("`...` axis e{b}"),
+            "`...` axes align on the right, as in numpy; aligned sizes must be equal or 1",
         ),
     };
     Err(Diagnostic::error(
