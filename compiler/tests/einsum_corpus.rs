@@ -65,12 +65,17 @@ fn evaluate<T: Scalar>(e: &Einsum, inputs: &[ArrayViewD<T>]) -> Result<ArrayD<T>
     }
 }
 
-/// Translates, checks the shapes and evaluates one valid entry; `Err` describes a mismatch.
+/// Translates, checks the shapes and evaluates one valid entry in f64 to 1e-10 relative
+/// (to the largest expected magnitude, at least 1); `Err` describes a mismatch.
 fn check_valid(entry: &Value) -> Result<(), String> {
+    check_valid_in::<f64>(entry, 1e-10)
+}
+
+fn check_valid_in<T: Scalar>(entry: &Value, rtol: f64) -> Result<(), String> {
     let spec = entry["spec"].as_str().ok_or("no spec")?;
     let shapes = shapes_of(entry);
     let views: Vec<&[usize]> = shapes.iter().map(Vec::as_slice).collect();
-    let e = translate(spec, &views, DType::F64, FileId(0)).map_err(|d| format!("rejected: {}", d.message))?;
+    let e = translate(spec, &views, T::DTYPE, FileId(0)).map_err(|d| format!("rejected: {}", d.message))?;
     tir::verify(&e.function).map_err(|m| format!("TIR does not verify: {m}"))?;
     let want_shape = usizes(&entry["output_shape"]);
     if e.output_shape != want_shape {
@@ -82,8 +87,9 @@ fn check_valid(entry: &Value) -> Result<(), String> {
             return Err(format!("op{k} declared with shape {declared:?}, given {s:?}"));
         }
     }
-    let inputs: Vec<ArrayD<f64>> = shapes.iter().enumerate().map(|(o, s)| operand(o, s)).collect();
-    let views: Vec<ArrayViewD<f64>> = inputs.iter().map(|a| a.view()).collect();
+    let inputs: Vec<ArrayD<T>> =
+        shapes.iter().enumerate().map(|(o, s)| operand(o, s).mapv(T::from_f64)).collect();
+    let views: Vec<ArrayViewD<T>> = inputs.iter().map(|a| a.view()).collect();
     let got = evaluate(&e, &views)?;
     if got.shape() != want_shape.as_slice() {
         return Err(format!("evaluated shape {:?}, numpy has {want_shape:?}", got.shape()));
@@ -100,10 +106,11 @@ fn check_valid(entry: &Value) -> Result<(), String> {
     let scale = expected.iter().fold(1.0f64, |m, x| m.max(x.abs()));
     // Iterating a standard-layout array visits elements in C order, as numpy's list does.
     for (n, (g, x)) in got.iter().zip(&expected).enumerate() {
-        if (g - x).abs() > 1e-10 * scale {
+        let g = Scalar::to_f64(*g);
+        if (g - x).abs() > rtol * scale {
             return Err(format!(
                 "element {n} (C order): got {g:?}, numpy {x:?} (tolerance {:e})",
-                1e-10 * scale
+                rtol * scale
             ));
         }
     }
@@ -132,14 +139,14 @@ fn corpus_is_broad() {
     }
 }
 
-#[test]
-fn valid_specs_match_numpy() {
+/// Runs `check` on every valid entry and lists every failure.
+fn check_all_valid(check: impl Fn(&Value) -> Result<(), String>) {
     let c = corpus();
-    let mut failures = Vec::new();
     let valid = entries(&c, "valid");
+    let mut failures = Vec::new();
     for entry in valid {
-        let outcome = catch_unwind(AssertUnwindSafe(|| check_valid(entry)))
-            .unwrap_or_else(|_| Err("panicked".to_string()));
+        let outcome =
+            catch_unwind(AssertUnwindSafe(|| check(entry))).unwrap_or_else(|_| Err("panicked".to_string()));
         if let Err(why) = outcome {
             failures.push(format!("{:?} {}: {why}", entry["spec"].as_str().unwrap_or("?"), entry["shapes"]));
         }
@@ -151,6 +158,17 @@ fn valid_specs_match_numpy() {
         valid.len(),
         failures.join("\n")
     );
+}
+
+#[test]
+fn valid_specs_match_numpy() {
+    check_all_valid(check_valid);
+}
+
+/// The same specs translated for f32 (inputs rounded to f32), to f32 accuracy.
+#[test]
+fn valid_specs_match_numpy_in_f32() {
+    check_all_valid(|entry| check_valid_in::<f32>(entry, 1e-5));
 }
 
 #[test]
@@ -230,7 +248,10 @@ fn check_npy_case<T: Scalar + ndarray_npy::ReadableElement>(dir: &Path, case: &V
     let rtol = case["rtol"].as_f64().unwrap_or_else(|| panic!("{name}: no rtol"));
     let scale = expected.iter().fold(1.0f64, |m, x| m.max(Scalar::to_f64(*x).abs()));
     for (g, x) in got.iter().zip(expected.iter()) {
-        assert!((Scalar::to_f64(*g) - Scalar::to_f64(*x)).abs() <= rtol * scale, "{name}: got {g}, numpy {x}");
+        assert!(
+            (Scalar::to_f64(*g) - Scalar::to_f64(*x)).abs() <= rtol * scale,
+            "{name}: got {g}, numpy {x}"
+        );
     }
     saw_fortran
 }
