@@ -142,9 +142,9 @@ impl<'s, T: Scalar> StmtEval<'s, '_, T> {
             Expr::Div(a, b) => zip2(ctx, &self.expr(a)?, &self.expr(b)?, |&x, &y| x / y),
             Expr::Call(fun, args) => match args.as_slice() {
                 [a] => map1(ctx, &self.expr(a)?, |&x| T::from_f64(fun.apply(x.to_f64(), 0.0))),
-                [a, b] => zip2(ctx, &self.expr(a)?, &self.expr(b)?, |&x, &y| {
-                    T::from_f64(fun.apply(x.to_f64(), y.to_f64()))
-                }),
+                [a, b] => {
+                    zip2(ctx, &self.expr(a)?, &self.expr(b)?, |&x, &y| T::from_f64(fun.apply(x.to_f64(), y.to_f64())))
+                }
                 _ => Err(internal(format!("{} called with {} arguments", fun.name(), args.len()))),
             },
             Expr::Select(c, a, b) => select(ctx, &self.cond(c)?, &self.expr(a)?, &self.expr(b)?),

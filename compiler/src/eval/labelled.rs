@@ -112,9 +112,8 @@ pub(crate) fn align<'v, E>(x: &'v Lab<'_, E>, target: &[IndexId]) -> Result<Arra
 }
 
 fn broadcast<'v, E>(v: &'v ArrayViewD<'_, E>, shape: &[usize]) -> Result<ArrayViewD<'v, E>, EvalError> {
-    v.broadcast(IxDyn(shape)).ok_or_else(|| {
-        internal(format!("cannot broadcast {} to {}", shape_string(v.shape()), shape_string(shape)))
-    })
+    v.broadcast(IxDyn(shape))
+        .ok_or_else(|| internal(format!("cannot broadcast {} to {}", shape_string(v.shape()), shape_string(shape))))
 }
 
 /// Applies `f` to every element.
@@ -135,7 +134,7 @@ pub(crate) fn zip2<'x, A, B, R>(
     ctx.check::<R>(&shape)?;
     let (av, bv) = (align(a, &labels)?, align(b, &labels)?);
     let (av, bv) = (broadcast(&av, &shape)?, broadcast(&bv, &shape)?);
-    let out = Zip::from(av).and(bv).map_collect(|x, y| f(x, y));
+    let out = Zip::from(av).and(bv).map_collect(f);
     Ok(Lab::owned(out, labels))
 }
 
@@ -198,7 +197,10 @@ pub(crate) fn reduce<'x, T: Scalar>(
 }
 
 fn product(shape: &[usize]) -> Result<usize, EvalError> {
-    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)).ok_or_else(|| internal("size overflow in a contraction"))
+    shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| internal("size overflow in a contraction"))
 }
 
 /// `sum over sum_ids of a * b`: indices only one side has are summed out first; if
@@ -221,14 +223,19 @@ pub(crate) fn contract<'x, T: Scalar>(
     if k.is_empty() {
         return zip2(ctx, &a, &b, |&x, &y| x * y);
     }
-    let batch: Vec<IndexId> = a.labels.iter().copied().filter(|l| !sum_ids.contains(l) && b.labels.contains(l)).collect();
+    let batch: Vec<IndexId> =
+        a.labels.iter().copied().filter(|l| !sum_ids.contains(l) && b.labels.contains(l)).collect();
     let m: Vec<IndexId> = a.labels.iter().copied().filter(|l| !b.labels.contains(l)).collect();
     let n: Vec<IndexId> = b.labels.iter().copied().filter(|l| !a.labels.contains(l)).collect();
 
     let a_order: Vec<IndexId> = batch.iter().chain(&m).chain(&k).copied().collect();
     let b_order: Vec<IndexId> = batch.iter().chain(&k).chain(&n).copied().collect();
-    let (bs, ms, ks, ns) =
-        (product(&ctx.shape(&batch)?)?, product(&ctx.shape(&m)?)?, product(&ctx.shape(&k)?)?, product(&ctx.shape(&n)?)?);
+    let (bs, ms, ks, ns) = (
+        product(&ctx.shape(&batch)?)?,
+        product(&ctx.shape(&m)?)?,
+        product(&ctx.shape(&k)?)?,
+        product(&ctx.shape(&n)?)?,
+    );
 
     let a3 = contiguous(ctx, &a, &a_order)?;
     let a3 = a3.view().into_shape_with_order((bs, ms, ks)).map_err(|e| internal(format!("reshaping a factor: {e}")))?;
@@ -251,12 +258,19 @@ pub(crate) fn contract<'x, T: Scalar>(
             );
         }
     }
-    let out = out.into_dyn().into_shape_with_order(IxDyn(&shape)).map_err(|e| internal(format!("reshaping a product: {e}")))?;
+    let out = out
+        .into_dyn()
+        .into_shape_with_order(IxDyn(&shape))
+        .map_err(|e| internal(format!("reshaping a product: {e}")))?;
     Ok(Lab::owned(out, labels))
 }
 
 /// `x` permuted to `order` in standard layout, copying only when needed.
-fn contiguous<'v, T: Scalar>(ctx: &Ctx, x: &'v Lab<'_, T>, order: &[IndexId]) -> Result<CowArray<'v, T, IxDyn>, EvalError> {
+fn contiguous<'v, T: Scalar>(
+    ctx: &Ctx,
+    x: &'v Lab<'_, T>,
+    order: &[IndexId],
+) -> Result<CowArray<'v, T, IxDyn>, EvalError> {
     if order.len() != x.labels.len() {
         return Err(internal("a factor's labels do not match its roles"));
     }

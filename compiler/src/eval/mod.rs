@@ -7,9 +7,9 @@
 mod expr;
 mod labelled;
 #[cfg(test)]
-pub(crate) mod testutil;
-#[cfg(test)]
 mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 use crate::tir::{short_stmt, Bindings, Function, IndexId, SizeError, Stmt, TensorId, TensorKind};
 use labelled::{align, check_alloc, internal, shape_string, Ctx};
@@ -93,6 +93,10 @@ pub fn evaluate<T: Scalar>(
     opts: &EvalOptions,
 ) -> Result<Vec<ArrayD<T>>, EvalError> {
     let limit = opts.memory_limit;
+    // `tir::verify` does not check the ids in the input and output lists.
+    if let Some(t) = f.inputs.iter().chain(&f.outputs).find(|t| t.index() >= f.tensors.len()) {
+        return Err(internal(format!("tensor id {} in the signature is out of range", t.0)));
+    }
     if inputs.len() != f.inputs.len() {
         let sig: Vec<String> = f.inputs.iter().map(|&t| decl_string(f, t)).collect();
         return Err(EvalError::Input(format!(
@@ -187,16 +191,15 @@ fn eval_stmt<T: Scalar>(
             })
         })
         .collect::<Result<Vec<usize>, EvalError>>()?;
-    let ctx = Ctx { ranges: &ranges, limit, what: &text };
-    let se = expr::StmtEval { f, b, store, ctx };
-    let value = if s.reduced.is_empty() { se.expr(&s.rhs)? } else { se.reduce(s.op, &s.rhs, &s.reduced)? };
-
-    let lhs: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
-    if value.labels.iter().any(|l| !lhs.contains(l)) {
-        return Err(internal(format!("`{text}` leaves an index that is neither on the left nor reduced")));
-    }
+    // The result is checked first, so that a statement too large to store is reported
+    // by its target's name rather than as some intermediate.
     let target_shape = concrete_shape(f, s.target, b)?;
-    let lhs_shape = se.ctx.shape(&lhs)?;
+    let lhs: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
+    let lhs_shape = lhs
+        .iter()
+        .map(|i| ranges.get(i.index()).copied())
+        .collect::<Option<Vec<usize>>>()
+        .ok_or_else(|| internal(format!("`{text}` has an index id out of range on the left")))?;
     let what = || match f.tensors.get(s.target.index()) {
         Some(d) if d.kind == TensorKind::Output => format!("output {}", d.name),
         Some(d) => format!("tensor {} (statement `{text}`)", d.name),
@@ -204,11 +207,20 @@ fn eval_stmt<T: Scalar>(
     };
     check_alloc::<T>(limit, &target_shape, what)?;
     check_alloc::<T>(limit, &lhs_shape, what)?;
+
+    let ctx = Ctx { ranges: &ranges, limit, what: &text };
+    let se = expr::StmtEval { f, b, store, ctx };
+    let value = if s.reduced.is_empty() { se.expr(&s.rhs)? } else { se.reduce(s.op, &s.rhs, &s.reduced)? };
+    if value.labels.iter().any(|l| !lhs.contains(l)) {
+        return Err(internal(format!("`{text}` leaves an index that is neither on the left nor reduced")));
+    }
     let data = if value.labels == lhs && value.data.is_standard_layout() {
         value.data.into_owned()
     } else {
         let v = align(&value, &lhs)?;
-        let v = v.broadcast(IxDyn(&lhs_shape)).ok_or_else(|| internal(format!("cannot broadcast the value of `{text}`")))?;
+        let v = v
+            .broadcast(IxDyn(&lhs_shape))
+            .ok_or_else(|| internal(format!("cannot broadcast the value of `{text}`")))?;
         v.as_standard_layout().into_owned()
     };
     data.into_shape_with_order(IxDyn(&target_shape))
@@ -224,7 +236,7 @@ fn decl_string(f: &Function, t: TensorId) -> String {
     format!("{}: {}", tensor_name(f, t), f.type_string(t))
 }
 
-fn slot<'s, X>(store: &'s mut [Option<X>], t: TensorId) -> Result<&'s mut Option<X>, EvalError> {
+fn slot<X>(store: &mut [Option<X>], t: TensorId) -> Result<&mut Option<X>, EvalError> {
     store.get_mut(t.index()).ok_or_else(|| internal(format!("tensor id {} out of range", t.0)))
 }
 

@@ -58,6 +58,10 @@ pub enum BindError {
 
     #[error("{what} is too large: it overflows 64-bit arithmetic")]
     Overflow { what: String },
+
+    /// The function breaks an invariant of the TIR. Always a bug.
+    #[error("internal error (this is a bug in Tessera): {0}")]
+    Internal(String),
 }
 
 fn count(n: &usize, noun: &str) -> String {
@@ -87,11 +91,7 @@ fn dim_list(dims: &[String]) -> String {
 fn unbound_message(names: &[String]) -> String {
     let example: Vec<String> = names.iter().map(|n| format!("--dim {n}=4")).collect();
     if names.len() == 1 {
-        format!(
-            "dim {} is not determined by the inputs; give it explicitly, e.g. {}",
-            names[0],
-            example.join(" ")
-        )
+        format!("dim {} is not determined by the inputs; give it explicitly, e.g. {}", names[0], example.join(" "))
     } else {
         format!(
             "dims {} are not determined by the inputs; give them explicitly, e.g. {}",
@@ -244,9 +244,7 @@ impl Binder<'_> {
                 // Zero times anything is zero: this axis says nothing about the dim.
                 return Ok(Outcome::Pending);
             }
-            return Err(unsolvable(format!(
-                "which cannot be {size_str} because the known part of it is {known_part}"
-            )));
+            return Err(unsolvable(format!("which cannot be {size_str} because the known part of it is {known_part}")));
         }
         if got % known != 0 {
             return Err(unsolvable(format!(
@@ -282,7 +280,12 @@ fn exact_root(x: u64, power: u32) -> Option<u64> {
 /// Binds every dim of `f` from the shapes of its inputs (in `f.inputs` order) and from
 /// explicit `(name, value)` pairs, which bind first.
 pub fn bind_dims(f: &Function, input_shapes: &[&[usize]], explicit: &[(String, u64)]) -> Result<Bindings, BindError> {
-    let mut binder = Binder { f, shapes: input_shapes, b: Bindings::new(f.dims.len()), sources: vec![None; f.dims.len()] };
+    // `tir::verify` does not check the ids in the input and output lists.
+    if let Some(t) = f.inputs.iter().chain(&f.outputs).find(|t| t.index() >= f.tensors.len()) {
+        return Err(BindError::Internal(format!("tensor id {} in the signature is out of range", t.0)));
+    }
+    let mut binder =
+        Binder { f, shapes: input_shapes, b: Bindings::new(f.dims.len()), sources: vec![None; f.dims.len()] };
 
     for (name, v) in explicit {
         let Some(d) = f.dim_by_name(name) else {
@@ -303,6 +306,7 @@ pub fn bind_dims(f: &Function, input_shapes: &[&[usize]], explicit: &[(String, u
     let signature = || -> String {
         f.inputs
             .iter()
+            .filter(|t| t.index() < f.tensors.len())
             .map(|&t| format!("{}: {}", f.tensor(t).name, f.type_string(t)))
             .collect::<Vec<_>>()
             .join(", ")
@@ -468,12 +472,7 @@ fn check_complete(f: &Function, b: &Bindings) -> Result<(), BindError> {
         value_sizes(&st.rhs, &mut sizes);
         if let Some(s) = sizes.into_iter().find(|s| s.eval(b).is_err()) {
             return Err(BindError::Overflow {
-                what: format!(
-                    "the value {} in `{}` (with {})",
-                    s.display(&f.dims),
-                    short_stmt(f, st),
-                    values(s)
-                ),
+                what: format!("the value {} in `{}` (with {})", s.display(&f.dims), short_stmt(f, st), values(s)),
             });
         }
     }
@@ -494,6 +493,9 @@ pub fn output_shapes(f: &Function, b: &Bindings) -> Result<Vec<Vec<usize>>, Bind
     f.outputs
         .iter()
         .map(|&t| {
+            if t.index() >= f.tensors.len() {
+                return Err(BindError::Internal(format!("output tensor id {} is out of range", t.0)));
+            }
             f.shape(t, b).map_err(|e| match e {
                 SizeError::Unbound(d) => BindError::Unbound {
                     names: vec![f.dims.get(d.index()).map_or_else(|| format!("?{}", d.0), |x| x.name.clone())],
@@ -504,4 +506,214 @@ pub fn output_shapes(f: &Function, b: &Bindings) -> Result<Vec<Vec<usize>>, Bind
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::testutil::Builder;
+
+    fn matmul() -> Function {
+        Builder::new("matmul")
+            .input("A", "m, k")
+            .input("B", "k, n")
+            .output("C", "m, n")
+            .stmt("C[i, j] = A[i, l] * B[l, j]")
+            .build()
+    }
+
+    fn explicit(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
+        pairs.iter().map(|(n, v)| (n.to_string(), *v)).collect()
+    }
+
+    fn values(f: &Function, b: &Bindings) -> Vec<(String, Option<u64>)> {
+        f.dims.iter().enumerate().map(|(k, d)| (d.name.clone(), b.get(DimId(k as u32)))).collect()
+    }
+
+    fn err(f: &Function, shapes: &[&[usize]], pairs: &[(&str, u64)]) -> String {
+        match bind_dims(f, shapes, &explicit(pairs)) {
+            Ok(b) => panic!("expected an error, got {:?}", values(f, &b)),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn flat(shape: &str) -> Function {
+        Builder::new("flat").input("x", shape).output("y", "q").stmt("y[i] = x[(i, j)]").build()
+    }
+
+    #[test]
+    fn binds_plain_dims() {
+        let f = matmul();
+        let b = bind_dims(&f, &[&[2, 3], &[3, 4]], &[]).unwrap();
+        let want: Vec<(String, Option<u64>)> =
+            vec![("m".into(), Some(2)), ("k".into(), Some(3)), ("n".into(), Some(4))];
+        assert_eq!(values(&f, &b), want);
+        assert_eq!(output_shapes(&f, &b).unwrap(), vec![vec![2, 4]]);
+    }
+
+    #[test]
+    fn size_zero_is_allowed() {
+        let f = matmul();
+        let b = bind_dims(&f, &[&[0, 3], &[3, 0]], &[]).unwrap();
+        assert_eq!(output_shapes(&f, &b).unwrap(), vec![vec![0, 0]]);
+    }
+
+    #[test]
+    fn wrong_number_of_inputs() {
+        assert_eq!(
+            err(&matmul(), &[&[2, 3], &[3, 4], &[1]], &[]),
+            "fn matmul takes 2 inputs (A: f32[m, k], B: f32[k, n]) but 3 arrays were given"
+        );
+        assert_eq!(
+            err(&matmul(), &[&[2, 3]], &[]),
+            "fn matmul takes 2 inputs (A: f32[m, k], B: f32[k, n]) but 1 array was given"
+        );
+    }
+
+    #[test]
+    fn wrong_number_of_axes() {
+        assert_eq!(
+            err(&matmul(), &[&[2, 3, 4], &[3, 4]], &[]),
+            "input A: f32[m, k] has 2 axes but the array given for it has 3 axes (shape [2, 3, 4])"
+        );
+    }
+
+    #[test]
+    fn conflicting_values() {
+        assert_eq!(err(&matmul(), &[&[2, 3], &[4, 5]], &[]), "dim k is 3 from A (axis 1) but 4 from B (axis 0)");
+    }
+
+    #[test]
+    fn literal_dims() {
+        let f = Builder::new("lit").input("A", "m, 3").output("s", "m").stmt("s[i] = A[i, j]").build();
+        assert!(bind_dims(&f, &[&[2, 3]], &[]).is_ok());
+        assert_eq!(
+            err(&f, &[&[2, 4]], &[]),
+            "axis 1 of input A: f32[m, 3] must have size 3 but the array given has size 4"
+        );
+    }
+
+    #[test]
+    fn product_dims_solve_one_unknown_factor() {
+        let f = flat("q*s");
+        let b = bind_dims(&f, &[&[12]], &explicit(&[("q", 3)])).unwrap();
+        assert_eq!(values(&f, &b), vec![("q".into(), Some(3)), ("s".into(), Some(4))]);
+        assert_eq!(
+            err(&f, &[&[10]], &[("q", 3)]),
+            "axis 0 of input x: f32[q*s] has size 10, which is not a multiple of 3 (q = 3 as given explicitly), \
+             so dim s cannot be found from q*s"
+        );
+        assert_eq!(
+            err(&f, &[&[10]], &[("q", 3), ("s", 4)]),
+            "axis 0 of input x: f32[q*s] has size 10 but q*s = 12 (q = 3 as given explicitly, s = 4 as given explicitly)"
+        );
+        assert_eq!(
+            err(&f, &[&[12]], &[]),
+            "dims q, s are not determined by the inputs; give them explicitly, e.g. --dim q=4 --dim s=4"
+        );
+    }
+
+    #[test]
+    fn product_with_a_constant_and_a_square() {
+        let f = Builder::new("c").input("x", "2*q").output("y", "q").stmt("y[i] = x[(j, i)]").build();
+        let b = bind_dims(&f, &[&[8]], &[]).unwrap();
+        assert_eq!(values(&f, &b), vec![("q".into(), Some(4))]);
+        assert_eq!(
+            err(&f, &[&[7]], &[]),
+            "axis 0 of input x: f32[2*q] has size 7, which is not a multiple of 2, so dim q cannot be found from 2*q"
+        );
+        let f = Builder::new("sq").input("x", "q*q").output("y", "q").stmt("y[i] = x[(i, j)]").build();
+        let b = bind_dims(&f, &[&[9]], &[]).unwrap();
+        assert_eq!(values(&f, &b), vec![("q".into(), Some(3))]);
+        assert_eq!(
+            err(&f, &[&[10]], &[]),
+            "axis 0 of input x: f32[q*q] has size 10, which is not q*q for any whole number q"
+        );
+    }
+
+    #[test]
+    fn products_solved_through_each_other() {
+        let f = Builder::new("chain")
+            .input("x", "q*s")
+            .input("y", "s*t")
+            .input("a", "t")
+            .output("o", "q")
+            .stmt("o[i] = x[(i, j)]")
+            .build();
+        let b = bind_dims(&f, &[&[6], &[12], &[4]], &[]).unwrap();
+        assert_eq!(values(&f, &b), vec![("q".into(), Some(2)), ("s".into(), Some(3)), ("t".into(), Some(4))]);
+        assert_eq!(
+            err(&f, &[&[6], &[12], &[5]], &[]),
+            "axis 0 of input y: f32[s*t] has size 12, which is not a multiple of 5 (t = 5 from a (axis 0)), \
+             so dim s cannot be found from s*t"
+        );
+    }
+
+    #[test]
+    fn a_zero_factor_determines_nothing() {
+        let f = flat("q*s");
+        assert_eq!(
+            err(&f, &[&[0]], &[("q", 0)]),
+            "dim s is not determined by the inputs; give it explicitly, e.g. --dim s=4"
+        );
+        assert!(bind_dims(&f, &[&[0]], &explicit(&[("q", 0), ("s", 5)])).is_ok());
+        assert_eq!(
+            err(&f, &[&[3]], &[("q", 0)]),
+            "axis 0 of input x: f32[q*s] has size 3, which cannot be q*s because the known part of it is \
+             0 (q = 0 as given explicitly)"
+        );
+    }
+
+    #[test]
+    fn explicit_dims() {
+        let f = matmul();
+        let b = bind_dims(&f, &[&[2, 3], &[3, 4]], &explicit(&[("k", 3)])).unwrap();
+        assert_eq!(b.get(DimId(1)), Some(3));
+        assert_eq!(
+            err(&f, &[&[2, 3], &[3, 4]], &[("z", 1)]),
+            "there is no dim named `z` in fn matmul; its dims are m, k, n"
+        );
+        assert_eq!(err(&f, &[&[2, 3], &[3, 4]], &[("k", 5)]), "dim k is 5 as given explicitly but 3 from A (axis 1)");
+        assert_eq!(
+            err(&f, &[&[2, 3], &[3, 4]], &[("k", 3), ("k", 4)]),
+            "dim k is given explicitly twice, as 3 and as 4"
+        );
+        let g = Builder::new("iota").output("O", "n").stmt("O[i] = i").build();
+        let b = bind_dims(&g, &[], &explicit(&[("n", 5)])).unwrap();
+        assert_eq!(output_shapes(&g, &b).unwrap(), vec![vec![5]]);
+    }
+
+    #[test]
+    fn dims_only_an_output_needs() {
+        let f = Builder::new("bc").input("a", "m").output("O", "m, n").stmt("O[i, j] = a[i]").build();
+        assert_eq!(err(&f, &[&[2]], &[]), "dim n is not determined by the inputs; give it explicitly, e.g. --dim n=4");
+        let b = bind_dims(&f, &[&[2]], &explicit(&[("n", 4)])).unwrap();
+        assert_eq!(output_shapes(&f, &b).unwrap(), vec![vec![2, 4]]);
+    }
+
+    #[test]
+    fn overflow_is_an_error() {
+        let f =
+            Builder::new("cube").input("a", "n").output("O", "n*n*n").stmt("O[(i, j, k)] = a[i] * a[j] * a[k]").build();
+        assert_eq!(
+            err(&f, &[&[1 << 22]], &[]),
+            "axis 0 of O: f32[n*n*n] (n*n*n with n = 4194304) is too large: it overflows 64-bit arithmetic"
+        );
+        let f = flat("q*s");
+        assert_eq!(
+            err(&f, &[&[5]], &[("q", 1 << 40), ("s", 1 << 40)]),
+            "the size q*s of axis 0 of input x: f32[q*s] (q = 1099511627776 as given explicitly, \
+             s = 1099511627776 as given explicitly) is too large: it overflows 64-bit arithmetic"
+        );
+    }
+
+    #[test]
+    fn exact_roots() {
+        assert_eq!(exact_root(0, 3), Some(0));
+        assert_eq!(exact_root(1, 5), Some(1));
+        assert_eq!(exact_root(27, 3), Some(3));
+        assert_eq!(exact_root(28, 3), None);
+        assert_eq!(exact_root(u64::MAX, 2), None);
+        assert_eq!(exact_root(1 << 62, 2), Some(1 << 31));
+    }
 }
