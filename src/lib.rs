@@ -105,6 +105,7 @@ pub struct Module {
     sources: SourceMap,
     functions: Vec<tir::Function>,
     warnings: Vec<Diagnostic>,
+    ast: Option<tessera_compiler::syntax::ast::Module>,
 }
 
 /// One function of a [`Module`], ready to call.
@@ -112,4 +113,249 @@ pub struct Module {
 pub struct Function<'m> {
     module: &'m Module,
     tir: &'m tir::Function,
+}
+
+impl Module {
+    /// Checks `.tsr` source text (shown as `<source>` in messages).
+    pub fn from_source(text: &str) -> Result<Module, Error> {
+        Module::from_named_source("<source>", text)
+    }
+
+    /// Checks `.tsr` source text shown under `name` in messages.
+    pub fn from_named_source(name: &str, text: &str) -> Result<Module, Error> {
+        let mut sources = SourceMap::new();
+        let root = sources.add(name, text);
+        let checked = tessera_compiler::check::check_file(&mut sources, root);
+        if checked.has_errors() {
+            return Err(Error::Compile { diagnostics: checked.diagnostics, sources });
+        }
+        let ast = checked.ast;
+        Ok(Module { sources, functions: checked.functions, warnings: checked.diagnostics, ast })
+    }
+
+    /// Reads and checks a `.tsr` file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Module, Error> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: shown.clone(), message: e.to_string() })?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::Io {
+            path: shown.clone(),
+            message: format!(
+                "not UTF-8 text (invalid byte at offset {}); .tsr programs are text files",
+                e.utf8_error().valid_up_to()
+            ),
+        })?;
+        Module::from_named_source(&shown, &text)
+    }
+
+    /// A standard library module, e.g. `Module::stdlib("attention")`.
+    pub fn stdlib(name: &str) -> Result<Module, Error> {
+        match tessera_compiler::stdlib::source(name) {
+            Some(src) => Module::from_named_source(&format!("std/{name}.tsr"), src),
+            None => Err(Error::Input(format!(
+                "there is no standard module `{name}`; the modules are: {}",
+                tessera_compiler::stdlib::names().join(", ")
+            ))),
+        }
+    }
+
+    /// Warnings found while checking (the module has no errors).
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// The warnings rendered with their source excerpts.
+    pub fn render_warnings(&self, color: bool) -> String {
+        render_all(&self.warnings, &self.sources, color)
+    }
+
+    /// The sources the module was built from (the file and any `use`d stdlib modules).
+    pub fn sources(&self) -> &SourceMap {
+        &self.sources
+    }
+
+    /// Names of the functions defined in the file, in order.
+    pub fn function_names(&self) -> Vec<&str> {
+        self.functions.iter().map(|f| f.name.as_str()).collect()
+    }
+
+    /// The function called `name`.
+    pub fn function(&self, name: &str) -> Result<Function<'_>, Error> {
+        match self.functions.iter().find(|f| f.name == name) {
+            Some(tir) => Ok(Function { module: self, tir }),
+            None => Err(Error::Input(format!(
+                "no function `{name}` in this module; its functions are: {}",
+                self.function_names().join(", ")
+            ))),
+        }
+    }
+
+    /// The function to run when none is named: `name` if given, else the only
+    /// function, else one called `main`.
+    pub fn entry(&self, name: Option<&str>) -> Result<Function<'_>, Error> {
+        if let Some(n) = name {
+            return self.function(n);
+        }
+        match self.functions.as_slice() {
+            [only] => Ok(Function { module: self, tir: only }),
+            fs => match fs.iter().find(|f| f.name == "main") {
+                Some(tir) => Ok(Function { module: self, tir }),
+                None => Err(Error::Input(format!(
+                    "this module defines {} functions; choose one with --fn ({})",
+                    fs.len(),
+                    self.function_names().join(", ")
+                ))),
+            },
+        }
+    }
+
+    /// The root file's AST, printed as canonical source (`emit --stage ast`).
+    pub fn emit_ast(&self) -> String {
+        self.ast.as_ref().map(tessera_compiler::syntax::print_module).unwrap_or_default()
+    }
+}
+
+impl<'m> Function<'m> {
+    pub fn name(&self) -> &'m str {
+        &self.tir.name
+    }
+
+    /// The dtype the function was declared with.
+    pub fn dtype(&self) -> DType {
+        self.tir.dtype
+    }
+
+    pub fn input_names(&self) -> Vec<&'m str> {
+        self.tir.inputs.iter().map(|&t| self.tir.tensor(t).name.as_str()).collect()
+    }
+
+    pub fn output_names(&self) -> Vec<&'m str> {
+        self.tir.outputs.iter().map(|&t| self.tir.tensor(t).name.as_str()).collect()
+    }
+
+    /// The typed program (calls inlined, reductions explicit).
+    pub fn tir(&self) -> &'m tir::Function {
+        self.tir
+    }
+
+    /// The typed program as text (`emit --stage tir`).
+    pub fn emit_tir(&self) -> String {
+        self.tir.to_string()
+    }
+
+    /// The module this function belongs to.
+    pub fn module(&self) -> &'m Module {
+        self.module
+    }
+
+    /// Calls the function on arrays of its element type, with default options.
+    pub fn call<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, Error> {
+        self.call_with(inputs, &CallOptions::default())
+    }
+
+    /// Calls the function; inputs are positional, in declaration order.
+    pub fn call_with<T: Scalar>(
+        &self,
+        inputs: &[ArrayViewD<'_, T>],
+        opts: &CallOptions,
+    ) -> Result<Vec<ArrayD<T>>, Error> {
+        let want = opts.dtype.unwrap_or(self.tir.dtype);
+        if T::DTYPE != want {
+            return Err(Error::Input(format!(
+                "`{}` is declared {}, but the inputs are {}; convert them, or evaluate in {} (CallOptions::dtype, --dtype {})",
+                self.tir.name,
+                want,
+                T::DTYPE,
+                T::DTYPE,
+                T::DTYPE
+            )));
+        }
+        if inputs.len() != self.tir.inputs.len() {
+            return Err(Error::Input(format!(
+                "`{}` takes {} inputs ({}), but {} were given",
+                self.tir.name,
+                self.tir.inputs.len(),
+                self.input_names().join(", "),
+                inputs.len()
+            )));
+        }
+        let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
+        let bindings =
+            tir::bind_dims(self.tir, &shapes, &opts.dims).map_err(|e| Error::Input(format!("`{}`: {e}", self.tir.name)))?;
+        let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
+        Ok(tessera_compiler::eval::evaluate(self.tir, &bindings, inputs, &eval_opts)?)
+    }
+
+    /// Calls the function on dynamically typed tensors. Every input must have the
+    /// function's dtype (or `opts.dtype`, to which inputs are then cast).
+    pub fn call_tensors(&self, inputs: &[Tensor], opts: &CallOptions) -> Result<Vec<Tensor>, Error> {
+        let want = opts.dtype.unwrap_or(self.tir.dtype);
+        let names = self.input_names();
+        for (k, t) in inputs.iter().enumerate() {
+            if opts.dtype.is_none() && t.dtype() != want {
+                let name = names.get(k).copied().unwrap_or("?");
+                return Err(Error::Input(format!(
+                    "input `{name}` is {}, but `{}` is declared {want}; convert it, or evaluate in {} with --dtype {}",
+                    t.dtype(),
+                    self.tir.name,
+                    t.dtype(),
+                    t.dtype()
+                )));
+            }
+        }
+        let cast: Vec<Tensor> = inputs.iter().map(|t| t.clone().cast(want)).collect();
+        match want {
+            DType::F32 => {
+                let views: Vec<ArrayViewD<'_, f32>> =
+                    cast.iter().filter_map(|t| if let Tensor::F32(a) = t { Some(a.view()) } else { None }).collect();
+                Ok(self.call_with(&views, opts)?.into_iter().map(Tensor::F32).collect())
+            }
+            DType::F64 => {
+                let views: Vec<ArrayViewD<'_, f64>> =
+                    cast.iter().filter_map(|t| if let Tensor::F64(a) = t { Some(a.view()) } else { None }).collect();
+                Ok(self.call_with(&views, opts)?.into_iter().map(Tensor::F64).collect())
+            }
+        }
+    }
+}
+
+/// numpy's `einsum` on arrays of one element type: `einsum("ij,jk->ik", &[a, b])`.
+///
+/// Accepts numpy's whole subscript syntax (implicit output, `...`, repeated indices,
+/// size-1 broadcasting) plus any Unicode letter as a label.
+pub fn einsum<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>]) -> Result<ArrayD<T>, Error> {
+    einsum_with(spec, inputs, &CallOptions::default())
+}
+
+/// [`einsum`] with options (memory limit).
+pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &CallOptions) -> Result<ArrayD<T>, Error> {
+    let mut sources = SourceMap::new();
+    let file = sources.add("<einsum>", spec);
+    let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
+    let e = match tessera_compiler::einsum::translate(spec, &shapes, T::DTYPE, file) {
+        Ok(e) => e,
+        Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
+    };
+    let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
+    let mut out = tessera_compiler::eval::evaluate(&e.function, &e.bindings, inputs, &eval_opts)?;
+    out.pop().ok_or_else(|| Error::Internal("einsum produced no output".into()))
+}
+
+/// [`einsum`] on dynamically typed tensors: f64 if any input is f64, else f32.
+pub fn einsum_tensors(spec: &str, inputs: &[Tensor], opts: &CallOptions) -> Result<Tensor, Error> {
+    let any_f64 = inputs.iter().any(|t| t.dtype() == DType::F64);
+    let dtype = opts.dtype.unwrap_or(if any_f64 { DType::F64 } else { DType::F32 });
+    let cast: Vec<Tensor> = inputs.iter().map(|t| t.clone().cast(dtype)).collect();
+    match dtype {
+        DType::F32 => {
+            let views: Vec<ArrayViewD<'_, f32>> =
+                cast.iter().filter_map(|t| if let Tensor::F32(a) = t { Some(a.view()) } else { None }).collect();
+            einsum_with(spec, &views, opts).map(Tensor::F32)
+        }
+        DType::F64 => {
+            let views: Vec<ArrayViewD<'_, f64>> =
+                cast.iter().filter_map(|t| if let Tensor::F64(a) = t { Some(a.view()) } else { None }).collect();
+            einsum_with(spec, &views, opts).map(Tensor::F64)
+        }
+    }
 }

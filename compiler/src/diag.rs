@@ -78,7 +78,11 @@ impl SourceMap {
     /// 1-based line and column of a span's start.
     pub fn line_col(&self, span: Span) -> (usize, usize) {
         let text = &self.get(span.file).text;
-        let upto = &text[..(span.start as usize).min(text.len())];
+        let mut pos = (span.start as usize).min(text.len());
+        while !text.is_char_boundary(pos) {
+            pos -= 1;
+        }
+        let upto = &text[..pos];
         let line = upto.matches('\n').count() + 1;
         let col = upto.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         (line, col)
@@ -166,16 +170,51 @@ impl Diagnostic {
             let f = sources.get(f);
             NamedSource::new(f.name.clone(), f.text.clone())
         });
-        let report = Report { diag: self, labels, help, src };
-        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-        let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
-        let mut out = String::new();
-        if handler.render_report(&mut out, &report).is_err() {
-            // Formatting into a String cannot fail; keep the message anyway.
-            out = format!("{}: {}\n", self.code, self.message);
+        // miette lays out whole source lines and panics on very long ones, so those
+        // (and any other renderer failure) get the plain form instead.
+        let long_line = self.labels.iter().any(|l| line_len_at(sources, l.span) > MAX_RENDERED_LINE);
+        if !long_line {
+            let report = Report { diag: self, labels, help: help.clone(), src };
+            let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+            let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+            let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let mut out = String::new();
+                handler.render_report(&mut out, &report).map(|_| out)
+            }));
+            if let Ok(Ok(out)) = rendered {
+                return out;
+            }
+        }
+        self.render_plain(sources, help.as_deref())
+    }
+
+    /// A rendering without source excerpts: location, labels and help as text lines.
+    fn render_plain(&self, sources: &SourceMap, help: Option<&str>) -> String {
+        let kind = if self.is_error() { "error" } else { "warning" };
+        let mut out = format!("{kind}[{}]: {}\n", self.code, self.message);
+        for l in &self.labels {
+            let (line, col) = sources.line_col(l.span);
+            out.push_str(&format!("  --> {}:{line}:{col}: {}\n", sources.get(l.span.file).name, l.message));
+        }
+        if let Some(h) = help {
+            out.push_str(&format!("  help: {h}\n"));
         }
         out
     }
+}
+
+/// Longest source line shown with an excerpt; longer ones are reported by position only.
+const MAX_RENDERED_LINE: usize = 1000;
+
+fn line_len_at(sources: &SourceMap, span: Span) -> usize {
+    let text = &sources.get(span.file).text;
+    let mut pos = (span.start as usize).min(text.len());
+    while !text.is_char_boundary(pos) {
+        pos -= 1;
+    }
+    let start = text[..pos].rfind('\n').map_or(0, |p| p + 1);
+    let end = text[pos..].find('\n').map_or(text.len(), |p| pos + p);
+    end - start
 }
 
 /// Renders several diagnostics, separated by blank lines.

@@ -3,7 +3,10 @@
 
 pub mod diag;
 pub mod einsum;
+pub mod check;
 pub mod eval;
+pub mod stdlib;
+pub mod syntax;
 pub mod tir;
 
 pub use diag::{Diagnostic, FileId, Severity, SourceMap, Span};

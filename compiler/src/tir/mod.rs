@@ -8,6 +8,7 @@ mod verify;
 
 pub use bind::*;
 
+pub use print::fmt_number;
 pub use verify::verify;
 
 use crate::diag::Span;

@@ -6,6 +6,16 @@ use super::*;
 /// Checks the invariants the rest of the pipeline relies on.
 pub fn verify(f: &Function) -> Result<(), String> {
     let nt = f.tensors.len();
+    for (what, list) in [("input", &f.inputs), ("output", &f.outputs)] {
+        for (k, t) in list.iter().enumerate() {
+            if t.index() >= nt {
+                return Err(format!("{what} id {} out of range", t.0));
+            }
+            if list[..k].contains(t) {
+                return Err(format!("{what} {} listed twice", f.tensor(*t).name));
+            }
+        }
+    }
     let check_size = |s: &Size, what: &str| -> Result<(), String> {
         match s.syms.iter().find(|d| d.index() >= f.dims.len()) {
             Some(d) => Err(format!("{what}: dim id {} out of range", d.0)),

@@ -1,0 +1,361 @@
+//! Call statements `A, B = f(X, Y)`: the callee is checked once, then its statements
+//! are copied into the caller with its dims replaced by the caller's sizes, so that the
+//! planner sees across function boundaries.
+
+use super::func::{FnCx, Target};
+use super::Checker;
+use crate::diag::{Diagnostic, Span};
+use crate::syntax::ast::{self, AssignOp, ExprKind};
+use crate::tir::{self, DimId, Expr, Size, TensorDecl, TensorId, TensorKind};
+
+pub(super) fn call_stmt(c: &mut Checker, cx: &mut FnCx, s: &ast::Stmt) -> Result<(), ()> {
+    let ExprKind::Call { path, args } = &s.rhs.kind else { return Err(()) };
+    let call_span = s.rhs.span;
+    let fail = |c: &mut Checker, d: Diagnostic| {
+        c.diags.push(d);
+        Err(())
+    };
+    if s.op != AssignOp::Assign {
+        return fail(
+            c,
+            Diagnostic::error("check::call-reduce", "a function call's result is assigned with `=`")
+                .label(s.op_span, "not allowed with a call")
+                .help("assign the result first, then reduce it in another statement"),
+        );
+    }
+    for t in &s.targets {
+        if let Some(items) = &t.indices {
+            return fail(
+                c,
+                Diagnostic::error("check::call-target-indices", "a call's result is assigned whole")
+                    .label(t.span, if items.is_empty() { "remove the brackets" } else { "remove the indices" })
+                    .help(format!("write `{} = {}(...)`", t.name.name, path[path.len() - 1].name)),
+            );
+        }
+    }
+    let key = c.resolve_fn(cx.module, path).map_err(|d| c.diags.push(d))?;
+    if let Some(pos) = c.in_progress.iter().position(|k| *k == key) {
+        let mut cycle: Vec<String> = c.in_progress[pos..].iter().map(|k| c.fn_name(*k)).collect();
+        cycle.push(c.fn_name(key));
+        return fail(
+            c,
+            Diagnostic::error("check::recursion", format!("recursive call: {}", cycle.join(" → ")))
+                .label(call_span, "this call leads back to a function being checked")
+                .help("calls are inlined before planning, so functions cannot call themselves"),
+        );
+    }
+    if c.in_progress.len() >= super::MAX_CALL_DEPTH {
+        return fail(
+            c,
+            Diagnostic::error("check::call-depth", format!("calls nest more than {} deep", super::MAX_CALL_DEPTH))
+                .label(call_span, "too deep here")
+                .help("flatten the chain of calls"),
+        );
+    }
+    // Arguments are whole tensors of the caller.
+    let mut arg_ids = Vec::new();
+    for a in args {
+        match &a.kind {
+            ExprKind::Access { name, indices: None } => match cx.read(name, &mut c.diags) {
+                Ok(Some(t)) => arg_ids.push((t, a.span)),
+                _ => return Err(()),
+            },
+            _ => {
+                return fail(
+                    c,
+                    Diagnostic::error("check::call-argument", "arguments of a function call are tensor names")
+                        .label(a.span, "an expression, not a tensor name")
+                        .help("compute the argument into a tensor first: `T[i] = ...`, then pass T"),
+                )
+            }
+        }
+    }
+    let callee_name = c.fn_name(key);
+    let Some(callee) = c.function(key) else {
+        // The callee's own errors are reported where it is defined.
+        return Err(());
+    };
+    let callee_def_span = callee.span;
+    if arg_ids.len() != callee.inputs.len() {
+        let want: Vec<String> = callee.inputs.iter().map(|&t| callee.tensor(t).name.clone()).collect();
+        return fail(
+            c,
+            Diagnostic::error(
+                "check::call-arity",
+                format!(
+                    "`{callee_name}` takes {}, not {}",
+                    super::stmt::plural(callee.inputs.len(), "argument", "arguments"),
+                    arg_ids.len()
+                ),
+            )
+            .label(call_span, format!("{} given", arg_ids.len()))
+            .label(callee_def_span, "defined here")
+            .help(format!("its inputs are: {}", want.join(", "))),
+        );
+    }
+    if s.targets.len() != callee.outputs.len() {
+        let want: Vec<String> = callee.outputs.iter().map(|&t| callee.tensor(t).name.clone()).collect();
+        return fail(
+            c,
+            Diagnostic::error(
+                "check::call-results",
+                format!(
+                    "`{callee_name}` returns {}, but {} assigned",
+                    super::stmt::plural(callee.outputs.len(), "tensor", "tensors"),
+                    super::stmt::plural(s.targets.len(), "is", "are")
+                ),
+            )
+            .label(s.targets[0].span.to(s.targets[s.targets.len() - 1].span), "assigned here")
+            .help(format!("its outputs are: {}", want.join(", "))),
+        );
+    }
+    let map = unify(c, cx, &callee, &callee_name, &arg_ids, call_span)?;
+    let subst = |s: &Size| s.substitute(&|d: DimId| map[d.index()].clone().unwrap_or_else(Size::one));
+    let overflow = |c: &mut Checker| {
+        c.diags.push(
+            Diagnostic::error("check::size-overflow", "a size of the called function overflows 64 bits")
+                .label(call_span, "in this call")
+                .help("use smaller dims"),
+        );
+    };
+    // Where each callee tensor lives in the caller.
+    let mut tmap: Vec<Option<TensorId>> = vec![None; callee.tensors.len()];
+    for (k, &t) in callee.inputs.iter().enumerate() {
+        tmap[t.index()] = Some(arg_ids[k].0);
+    }
+    let mut targets = Vec::new();
+    for t in &s.targets {
+        targets.push(cx.target(&t.name, &mut c.diags)?);
+    }
+    for (k, (&o, t)) in callee.outputs.iter().zip(&s.targets).enumerate() {
+        let decl = callee.tensor(o);
+        let Some(shape) = decl.shape.iter().map(subst).collect::<Option<Vec<Size>>>() else {
+            overflow(c);
+            return Err(());
+        };
+        let factors: Option<Vec<Vec<Size>>> =
+            decl.factors.iter().map(|fs| fs.iter().map(subst).collect()).collect();
+        let Some(factors) = factors else {
+            overflow(c);
+            return Err(());
+        };
+        let id = match targets[k] {
+            Target::Output(id) => {
+                if cx.tensors[id.index()].shape != shape {
+                    let got: Vec<String> = shape.iter().map(|s| cx.size_text(s)).collect();
+                    let ty = cx.type_text(id);
+                    let decl_span = cx.tensors[id.index()].span;
+                    return fail(
+                        c,
+                        Diagnostic::error("check::call-shape", format!("`{}` gets a result of the wrong shape", t.name.name))
+                            .label(t.span, format!("`{callee_name}` returns [{}] here", got.join(", ")))
+                            .label(decl_span, format!("declared as {ty}"))
+                            .help("the declared output shape must match what the function returns"),
+                    );
+                }
+                id
+            }
+            Target::Temp => cx.add_tensor(TensorDecl {
+                name: t.name.name.clone(),
+                kind: TensorKind::Temp,
+                shape,
+                factors,
+                span: t.name.span,
+            }),
+        };
+        tmap[o.index()] = Some(id);
+    }
+    let prefix = callee_name.rsplit("::").next().unwrap_or(&callee_name).to_string();
+    for (k, decl) in callee.tensors.iter().enumerate() {
+        if tmap[k].is_some() {
+            continue;
+        }
+        let Some(shape) = decl.shape.iter().map(subst).collect::<Option<Vec<Size>>>() else {
+            overflow(c);
+            return Err(());
+        };
+        let factors: Option<Vec<Vec<Size>>> =
+            decl.factors.iter().map(|fs| fs.iter().map(subst).collect()).collect();
+        let Some(factors) = factors else {
+            overflow(c);
+            return Err(());
+        };
+        // Inlined intermediates get names no user can write (they contain a dot).
+        let base = format!("{prefix}.{}", decl.name);
+        let mut name = base.clone();
+        let mut n = 2;
+        while cx.by_name.contains_key(&name) {
+            name = format!("{base}#{n}");
+            n += 1;
+        }
+        let id = cx.add_tensor(TensorDecl { name, kind: TensorKind::Temp, shape, factors, span: decl.span });
+        cx.defined[id.index()] = true;
+        cx.used[id.index()] = true;
+        tmap[k] = Some(id);
+    }
+    let tm = |t: TensorId| tmap[t.index()].unwrap_or(t);
+    for st in &callee.stmts {
+        let Some(indices) = st
+            .indices
+            .iter()
+            .map(|v| Some(tir::IndexVar { name: v.name.clone(), range: subst(&v.range)? }))
+            .collect::<Option<Vec<_>>>()
+        else {
+            overflow(c);
+            return Err(());
+        };
+        let Some(rhs) = rewrite(&st.rhs, &tm, &subst) else {
+            overflow(c);
+            return Err(());
+        };
+        cx.stmts.push(tir::Stmt {
+            target: tm(st.target),
+            lhs: st.lhs.clone(),
+            op: st.op,
+            reduced: st.reduced.clone(),
+            indices,
+            rhs,
+            span: st.span,
+        });
+    }
+    for t in &s.targets {
+        if let Some(&id) = cx.by_name.get(&t.name.name) {
+            cx.defined[id.index()] = true;
+        }
+    }
+    Ok(())
+}
+
+/// Finds each callee dim as a caller size from the argument shapes.
+fn unify(
+    c: &mut Checker,
+    cx: &FnCx,
+    callee: &tir::Function,
+    callee_name: &str,
+    args: &[(TensorId, Span)],
+    call_span: Span,
+) -> Result<Vec<Option<Size>>, ()> {
+    let mut map: Vec<Option<Size>> = vec![None; callee.dims.len()];
+    for (k, (&p, &(a, aspan))) in callee.inputs.iter().zip(args).enumerate() {
+        let (want, got) = (&callee.tensor(p).shape, &cx.tensors[a.index()].shape);
+        if want.len() != got.len() {
+            let (pt, at) = (callee.type_string(p), cx.type_text(a));
+            c.diags.push(
+                Diagnostic::error(
+                    "check::call-rank",
+                    format!(
+                        "argument {} of `{callee_name}` has {}, but it expects {}",
+                        k + 1,
+                        super::stmt::plural(got.len(), "axis", "axes"),
+                        want.len()
+                    ),
+                )
+                .label(aspan, format!("this is {at}"))
+                .label(callee.span, format!("`{callee_name}` expects {}: {pt}", callee.tensor(p).name))
+                .help("pass a tensor of the expected rank"),
+            );
+            return Err(());
+        }
+    }
+    let mismatch = |c: &mut Checker, k: usize, axis: usize, want: String, got: String, aspan: Span| {
+        c.diags.push(
+            Diagnostic::error("check::call-shape", format!("argument {} of `{callee_name}` has the wrong size on axis {axis}", k + 1))
+                .label(aspan, format!("axis {axis} is {got}"))
+                .label(call_span, format!("`{callee_name}` needs {want} there"))
+                .help("the arguments' shapes must agree the way the called function's signature says"),
+        );
+    };
+    loop {
+        let mut progress = false;
+        let mut pending = false;
+        for (k, (&p, &(a, aspan))) in callee.inputs.iter().zip(args).enumerate() {
+            for (axis, (want, got)) in callee.tensor(p).shape.iter().zip(&cx.tensors[a.index()].shape).enumerate() {
+                let unknown: Vec<DimId> = want.syms.iter().copied().filter(|d| map[d.index()].is_none()).collect();
+                let mut known = Size::lit(want.coeff);
+                for d in want.syms.iter().filter(|d| map[d.index()].is_some()) {
+                    known = match map[d.index()].as_ref().and_then(|s| known.mul(s)) {
+                        Some(k) => k,
+                        None => return Err(()),
+                    };
+                }
+                if unknown.is_empty() {
+                    if &known != got {
+                        mismatch(c, k, axis, cx.size_text(&known), cx.size_text(got), aspan);
+                        return Err(());
+                    }
+                } else if unknown.len() == 1 {
+                    match got.div(&known) {
+                        Some(s) => {
+                            map[unknown[0].index()] = Some(s);
+                            progress = true;
+                        }
+                        None => {
+                            let want_txt = want.display(&callee.dims).to_string();
+                            mismatch(c, k, axis, format!("a multiple of {want_txt}"), cx.size_text(got), aspan);
+                            return Err(());
+                        }
+                    }
+                } else {
+                    pending = true;
+                }
+            }
+        }
+        if !pending {
+            break;
+        }
+        if !progress {
+            c.diags.push(
+                Diagnostic::error("check::call-dims", format!("cannot tell the dims of `{callee_name}` from its arguments"))
+                    .label(call_span, "in this call")
+                    .help("a product dim like f32[q * s] needs one of its factors fixed by another argument"),
+            );
+            return Err(());
+        }
+    }
+    if let Some(k) = map.iter().position(|s| s.is_none()) {
+        c.diags.push(
+            Diagnostic::error(
+                "check::call-dims",
+                format!("dim `{}` of `{callee_name}` is not determined by its arguments", callee.dims[k].name),
+            )
+            .label(call_span, "in this call")
+            .label(callee.dims[k].span, "declared here")
+            .help("only functions whose dims all appear in their inputs can be called; run it directly with --dim"),
+        );
+        return Err(());
+    }
+    Ok(map)
+}
+
+/// Copies a callee expression into the caller: tensors renamed, sizes substituted.
+fn rewrite(e: &Expr, tm: &dyn Fn(TensorId) -> TensorId, subst: &dyn Fn(&Size) -> Option<Size>) -> Option<Expr> {
+    let r = |x: &Expr| rewrite(x, tm, subst);
+    let rb = |x: &Expr| r(x).map(Box::new);
+    Some(match e {
+        Expr::Lit(v) => Expr::Lit(*v),
+        Expr::Size(s) => Expr::Size(subst(s)?),
+        Expr::Index(i) => Expr::Index(*i),
+        Expr::Access(t, p) => Expr::Access(tm(*t), p.clone()),
+        Expr::Neg(a) => Expr::Neg(rb(a)?),
+        Expr::Add(xs) => Expr::Add(xs.iter().map(r).collect::<Option<_>>()?),
+        Expr::Mul(xs) => Expr::Mul(xs.iter().map(r).collect::<Option<_>>()?),
+        Expr::Call(b, xs) => Expr::Call(*b, xs.iter().map(r).collect::<Option<_>>()?),
+        Expr::Sub(a, b) => Expr::Sub(rb(a)?, rb(b)?),
+        Expr::Div(a, b) => Expr::Div(rb(a)?, rb(b)?),
+        Expr::Select(cnd, a, b) => Expr::Select(Box::new(rewrite_cond(cnd, tm, subst)?), rb(a)?, rb(b)?),
+        Expr::Reduce(op, ids, body) => Expr::Reduce(*op, ids.clone(), rb(body)?),
+    })
+}
+
+fn rewrite_cond(
+    c: &tir::Cond,
+    tm: &dyn Fn(TensorId) -> TensorId,
+    subst: &dyn Fn(&Size) -> Option<Size>,
+) -> Option<tir::Cond> {
+    Some(match c {
+        tir::Cond::Cmp(op, a, b) => tir::Cond::Cmp(*op, rewrite(a, tm, subst)?, rewrite(b, tm, subst)?),
+        tir::Cond::And(cs) => tir::Cond::And(cs.iter().map(|x| rewrite_cond(x, tm, subst)).collect::<Option<_>>()?),
+        tir::Cond::Or(cs) => tir::Cond::Or(cs.iter().map(|x| rewrite_cond(x, tm, subst)).collect::<Option<_>>()?),
+        tir::Cond::Not(x) => tir::Cond::Not(Box::new(rewrite_cond(x, tm, subst)?)),
+    })
+}

@@ -1,0 +1,661 @@
+//! Checking one expression statement: index scopes, range inference, TIR construction,
+//! the reduction set, and the warnings about suspicious sums.
+
+use super::func::{FnCx, Target};
+use super::names::reserved;
+use crate::diag::{Diagnostic, Span};
+use crate::syntax::ast::{self, AddOp, AssignOp, ExprKind, IndexItem, MulOp, ReduceKw};
+use crate::tir::{self, Builtin, Expr, IndexId, IndexVar, ReduceOp, Size, TensorDecl, TensorId, TensorKind};
+use std::collections::HashMap;
+
+/// Where an index got its range: shown when two sources disagree.
+#[derive(Clone)]
+struct RangeSource {
+    span: Span,
+    what: String,
+}
+
+struct Index {
+    name: String,
+    range: Option<Size>,
+    source: Option<RangeSource>,
+    first: Span,
+}
+
+/// A grouped position `(j, l)` of a tensor whose size must equal the members' product.
+struct Group {
+    members: Vec<IndexId>,
+    size: Size,
+    factors: Vec<Size>,
+    span: Span,
+    what: String,
+}
+
+struct Scx<'a> {
+    cx: &'a mut FnCx,
+    diags: &'a mut Vec<Diagnostic>,
+    idx: Vec<Index>,
+    /// Indices of the statement's own scope (the left side and reads outside any `sum[..]`).
+    stmt_level: HashMap<String, IndexId>,
+    /// Enclosing inline reductions' bindings, innermost last.
+    scopes: Vec<Vec<(String, IndexId)>>,
+    singles: Vec<(IndexId, Size, RangeSource)>,
+    groups: Vec<Group>,
+    ok: bool,
+}
+
+type R<T> = Result<T, ()>;
+
+pub(super) fn expr_stmt(cx: &mut FnCx, s: &ast::Stmt, diags: &mut Vec<Diagnostic>) -> R<()> {
+    if s.targets.len() != 1 {
+        diags.push(
+            Diagnostic::error("check::multiple-targets", "only a function call can assign several tensors at once")
+                .label(s.targets[1].span, "extra target")
+                .help("write one statement per tensor"),
+        );
+        return Err(());
+    }
+    let lhs = &s.targets[0];
+    let target = cx.target(&lhs.name, diags)?;
+    let mut x = Scx {
+        cx,
+        diags,
+        idx: Vec::new(),
+        stmt_level: HashMap::new(),
+        scopes: Vec::new(),
+        singles: Vec::new(),
+        groups: Vec::new(),
+        ok: true,
+    };
+    // Index names of the statement's own scope, so that a bare `i` read before `B[i]`
+    // still means the index.
+    let lhs_items: &[IndexItem] = lhs.indices.as_deref().unwrap_or(&[]);
+    let mut lhs_pos: Vec<Vec<IndexId>> = Vec::new();
+    for item in lhs_items {
+        let mut pos = Vec::new();
+        for i in item.idents() {
+            if x.stmt_level.contains_key(&i.name) {
+                x.err(
+                    Diagnostic::error("check::repeated-lhs-index", format!("index `{}` appears twice on the left", i.name))
+                        .label(i.span, "repeated here")
+                        .help("each index names one axis of the result; a diagonal is read on the right: D[i] = A[i, i]"),
+                );
+                return Err(());
+            }
+            pos.push(x.new_stmt_index(i)?);
+        }
+        lhs_pos.push(pos);
+    }
+    x.collect_stmt_indices(&s.rhs, &mut Vec::new())?;
+    let rhs = x.expr(&s.rhs);
+    // Ranges from the left side when it is a declared output.
+    if let Target::Output(t) = target {
+        let rank = x.cx.tensors[t.index()].shape.len();
+        if rank != lhs_items.len() {
+            let ty = x.cx.type_text(t);
+            x.err(
+                Diagnostic::error(
+                    "check::rank-mismatch",
+                    format!("output `{}` has {} but is assigned with {}", lhs.name.name, plural(rank, "axis", "axes"), lhs_items.len()),
+                )
+                .label(lhs.span, plural(lhs_items.len(), "position", "positions"))
+                .label(x.cx.tensors[t.index()].span, format!("declared as {ty}"))
+                .help("write one index per axis on the left"),
+            );
+            return Err(());
+        }
+        x.constrain_access(t, lhs_items, &lhs_pos);
+    }
+    let rhs = rhs?;
+    if !x.ok {
+        return Err(());
+    }
+    x.solve()?;
+    let lhs_ids: Vec<IndexId> = lhs_pos.iter().flatten().copied().collect();
+    let mut free = Vec::new();
+    rhs.free_indices(&mut free);
+    let reduced: Vec<IndexId> = free.into_iter().filter(|i| !lhs_ids.contains(i)).collect();
+    let op = match s.op {
+        AssignOp::Assign => ReduceOp::Sum,
+        AssignOp::Max => ReduceOp::Max,
+        AssignOp::Min => ReduceOp::Min,
+    };
+    let indices: Vec<IndexVar> =
+        x.idx.iter().map(|i| IndexVar { name: i.name.clone(), range: i.range.clone().unwrap_or_else(Size::one) }).collect();
+    if op == ReduceOp::Sum && !reduced.is_empty() {
+        x.warn_additive_terms(&s.rhs, &reduced);
+    }
+    if op != ReduceOp::Sum && reduced.is_empty() {
+        x.diags.push(
+            Diagnostic::warning("check::nothing-reduced", "nothing is reduced: every index on the right is on the left")
+                .label(s.op_span, "this reduces no index")
+                .help("`max=` reduces the indices that appear only on the right; use `=` for a plain assignment"),
+        );
+    }
+    let mut shape = Vec::new();
+    let mut factors = Vec::new();
+    for pos in &lhs_pos {
+        let fs: Vec<Size> = pos.iter().map(|i| indices[i.index()].range.clone()).collect();
+        match fs.iter().try_fold(Size::one(), |a, f| a.mul(f)) {
+            Some(sz) => shape.push(sz),
+            None => {
+                x.err(
+                    Diagnostic::error("check::size-overflow", "this grouped position's size overflows 64 bits")
+                        .label(lhs.span, "too large")
+                        .help("use smaller dims"),
+                );
+                return Err(());
+            }
+        }
+        factors.push(fs);
+    }
+    let target = match target {
+        Target::Output(t) => t,
+        Target::Temp => x.cx.add_tensor(TensorDecl {
+            name: lhs.name.name.clone(),
+            kind: TensorKind::Temp,
+            shape,
+            factors,
+            span: lhs.name.span,
+        }),
+    };
+    x.cx.defined[target.index()] = true;
+    x.cx.stmts.push(tir::Stmt { target, lhs: lhs_pos, op, reduced, indices, rhs, span: s.span });
+    Ok(())
+}
+
+impl Scx<'_> {
+    fn err(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+        self.ok = false;
+    }
+
+    fn check_index_name(&mut self, i: &ast::Ident) -> R<()> {
+        if reserved(&i.name) {
+            self.err(
+                Diagnostic::error("check::reserved-name", format!("`{}` is a reserved word and cannot name an index", i.name))
+                    .label(i.span, "reserved")
+                    .help("choose another index name"),
+            );
+            return Err(());
+        }
+        Ok(())
+    }
+
+    fn push_index(&mut self, i: &ast::Ident) -> IndexId {
+        let id = IndexId(self.idx.len() as u32);
+        // Sibling reductions may reuse a name; prime it so the printed TIR stays unambiguous.
+        let mut name = i.name.clone();
+        while self.idx.iter().any(|x| x.name == name) {
+            name.push('\'');
+        }
+        self.idx.push(Index { name, range: None, source: None, first: i.span });
+        id
+    }
+
+    fn new_stmt_index(&mut self, i: &ast::Ident) -> R<IndexId> {
+        self.check_index_name(i)?;
+        let id = self.push_index(i);
+        self.stmt_level.insert(i.name.clone(), id);
+        Ok(id)
+    }
+
+    /// Registers every index written in brackets outside the inline reductions that
+    /// bind it; `bound` holds the names bound by enclosing reductions.
+    fn collect_stmt_indices(&mut self, e: &ast::Expr, bound: &mut Vec<String>) -> R<()> {
+        match &e.kind {
+            ExprKind::Number(_) => Ok(()),
+            ExprKind::Access { indices, .. } => {
+                for i in indices.iter().flatten().flat_map(|it| it.idents()) {
+                    if !bound.contains(&i.name) && !self.stmt_level.contains_key(&i.name) {
+                        self.new_stmt_index(i)?;
+                    }
+                }
+                Ok(())
+            }
+            ExprKind::Neg(a) => self.collect_stmt_indices(a, bound),
+            ExprKind::Add { first, rest } => {
+                self.collect_stmt_indices(first, bound)?;
+                rest.iter().try_for_each(|(_, x)| self.collect_stmt_indices(x, bound))
+            }
+            ExprKind::Mul { first, rest } => {
+                self.collect_stmt_indices(first, bound)?;
+                rest.iter().try_for_each(|(_, x)| self.collect_stmt_indices(x, bound))
+            }
+            ExprKind::Call { args, .. } => args.iter().try_for_each(|x| self.collect_stmt_indices(x, bound)),
+            ExprKind::Select { cond, then, otherwise } => {
+                self.collect_cond_indices(cond, bound)?;
+                self.collect_stmt_indices(then, bound)?;
+                self.collect_stmt_indices(otherwise, bound)
+            }
+            ExprKind::Reduce { indices, body, .. } => {
+                let n = bound.len();
+                bound.extend(indices.iter().map(|i| i.name.clone()));
+                let r = self.collect_stmt_indices(body, bound);
+                bound.truncate(n);
+                r
+            }
+        }
+    }
+
+    fn collect_cond_indices(&mut self, c: &ast::Cond, bound: &mut Vec<String>) -> R<()> {
+        match c {
+            ast::Cond::Cmp { lhs, rhs, .. } => {
+                self.collect_stmt_indices(lhs, bound)?;
+                self.collect_stmt_indices(rhs, bound)
+            }
+            ast::Cond::And(cs, _) | ast::Cond::Or(cs, _) => cs.iter().try_for_each(|x| self.collect_cond_indices(x, bound)),
+            ast::Cond::Not(x, _) => self.collect_cond_indices(x, bound),
+        }
+    }
+
+    /// The index a name means at this point, if any.
+    fn lookup_index(&self, name: &str) -> Option<IndexId> {
+        for scope in self.scopes.iter().rev() {
+            if let Some((_, id)) = scope.iter().find(|(n, _)| n == name) {
+                return Some(*id);
+            }
+        }
+        self.stmt_level.get(name).copied()
+    }
+
+    fn describe_axis(&self, t: TensorId, axis: usize) -> String {
+        format!("axis {axis} of {}", self.cx.type_text(t))
+    }
+
+    /// Records what an access (or an output's left side) says about its indices' ranges.
+    fn constrain_access(&mut self, t: TensorId, items: &[IndexItem], pos: &[Vec<IndexId>]) {
+        for (axis, (item, ids)) in items.iter().zip(pos).enumerate() {
+            let size = self.cx.tensors[t.index()].shape[axis].clone();
+            let what = self.describe_axis(t, axis);
+            match item {
+                IndexItem::Single(i) => self.singles.push((ids[0], size, RangeSource { span: i.span, what })),
+                IndexItem::Group(_, span) => {
+                    let factors = self.cx.tensors[t.index()].factors[axis].clone();
+                    self.groups.push(Group { members: ids.clone(), size, factors, span: *span, what });
+                }
+            }
+        }
+    }
+
+    fn set_range(&mut self, id: IndexId, size: Size, src: RangeSource) {
+        let i = &self.idx[id.index()];
+        match (&i.range, &i.source) {
+            (None, _) => {
+                let i = &mut self.idx[id.index()];
+                i.range = Some(size);
+                i.source = Some(src);
+            }
+            (Some(r), prev) if *r != size => {
+                let (name, r_text, s_text) = (i.name.clone(), self.cx.size_text(r), self.cx.size_text(&size));
+                let mut d = Diagnostic::error("check::index-range", format!("index `{name}` has two different ranges"))
+                    .label(src.span, format!("`{name}` ranges over {s_text} here ({})", src.what));
+                if let Some(p) = prev {
+                    d = d.label(p.span, format!("but over {r_text} here ({})", p.what));
+                }
+                self.err(d.help("an index has one range in a statement; use another index name for the other axis"));
+            }
+            _ => {}
+        }
+    }
+
+    /// Infers every range: direct positions first, then grouped positions to a fixpoint.
+    fn solve(&mut self) -> R<()> {
+        for (id, size, src) in std::mem::take(&mut self.singles) {
+            self.set_range(id, size, src);
+        }
+        let groups = std::mem::take(&mut self.groups);
+        let mut settled = vec![false; groups.len()];
+        loop {
+            let mut progress = false;
+            for (g, done) in groups.iter().zip(settled.iter_mut()) {
+                if *done {
+                    continue;
+                }
+                let unknown: Vec<IndexId> =
+                    g.members.iter().copied().filter(|m| self.idx[m.index()].range.is_none()).collect();
+                let src = RangeSource { span: g.span, what: g.what.clone() };
+                if unknown.is_empty() {
+                    *done = true;
+                    let mut prod = Some(Size::one());
+                    for m in &g.members {
+                        prod = prod.and_then(|p| p.mul(self.idx[m.index()].range.as_ref()?));
+                    }
+                    if prod.as_ref() != Some(&g.size) {
+                        let names: Vec<&str> = g.members.iter().map(|m| self.idx[m.index()].name.as_str()).collect();
+                        let got = prod.map_or_else(|| "an overflowing size".into(), |p| self.cx.size_text(&p));
+                        let want = self.cx.size_text(&g.size);
+                        self.err(
+                            Diagnostic::error("check::group-size", format!("grouped index ({}) does not fit its axis", names.join(", ")))
+                                .label(g.span, format!("({}) has size {got}, but this is {}", names.join(", "), g.what))
+                                .help(format!("the members' ranges must multiply to {want}")),
+                        );
+                    }
+                    progress = true;
+                } else if unknown.len() == 1 {
+                    let mut known = Some(Size::one());
+                    for m in g.members.iter().filter(|m| **m != unknown[0]) {
+                        known = known.and_then(|k| k.mul(self.idx[m.index()].range.as_ref()?));
+                    }
+                    match known.and_then(|k| g.size.div(&k)) {
+                        Some(r) => self.set_range(unknown[0], r, src),
+                        None => {
+                            let name = self.idx[unknown[0].index()].name.clone();
+                            let size = self.cx.size_text(&g.size);
+                            self.err(
+                                Diagnostic::error("check::group-split", format!("cannot infer the range of `{name}` from this group"))
+                                    .label(g.span, format!("{size} is not a multiple of the other members' ranges ({})", g.what))
+                                    .help("declare the axis as a product of dims, e.g. f32[q * s], or use the index elsewhere"),
+                            );
+                            // Reported; keep the unknown-range check from repeating it.
+                            self.idx[unknown[0].index()].range = Some(Size::one());
+                            *done = true;
+                        }
+                    }
+                    progress = true;
+                } else if g.factors.len() == g.members.len() {
+                    // Members match the factors the axis was written with, in order.
+                    for (m, f) in g.members.iter().zip(&g.factors) {
+                        if self.idx[m.index()].range.is_none() {
+                            self.set_range(*m, f.clone(), src.clone());
+                        }
+                    }
+                    progress = true;
+                }
+            }
+            if !progress {
+                break;
+            }
+        }
+        for i in 0..self.idx.len() {
+            if self.idx[i].range.is_none() {
+                let (name, first) = (self.idx[i].name.clone(), self.idx[i].first);
+                self.err(
+                    Diagnostic::error("check::unknown-range", format!("cannot infer the range of index `{name}`"))
+                        .label(first, "its range is not known")
+                        .help("use the index to read a tensor axis (A[i]), or on the left of an output with a declared shape"),
+                );
+            }
+        }
+        if self.ok {
+            Ok(())
+        } else {
+            Err(())
+        }
+    }
+
+    /// Builds the TIR of an expression, recording range constraints on the way.
+    fn expr(&mut self, e: &ast::Expr) -> R<Expr> {
+        match &e.kind {
+            ExprKind::Number(v) => Ok(Expr::Lit(*v)),
+            ExprKind::Access { name, indices: None } => self.bare_name(name),
+            ExprKind::Access { name, indices: Some(items) } => {
+                let t = match self.cx.read(name, self.diags) {
+                    Ok(Some(t)) => t,
+                    Ok(None) => {
+                        self.ok = false;
+                        return Err(());
+                    }
+                    Err(()) => {
+                        self.ok = false;
+                        return Err(());
+                    }
+                };
+                let rank = self.cx.tensors[t.index()].shape.len();
+                if rank != items.len() {
+                    let ty = self.cx.type_text(t);
+                    let decl = self.cx.tensors[t.index()].span;
+                    self.err(
+                        Diagnostic::error(
+                            "check::rank-mismatch",
+                            format!("`{}` has {} but is indexed with {}", name.name, plural(rank, "axis", "axes"), items.len()),
+                        )
+                        .label(e.span, plural(items.len(), "position", "positions"))
+                        .label(decl, format!("declared as {ty}"))
+                        .help("write one index (or one group) per axis"),
+                    );
+                    return Err(());
+                }
+                let mut pos = Vec::new();
+                for item in items {
+                    let mut p = Vec::new();
+                    for i in item.idents() {
+                        match self.lookup_index(&i.name) {
+                            Some(id) => p.push(id),
+                            None => return Err(()),
+                        }
+                    }
+                    pos.push(p);
+                }
+                self.constrain_access(t, items, &pos);
+                Ok(Expr::Access(t, pos))
+            }
+            ExprKind::Neg(a) => Ok(Expr::Neg(Box::new(self.expr(a)?))),
+            ExprKind::Add { first, rest } => {
+                let mut acc = self.expr(first)?;
+                for (op, x) in rest {
+                    let x = self.expr(x)?;
+                    acc = match (op, acc) {
+                        (AddOp::Add, Expr::Add(mut v)) => {
+                            v.push(x);
+                            Expr::Add(v)
+                        }
+                        (AddOp::Add, a) => Expr::Add(vec![a, x]),
+                        (AddOp::Sub, a) => Expr::Sub(Box::new(a), Box::new(x)),
+                    };
+                }
+                Ok(acc)
+            }
+            ExprKind::Mul { first, rest } => {
+                let mut acc = self.expr(first)?;
+                for (op, x) in rest {
+                    let x = self.expr(x)?;
+                    acc = match (op, acc) {
+                        (MulOp::Mul, Expr::Mul(mut v)) => {
+                            v.push(x);
+                            Expr::Mul(v)
+                        }
+                        (MulOp::Mul, a) => Expr::Mul(vec![a, x]),
+                        (MulOp::Div, a) => Expr::Div(Box::new(a), Box::new(x)),
+                    };
+                }
+                Ok(acc)
+            }
+            ExprKind::Call { path, args } => {
+                let builtin = if path.len() == 1 { Builtin::from_name(&path[0].name) } else { None };
+                let Some(b) = builtin else {
+                    self.err(
+                        Diagnostic::error("check::nested-call", "a call to a user function must be a whole statement")
+                            .label(e.span, "called inside an expression")
+                            .help("assign the call's result first: `T = f(A, B)`, then use T"),
+                    );
+                    return Err(());
+                };
+                if args.len() != b.arity() {
+                    self.err(
+                        Diagnostic::error(
+                            "check::arity",
+                            format!("`{}` takes {} argument{}, not {}", b.name(), b.arity(), if b.arity() == 1 { "" } else { "s" }, args.len()),
+                        )
+                        .label(e.span, format!("{} given", args.len()))
+                        .help(match b {
+                            Builtin::Pow => "write pow(x, y)",
+                            Builtin::Max | Builtin::Min => "max(a, b) is elementwise; reduce over an index with max[j](e) or `max=`",
+                            _ => "these functions apply elementwise to one value",
+                        }),
+                    );
+                    return Err(());
+                }
+                let args = args.iter().map(|a| self.expr(a)).collect::<R<Vec<_>>>()?;
+                Ok(Expr::Call(b, args))
+            }
+            ExprKind::Select { cond, then, otherwise } => {
+                let c = self.cond(cond)?;
+                let a = self.expr(then)?;
+                let b = self.expr(otherwise)?;
+                Ok(Expr::Select(Box::new(c), Box::new(a), Box::new(b)))
+            }
+            ExprKind::Reduce { kw, indices, body, .. } => {
+                let mut scope: Vec<(String, IndexId)> = Vec::new();
+                for i in indices {
+                    self.check_index_name(i)?;
+                    let outer = self.lookup_index(&i.name);
+                    if scope.iter().any(|(n, _)| *n == i.name) || outer.is_some() {
+                        let mut d = Diagnostic::error(
+                            "check::index-shadow",
+                            format!("index `{}` is reduced here but also used outside this reduction", i.name),
+                        )
+                        .label(i.span, "reduced here");
+                        if let Some(o) = outer {
+                            d = d.label(self.idx[o.index()].first, "also used here");
+                        }
+                        self.err(d.help("give the reduced index its own name"));
+                        return Err(());
+                    }
+                    let id = self.push_index(i);
+                    scope.push((i.name.clone(), id));
+                }
+                let ids: Vec<IndexId> = scope.iter().map(|(_, id)| *id).collect();
+                self.scopes.push(scope);
+                let body = self.expr(body);
+                self.scopes.pop();
+                let op = match kw {
+                    ReduceKw::Sum => ReduceOp::Sum,
+                    ReduceKw::Max => ReduceOp::Max,
+                    ReduceKw::Min => ReduceOp::Min,
+                };
+                Ok(Expr::Reduce(op, ids, Box::new(body?)))
+            }
+        }
+    }
+
+    fn bare_name(&mut self, name: &ast::Ident) -> R<Expr> {
+        if let Some(id) = self.lookup_index(&name.name) {
+            return Ok(Expr::Index(id));
+        }
+        if let Some(&t) = self.cx.by_name.get(&name.name) {
+            let rank = self.cx.tensors[t.index()].shape.len();
+            if rank > 0 && !self.cx.poisoned[t.index()] {
+                let ty = self.cx.type_text(t);
+                self.err(
+                    Diagnostic::error("check::missing-indices", format!("`{}` has {} and needs indices here", name.name, plural(rank, "axis", "axes")))
+                        .label(name.span, "used without indices")
+                        .help(format!("index it, e.g. {}[...] ({ty})", name.name)),
+                );
+                return Err(());
+            }
+        } else if let Some(d) = self.cx.dim_by_name(&name.name) {
+            return Ok(Expr::Size(Size::dim(d)));
+        }
+        match self.cx.read(name, self.diags) {
+            Ok(Some(t)) => Ok(Expr::Access(t, Vec::new())),
+            _ => {
+                self.ok = false;
+                Err(())
+            }
+        }
+    }
+
+    fn cond(&mut self, c: &ast::Cond) -> R<tir::Cond> {
+        Ok(match c {
+            ast::Cond::Cmp { op, lhs, rhs, .. } => {
+                let op = match op {
+                    ast::CmpOp::Lt => tir::CmpOp::Lt,
+                    ast::CmpOp::Le => tir::CmpOp::Le,
+                    ast::CmpOp::Gt => tir::CmpOp::Gt,
+                    ast::CmpOp::Ge => tir::CmpOp::Ge,
+                    ast::CmpOp::Eq => tir::CmpOp::Eq,
+                    ast::CmpOp::Ne => tir::CmpOp::Ne,
+                };
+                tir::Cond::Cmp(op, self.expr(lhs)?, self.expr(rhs)?)
+            }
+            ast::Cond::And(cs, _) => tir::Cond::And(cs.iter().map(|x| self.cond(x)).collect::<R<_>>()?),
+            ast::Cond::Or(cs, _) => tir::Cond::Or(cs.iter().map(|x| self.cond(x)).collect::<R<_>>()?),
+            ast::Cond::Not(x, _) => tir::Cond::Not(Box::new(self.cond(x)?)),
+        })
+    }
+
+    /// Warns about top-level terms of a summed right side that lack a summed index:
+    /// such a term is added once per value of the index.
+    fn warn_additive_terms(&mut self, rhs: &ast::Expr, reduced: &[IndexId]) {
+        let ExprKind::Add { first, rest } = &rhs.kind else { return };
+        let terms = std::iter::once(first.as_ref()).chain(rest.iter().map(|(_, x)| x));
+        for t in terms {
+            let mut names = Vec::new();
+            stmt_level_names(t, &mut Vec::new(), &mut names);
+            let missing: Vec<&str> = reduced
+                .iter()
+                .map(|r| self.idx[r.index()].name.as_str())
+                .filter(|n| !names.iter().any(|x| x == n))
+                .collect();
+            if !missing.is_empty() {
+                let sizes: Vec<String> = reduced
+                    .iter()
+                    .filter(|r| missing.contains(&self.idx[r.index()].name.as_str()))
+                    .map(|r| self.idx[r.index()].range.as_ref().map_or("?".into(), |s| self.cx.size_text(s)))
+                    .collect();
+                self.diags.push(
+                    Diagnostic::warning(
+                        "check::term-missing-index",
+                        format!("summed index `{}` does not occur in this term", missing.join("`, `")),
+                    )
+                    .label(t.span, format!("this term is added {} times", sizes.join(" * ")))
+                    .help("the sum covers the whole right side; to add the term once, sum the rest in its own statement"),
+                );
+            }
+        }
+    }
+}
+
+/// Names used as indices (in brackets or bare) outside the reductions that bind them.
+fn stmt_level_names(e: &ast::Expr, bound: &mut Vec<String>, out: &mut Vec<String>) {
+    let mut add = |n: &str, bound: &Vec<String>| {
+        if !bound.iter().any(|b| b == n) && !out.iter().any(|o| o == n) {
+            out.push(n.to_string());
+        }
+    };
+    match &e.kind {
+        ExprKind::Number(_) => {}
+        ExprKind::Access { name, indices } => match indices {
+            None => add(&name.name, bound),
+            Some(items) => items.iter().flat_map(|i| i.idents()).for_each(|i| add(&i.name, bound)),
+        },
+        ExprKind::Neg(a) => stmt_level_names(a, bound, out),
+        ExprKind::Add { first, rest } => {
+            stmt_level_names(first, bound, out);
+            rest.iter().for_each(|(_, x)| stmt_level_names(x, bound, out));
+        }
+        ExprKind::Mul { first, rest } => {
+            stmt_level_names(first, bound, out);
+            rest.iter().for_each(|(_, x)| stmt_level_names(x, bound, out));
+        }
+        ExprKind::Call { args, .. } => args.iter().for_each(|x| stmt_level_names(x, bound, out)),
+        ExprKind::Select { cond, then, otherwise } => {
+            cond_names(cond, bound, out);
+            stmt_level_names(then, bound, out);
+            stmt_level_names(otherwise, bound, out);
+        }
+        ExprKind::Reduce { indices, body, .. } => {
+            let n = bound.len();
+            bound.extend(indices.iter().map(|i| i.name.clone()));
+            stmt_level_names(body, bound, out);
+            bound.truncate(n);
+        }
+    }
+}
+
+fn cond_names(c: &ast::Cond, bound: &mut Vec<String>, out: &mut Vec<String>) {
+    match c {
+        ast::Cond::Cmp { lhs, rhs, .. } => {
+            stmt_level_names(lhs, bound, out);
+            stmt_level_names(rhs, bound, out);
+        }
+        ast::Cond::And(cs, _) | ast::Cond::Or(cs, _) => cs.iter().for_each(|x| cond_names(x, bound, out)),
+        ast::Cond::Not(x, _) => cond_names(x, bound, out),
+    }
+}
+
+/// `1 axis`, `2 axes`.
+pub(super) fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}

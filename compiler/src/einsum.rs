@@ -1,2 +1,0 @@
-//! numpy einsum strings translated straight to TIR.
-//! (Being written; see the foundation issue.)

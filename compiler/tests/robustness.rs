@@ -1,0 +1,180 @@
+//! No input panics the front end: random bytes, random token soups, and random
+//! grammatical programs (which must also round-trip through the AST printer and, when
+//! they check, evaluate without panicking).
+
+use ndarray::Dimension;
+use proptest::prelude::*;
+use tessera_compiler::check::check_file;
+use tessera_compiler::diag::{render_all, SourceMap};
+use tessera_compiler::eval::{evaluate, EvalOptions};
+use tessera_compiler::syntax::{parse, print_module};
+use tessera_compiler::tir::bind_dims;
+
+/// Parses, checks and renders every diagnostic; returns the checked result.
+fn front_end(src: &str) -> tessera_compiler::check::Checked {
+    let mut sm = SourceMap::new();
+    let id = sm.add("fuzz.tsr", src);
+    let c = check_file(&mut sm, id);
+    let _ = render_all(&c.diagnostics, &sm, false);
+    c
+}
+
+const TOKENS: &[&str] = &[
+    "fn", "use", "std", "::", "attention", "softmax", "(", ")", "[", "]", "{", "}", ",", ":", "->", "=", "max=",
+    "min=", "+", "-", "*", "/", "<", "<=", "==", "!=", "&&", "||", "!", ";", "#", "\n", "f32", "f64", "f16", "A",
+    "B", "C", "x", "i", "j", "k", "n", "m", "d", "0", "1", "2.5", "1e-5", "inf", "exp", "sqrt", "pow", "max", "sum",
+    "min", "select", "(i, j)", "α", "18446744073709551616", "99999999999999999999999",
+];
+
+fn soup() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(TOKENS), 0..60).prop_map(|t| t.join(" "))
+}
+
+/// A random grammatical program over a small vocabulary, so names often resolve.
+fn program() -> impl Strategy<Value = String> {
+    let name = prop::sample::select(vec!["A", "B", "T", "U", "s"]);
+    let idx = prop::sample::select(vec!["i", "j", "k"]);
+    let item = prop_oneof![
+        3 => idx.clone().prop_map(|i| i.to_string()),
+        1 => (idx.clone(), idx.clone()).prop_map(|(a, b)| format!("({a}, {b})")),
+    ];
+    let access = (name.clone(), prop::collection::vec(item.clone(), 0..3))
+        .prop_map(|(n, items)| if items.is_empty() { n.to_string() } else { format!("{n}[{}]", items.join(", ")) });
+    let leaf = prop_oneof![
+        4 => access,
+        1 => prop::sample::select(vec!["1", "2.5", "0", "inf", "n", "i", "1e-3"]).prop_map(|s| s.to_string()),
+    ];
+    let expr = leaf.prop_recursive(4, 24, 3, move |inner| {
+        prop_oneof![
+            (inner.clone(), prop::sample::select(vec!["+", "-", "*", "/"]), inner.clone())
+                .prop_map(|(a, op, b)| format!("{a} {op} {b}")),
+            inner.clone().prop_map(|a| format!("({a})")),
+            inner.clone().prop_map(|a| format!("-{a}")),
+            (prop::sample::select(vec!["exp", "sqrt", "tanh", "relu", "abs"]), inner.clone())
+                .prop_map(|(f, a)| format!("{f}({a})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("max({a}, {b})")),
+            (prop::sample::select(vec!["sum", "max", "min"]), prop::sample::select(vec!["i", "j", "k"]), inner.clone())
+                .prop_map(|(r, i, a)| format!("{r}[{i}]({a})")),
+            (inner.clone(), inner.clone(), inner.clone(), inner)
+                .prop_map(|(a, b, c, d)| format!("select({a} <= {b} && !({a} == {b}), {c}, {d})")),
+        ]
+    });
+    let lhs = (prop::sample::select(vec!["T", "U", "B", "s"]), prop::collection::vec(item, 0..3))
+        .prop_map(|(n, items)| if items.is_empty() { n.to_string() } else { format!("{n}[{}]", items.join(", ")) });
+    let stmt = (lhs, prop::sample::select(vec!["=", "max=", "min="]), expr)
+        .prop_map(|(l, op, e)| format!("    {l} {op} {e}\n"));
+    let ty = prop::sample::select(vec!["f32[n]", "f32[n, m]", "f32[n * m]", "f32", "f32[3, n]", "f32[m, n, n]"]);
+    (ty.clone(), ty, prop::collection::vec(stmt, 1..5)).prop_map(|(ta, tb, stmts)| {
+        format!("fn f(A: {ta}, s: f32) -> B: {tb} {{\n{}}}\n", stmts.concat())
+    })
+}
+
+
+/// Random expressions over the given leaves, of bounded depth.
+fn expr_over(leaves: Vec<&'static str>) -> impl Strategy<Value = String> {
+    prop::sample::select(leaves).prop_map(|s| s.to_string()).prop_recursive(3, 16, 3, |inner| {
+        prop_oneof![
+            (inner.clone(), prop::sample::select(vec!["+", "-", "*", "/"]), inner.clone())
+                .prop_map(|(a, op, b)| format!("({a}) {op} ({b})")),
+            (prop::sample::select(vec!["exp", "sqrt", "tanh", "relu", "abs", "sigmoid", "log"]), inner.clone())
+                .prop_map(|(f, a)| format!("{f}({a})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("pow(abs({a}), 0.5) + min({a}, {b})")),
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("select(i <= 1 || {a} > {b}, {a}, {b})")),
+        ]
+    })
+}
+
+/// Random programs that are well-typed by construction: one dim, rank-correct reads,
+/// intermediates defined before use. They exercise the checker's success path and the
+/// evaluator.
+fn typed_program() -> impl Strategy<Value = String> {
+    let e1 = expr_over(vec!["A[i, j]", "A[j, i]", "x[i]", "x[j]", "s", "y[(i, j)]", "i", "n", "1.5", "A[i, i]"]);
+    let e2 = expr_over(vec!["T[i, j]", "T[j, i]", "A[i, k]", "x[k]", "s", "i", "2", "T[i, i]"]);
+    let e3 = expr_over(vec!["U[i]", "T[i, j]", "x[i]", "U[j]", "A[j, i]", "0.5"]);
+    let op = prop::sample::select(vec!["=", "max=", "min="]);
+    (e1, op.clone(), e2, op.clone(), e3, op).prop_map(|(a, o1, b, o2, c, o3)| {
+        format!(
+            "fn f(A: f64[n, n], x: f64[n], y: f64[n * n], s: f64) -> B: f64[n] {{\n    \
+             T[i, j] {o1} A[i, j] * ({a}) + sum[q](y[(q, i)] * x[q])\n    \
+             U[i] {o2} x[i] - ({b})\n    B[i] {o3} U[i] * ({c})\n}}\n"
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let text = String::from_utf8_lossy(&bytes);
+        front_end(&text);
+    }
+
+    #[test]
+    fn token_soups_never_panic(src in soup()) {
+        front_end(&src);
+        front_end(&format!("fn f(A: f32[n]) -> B: f32[n] {{ {src} }}"));
+    }
+
+    #[test]
+    fn random_programs_round_trip_and_never_panic(src in program(), n in 0usize..4, m in 0usize..4) {
+        let m0 = parse(&src, Default::default()).map_err(|d| TestCaseError::fail(format!("{}\n{src}", d.message)))?;
+        let printed = print_module(&m0);
+        let m1 = parse(&printed, Default::default()).map_err(|d| TestCaseError::fail(d.message))?;
+        prop_assert_eq!(&print_module(&m1), &printed);
+        let checked = front_end(&src);
+        evaluate_small(&checked, n, m);
+    }
+
+    #[test]
+    fn typed_programs_check_and_evaluate(src in typed_program(), n in 0usize..4) {
+        let checked = front_end(&src);
+        prop_assert!(!checked.functions.is_empty(), "does not check:\n{src}");
+        let _ = evaluate_small(&checked, n, n);
+    }
+}
+
+/// Evaluates every checked function on small shapes; returns how many evaluated.
+fn evaluate_small(checked: &tessera_compiler::check::Checked, n: usize, m: usize) -> usize {
+    let mut ok = 0;
+    {
+        for f in &checked.functions {
+            // Every checked function evaluates (or refuses cleanly) on small shapes.
+            let shapes: Vec<Vec<usize>> = f.inputs.iter().map(|&t| {
+                f.tensor(t).shape.iter().enumerate().map(|(k, _)| if k % 2 == 0 { n } else { m }).collect()
+            }).collect();
+            let shape_refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+            if let Ok(b) = bind_dims(f, &shape_refs, &[]) {
+                let arrays: Vec<ndarray::ArrayD<f64>> = f.inputs.iter().map(|&t| {
+                    let shape = f.shape(t, &b).unwrap_or_default();
+                    ndarray::ArrayD::from_shape_fn(shape, |ix| ix.slice().iter().sum::<usize>() as f64 - 1.5)
+                }).collect();
+                let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+                if evaluate(f, &b, &views, &EvalOptions { memory_limit: 1 << 20 }).is_ok() {
+                    ok += 1;
+                }
+            }
+        }
+    }
+    ok
+}
+
+/// The deepest nesting the parser accepts goes through every stage on a default test
+/// thread (2 MiB stack) in a debug build.
+#[test]
+fn deepest_accepted_program_runs_everywhere() {
+    let depth = tessera_compiler::syntax::MAX_NESTING - 2;
+    let body = format!("{}x[i]{}", "-abs(".repeat(depth), ")".repeat(depth));
+    let src = format!("fn f(x: f64[n]) -> y: f64[n] {{\n    y[i] = {body}\n}}\n");
+    let checked = front_end(&src);
+    assert!(checked.functions.len() == 1, "{:?}", checked.diagnostics.iter().map(|d| &d.message).collect::<Vec<_>>());
+    let f = &checked.functions[0];
+    let _ = f.to_string();
+    let b = bind_dims(f, &[&[3]], &[]).expect("binds");
+    let x = ndarray::arr1(&[1.0, -2.0, 3.0]).into_dyn();
+    let out = evaluate(f, &b, &[x.view()], &EvalOptions::default()).expect("evaluates");
+    assert_eq!(out[0], ndarray::arr1(&[-1.0, -2.0, -3.0]).into_dyn());
+    // One level deeper than allowed is a clean error.
+    let too_deep = format!("fn f(x: f64[n]) -> y: f64[n] {{ y[i] = {}x[i]{} }}", "(".repeat(depth + 3), ")".repeat(depth + 3));
+    assert!(front_end(&too_deep).diagnostics.iter().any(|d| d.code == "syntax::too-deep"));
+}

@@ -1,0 +1,94 @@
+//! File-driven snapshot tests: each `tests/cases/*.tsr` starts with a directive
+//! `# stages: ast, tir, diagnostics` naming the stage outputs to snapshot.
+
+use std::path::Path;
+use tessera_compiler::check::check_file;
+use tessera_compiler::diag::{render_all, SourceMap};
+use tessera_compiler::syntax::{parse, print_module};
+
+const STAGES: &[&str] = &["ast", "tir", "diagnostics"];
+
+fn stages_of(text: &str, path: &Path) -> Vec<String> {
+    let first = text.lines().next().unwrap_or("");
+    let list = first
+        .strip_prefix("# stages:")
+        .unwrap_or_else(|| panic!("{}: first line must be `# stages: ...`", path.display()));
+    let stages: Vec<String> = list.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    for s in &stages {
+        assert!(STAGES.contains(&s.as_str()), "{}: unknown stage `{s}`", path.display());
+    }
+    assert!(!stages.is_empty(), "{}: no stages named", path.display());
+    stages
+}
+
+#[test]
+fn cases() {
+    insta::glob!("cases/*.tsr", |path| {
+        let text = std::fs::read_to_string(path).expect("case file is readable");
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("case.tsr");
+        let mut sources = SourceMap::new();
+        let file = sources.add(name, text.clone());
+        let checked = check_file(&mut sources, file);
+        for stage in stages_of(&text, path) {
+            match stage.as_str() {
+                "ast" => {
+                    let ast = checked.ast.as_ref().unwrap_or_else(|| panic!("{name} does not parse"));
+                    let printed = print_module(ast);
+                    // The printed AST parses back to the same text.
+                    let again = parse(&printed, file).unwrap_or_else(|d| panic!("{name}: reprint fails: {}", d.message));
+                    assert_eq!(print_module(&again), printed, "{name}: AST printing is not a fixpoint");
+                    insta::assert_snapshot!("ast", printed);
+                }
+                "tir" => {
+                    assert!(
+                        !checked.has_errors(),
+                        "{name} has errors:\n{}",
+                        render_all(&checked.diagnostics, &sources, false)
+                    );
+                    let tir: Vec<String> = checked.functions.iter().map(|f| f.to_string()).collect();
+                    insta::assert_snapshot!("tir", tir.join("\n"));
+                }
+                _ => {
+                    assert!(!checked.diagnostics.is_empty(), "{name}: expected diagnostics, got none");
+                    insta::assert_snapshot!("diagnostics", render_all(&checked.diagnostics, &sources, false));
+                }
+            }
+        }
+    });
+}
+
+/// Every diagnostic code the compiler can emit has a case whose snapshot shows it.
+#[test]
+fn every_diagnostic_code_has_a_case() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut codes = Vec::new();
+    for dir in ["compiler/src/check", "compiler/src/syntax"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("source dir") {
+            let path = entry.expect("entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("rs") || path.ends_with("tests.rs") {
+                continue;
+            }
+            let src = std::fs::read_to_string(&path).expect("source");
+            for prefix in ["\"check::", "\"syntax::"] {
+                for (pos, _) in src.match_indices(prefix) {
+                    let rest = &src[pos + 1..];
+                    let end = rest.find('"').unwrap_or(0);
+                    let code = &rest[..end];
+                    if !codes.contains(&code.to_string()) {
+                        codes.push(code.to_string());
+                    }
+                }
+            }
+        }
+    }
+    assert!(codes.len() > 30, "found only {} codes", codes.len());
+    let mut snapshots = String::new();
+    for entry in std::fs::read_dir(root.join("tests/snapshots")).expect("snapshots dir") {
+        let path = entry.expect("entry").path();
+        if path.to_string_lossy().contains("diagnostics") {
+            snapshots.push_str(&std::fs::read_to_string(&path).expect("snapshot"));
+        }
+    }
+    let missing: Vec<&String> = codes.iter().filter(|c| !snapshots.contains(&format!("\n{c}\n"))).collect();
+    assert!(missing.is_empty(), "diagnostic codes without a snapshot case: {missing:?}");
+}
