@@ -45,9 +45,16 @@ pub fn parse_dim(s: &str) -> Result<DimArg, String> {
     }
     let size = size.trim();
     match size.parse::<u64>() {
-        Ok(size) => Ok(DimArg { name: name.to_string(), size }),
-        Err(_) if size.is_empty() => Err(format!("no size given for dim `{name}`; e.g. `--dim {name}=64`")),
-        Err(_) => Err(format!("the size of dim `{name}` must be a whole number ≥ 0, not `{size}`")),
+        Ok(size) => Ok(DimArg {
+            name: name.to_string(),
+            size,
+        }),
+        Err(_) if size.is_empty() => Err(format!(
+            "no size given for dim `{name}`; e.g. `--dim {name}=64`"
+        )),
+        Err(_) => Err(format!(
+            "the size of dim `{name}` must be a whole number ≥ 0, not `{size}`"
+        )),
     }
 }
 
@@ -62,7 +69,10 @@ pub fn parse_input(s: &str) -> Result<InputArg, String> {
     if path.is_empty() {
         return Err(format!("no file given for input `{name}`; {hint}"));
     }
-    Ok(InputArg { name: name.to_string(), path: PathBuf::from(path) })
+    Ok(InputArg {
+        name: name.to_string(),
+        path: PathBuf::from(path),
+    })
 }
 
 /// A value with `=` after an identifier names an output; anything else is a path.
@@ -75,21 +85,27 @@ pub fn parse_output(s: &str) -> Result<OutputArg, String> {
             if path.is_empty() {
                 Err(format!("no path given for output `{name}`; expected NAME=PATH, e.g. `-o {name}=out.npy`"))
             } else {
-                Ok(OutputArg::Named { name: name.to_string(), path: PathBuf::from(path) })
+                Ok(OutputArg::Named {
+                    name: name.to_string(),
+                    path: PathBuf::from(path),
+                })
             }
         }
         _ => Ok(OutputArg::Bare(PathBuf::from(s))),
     }
 }
 
-const SIZE_UNITS: &str = "use bytes or a unit: kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB \
+const SIZE_UNITS: &str =
+    "use bytes or a unit: kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB \
      (powers of 1024; K, M, G, T mean the same)";
 
 /// A byte count: `4GiB`, `512MiB`, `1.5GB`, `1e9`, `4096`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(format!("expected a size such as 4GiB, 512MiB or 1e9; {SIZE_UNITS}"));
+        return Err(format!(
+            "expected a size such as 4GiB, 512MiB or 1e9; {SIZE_UNITS}"
+        ));
     }
     if t.starts_with('-') {
         return Err("a size cannot be negative".to_string());
@@ -109,11 +125,15 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         _ => return Err(format!("unknown unit `{unit}`; {SIZE_UNITS}")),
     };
     if number.is_empty() {
-        return Err(format!("no number before the unit `{unit}`; e.g. `4{unit}`"));
+        return Err(format!(
+            "no number before the unit `{unit}`; e.g. `4{unit}`"
+        ));
     }
     // Whole numbers are multiplied exactly; only fractions and exponents go through f64.
     if let Ok(n) = number.parse::<u64>() {
-        return n.checked_mul(scale).ok_or_else(|| "the size does not fit in 64 bits".to_string());
+        return n
+            .checked_mul(scale)
+            .ok_or_else(|| "the size does not fit in 64 bits".to_string());
     }
     let value = match number.parse::<f64>() {
         Ok(v) if v.is_finite() => v * scale as f64,
@@ -180,8 +200,20 @@ mod tests {
 
     #[test]
     fn dims() {
-        assert_eq!(parse_dim("n=4096"), Ok(DimArg { name: "n".into(), size: 4096 }));
-        assert_eq!(parse_dim("n_2 = 3"), Ok(DimArg { name: "n_2".into(), size: 3 }));
+        assert_eq!(
+            parse_dim("n=4096"),
+            Ok(DimArg {
+                name: "n".into(),
+                size: 4096
+            })
+        );
+        assert_eq!(
+            parse_dim("n_2 = 3"),
+            Ok(DimArg {
+                name: "n_2".into(),
+                size: 3
+            })
+        );
         assert!(parse_dim("n").unwrap_err().contains("expected NAME=SIZE"));
         assert!(parse_dim("4=3").unwrap_err().contains("not a dim name"));
         assert!(parse_dim("n=").unwrap_err().contains("no size given"));
@@ -193,18 +225,36 @@ mod tests {
     fn inputs_and_outputs() {
         assert_eq!(
             parse_input("A=dir/a=1.npy"),
-            Ok(InputArg { name: "A".into(), path: "dir/a=1.npy".into() })
+            Ok(InputArg {
+                name: "A".into(),
+                path: "dir/a=1.npy".into()
+            })
         );
         assert!(parse_input("a.npy").unwrap_err().contains("NAME=FILE.npy"));
-        assert!(parse_input("A=").unwrap_err().contains("no file given for input `A`"));
-        assert!(parse_input("1A=a.npy").unwrap_err().contains("not an input name"));
-        assert_eq!(parse_output("out.npy"), Ok(OutputArg::Bare("out.npy".into())));
-        assert_eq!(parse_output("./x=1.npy"), Ok(OutputArg::Bare("./x=1.npy".into())));
+        assert!(parse_input("A=")
+            .unwrap_err()
+            .contains("no file given for input `A`"));
+        assert!(parse_input("1A=a.npy")
+            .unwrap_err()
+            .contains("not an input name"));
+        assert_eq!(
+            parse_output("out.npy"),
+            Ok(OutputArg::Bare("out.npy".into()))
+        );
+        assert_eq!(
+            parse_output("./x=1.npy"),
+            Ok(OutputArg::Bare("./x=1.npy".into()))
+        );
         assert_eq!(
             parse_output("C=c.npy"),
-            Ok(OutputArg::Named { name: "C".into(), path: "c.npy".into() })
+            Ok(OutputArg::Named {
+                name: "C".into(),
+                path: "c.npy".into()
+            })
         );
-        assert!(parse_output("C=").unwrap_err().contains("no path given for output `C`"));
+        assert!(parse_output("C=")
+            .unwrap_err()
+            .contains("no path given for output `C`"));
         assert!(parse_output("").is_err());
     }
 

@@ -13,7 +13,11 @@ pub(super) fn einsum(args: &EinsumArgs) -> Result<(), CliError> {
             None => t,
         });
     }
-    let opts = CallOptions { memory_limit: args.memory_limit, dtype, ..CallOptions::default() };
+    let opts = CallOptions {
+        memory_limit: args.memory_limit,
+        dtype,
+        ..CallOptions::default()
+    };
     let result = tessera::einsum_tensors(&args.spec, &operands, &opts)?;
     match &args.output {
         Some(path) => write_npy(path, "the result", &result),

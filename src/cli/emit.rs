@@ -26,7 +26,10 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
                     .map(|name| module.function(name))
                     .collect::<Result<Vec<_>, _>>()?,
             };
-            let texts: Vec<String> = functions.iter().map(|f| with_newline(f.emit_tir())).collect();
+            let texts: Vec<String> = functions
+                .iter()
+                .map(|f| with_newline(f.emit_tir()))
+                .collect();
             texts.join("\n")
         }
     };

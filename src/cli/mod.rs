@@ -32,7 +32,7 @@ Examples:
 /// Tessera: compile and evaluate einsum-style tensor programs.
 #[derive(Debug, Parser)]
 #[command(name = "tessera", version, after_help = TOP_EXAMPLES)]
-#[command(propagate_version = true, max_term_width = 100)]
+#[command(max_term_width = 100)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -84,14 +84,18 @@ enum Stage {
 
 /// Evaluate a function of a .tsr file on .npy inputs.
 ///
-/// Every input of the function is given once as NAME=FILE.npy. Outputs named with -o are
-/// written as C-order .npy files of the evaluation dtype; the others are printed.
+/// Give every input of the function once, as NAME=FILE.npy. Outputs named with -o
+/// are written as C-order .npy files of the evaluation dtype; the others are printed.
+// Verbatim keeps the line breaks: clap is built without terminal-width wrapping.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  \
+#[command(
+    verbatim_doc_comment,
+    after_help = "Examples:\n  \
     tessera run matmul.tsr A=a.npy B=b.npy\n  \
     tessera run model.tsr --fn attention Q=q.npy K=k.npy V=v.npy -o out.npy\n  \
     tessera run model.tsr --fn stats X=x.npy -o mean=mean.npy -o var=var.npy\n  \
-    tessera run ones.tsr --dim n=4 --dtype f64")]
+    tessera run ones.tsr --dim n=4 --dtype f64"
+)]
 struct RunArgs {
     /// The .tsr source file.
     #[arg(value_name = "FILE.tsr")]
@@ -102,8 +106,9 @@ struct RunArgs {
     /// The function to run [default: the only function, or `main`].
     #[arg(long = "fn", value_name = "NAME")]
     function: Option<String>,
-    /// The size of a dim that the inputs do not determine (repeatable), e.g. --dim n=4096.
-    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim)]
+    /// The size of a dim that the inputs do not fix (repeatable), e.g. --dim n=4096.
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
+          allow_hyphen_values = true)]
     dims: Vec<DimArg>,
     /// Evaluate in this dtype, casting the inputs to it [default: the function's dtype].
     #[arg(long, value_enum, value_name = "DTYPE")]
@@ -112,12 +117,14 @@ struct RunArgs {
     #[arg(long, value_enum, default_value_t = Backend::Interp)]
     backend: Backend,
     /// The largest intermediate or output allowed, e.g. 512MiB, 4GiB, 1e9 (bytes).
-    #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB")]
+    // Hyphens are allowed so that `-1` reaches the parser and gets its message.
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
+          allow_hyphen_values = true)]
     memory_limit: u64,
-    /// Write outputs to .npy files: `-o out.npy` when there is one output, or
-    /// `-o NAME=out.npy` for each output to save (repeatable).
+    /// Write outputs to .npy files (repeatable): `-o out.npy` for the only output,
+    /// or `-o NAME=out.npy` for each output to save; the others are printed.
     #[arg(short = 'o', long = "output", value_name = "PATH|NAME=PATH",
-          value_parser = args::parse_output)]
+          value_parser = args::parse_output, verbatim_doc_comment)]
     outputs: Vec<OutputArg>,
 }
 
@@ -144,7 +151,8 @@ struct EinsumArgs {
     #[arg(long, value_enum, value_name = "DTYPE")]
     dtype: Option<DTypeArg>,
     /// The largest intermediate or result allowed, e.g. 512MiB, 4GiB, 1e9 (bytes).
-    #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB")]
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
+          allow_hyphen_values = true)]
     memory_limit: u64,
 }
 
@@ -177,7 +185,10 @@ enum CliError {
     /// An error from the library, rendered by it.
     Tessera(tessera::Error),
     /// A user error found by the command line itself (files, names).
-    User { message: String, help: Option<String> },
+    User {
+        message: String,
+        help: Option<String>,
+    },
     /// A usage error found after clap parsed the arguments (e.g. a name given twice).
     Usage(clap::Error),
     /// stdout was closed early (e.g. piped into `head`); stop without a message.
@@ -186,11 +197,17 @@ enum CliError {
 
 impl CliError {
     fn user(message: impl Into<String>) -> CliError {
-        CliError::User { message: message.into(), help: None }
+        CliError::User {
+            message: message.into(),
+            help: None,
+        }
     }
 
     fn with_help(message: impl Into<String>, help: impl Into<String>) -> CliError {
-        CliError::User { message: message.into(), help: Some(help.into()) }
+        CliError::User {
+            message: message.into(),
+            help: Some(help.into()),
+        }
     }
 
     /// A usage error reported like clap's own, with the subcommand's usage line.
@@ -253,13 +270,15 @@ fn eprint_text(text: &str) {
 /// Writes to stdout, reporting a closed pipe as [`CliError::BrokenPipe`].
 fn print_text(text: &str) -> Result<(), CliError> {
     let mut out = io::stdout().lock();
-    out.write_all(text.as_bytes()).and_then(|()| out.flush()).map_err(|e| {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            CliError::BrokenPipe
-        } else {
-            CliError::user(format!("cannot write to stdout: {}", npy::io_reason(&e)))
-        }
-    })
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| {
+            if e.kind() == io::ErrorKind::BrokenPipe {
+                CliError::BrokenPipe
+            } else {
+                CliError::user(format!("cannot write to stdout: {}", npy::io_reason(&e)))
+            }
+        })
 }
 
 /// Parses the command line and runs it. Panics are caught and reported as internal
@@ -352,14 +371,19 @@ mod tests {
     fn internal_errors_exit_with_3() {
         let e = CliError::Tessera(tessera::Error::Internal("broken invariant".into()));
         assert_eq!(e.exit_code(), EXIT_INTERNAL);
-        assert_eq!(CliError::Tessera(tessera::Error::Input("x".into())).exit_code(), EXIT_USER);
+        assert_eq!(
+            CliError::Tessera(tessera::Error::Input("x".into())).exit_code(),
+            EXIT_USER
+        );
     }
 
     #[test]
     fn usage_errors_exit_with_2() {
         let e = CliError::usage("run", "input `A` is given twice");
         assert_eq!(e.exit_code(), EXIT_USAGE);
-        let CliError::Usage(e) = e else { panic!("not a usage error") };
+        let CliError::Usage(e) = e else {
+            panic!("not a usage error")
+        };
         assert!(e.to_string().contains("input `A` is given twice"));
         assert!(e.to_string().contains("tessera run"), "{e}");
     }

@@ -29,7 +29,10 @@ pub struct NpyError {
 
 impl NpyError {
     fn new(reason: impl Into<String>) -> NpyError {
-        NpyError { reason: reason.into(), help: None }
+        NpyError {
+            reason: reason.into(),
+            help: None,
+        }
     }
 
     fn with_help(mut self, help: impl Into<String>) -> NpyError {
@@ -69,7 +72,8 @@ pub fn read_tensor(path: &Path) -> Result<Tensor, NpyError> {
 /// Decodes the bytes of a `.npy` file.
 pub fn decode(bytes: &[u8]) -> Result<Tensor, NpyError> {
     let not_npy = || {
-        let e = NpyError::new("it is not a .npy file (it does not start with the bytes \\x93NUMPY)");
+        let e =
+            NpyError::new("it is not a .npy file (it does not start with the bytes \\x93NUMPY)");
         if bytes.starts_with(b"PK\x03\x04") {
             e.with_help("this looks like a .npz archive; save each array with numpy.save instead")
         } else {
@@ -81,7 +85,11 @@ pub fn decode(bytes: &[u8]) -> Result<Tensor, NpyError> {
             .with_help("write the array with numpy.save (or ndarray-npy)"));
     }
     if bytes.len() < MAGIC.len() {
-        return Err(if MAGIC.starts_with(bytes) { truncated_header() } else { not_npy() });
+        return Err(if MAGIC.starts_with(bytes) {
+            truncated_header()
+        } else {
+            not_npy()
+        });
     }
     if !bytes.starts_with(MAGIC) {
         return Err(not_npy());
@@ -89,13 +97,22 @@ pub fn decode(bytes: &[u8]) -> Result<Tensor, NpyError> {
     let header_end = header_end(bytes)?;
     let header_text = String::from_utf8_lossy(&bytes[10.min(header_end)..header_end]);
     if nesting_depth(&header_text) > MAX_HEADER_NESTING {
-        return Err(NpyError::new("the .npy header is malformed (it nests too deeply)"));
+        return Err(NpyError::new(
+            "the .npy header is malformed (it nests too deeply)",
+        ));
     }
-    let header = Header::from_reader(&mut &bytes[..header_end])
-        .map_err(|e| NpyError::new(format!("the .npy header is malformed ({})", header_error(&e))))?;
+    let header = Header::from_reader(&mut &bytes[..header_end]).map_err(|e| {
+        NpyError::new(format!(
+            "the .npy header is malformed ({})",
+            header_error(&e)
+        ))
+    })?;
     let dtype = float_dtype(&header.type_descriptor)?;
     let shape_text = shape_text(&header.shape);
-    let elements = header.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+    let elements = header
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d));
     let data_len = elements.and_then(|n| n.checked_mul(dtype.size_of()));
     let data_len = match data_len {
         Some(n) if n <= isize::MAX as usize => n,
@@ -161,8 +178,13 @@ fn header_end(bytes: &[u8]) -> Result<usize, NpyError> {
             )))
         }
     };
-    let len_bytes = bytes.get(len_start..len_start + len_size).ok_or_else(truncated_header)?;
-    let header_len = len_bytes.iter().rev().fold(0usize, |n, &b| (n << 8) | usize::from(b));
+    let len_bytes = bytes
+        .get(len_start..len_start + len_size)
+        .ok_or_else(truncated_header)?;
+    let header_len = len_bytes
+        .iter()
+        .rev()
+        .fold(0usize, |n, &b| (n << 8) | usize::from(b));
     let end = len_start + len_size + header_len;
     if end > bytes.len() {
         return Err(truncated_header());
@@ -185,11 +207,41 @@ fn nesting_depth(text: &str) -> usize {
     max
 }
 
+/// A one-line reason for a header that does not parse. `ndarray-npy`'s own messages
+/// can span lines (pest's excerpts) and misspell a key, so each case is worded here.
 fn header_error(e: &ndarray_npy::npy::header::ReadHeaderError) -> String {
-    use ndarray_npy::npy::header::ReadHeaderError;
-    match e {
-        ReadHeaderError::Io(io) => io_reason(io),
-        ReadHeaderError::Parse(p) => p.to_string(),
+    use ndarray_npy::npy::header::{ParseHeaderError as P, ReadHeaderError};
+    let parse = match e {
+        ReadHeaderError::Io(io) => return io_reason(io),
+        ReadHeaderError::Parse(p) => p,
+    };
+    match parse {
+        P::MagicString => "it does not start with the bytes \\x93NUMPY".to_string(),
+        P::Version { major, minor } => format!("unsupported format version {major}.{minor}"),
+        P::HeaderLengthOverflow(n) => format!("its length {n} is too large"),
+        P::NonAscii => "it is not ASCII text".to_string(),
+        P::Utf8Parse(_) => "it is not UTF-8 text".to_string(),
+        P::UnknownKey(k) => format!("unknown key {}", short(&k.to_string())),
+        P::MissingKey(k) if k == "shaper" => "no 'shape' key".to_string(),
+        P::MissingKey(k) => format!("no '{k}' key"),
+        P::IllegalValue { key, value } => {
+            format!(
+                "'{key}' is {}, which is not valid there",
+                short(&value.to_string())
+            )
+        }
+        P::DictParse(_) => "it is not a Python dict literal".to_string(),
+        P::MetaNotDict(_) => "it is not a Python dict".to_string(),
+        P::MissingNewline => "it does not end with a newline".to_string(),
+    }
+}
+
+/// A value from a file, cut to a length that fits in a one-line message.
+fn short(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
     }
 }
 
@@ -216,7 +268,10 @@ fn describe_descriptor(literal: &str) -> String {
     if literal.starts_with('[') {
         return "a structured dtype".to_string();
     }
-    let s = match literal.strip_prefix('\'').and_then(|l| l.strip_suffix('\'')) {
+    let s = match literal
+        .strip_prefix('\'')
+        .and_then(|l| l.strip_suffix('\''))
+    {
         Some(s) => s,
         None => return format!("`{literal}`"),
     };
@@ -313,9 +368,17 @@ mod tests {
     fn rejects_truncated_and_extra_data() {
         let bytes = encode(&arr2(&[[1.0f64, 2.0], [3.0, 4.0]]));
         let e = decode(&bytes[..bytes.len() - 3]).unwrap_err();
-        assert!(e.reason.contains("truncated") && e.reason.contains("29 bytes"), "{}", e.reason);
+        assert!(
+            e.reason.contains("truncated") && e.reason.contains("29 bytes"),
+            "{}",
+            e.reason
+        );
         let e = decode(&bytes[..20]).unwrap_err();
-        assert!(e.reason.contains("truncated inside its .npy header"), "{}", e.reason);
+        assert!(
+            e.reason.contains("truncated inside its .npy header"),
+            "{}",
+            e.reason
+        );
         let mut long = bytes.clone();
         long.push(0);
         assert!(decode(&long).unwrap_err().reason.contains("1 bytes follow"));
@@ -340,7 +403,8 @@ mod tests {
         bytes.extend_from_slice(padded.as_bytes());
         let e = decode(&bytes).unwrap_err();
         assert!(e.reason.contains("truncated"), "{}", e.reason);
-        let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }";
+        let header =
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296), }";
         let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
         let padded = format!("{header:<117}\n");
         bytes.extend_from_slice(&(padded.len() as u16).to_le_bytes());
@@ -355,7 +419,46 @@ mod tests {
         bytes.extend_from_slice(&((header.len() + 1) as u16).to_le_bytes());
         bytes.extend_from_slice(header.as_bytes());
         bytes.push(b'\n');
-        assert!(decode(&bytes).unwrap_err().reason.contains("nests too deeply"));
+        assert!(decode(&bytes)
+            .unwrap_err()
+            .reason
+            .contains("nests too deeply"));
+    }
+
+    #[test]
+    fn header_errors_are_one_line() {
+        let header = |text: &str| {
+            let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+            bytes.extend_from_slice(&((text.len() + 1) as u16).to_le_bytes());
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.push(b'\n');
+            decode(&bytes).unwrap_err().reason
+        };
+        assert_eq!(
+            header("{'descr': ?? }"),
+            "the .npy header is malformed (it is not a Python dict literal)"
+        );
+        assert_eq!(
+            header("{'descr': '<f8', 'fortran_order': False}"),
+            "the .npy header is malformed (no 'shape' key)"
+        );
+        let long = format!(
+            "{{'descr': '<f8', 'fortran_order': False, 'shape': '{}'}}",
+            "x".repeat(99)
+        );
+        let reason = header(&long);
+        assert!(
+            reason.starts_with("the .npy header is malformed ('shape' is 'xxx"),
+            "{reason}"
+        );
+        assert!(
+            reason.ends_with("..., which is not valid there)"),
+            "{reason}"
+        );
+        assert_eq!(
+            header("[1, 2]"),
+            "the .npy header is malformed (it is not a Python dict)"
+        );
     }
 
     #[test]

@@ -107,7 +107,10 @@ fn check_repeats(args: &RunArgs) -> Result<(), CliError> {
     for output in &args.outputs {
         if let OutputArg::Named { name, path } = output {
             if named.insert(name, path).is_some() {
-                return Err(CliError::usage("run", format!("output `{name}` is given -o twice")));
+                return Err(CliError::usage(
+                    "run",
+                    format!("output `{name}` is given -o twice"),
+                ));
             }
             if let Some(first) = paths.insert(path, name) {
                 return Err(CliError::usage(
@@ -129,7 +132,11 @@ fn bind_inputs<'a>(f: &Function<'_>, given: &'a [InputArg]) -> Result<Vec<&'a In
     for input in given {
         if !expected.contains(&input.name.as_str()) {
             let message = if expected.is_empty() {
-                format!("function `{}` takes no inputs, but `{}` is given", f.name(), input.name)
+                format!(
+                    "function `{}` takes no inputs, but `{}` is given",
+                    f.name(),
+                    input.name
+                )
             } else {
                 format!(
                     "function `{}` has no input `{}`; its inputs are {}",
@@ -144,12 +151,21 @@ fn bind_inputs<'a>(f: &Function<'_>, given: &'a [InputArg]) -> Result<Vec<&'a In
             });
         }
     }
-    let missing: Vec<&str> =
-        expected.iter().copied().filter(|name| !given.iter().any(|i| i.name == *name)).collect();
+    let missing: Vec<&str> = expected
+        .iter()
+        .copied()
+        .filter(|name| !given.iter().any(|i| i.name == *name))
+        .collect();
     if !missing.is_empty() {
-        let (noun, verb) = if missing.len() == 1 { ("input", "is") } else { ("inputs", "are") };
-        let example: Vec<String> =
-            expected.iter().map(|n| format!("{n}={}.npy", n.to_lowercase())).collect();
+        let (noun, verb) = if missing.len() == 1 {
+            ("input", "is")
+        } else {
+            ("inputs", "are")
+        };
+        let example: Vec<String> = expected
+            .iter()
+            .map(|n| format!("{n}={}.npy", n.to_lowercase()))
+            .collect();
         return Err(CliError::with_help(
             format!(
                 "{noun} {} of function `{}` {verb} not given; it takes {}",
@@ -157,7 +173,10 @@ fn bind_inputs<'a>(f: &Function<'_>, given: &'a [InputArg]) -> Result<Vec<&'a In
                 f.name(),
                 list(&expected)
             ),
-            format!("give each input as NAME=FILE.npy, e.g. `{}`", example.join(" ")),
+            format!(
+                "give each input as NAME=FILE.npy, e.g. `{}`",
+                example.join(" ")
+            ),
         ));
     }
     Ok(expected
@@ -177,8 +196,10 @@ fn bind_outputs<'a>(
         match output {
             OutputArg::Bare(path) => {
                 if names.len() != 1 {
-                    let example: Vec<String> =
-                        names.iter().map(|n| format!("-o {n}={}.npy", n.to_lowercase())).collect();
+                    let example: Vec<String> = names
+                        .iter()
+                        .map(|n| format!("-o {n}={}.npy", n.to_lowercase()))
+                        .collect();
                     return Err(CliError::with_help(
                         format!(
                             "function `{}` has {} outputs ({}), so `-o {}` must name one",
