@@ -161,6 +161,9 @@ fn version_and_usage_errors() {
     );
     let err = env.fails(2, &["run"]);
     assert!(err.contains("<FILE.tsr>"), "{err}");
+    // `tessera help run`, as the README suggests, is `tessera run --help`.
+    let help = env.succeeds(&["help", "run"]).stdout;
+    assert_eq!(help, env.succeeds(&["run", "--help"]).stdout);
 }
 
 // ---------------------------------------------------------------------------------
@@ -173,7 +176,7 @@ fn check_a_good_file() {
     assert_eq!(out.stdout, "");
     insta::assert_snapshot!("check_good", out.stderr);
     let out = env.succeeds(&["check", "model.tsr"]);
-    assert!(out.stderr.contains("5 functions checked"), "{}", out.stderr);
+    assert!(out.stderr.contains("6 functions checked"), "{}", out.stderr);
 }
 
 #[test]
@@ -235,7 +238,7 @@ fn emit_tir_of_one_function_or_all() {
     let all = env
         .succeeds(&["emit", "--stage", "tir", "model.tsr"])
         .stdout;
-    for name in ["matmul", "stats", "ones", "scale", "dot"] {
+    for name in ["matmul", "stats", "ones", "scale", "dot", "twice"] {
         assert!(all.contains(name), "{name} missing from\n{all}");
     }
     assert!(
@@ -464,6 +467,24 @@ fn run_reads_fortran_order_big_endian_and_zero_d_files() {
     // scalar_f64.npy holds the 0-d array 2.5.
     let out = env.succeeds(&["einsum", "->", "scalar_f64.npy"]);
     assert_eq!(out.stdout, "f64[]\n2.5\n");
+}
+
+#[test]
+fn run_with_unicode_names() {
+    let env = Env::new();
+    let x = env.write("x.npy", &arr1(&[1.0f32, -2.0]));
+    let beta = format!("β={}", env.path("b.npy"));
+    let out = env.succeeds(&[
+        "run",
+        "model.tsr",
+        "--fn",
+        "twice",
+        &format!("α={x}"),
+        "-o",
+        &beta,
+    ]);
+    assert_eq!(out.stdout, "");
+    assert_eq!(env.read_f32("b.npy"), arr1(&[2.0f32, -4.0]).into_dyn());
 }
 
 #[test]

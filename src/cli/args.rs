@@ -25,11 +25,13 @@ pub enum OutputArg {
     Named { name: String, path: PathBuf },
 }
 
-/// Whether `s` can name a dim, tensor or function in `.tsr` source.
+/// Whether `s` can name a dim, tensor or function in `.tsr` source, where names are
+/// Unicode (`α`, `λ`). Alphabetic/alphanumeric stands in for XID_Start/XID_Continue;
+/// a name that slips through still meets the function's own list of names.
 pub fn is_identifier(s: &str) -> bool {
     let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_alphabetic() || c == '_')
+        && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
 pub fn parse_dim(s: &str) -> Result<DimArg, String> {
@@ -219,6 +221,26 @@ mod tests {
         assert!(parse_dim("n=").unwrap_err().contains("no size given"));
         assert!(parse_dim("n=-3").unwrap_err().contains("whole number"));
         assert!(parse_dim("n=4.5").unwrap_err().contains("whole number"));
+    }
+
+    #[test]
+    fn names_may_be_unicode() {
+        assert!(is_identifier("α") && is_identifier("x_2") && is_identifier("_"));
+        assert!(!is_identifier("2x") && !is_identifier("a-b") && !is_identifier(""));
+        assert_eq!(
+            parse_dim("λ=3"),
+            Ok(DimArg {
+                name: "λ".into(),
+                size: 3
+            })
+        );
+        assert_eq!(
+            parse_output("β=b.npy"),
+            Ok(OutputArg::Named {
+                name: "β".into(),
+                path: "b.npy".into()
+            })
+        );
     }
 
     #[test]
