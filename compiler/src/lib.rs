@@ -5,6 +5,7 @@ pub mod diag;
 pub mod einsum;
 pub mod check;
 pub mod eval;
+pub mod optimize;
 pub mod stdlib;
 pub mod syntax;
 pub mod tir;

@@ -62,6 +62,15 @@ struct DimInfo {
 /// Translates `numpy.einsum(spec, *operands)` for operands of the given shapes into TIR.
 ///
 /// Spans in the error point into `spec` as file `file`.
+///
+/// ```
+/// use tessera_compiler::{einsum::translate, FileId};
+/// use tessera_runtime::DType;
+/// let e = translate("ij,jk", &[&[2, 3], &[3, 4]], DType::F64, FileId(0))?;
+/// assert_eq!(e.output_shape, vec![2, 4]);
+/// assert!(e.function.to_string().contains("out[i, k] = sum[j] op0[i, j] * op1[j, k]"));
+/// # Ok::<(), tessera_compiler::Diagnostic>(())
+/// ```
 pub fn translate(spec: &str, shapes: &[&[usize]], dtype: DType, file: FileId) -> Result<Einsum, Diagnostic> {
     let whole = Span::new(file, 0, spec.len());
     let parsed = parse::parse(spec, file)?;
@@ -308,8 +317,8 @@ fn merge_size(dim: &mut DimInfo, axis: Axis, size: usize, k: usize, span: Span) 
         ),
         Axis::Broadcast(b) => (
             "einsum::broadcast",
-            format!("broadcast axis {} of `...` (counted from the left)", b),
-            "`...` axes broadcast as in numpy: aligned on the right, sizes equal or 1",
+            format!("`...` axis e{b}"),
+            "`...` axes align on the right, as in numpy; aligned sizes must be equal or 1",
         ),
     };
     Err(Diagnostic::error(

@@ -284,3 +284,35 @@ proptest! {
         }
     }
 }
+
+/// One rendered example of every diagnostic code, as a person sees it.
+#[test]
+fn every_diagnostic_renders() {
+    let cases: &[(&str, &[&[usize]])] = &[
+        ("i-j", &[&[2]]),
+        ("i->j->k", &[&[2]]),
+        ("ij..k", &[&[2, 3, 4]]),
+        ("...i...", &[&[2]]),
+        ("ij,j7->i", &[&[2, 3], &[3, 7]]),
+        ("ij,jk->ik", &[&[2, 3]]),
+        ("ij", &[]),
+        ("ij,jk->ik", &[&[2, 3], &[3]]),
+        ("ijk", &[&[2, 3]]),
+        ("ij,jk->iz", &[&[2, 3], &[3, 4]]),
+        ("ij,jk->kik", &[&[2, 3], &[3, 4]]),
+        ("...ij,jk->ik", &[&[5, 2, 3], &[3, 4]]),
+        ("bij,bjk->bik", &[&[2, 2, 3], &[3, 3, 4]]),
+        ("...i,...i", &[&[2, 3], &[3, 3]]),
+        ("iij->j", &[&[2, 3, 4]]),
+        ("i,j->ij", &[&[1 << 32], &[1 << 32]]),
+    ];
+    let rendered: Vec<String> = cases.iter().map(|&(spec, shapes)| render(spec, shapes)).collect();
+    let codes: Vec<&str> = cases
+        .iter()
+        .map(|&(spec, shapes)| err(spec, shapes).code)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(codes.len(), 12, "one example per code: {codes:?}");
+    insta::assert_snapshot!(rendered.join("\n"));
+}

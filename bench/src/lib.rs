@@ -1,0 +1,1 @@
+//! Shared helpers of Tessera's benchmark binaries (see `bench/README.md`).

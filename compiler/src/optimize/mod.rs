@@ -1,0 +1,2 @@
+//! Optimisation: contraction-path search (`path`) and algebraic rewriting with egg
+//! (`algebra`). The plan builder (`crate::plan`) uses both.
