@@ -1,1 +1,7 @@
-fn main() {}
+//! The `tessera` command-line tool; see `tessera --help`.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -1,0 +1,26 @@
+//! `tessera einsum`: evaluate a numpy einsum expression on `.npy` operands.
+
+use super::{print_text, read_npy, tensor_type, write_npy, CliError, EinsumArgs};
+use tessera::{CallOptions, DType};
+
+pub(super) fn einsum(args: &EinsumArgs) -> Result<(), CliError> {
+    let dtype = args.dtype.map(DType::from);
+    let mut operands = Vec::with_capacity(args.operands.len());
+    for (i, path) in args.operands.iter().enumerate() {
+        let t = read_npy(path, &format!("operand {}", i + 1))?;
+        operands.push(match dtype {
+            Some(d) => t.cast(d),
+            None => t,
+        });
+    }
+    let opts = CallOptions {
+        memory_limit: args.memory_limit,
+        dtype,
+        ..CallOptions::default()
+    };
+    let result = tessera::einsum_tensors(&args.spec, &operands, &opts)?;
+    match &args.output {
+        Some(path) => write_npy(path, "the result", &result),
+        None => print_text(&format!("{}\n{}\n", tensor_type(&result), result)),
+    }
+}

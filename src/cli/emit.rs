@@ -1,0 +1,44 @@
+//! `tessera emit`: print the text form of a compiler stage.
+
+use super::{print_text, CliError, EmitArgs, Stage};
+use tessera::Module;
+
+pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
+    // The AST is one tree per file, so naming a function is a usage mistake; report it
+    // before reading the file.
+    if args.stage == Stage::Ast {
+        if let Some(name) = &args.function {
+            return Err(CliError::usage(
+                "emit",
+                format!("--fn {name} selects a function, but --stage ast prints the whole file"),
+            ));
+        }
+    }
+    let module = Module::from_file(&args.file)?;
+    let text = match args.stage {
+        Stage::Ast => module.emit_ast(),
+        Stage::Tir => {
+            let functions = match &args.function {
+                Some(name) => vec![module.function(name)?],
+                None => module
+                    .function_names()
+                    .into_iter()
+                    .map(|name| module.function(name))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            let texts: Vec<String> = functions
+                .iter()
+                .map(|f| with_newline(f.emit_tir()))
+                .collect();
+            texts.join("\n")
+        }
+    };
+    print_text(&with_newline(text))
+}
+
+fn with_newline(mut text: String) -> String {
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text
+}
