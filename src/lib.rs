@@ -82,6 +82,19 @@ impl From<EvalError> for Error {
     }
 }
 
+/// An I/O error as a short phrase, without the OS error number.
+fn io_message(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::IsADirectory => "it is a directory, not a file".into(),
+        _ => {
+            let m = e.to_string();
+            m.split(" (os error").next().unwrap_or(&m).to_string()
+        }
+    }
+}
+
 /// Options for one call.
 #[derive(Clone, Debug)]
 pub struct CallOptions {
@@ -137,7 +150,7 @@ impl Module {
     pub fn from_file(path: impl AsRef<Path>) -> Result<Module, Error> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: shown.clone(), message: e.to_string() })?;
+        let bytes = std::fs::read(path).map_err(|e| Error::Io { path: shown.clone(), message: io_message(&e) })?;
         let text = String::from_utf8(bytes).map_err(|e| Error::Io {
             path: shown.clone(),
             message: format!(

@@ -6,7 +6,7 @@ use tessera_compiler::check::check_file;
 use tessera_compiler::diag::{render_all, SourceMap};
 use tessera_compiler::syntax::{parse, print_module};
 
-const STAGES: &[&str] = &["ast", "tir", "diagnostics"];
+const STAGES: &[&str] = &["ast", "tir", "graph", "diagnostics"];
 
 fn stages_of(text: &str, path: &Path) -> Vec<String> {
     let first = text.lines().next().unwrap_or("");
@@ -38,6 +38,15 @@ fn cases() {
                     let again = parse(&printed, file).unwrap_or_else(|d| panic!("{name}: reprint fails: {}", d.message));
                     assert_eq!(print_module(&again), printed, "{name}: AST printing is not a fixpoint");
                     insta::assert_snapshot!("ast", printed);
+                }
+                "graph" => {
+                    assert!(!checked.has_errors(), "{name} has errors");
+                    let text: Vec<String> = checked
+                        .functions
+                        .iter()
+                        .map(|f| format!("fn {}\n{}", f.name, tessera_compiler::graph::build(f).to_text(f)))
+                        .collect();
+                    insta::assert_snapshot!("graph", text.join("\n"));
                 }
                 "tir" => {
                     assert!(
