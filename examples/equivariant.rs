@@ -45,11 +45,15 @@ fn cg_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
     println!("cg_product: batch {z}, channels {u} x {v} -> {w}, l=1 x l=1 -> l=1 (C = Levi-Civita / sqrt 2)");
     show_program(&f);
     let mut c = Array3::<f64>::zeros((3, 3, 3));
-    for (i, j, k, sign) in [(0, 1, 2, 1.0), (1, 2, 0, 1.0), (2, 0, 1, 1.0), (0, 2, 1, -1.0), (2, 1, 0, -1.0), (1, 0, 2, -1.0)] {
+    for (i, j, k, sign) in
+        [(0, 1, 2, 1.0), (1, 2, 0, 1.0), (2, 0, 1, 1.0), (0, 2, 1, -1.0), (2, 1, 0, -1.0), (1, 0, 2, -1.0)]
+    {
         c[[i, j, k]] = sign / 2f64.sqrt();
     }
     let (wt, x, y) = (tensor3(u, v, w, 1), tensor3(z, u, 3, 2), tensor3(z, v, 3, 3));
-    let (out, t) = best_of(3, || call1(&f, &[wt.clone().into_dyn(), c.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()]));
+    let (out, t) = best_of(3, || {
+        call1(&f, &[wt.clone().into_dyn(), c.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()])
+    });
     let out = out?;
 
     // Direct: mix the channels of the cross products x[z, u] × y[z, v] with W.
@@ -72,7 +76,11 @@ fn cg_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
     let out3 = out.clone().into_dimensionality::<ndarray::Ix3>()?;
     println!("time, Tessera (reference evaluator, f32): {t:.2} ms");
     report_check("cg_product against the channel-mixed cross products", rel_err(&out, &direct.into_dyn()), 1e-4)?;
-    report_check("cg_product(R x, R y) == R cg_product(x, y)", rel_err(&rotated_in, &rotate(&out3, &r).into_dyn()), 1e-4)?;
+    report_check(
+        "cg_product(R x, R y) == R cg_product(x, y)",
+        rel_err(&rotated_in, &rotate(&out3, &r).into_dyn()),
+        1e-4,
+    )?;
     println!();
     Ok(())
 }
@@ -80,7 +88,13 @@ fn cg_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
 /// Real spherical harmonics of degree l <= 2 at a unit vector (9 values, e3nn order).
 fn real_sh(p: [f64; 3]) -> [f64; 9] {
     let [x, y, z] = p;
-    let (c0, c1, c2, c20, c22) = (0.282_094_791_773_878_1, 0.488_602_511_902_919_9, 1.092_548_430_592_079_2, 0.315_391_565_252_520_0, 0.546_274_215_296_039_6);
+    let (c0, c1, c2, c20, c22) = (
+        0.282_094_791_773_878_1,
+        0.488_602_511_902_919_9,
+        1.092_548_430_592_079_2,
+        0.315_391_565_252_520_0,
+        0.546_274_215_296_039_6,
+    );
     [c0, c1 * y, c1 * z, c1 * x, c2 * x * y, c2 * y * z, c20 * (3.0 * z * z - 1.0), c2 * x * z, c22 * (x * x - y * y)]
 }
 
@@ -88,8 +102,12 @@ fn grid_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>>
     let f = module.function("grid_product")?;
     // Gauss-Legendre in cos θ (4 nodes, exact to degree 7) times 8 uniform angles in φ:
     // exact quadrature for the degree-4 integrands of this product.
-    let nodes: [(f64, f64); 4] = [(-0.861_136_311_594_052_6, 0.347_854_845_137_453_9), (-0.339_981_043_584_856_3, 0.652_145_154_862_546_1),
-                 (0.339_981_043_584_856_3, 0.652_145_154_862_546_1), (0.861_136_311_594_052_6, 0.347_854_845_137_453_9)];
+    let nodes: [(f64, f64); 4] = [
+        (-0.861_136_311_594_052_6, 0.347_854_845_137_453_9),
+        (-0.339_981_043_584_856_3, 0.652_145_154_862_546_1),
+        (0.339_981_043_584_856_3, 0.652_145_154_862_546_1),
+        (0.861_136_311_594_052_6, 0.347_854_845_137_453_9),
+    ];
     let nphi = 8;
     let mut points = Vec::new();
     for (ct, wt) in nodes {
@@ -106,17 +124,27 @@ fn grid_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>>
     let (x, y) = (vector(4, 4), vector(4, 5));
     println!("grid_product: l <= 1 inputs, l <= 2 output, on {g} grid points");
     show_program(&f);
-    let (out, t) = best_of(3, || call1(&f, &[y_back.clone().into_dyn(), y_in.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()]));
+    let (out, t) = best_of(3, || {
+        call1(&f, &[y_back.clone().into_dyn(), y_in.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()])
+    });
     let out = out?;
     let direct = y_back.dot(&(y_in.dot(&x) * y_in.dot(&y)));
     println!("time, Tessera (reference evaluator, f32): {t:.2} ms");
     report_check("grid_product against Yi ((Y x) * (Y y))", rel_err(&out, &direct.into_dyn()), 1e-4)?;
     // The product signal is in the span of l <= 2, so its coefficients reproduce it anywhere.
-    let p = { let v = [0.3, -0.5, 0.8]; let n = (0.09f64 + 0.25 + 0.64).sqrt(); v.map(|c| c / n) };
+    let p = {
+        let v = [0.3, -0.5, 0.8];
+        let n = (0.09f64 + 0.25 + 0.64).sqrt();
+        v.map(|c| c / n)
+    };
     let sh = Array1::from(real_sh(p).to_vec());
     let value = out.iter().zip(sh.iter()).map(|(c, s)| c * s).sum::<f64>();
     let expected = x.dot(&sh.slice(ndarray::s![..4])) * y.dot(&sh.slice(ndarray::s![..4]));
-    report_check("the output signal equals f(p) g(p) at a point off the grid", (value - expected).abs() / expected.abs(), 1e-4)?;
+    report_check(
+        "the output signal equals f(p) g(p) at a point off the grid",
+        (value - expected).abs() / expected.abs(),
+        1e-4,
+    )?;
     println!();
     Ok(())
 }
@@ -127,7 +155,18 @@ fn cp_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
     println!("cp_product: irreps up to L = 6 ({l} components each), CP rank {r}");
     show_program(&f);
     let (a, b, d, x, y) = (matrix(l, r, 6), matrix(l, r, 7), matrix(l, r, 8), vector(l, 9), vector(l, 10));
-    let (out, t) = best_of(3, || call1(&f, &[a.clone().into_dyn(), b.clone().into_dyn(), d.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()]));
+    let (out, t) = best_of(3, || {
+        call1(
+            &f,
+            &[
+                a.clone().into_dyn(),
+                b.clone().into_dyn(),
+                d.clone().into_dyn(),
+                x.clone().into_dyn(),
+                y.clone().into_dyn(),
+            ],
+        )
+    });
     let (direct, t_direct) = best_of(3, || d.dot(&(a.t().dot(&x) * b.t().dot(&y))));
     println!("time, Tessera (reference evaluator, f32, builds the {l}^3 tensor as written): {t:.2} ms");
     println!("time, ndarray D ((A^T x) * (B^T y)) (f64):                                 {t_direct:.3} ms");
@@ -135,8 +174,12 @@ fn cp_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let module = tessera::Module::stdlib("equivariant").map_err(|e| e.render(false))?;
+fn main() -> std::process::ExitCode {
+    common::main_with(run)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let module = tessera::Module::stdlib("equivariant")?;
     cg_demo(&module)?;
     grid_demo(&module)?;
     cp_demo(&module)

@@ -22,19 +22,27 @@ fn random_graph(n: usize, p: f64, seed: u64) -> Array2<f64> {
     })
 }
 
-fn call(module: &tessera::Module, name: &str, a: &Array2<f64>) -> Result<(ArrayD<f64>, f64), Box<dyn std::error::Error>> {
+fn call(
+    module: &tessera::Module,
+    name: &str,
+    a: &Array2<f64>,
+) -> Result<(ArrayD<f64>, f64), Box<dyn std::error::Error>> {
     let f = module.function(name)?;
     let (out, ms) = best_of(3, || f.call(&[a.view().into_dyn()]));
     let out = out?.into_iter().next().ok_or("no output")?;
     Ok((out, ms))
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    common::main_with(run)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (n, p) = (120, 0.1);
     let a = random_graph(n, p, 7);
     let edges = a.sum() / 2.0;
     println!("Random graph: {n} nodes, {edges} edges\n");
-    let module = tessera::Module::stdlib("graph_poly").map_err(|e| e.render(false))?;
+    let module = tessera::Module::stdlib("graph_poly")?;
     show_program(&module.function("four_path")?);
 
     // Brute-force counts, by enumerating node triples and 4-walks of the adjacency lists.
@@ -49,7 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         count
     });
     let closed_walks: f64 = (0..n)
-        .map(|i| nbrs[i].iter().map(|&j| nbrs[j].iter().map(|&k| nbrs[k].iter().filter(|&&l| a[[l, i]] == 1.0).count()).sum::<usize>()).sum::<usize>() as f64)
+        .map(|i| {
+            nbrs[i]
+                .iter()
+                .map(|&j| nbrs[j].iter().map(|&k| nbrs[k].iter().filter(|&&l| a[[l, i]] == 1.0).count()).sum::<usize>())
+                .sum::<usize>() as f64
+        })
         .sum();
 
     let a2 = a.dot(&a);
@@ -57,7 +70,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{:<18} {:>12}   {}", "polynomial", "Tessera ms", "value / check");
     let (t, ms) = call(&module, "triangles", &a)?;
     let t = t.sum();
-    println!("{:<18} {ms:>12.2}   trace(A^3) = {t}, brute-force triangles = {triangles} ({t_brute:.2} ms)", "triangles");
+    println!(
+        "{:<18} {ms:>12.2}   trace(A^3) = {t}, brute-force triangles = {triangles} ({t_brute:.2} ms)",
+        "triangles"
+    );
     let (c, ms) = call(&module, "four_cycle", &a)?;
     let c = c.sum();
     println!("{:<18} {ms:>12.2}   trace(A^4) = {c}, brute-force closed 4-walks = {closed_walks}", "four_cycle");

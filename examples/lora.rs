@@ -8,17 +8,26 @@ mod common;
 use common::{best_of, f32s, first_f64, matrix, rel_err, report_check, show_program};
 use ndarray::arr0;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    common::main_with(run)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (n, d, o, r) = (512, 256, 256, 8);
     let alpha = 16.0;
     println!("LoRA: Y = X W + (alpha/r) X B A with n = {n}, d = {d}, o = {o}, r = {r}, alpha = {alpha}\n");
 
-    let module = tessera::Module::stdlib("lowrank").map_err(|e| e.render(false))?;
+    let module = tessera::Module::stdlib("lowrank")?;
     let f = module.function("lora")?;
     show_program(&f);
 
     let (x, w, b, a) = (matrix(n, d, 1), matrix(d, o, 2), matrix(d, r, 3), matrix(r, o, 4));
-    let inputs = [f32s(&x.clone().into_dyn()), f32s(&w.clone().into_dyn()), f32s(&b.clone().into_dyn()), f32s(&a.clone().into_dyn())];
+    let inputs = [
+        f32s(&x.clone().into_dyn()),
+        f32s(&w.clone().into_dyn()),
+        f32s(&b.clone().into_dyn()),
+        f32s(&a.clone().into_dyn()),
+    ];
     let alpha32 = arr0(alpha as f32).into_dyn();
     let views = [inputs[0].view(), inputs[1].view(), inputs[2].view(), inputs[3].view(), alpha32.view()];
 

@@ -15,7 +15,13 @@ use ndarray::{Array2, Array3, ArrayD};
 
 /// Exact 2-simplicial attention by loops: scores of every key pair, a softmax over the
 /// pairs, and the elementwise product of the two values.
-fn exact_direct(q: &Array2<f64>, k1: &Array2<f64>, k2: &Array2<f64>, v1: &Array2<f64>, v2: &Array2<f64>) -> Array2<f64> {
+fn exact_direct(
+    q: &Array2<f64>,
+    k1: &Array2<f64>,
+    k2: &Array2<f64>,
+    v1: &Array2<f64>,
+    v2: &Array2<f64>,
+) -> Array2<f64> {
     let (n, d) = q.dim();
     let (m1, m2, e) = (k1.nrows(), k2.nrows(), v1.ncols());
     let scale = 1.0 / (d as f64).sqrt();
@@ -44,7 +50,13 @@ fn exact_direct(q: &Array2<f64>, k1: &Array2<f64>, k2: &Array2<f64>, v1: &Array2
 /// Polynomial attention through the distributed form, never visiting a key pair:
 /// Σ_{j,l} (1 + S)² v1 ⊙ v2 with S = q·(k1 ⊙ k2) and (1 + S)² = 1 + 2S + S², where
 /// Σ_{j,l} S² v1 v2 = Σ_{a,c} q_a q_c (Σ_j k1_a k1_c v1)(Σ_l k2_a k2_c v2). O(n d² e + m d² e).
-fn poly_distributed(q: &Array2<f64>, k1: &Array2<f64>, k2: &Array2<f64>, v1: &Array2<f64>, v2: &Array2<f64>) -> Array2<f64> {
+fn poly_distributed(
+    q: &Array2<f64>,
+    k1: &Array2<f64>,
+    k2: &Array2<f64>,
+    v1: &Array2<f64>,
+    v2: &Array2<f64>,
+) -> Array2<f64> {
     let (n, d) = q.dim();
     let e = v1.ncols();
     // Moments of one key/value set, with a constant column 1 appended to the values so
@@ -90,9 +102,13 @@ fn poly_distributed(q: &Array2<f64>, k1: &Array2<f64>, k2: &Array2<f64>, v1: &Ar
     o
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    common::main_with(run)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let d = 8;
-    let module = tessera::Module::stdlib("tensor_attention").map_err(|e| e.render(false))?;
+    let module = tessera::Module::stdlib("tensor_attention")?;
     let exact = module.function("exact")?;
     let poly = module.function("poly")?;
     println!("2-simplicial attention, d = {d}, keys and values of length n\n");
@@ -100,7 +116,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     show_program(&poly);
 
     println!("times in ms (best of 3); Tessera runs the reference evaluator in f32, the direct code is f64 ndarray");
-    println!("{:>5} | {:>13} {:>13} | {:>13} {:>15}", "n", "exact Tessera", "exact direct", "poly Tessera", "poly distrib.");
+    println!(
+        "{:>5} | {:>13} {:>13} | {:>13} {:>15}",
+        "n", "exact Tessera", "exact direct", "poly Tessera", "poly distrib."
+    );
     let mut errors = Vec::new();
     for n in [16, 32, 64, 128, 256] {
         // Queries scaled down so that the polynomial weights stay in the bounded-entry regime.
@@ -114,7 +133,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (ref_e, t_re) = best_of(3, || exact_direct(&q, &k1, &k2, &v1, &v2));
         let (ref_p, t_rp) = best_of(3, || poly_distributed(&q, &k1, &k2, &v1, &v2));
         println!("{n:>5} | {t_e:>13.2} {t_re:>13.2} | {t_p:>13.2} {t_rp:>15.3}");
-        errors.push((n, rel_err(&first_f64(out_e?)?, &ref_e.into_dyn()), rel_err(&first_f64(out_p?)?, &ref_p.into_dyn())));
+        errors.push((
+            n,
+            rel_err(&first_f64(out_e?)?, &ref_e.into_dyn()),
+            rel_err(&first_f64(out_p?)?, &ref_p.into_dyn()),
+        ));
     }
     println!();
     for (n, err_e, err_p) in errors {

@@ -27,9 +27,15 @@ fn orthonormal(rows: usize, cols: usize, seed: u64) -> Array2<f64> {
 }
 
 /// Y = G ×₁ U1 ×₂ U2 ×₃ U3, one mode at a time with ndarray's matrix products.
-fn reconstruct_direct(g: &Array3<f64>, u1: &Array2<f64>, u2: &Array2<f64>, u3: &Array2<f64>) -> Result<Array3<f64>, String> {
+fn reconstruct_direct(
+    g: &Array3<f64>,
+    u1: &Array2<f64>,
+    u2: &Array2<f64>,
+    u3: &Array2<f64>,
+) -> Result<Array3<f64>, String> {
     let ((a, b, c), (i, j, k)) = (g.dim(), (u1.nrows(), u2.nrows(), u3.nrows()));
-    let flat = |x: &Array3<f64>, r: usize, s: usize| x.to_shape((r, s)).map(|v| v.to_owned()).map_err(|e| e.to_string());
+    let flat =
+        |x: &Array3<f64>, r: usize, s: usize| x.to_shape((r, s)).map(|v| v.to_owned()).map_err(|e| e.to_string());
     // Mode 1: [a, b*c] -> [i, b*c].
     let t1 = u1.dot(&flat(g, a, b * c)?).into_shape_with_order((i, b, c)).map_err(|e| e.to_string())?;
     // Mode 2, per row x: U2 · T1[x] ([b, c] -> [j, c]).
@@ -41,10 +47,14 @@ fn reconstruct_direct(g: &Array3<f64>, u1: &Array2<f64>, u2: &Array2<f64>, u3: &
     flat(&t2, i * j, c)?.dot(&u3.t()).into_shape_with_order((i, j, k)).map_err(|e| e.to_string())
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> std::process::ExitCode {
+    common::main_with(run)
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
     let (i, j, k, a, b, c) = (60, 50, 40, 10, 8, 6);
     println!("Tucker: Y = G x1 U1 x2 U2 x3 U3 with Y: [{i}, {j}, {k}], core G: [{a}, {b}, {c}]\n");
-    let module = tessera::Module::stdlib("tucker").map_err(|e| e.render(false))?;
+    let module = tessera::Module::stdlib("tucker")?;
     let reconstruct = module.function("reconstruct")?;
     let project = module.function("project")?;
     show_program(&reconstruct);

@@ -89,3 +89,18 @@ pub fn show_program(f: &tessera::Function<'_>) {
     }
     println!();
 }
+
+/// Runs an example's body and prints an error the way a person reads it (with its
+/// source excerpts for compile errors), exiting non-zero on failure.
+pub fn main_with(body: impl FnOnce() -> Result<(), Box<dyn std::error::Error>>) -> std::process::ExitCode {
+    match body() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<tessera::Error>() {
+                Some(te) => eprint!("{}", te.render(false)),
+                None => eprintln!("error: {e}"),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
