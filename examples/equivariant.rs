@@ -1,8 +1,8 @@
 //! Equivariant tensor products from `std::equivariant`, each on data where the answer is
 //! known:
-//! - `cg_product` with the l=1 ⊗ l=1 → l=1 Clebsch-Gordan tensor, which in the Cartesian
-//!   basis is the Levi-Civita symbol ε/√2 (a cross product): rotating both inputs rotates
-//!   the output, and the example checks that equivariance;
+//! - `cg_product` with Tessera's l=1 ⊗ l=1 → l=1 Clebsch-Gordan tensor (e3nn convention),
+//!   which is the Levi-Civita symbol ε/√6, so the product is a channel-mixed cross product:
+//!   rotating both inputs rotates the output, and the example checks that equivariance;
 //! - `grid_product` with real spherical harmonics on a Gauss-Legendre × uniform grid: the
 //!   product of two l ≤ 1 signals is an l ≤ 2 signal, recovered exactly;
 //! - `cp_product` against D·((Aᵀx) ⊙ (Bᵀy)), the cheap form of the CP-coupled product.
@@ -42,14 +42,23 @@ fn call1(f: &tessera::Function<'_>, inputs: &[ArrayD<f64>]) -> Result<ArrayD<f64
 fn cg_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
     let f = module.function("cg_product")?;
     let (z, u, v, w) = (64, 16, 16, 16);
-    println!("cg_product: batch {z}, channels {u} x {v} -> {w}, l=1 x l=1 -> l=1 (C = Levi-Civita / sqrt 2)");
+    println!("cg_product: batch {z}, channels {u} x {v} -> {w}, l=1 x l=1 -> l=1");
     show_program(&f);
-    let mut c = Array3::<f64>::zeros((3, 3, 3));
+    // The coupling tensor from Tessera's constants (an input of cg_product until the
+    // language can name built-in constants).
+    let cg = tessera_compiler::constants::clebsch_gordan(1, 1, 1)?;
+    let c = Array3::from_shape_vec((3, 3, 3), cg)?;
+    let mut levi_civita = Array3::<f64>::zeros((3, 3, 3));
     for (i, j, k, sign) in
         [(0, 1, 2, 1.0), (1, 2, 0, 1.0), (2, 0, 1, 1.0), (0, 2, 1, -1.0), (2, 1, 0, -1.0), (1, 0, 2, -1.0)]
     {
-        c[[i, j, k]] = sign / 2f64.sqrt();
+        levi_civita[[i, j, k]] = sign / 6f64.sqrt();
     }
+    report_check(
+        "C(1,1,1) is the Levi-Civita symbol / sqrt 6",
+        rel_err(&c.clone().into_dyn(), &levi_civita.into_dyn()),
+        1e-12,
+    )?;
     let (wt, x, y) = (tensor3(u, v, w, 1), tensor3(z, u, 3, 2), tensor3(z, v, 3, 3));
     let (out, t) = best_of(3, || {
         call1(&f, &[wt.clone().into_dyn(), c.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()])
@@ -65,7 +74,7 @@ fn cg_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
                 let cross = [a[1] * bb[2] - a[2] * bb[1], a[2] * bb[0] - a[0] * bb[2], a[0] * bb[1] - a[1] * bb[0]];
                 for o in 0..w {
                     for k in 0..3 {
-                        direct[[b, o, k]] += wt[[p, q, o]] * cross[k] / 2f64.sqrt();
+                        direct[[b, o, k]] += wt[[p, q, o]] * cross[k] / 6f64.sqrt();
                     }
                 }
             }
