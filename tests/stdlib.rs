@@ -723,3 +723,31 @@ fn stdlib_functions_have_doc_comments() {
         }
     }
 }
+
+/// The `.tsr` code in docs/ stays true: a block that defines functions without `use` is
+/// copied from a stdlib module and must still be in it verbatim; a block with `use`
+/// must check without warnings.
+#[test]
+fn docs_code_blocks_match_the_stdlib() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let mut blocks = 0;
+    for entry in std::fs::read_dir(&docs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for block in text.split("```tsr\n").skip(1) {
+            let code = &block[..block.find("```").unwrap()];
+            blocks += 1;
+            if code.contains("use std::") {
+                let m = Module::from_source(code).unwrap_or_else(|e| panic!("{}: {}", path.display(), e.render(false)));
+                assert!(m.warnings().is_empty(), "{}: {}", path.display(), m.render_warnings(false));
+            } else {
+                let found = tessera_compiler::stdlib::MODULES.iter().any(|(_, src)| src.contains(code.trim_end()));
+                assert!(found, "{}: this block is not in any stdlib module any more:\n{code}", path.display());
+            }
+        }
+    }
+    assert!(blocks >= 31, "expected a code block per stdlib function in docs/, found {blocks}");
+}
