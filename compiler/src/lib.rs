@@ -8,6 +8,7 @@ pub mod constants;
 pub mod eval;
 pub mod graph;
 pub mod optimize;
+pub mod plan;
 pub mod stdlib;
 pub mod syntax;
 pub mod tir;

@@ -167,7 +167,7 @@ impl Checker<'_> {
                 d
             }),
             [m, name] => {
-                let imported = self.modules[from].imports.iter().any(|x| *x == m.name)
+                let imported = self.modules[from].imports.contains(&m.name)
                     || self.modules[from].std_name.as_deref() == Some(m.name.as_str());
                 let module = self.modules.iter().position(|x| x.std_name.as_deref() == Some(m.name.as_str()));
                 match module {
