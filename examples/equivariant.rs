@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{best_of, f32s, first_f64, matrix, rel_err, report_check, show_program, tensor3, vector};
+use common::{best_of, f32s, first_f64, matrix, rel_err, report_check, show_plan, show_program, tensor3, vector};
 use ndarray::{Array1, Array2, Array3, ArrayD};
 
 /// The rotation by `angle` about the unit vector `axis` (Rodrigues' formula).
@@ -44,6 +44,8 @@ fn cg_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
     let (z, u, v, w) = (64, 16, 16, 16);
     println!("cg_product: batch {z}, channels {u} x {v} -> {w}, l=1 x l=1 -> l=1");
     show_program(&f);
+    let dims = [("z", z), ("u", u), ("v", v), ("w", w), ("i", 3), ("j", 3), ("k", 3)].map(|(n, s)| (n, s as u64));
+    show_plan(&f, &dims)?;
     // The coupling tensor from Tessera's constants (an input of cg_product until the
     // language can name built-in constants).
     let cg = tessera_compiler::constants::clebsch_gordan(1, 1, 1)?;
@@ -133,6 +135,7 @@ fn grid_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>>
     let (x, y) = (vector(4, 4), vector(4, 5));
     println!("grid_product: l <= 1 inputs, l <= 2 output, on {g} grid points");
     show_program(&f);
+    show_plan(&f, &[("k", 9), ("g", g as u64), ("i", 4)])?;
     let (out, t) = best_of(3, || {
         call1(&f, &[y_back.clone().into_dyn(), y_in.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()])
     });
@@ -163,6 +166,8 @@ fn cp_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
     let (l, r) = (49, 64);
     println!("cp_product: irreps up to L = 6 ({l} components each), CP rank {r}");
     show_program(&f);
+    let lu = l as u64;
+    show_plan(&f, &[("l1", lu), ("l2", lu), ("l3", lu), ("r", r as u64)])?;
     let (a, b, d, x, y) = (matrix(l, r, 6), matrix(l, r, 7), matrix(l, r, 8), vector(l, 9), vector(l, 10));
     let (out, t) = best_of(3, || {
         call1(

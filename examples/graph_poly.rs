@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{best_of, data, rel_err, report_check, show_program};
+use common::{best_of, data, rel_err, report_check, show_plan, show_program};
 use ndarray::{Array2, ArrayD};
 
 /// A random simple undirected graph (Erdős–Rényi, edge probability `p`) as a 0/1 matrix.
@@ -22,15 +22,15 @@ fn random_graph(n: usize, p: f64, seed: u64) -> Array2<f64> {
     })
 }
 
-fn call(
-    module: &tessera::Module,
-    name: &str,
-    a: &Array2<f64>,
-) -> Result<(ArrayD<f64>, f64), Box<dyn std::error::Error>> {
+/// Runs one polynomial, timing it, and prints a row with its plan's cost and `note`.
+fn call(module: &tessera::Module, name: &str, a: &Array2<f64>) -> Result<ArrayD<f64>, Box<dyn std::error::Error>> {
     let f = module.function(name)?;
+    let plan = f.plan_for(&[("n", a.nrows() as u64)])?;
     let (out, ms) = best_of(3, || f.call(&[a.view().into_dyn()]));
     let out = out?.into_iter().next().ok_or("no output")?;
-    Ok((out, ms))
+    let value = if out.ndim() == 0 { format!("{}", out.sum()) } else { format!("shape {:?}", out.shape()) };
+    println!("{name:<18} {:>11.2e} {:>11.2e} {ms:>12.2}   {value}", plan.flops, plan.naive_flops);
+    Ok(out)
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,7 +43,9 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let edges = a.sum() / 2.0;
     println!("Random graph: {n} nodes, {edges} edges\n");
     let module = tessera::Module::stdlib("graph_poly")?;
-    show_program(&module.function("four_path")?);
+    let four_path = module.function("four_path")?;
+    show_program(&four_path);
+    show_plan(&four_path, &[("n", n as u64)])?;
 
     // Brute-force counts, by enumerating node triples and 4-walks of the adjacency lists.
     let nbrs: Vec<Vec<usize>> = (0..n).map(|i| (0..n).filter(|&j| a[[i, j]] == 1.0).collect()).collect();
@@ -67,30 +69,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let a2 = a.dot(&a);
     let a3 = a2.dot(&a);
-    println!("{:<18} {:>12}   {}", "polynomial", "Tessera ms", "value / check");
-    let (t, ms) = call(&module, "triangles", &a)?;
-    let t = t.sum();
-    println!(
-        "{:<18} {ms:>12.2}   trace(A^3) = {t}, brute-force triangles = {triangles} ({t_brute:.2} ms)",
-        "triangles"
-    );
-    let (c, ms) = call(&module, "four_cycle", &a)?;
-    let c = c.sum();
-    println!("{:<18} {ms:>12.2}   trace(A^4) = {c}, brute-force closed 4-walks = {closed_walks}", "four_cycle");
-    let (tt, ms) = call(&module, "tailed_triangles", &a)?;
-    println!("{:<18} {ms:>12.2}   {}", "tailed_triangles", tt.sum());
-    let (nt, ms_nt) = call(&module, "node_triangles", &a)?;
-    let (et, ms_et) = call(&module, "edge_triangles", &a)?;
-    let (fp, ms_fp) = call(&module, "four_path", &a)?;
-    println!("{:<18} {ms_nt:>12.2}", "node_triangles");
-    println!("{:<18} {ms_et:>12.2}", "edge_triangles");
-    println!("{:<18} {ms_fp:>12.2}\n", "four_path");
+    println!("{:<18} {:>11} {:>11} {:>12}   {}", "polynomial", "plan FLOPs", "naive", "Tessera ms", "value");
+    let t = call(&module, "triangles", &a)?.sum();
+    let c = call(&module, "four_cycle", &a)?.sum();
+    let tt = call(&module, "tailed_triangles", &a)?.sum();
+    let nt = call(&module, "node_triangles", &a)?;
+    let et = call(&module, "edge_triangles", &a)?;
+    let fp = call(&module, "four_path", &a)?;
+    println!("\nbrute force: {triangles} triangles ({t_brute:.2} ms), {closed_walks} closed 4-walks\n");
 
     report_check("triangles = 6 x brute-force count", (t - 6.0 * triangles as f64).abs() / t.max(1.0), 1e-12)?;
     report_check("four_cycle = brute-force closed 4-walks", (c - closed_walks).abs() / c.max(1.0), 1e-12)?;
     let degree = a.sum_axis(ndarray::Axis(1));
     let tailed = (&a3.diag() * &degree).sum();
-    report_check("tailed_triangles = sum_i (A^3)_ii deg(i)", (tt.sum() - tailed).abs() / tailed.max(1.0), 1e-12)?;
+    report_check("tailed_triangles = sum_i (A^3)_ii deg(i)", (tt - tailed).abs() / tailed.max(1.0), 1e-12)?;
     report_check("node_triangles = diag(A^3)", rel_err(&nt, &a3.diag().to_owned().into_dyn()), 1e-12)?;
     report_check("edge_triangles = A^2 * A", rel_err(&et, &(&a2 * &a).into_dyn()), 1e-12)?;
     report_check("four_path = A^3 * A", rel_err(&fp, &(&a3 * &a).into_dyn()), 1e-12)?;

@@ -1,5 +1,5 @@
 //! Times every stdlib function at the workload sizes of WORKLOADS.md on the evaluator
-//! Tessera runs today, and prints a markdown table (the source of the numbers in
+//! Tessera runs today, with the cost of the plan Tessera finds, and prints a markdown table (the source of the numbers in
 //! `docs/`). Inputs are random in [-1, 1); only the time is of interest here, the values
 //! are checked by `tests/stdlib.rs`.
 //!
@@ -74,8 +74,8 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    println!("| function | sizes | Tessera reference evaluator, f32 (ms, best of 3) |");
-    println!("|---|---|---:|");
+    println!("| function | sizes | plan FLOPs | naive FLOPs | Tessera reference evaluator, f32 (ms, best of 3) |");
+    println!("|---|---|---:|---:|---:|");
     for (k, (module_name, function, dims)) in CASES.iter().enumerate() {
         let module = tessera::Module::stdlib(module_name)?;
         let f = module.function(function)?;
@@ -89,7 +89,14 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let (out, ms) = best_of(3, || f.call_with(&views, &opts));
         out?;
         let sizes: Vec<String> = dims.iter().map(|(n, v)| format!("{n}={v}")).collect();
-        println!("| `{module_name}::{function}` | {} | {ms:.2} |", sizes.join(" "));
+        let plan_dims: Vec<(&str, u64)> = dims.iter().map(|(n, v)| (*n, *v as u64)).collect();
+        let plan = f.plan_for(&plan_dims)?;
+        println!(
+            "| `{module_name}::{function}` | {} | {:.2e} | {:.2e} | {ms:.2} |",
+            sizes.join(" "),
+            plan.flops,
+            plan.naive_flops
+        );
     }
     Ok(())
 }

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{best_of, f32s, first_f64, matrix, rel_err, report_check, show_program};
+use common::{best_of, f32s, first_f64, matrix, rel_err, report_check, show_plan, show_program};
 use ndarray::{Array2, Array3, ArrayD};
 
 /// Exact 2-simplicial attention by loops: scores of every key pair, a softmax over the
@@ -111,14 +111,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let module = tessera::Module::stdlib("tensor_attention")?;
     let exact = module.function("exact")?;
     let poly = module.function("poly")?;
-    println!("2-simplicial attention, d = {d}, keys and values of length n\n");
-    show_program(&exact);
+    println!("2-simplicial attention, d = e = {d}, queries, keys and values of length n\n");
+    let sizes = |n: usize| [("n", n as u64), ("m1", n as u64), ("m2", n as u64), ("d", d as u64), ("e", d as u64)];
     show_program(&poly);
+    println!("at n = 64:");
+    show_plan(&poly, &sizes(64))?;
 
-    println!("times in ms (best of 3); Tessera runs the reference evaluator in f32, the direct code is f64 ndarray");
+    println!("FLOPs: of the plan Tessera finds, and of the distributed polynomial form (what the planner should find)");
+    println!("times: ms, best of 3; Tessera runs its reference evaluator (f32), the direct code is f64 ndarray\n");
     println!(
-        "{:>5} | {:>13} {:>13} | {:>13} {:>15}",
-        "n", "exact Tessera", "exact direct", "poly Tessera", "poly distrib."
+        "{:>5} | {:>10} {:>13} {:>13} | {:>10} {:>10} {:>13} {:>14}",
+        "n", "exact plan", "exact Tessera", "exact direct", "poly plan", "distrib.", "poly Tessera", "distrib. time"
     );
     let mut errors = Vec::new();
     for n in [16, 32, 64, 128, 256] {
@@ -127,12 +130,20 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let (k1, k2, v1, v2) = (matrix(n, d, 2), matrix(n, d, 3), matrix(n, d, 4), matrix(n, d, 5));
         let ins: Vec<ArrayD<f32>> = [&q, &k1, &k2, &v1, &v2].iter().map(|a| f32s(&(*a).clone().into_dyn())).collect();
         let views: Vec<_> = ins.iter().map(|a| a.view()).collect();
+        let plan_e = exact.plan_for(&sizes(n))?;
+        let plan_p = poly.plan_for(&sizes(n))?;
+        // FLOPs of the distributed form (a multiply-add counts 2, as in plans): the moments
+        // Σ_j k_a k_c v of both key sets, then one contraction per query.
+        let distributed = (2 * 2 * n * d * d * (d + 1) + 2 * n * d * d * (d + 1)) as f64;
 
         let (out_e, t_e) = best_of(3, || exact.call(&views));
         let (out_p, t_p) = best_of(3, || poly.call(&views));
         let (ref_e, t_re) = best_of(3, || exact_direct(&q, &k1, &k2, &v1, &v2));
         let (ref_p, t_rp) = best_of(3, || poly_distributed(&q, &k1, &k2, &v1, &v2));
-        println!("{n:>5} | {t_e:>13.2} {t_re:>13.2} | {t_p:>13.2} {t_rp:>15.3}");
+        println!(
+            "{n:>5} | {:>10.2e} {t_e:>13.2} {t_re:>13.2} | {:>10.2e} {distributed:>10.2e} {t_p:>13.2} {t_rp:>14.3}",
+            plan_e.flops, plan_p.flops
+        );
         errors.push((
             n,
             rel_err(&first_f64(out_e?)?, &ref_e.into_dyn()),

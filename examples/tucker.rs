@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{best_of, matrix, rel_err, report_check, show_program, tensor3};
+use common::{best_of, matrix, rel_err, report_check, show_plan, show_program, tensor3};
 use ndarray::{Array2, Array3, Axis};
 
 /// Orthonormal columns by Gram-Schmidt (twice, for accuracy), from a random matrix.
@@ -57,8 +57,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let module = tessera::Module::stdlib("tucker")?;
     let reconstruct = module.function("reconstruct")?;
     let project = module.function("project")?;
+    let dims = [("i", i as u64), ("j", j as u64), ("k", k as u64), ("a", a as u64), ("b", b as u64), ("c", c as u64)];
     show_program(&reconstruct);
+    show_plan(&reconstruct, &dims)?;
     show_program(&project);
+    show_plan(&project, &dims)?;
 
     let g = tensor3(a, b, c, 1);
     let (u1, u2, u3) = (orthonormal(i, a, 2), orthonormal(j, b, 3), orthonormal(k, c, 4));

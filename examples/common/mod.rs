@@ -104,3 +104,14 @@ pub fn main_with(body: impl FnOnce() -> Result<(), Box<dyn std::error::Error>>) 
         }
     }
 }
+
+/// Prints the plan Tessera finds for `f` at `dims` (a costed table of steps) and returns it.
+pub fn show_plan(f: &tessera::Function<'_>, dims: &[(&str, u64)]) -> Result<tessera::Plan, tessera::Error> {
+    let plan = f.plan_for(dims)?;
+    println!("The plan Tessera finds:");
+    for line in plan.to_string().lines() {
+        println!("    {line}");
+    }
+    println!();
+    Ok(plan)
+}
