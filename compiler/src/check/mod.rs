@@ -6,6 +6,7 @@
 //! further messages, and a statement that failed poisons its target so that later uses
 //! do not repeat the complaint.
 
+mod consts;
 mod func;
 mod inline;
 mod names;

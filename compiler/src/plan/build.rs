@@ -570,7 +570,16 @@ impl Builder<'_> {
                 };
                 let sizes: Vec<u64> = (0..s.indices.len()).map(|k| range(&s.indices, IndexId(k as u32), self.b)).collect::<R<_>>()?;
                 let lab = |v: &[IndexId]| v.iter().map(|i| i.0).collect::<Vec<u32>>();
-                let flops = pairwise_flops(&lab(&a), &lab(&b), &lab(&lhs_ids), &sizes);
+                // A compile-time constant operand skips its zeros: work scales with its density.
+                let density: f64 = operands
+                    .iter()
+                    .filter_map(|x| match x {
+                        Expr::Access(t, _) => p.constant(*t),
+                        _ => None,
+                    })
+                    .map(|c| c.nonzeros() as f64 / c.values.len().max(1) as f64)
+                    .product();
+                let flops = pairwise_flops(&lab(&a), &lab(&b), &lab(&lhs_ids), &sizes) * density;
                 let pick = |f: &dyn Fn(&IndexId) -> bool, from: &[IndexId]| from.iter().filter(|i| f(i)).map(name_of).collect::<Vec<_>>();
                 let in_out = |i: &IndexId| lhs_ids.contains(i);
                 let kind = StepKind::Contract {
@@ -582,7 +591,11 @@ impl Builder<'_> {
                     sum_b: pick(&|i| !a.contains(i) && !in_out(i), &b),
                 };
                 let names = |v: &[IndexId]| v.iter().map(name_of).collect::<Vec<_>>();
-                (kind, einsum_text(&[names(&a), names(&b)], &names(&lhs_ids)), flops)
+                let mut text = einsum_text(&[names(&a), names(&b)], &names(&lhs_ids));
+                if density < 1.0 {
+                    text.push_str(&format!(" (constant, {:.0}% nonzero)", density * 100.0));
+                }
+                (kind, text, flops)
             }
             (StepHint::Reduce, _) | (_, _) if !s.reduced.is_empty() => {
                 (StepKind::Reduce { op: s.op.name().to_string() }, expr_text, dom * (ops(&s.rhs) + 1.0))
