@@ -1,7 +1,7 @@
 //! Equivariant tensor products from `std::equivariant`, each on data where the answer is
 //! known:
-//! - `cg_product` with Tessera's l=1 ⊗ l=1 → l=1 Clebsch-Gordan tensor (e3nn convention),
-//!   which is the Levi-Civita symbol ε/√6, so the product is a channel-mixed cross product:
+//! - `cg_product` called with the built-in constant `cg(1, 1, 1)` (e3nn convention), the
+//!   Levi-Civita symbol ε/√6, so the product is a channel-mixed cross product:
 //!   rotating both inputs rotates the output, and the example checks that equivariance;
 //! - `grid_product` with real spherical harmonics on a Gauss-Legendre × uniform grid: the
 //!   product of two l ≤ 1 signals is an l ≤ 2 signal, recovered exactly;
@@ -39,17 +39,25 @@ fn call1(f: &tessera::Function<'_>, inputs: &[ArrayD<f64>]) -> Result<ArrayD<f64
     Ok(first_f64(f.call(&views)?)?)
 }
 
-fn cg_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
-    let f = module.function("cg_product")?;
+/// A program that calls `cg_product` with the built-in l=1 ⊗ l=1 → l=1 coupling tensor.
+const CG_PROGRAM: &str = r#"
+use std::equivariant
+
+fn cross_product(W: f32[u, v, w], x: f32[z, u, 3], y: f32[z, v, 3]) -> out: f32[z, w, 3] {
+    C = cg(1, 1, 1)
+    out = equivariant::cg_product(W, C, x, y)
+}
+"#;
+
+fn cg_demo() -> Result<(), Box<dyn std::error::Error>> {
     let (z, u, v, w) = (64, 16, 16, 16);
-    println!("cg_product: batch {z}, channels {u} x {v} -> {w}, l=1 x l=1 -> l=1");
-    show_program(&f);
-    let dims = [("z", z), ("u", u), ("v", v), ("w", w), ("i", 3), ("j", 3), ("k", 3)].map(|(n, s)| (n, s as u64));
-    show_plan(&f, &dims)?;
-    // The coupling tensor from Tessera's constants (an input of cg_product until the
-    // language can name built-in constants).
-    let cg = tessera_compiler::constants::clebsch_gordan(1, 1, 1)?;
-    let c = Array3::from_shape_vec((3, 3, 3), cg)?;
+    println!("cg_product: batch {z}, channels {u} x {v} -> {w}, l=1 x l=1 -> l=1, C = cg(1, 1, 1) built in");
+    println!("Program:{CG_PROGRAM}");
+    let module = tessera::Module::from_source(CG_PROGRAM)?;
+    let f = module.function("cross_product")?;
+    show_plan(&f, &[("z", z as u64), ("u", u as u64), ("v", v as u64), ("w", w as u64)])?;
+    // The same tensor as data, to check that it is the Levi-Civita symbol / √6.
+    let c = Array3::from_shape_vec((3, 3, 3), tessera_compiler::constants::clebsch_gordan(1, 1, 1)?)?;
     let mut levi_civita = Array3::<f64>::zeros((3, 3, 3));
     for (i, j, k, sign) in
         [(0, 1, 2, 1.0), (1, 2, 0, 1.0), (2, 0, 1, 1.0), (0, 2, 1, -1.0), (2, 1, 0, -1.0), (1, 0, 2, -1.0)]
@@ -57,14 +65,12 @@ fn cg_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
         levi_civita[[i, j, k]] = sign / 6f64.sqrt();
     }
     report_check(
-        "C(1,1,1) is the Levi-Civita symbol / sqrt 6",
-        rel_err(&c.clone().into_dyn(), &levi_civita.into_dyn()),
+        "cg(1, 1, 1) is the Levi-Civita symbol / sqrt 6",
+        rel_err(&c.into_dyn(), &levi_civita.into_dyn()),
         1e-12,
     )?;
     let (wt, x, y) = (tensor3(u, v, w, 1), tensor3(z, u, 3, 2), tensor3(z, v, 3, 3));
-    let (out, t) = best_of(3, || {
-        call1(&f, &[wt.clone().into_dyn(), c.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()])
-    });
+    let (out, t) = best_of(3, || call1(&f, &[wt.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()]));
     let out = out?;
 
     // Direct: mix the channels of the cross products x[z, u] × y[z, v] with W.
@@ -83,7 +89,7 @@ fn cg_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let r = rotation([1.0, 2.0, 3.0], 0.7);
-    let rotated_in = call1(&f, &[wt.into_dyn(), c.into_dyn(), rotate(&x, &r).into_dyn(), rotate(&y, &r).into_dyn()])?;
+    let rotated_in = call1(&f, &[wt.into_dyn(), rotate(&x, &r).into_dyn(), rotate(&y, &r).into_dyn()])?;
     let out3 = out.clone().into_dimensionality::<ndarray::Ix3>()?;
     println!("time, Tessera (reference evaluator, f32): {t:.2} ms");
     report_check("cg_product against the channel-mixed cross products", rel_err(&out, &direct.into_dyn()), 1e-4)?;
@@ -194,7 +200,7 @@ fn main() -> std::process::ExitCode {
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let module = tessera::Module::stdlib("equivariant")?;
-    cg_demo(&module)?;
+    cg_demo()?;
     grid_demo(&module)?;
     cp_demo(&module)
 }

@@ -349,6 +349,44 @@ fn equivariant_cg_product() {
     }
 }
 
+/// `cg_product` with a built-in Clebsch-Gordan constant at the call site, the way a
+/// program uses it: the result matches loops over the same tensor given as data, and the
+/// plan treats C as a constant.
+#[test]
+fn equivariant_cg_product_with_a_builtin_constant() {
+    let src = r#"
+use std::equivariant
+
+fn tp(W: f64[u, v, w], x: f64[z, u, 3], y: f64[z, v, 3]) -> out: f64[z, w, 5] {
+    C = cg(1, 1, 2)
+    out = equivariant::cg_product(W, C, x, y)
+}
+"#;
+    let m = Module::from_source(src).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    assert!(m.warnings().is_empty(), "{}", m.render_warnings(false));
+    let f = m.function("tp").unwrap();
+    let c = Array3::from_shape_vec((3, 3, 5), tessera_compiler::constants::clebsch_gordan(1, 1, 2).unwrap()).unwrap();
+    let (z, u, v, w) = (4, 3, 2, 5);
+    let (wt, x, y) = (r3(u, v, w, 45), r3(z, u, 3, 46), r3(z, v, 3, 47));
+    let mut expected = Array3::<f64>::zeros((z, w, 5));
+    for ((b, cc, mm), o) in expected.indexed_iter_mut() {
+        for p in 0..u {
+            for q in 0..v {
+                for s in 0..3 {
+                    for t in 0..3 {
+                        *o += wt[[p, q, cc]] * c[[s, t, mm]] * x[[b, p, s]] * y[[b, q, t]];
+                    }
+                }
+            }
+        }
+    }
+    let out = f.call(&[wt.view().into_dyn(), x.view().into_dyn(), y.view().into_dyn()]).unwrap();
+    let err = relative_error(&out[0], &expected.into_dyn());
+    assert!(err <= TOL_F64, "max error {err:e}");
+    let plan = f.plan_for(&[("z", 32), ("u", 8), ("v", 8), ("w", 8)]).unwrap();
+    assert!(plan.to_string().contains("constant"), "the plan does not use C as a constant:\n{plan}");
+}
+
 #[test]
 fn equivariant_grid_product() {
     for (k, g, i) in [(5, 12, 4), (1, 1, 1), (9, 20, 9)] {
