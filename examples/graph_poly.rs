@@ -69,7 +69,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let a2 = a.dot(&a);
     let a3 = a2.dot(&a);
-    println!("{:<18} {:>11} {:>11} {:>12}   {}", "polynomial", "plan FLOPs", "naive", "Tessera ms", "value");
+    println!("{:<18} {:>11} {:>11} {:>12}   value", "polynomial", "plan FLOPs", "naive", "Tessera ms");
     let t = call(&module, "triangles", &a)?.sum();
     let c = call(&module, "four_cycle", &a)?.sum();
     let tt = call(&module, "tailed_triangles", &a)?.sum();

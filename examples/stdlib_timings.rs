@@ -10,8 +10,11 @@ mod common;
 use common::{best_of, data};
 use ndarray::ArrayD;
 
+/// A stdlib function and the size of each of its dims.
+type Case = (&'static str, &'static str, &'static [(&'static str, usize)]);
+
 /// `(module, function, dims)`: the sizes the workload table and bench/ use.
-const CASES: &[(&str, &str, &[(&str, usize)])] = &[
+const CASES: &[Case] = &[
     ("attention", "softmax", &[("n", 256), ("m", 256), ("d", 64), ("e", 64)]),
     ("attention", "causal", &[("n", 256), ("d", 64), ("e", 64)]),
     ("tensor_attention", "exact", &[("n", 64), ("m1", 64), ("m2", 64), ("d", 16), ("e", 16)]),

@@ -819,13 +819,16 @@ fn docs_code_blocks_match_the_stdlib() {
     assert!(blocks >= 31, "expected a code block per stdlib function in docs/, found {blocks}");
 }
 
+/// The size of each dim of a function.
+type Dims = &'static [(&'static str, u64)];
+
 /// FLOPs of the plan Tessera finds at the workload sizes, within 10% of the cost of the
 /// plan WORKLOADS.md asks for. A regression in the planner fails here.
 #[test]
 fn plans_reach_the_expected_cost() {
     // (module, function, dims, FLOPs of the expected plan)
     let n = 100.0f64;
-    let cases: &[(&str, &str, &[(&str, u64)], f64)] = &[
+    let cases: &[(&str, &str, Dims, f64)] = &[
         // One mode at a time: 2·(b·c·i·a + j·c·i·b + i·j·k·c).
         ("tucker", "reconstruct", &[("i", 40), ("j", 30), ("k", 20), ("a", 8), ("b", 6), ("c", 4)], 2.65e5),
         ("tucker", "project", &[("i", 40), ("j", 30), ("k", 20), ("a", 8), ("b", 6), ("c", 4)], 2.65e5),
@@ -893,7 +896,7 @@ fn plans_reach_the_expected_cost() {
 fn plans_not_reached_yet() {
     let mut missed = Vec::new();
     // (module, function, dims, FLOPs of the expected plan, largest intermediate in bytes)
-    let cases: &[(&str, &str, &[(&str, u64)], f64, u64)] = &[
+    let cases: &[(&str, &str, Dims, f64, u64)] = &[
         // Online softmax: no n×m score buffer beyond a tile.
         ("attention", "softmax", &[("n", 256), ("m", 256), ("d", 64), ("e", 64)], 1.8e7, 64 * 256 * 4),
         // Hadamard + GEMM per (i, j) and online softmax: O(n d) extra memory.
