@@ -405,8 +405,12 @@ impl Emitter<'_> {
             bound.push(v);
             label_pos.push(vec![v]);
         }
-        let out_numel: f64 = spec.sizes[..spec.n_out].iter().map(|s| self.eg.analysis.value(s)).product();
-        let full_numel: f64 = spec.sizes.iter().map(|s| self.eg.analysis.value(s)).product();
+        // An inline product is evaluated at every point of the expression around it,
+        // which may be larger than its own output (a scaling or a broadcast).
+        let own: f64 = spec.sizes[..spec.n_out].iter().map(|s| self.eg.analysis.value(s)).product();
+        let scale = (ctx.domain / own.max(1.0)).max(1.0);
+        let out_numel = own * scale;
+        let full_numel: f64 = spec.sizes.iter().map(|s| self.eg.analysis.value(s)).product::<f64>() * scale;
         let mut coef = if negate { -1.0 } else { 1.0 };
         // (touches a summed label, is a reciprocal read inline, class, positions)
         let mut ops: Vec<(bool, bool, Id, Vec<Position>)> = Vec::new();
@@ -420,9 +424,11 @@ impl Emitter<'_> {
             let p: Vec<Position> = labels.iter().map(|&l| label_pos[l as usize].clone()).collect();
             let id = self.eg.find(id);
             let node = self.node(id)?.clone();
-            let domain = if touches { full_numel } else { out_numel };
+            // A reciprocal read once divides where it is read: one division per element
+            // costs what the multiplication by a stored reciprocal would.
+            let single = !self.home.contains_key(&id) && self.uses.get(&id).copied().unwrap_or(0) <= 1;
             match node {
-                TNode::Recip([x]) if self.inline(id, &node, Ctx { top: false, domain }) => ops.push((touches, true, x, p)),
+                TNode::Recip([x]) if single => ops.push((touches, true, x, p)),
                 _ => ops.push((touches, false, id, p)),
             }
         }

@@ -148,6 +148,11 @@ fn saturate(f: &Function, sizes: &Bindings, opts: &AlgebraOptions, rules: &[Rule
         }
     }
     let iterations = runner.iterations.len();
+    if std::env::var("TESSERA_ALGEBRA_TRACE").is_ok() {
+        for it in &runner.iterations {
+            eprintln!("nodes {} classes {} search {:.3} apply {:.3} rebuild {:.3} applied {:?}", it.egraph_nodes, it.egraph_classes, it.search_time, it.apply_time, it.rebuild_time, it.applied);
+        }
+    }
     let eg = runner.egraph;
     if let Some(e) = eg.analysis.errors.first() {
         return Err(AlgebraError::Internal(e.clone()));

@@ -2,7 +2,7 @@
 //! property tests. Each compares the rewritten function with the original through the
 //! reference evaluator on random inputs.
 
-use super::lang::{Spec, TNode, EG};
+use super::lang::{TNode, EG};
 use super::*;
 use crate::check::check_file;
 use crate::diag::{render_all, SourceMap};
@@ -73,7 +73,10 @@ pub(super) fn assert_same(f: &Function, g: &Function, b: &Bindings, seed: u64, p
 pub(super) fn run(src: &str, dims: &[(&str, u64)], positive: bool) -> (Function, Function, AlgebraReport) {
     let f = check(src);
     let b = bind(&f, dims);
-    let (g, r) = optimize(&f, &b, &AlgebraOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    // Tests run unoptimised: a generous time limit keeps the node and iteration limits
+    // (and so the result) deterministic.
+    let opts = AlgebraOptions { time_limit: std::time::Duration::from_secs(60), ..AlgebraOptions::default() };
+    let (g, r) = optimize(&f, &b, &opts).unwrap_or_else(|e| panic!("{e}"));
     tir::verify(&g).unwrap_or_else(|e| panic!("{e}\n{g}"));
     assert_eq!((&g.name, g.dtype, &g.dims, &g.inputs, &g.outputs), (&f.name, f.dtype, &f.dims, &f.inputs, &f.outputs));
     for &t in f.inputs.iter().chain(&f.outputs) {
@@ -233,5 +236,222 @@ fn matmul_chain_is_left_alone_when_nothing_is_cheaper() {
     assert_eq!(r.cost_before, 2.0 * 512.0);
 }
 
-#[allow(dead_code)]
-fn _unused(_: Spec, _: Expr) {}
+#[test]
+fn galore_residual_never_forms_p_pt() {
+    let (_, g, r) = run(
+        "fn galore(P: f64[n, r], G: f64[n, k]) -> R: f64[n, k] {
+            M[i, j] = P[i, s] * P[j, s]
+            R[i, l] = G[i, l] - sum[j](M[i, j] * G[j, l])
+        }",
+        &[("n", 64), ("r", 4), ("k", 32)],
+        false,
+    );
+    eprintln!("{g}\n{r:?}");
+    let (n, rk, k) = (64.0, 4.0, 32.0);
+    // Two rank-r products and one subtraction: 4 n r k + n k, plus the scaling.
+    assert!(r.cost_after <= 4.0 * n * rk * k + 3.0 * n * k, "{r:?}");
+    assert!(r.cost_before >= 2.0 * n * n * k, "{r:?}");
+    assert!(temps(&g).iter().all(|t| t.shape.len() != 2 || t.shape[0] != t.shape[1]), "an n×n temporary remains:\n{g}");
+}
+
+#[test]
+fn kronecker_matvec_never_forms_the_kronecker_matrix() {
+    let (_, g, r) = run(
+        "fn kron(A: f64[n, n], B: f64[n, n], x: f64[n * n]) -> y: f64[n * n] {
+            K[(i, k), (j, l)] = A[i, j] * B[k, l]
+            y[(i, k)] = K[(i, k), (j, l)] * x[(j, l)]
+        }",
+        &[("n", 8)],
+        false,
+    );
+    eprintln!("{g}\n{r:?}");
+    let n: f64 = 8.0;
+    // Two n×n×n products (B·X then A·(BX)), each summing an index.
+    assert!(r.cost_after <= 4.0 * n.powi(3), "{r:?}");
+    assert!(r.cost_before >= n.powi(4), "{r:?}");
+    assert!(temps(&g).iter().all(|t| t.name != "K"), "K is formed:\n{g}");
+}
+
+/// WORKLOADS row 3: `(1 + S)²` distributes into terms whose contractions factor
+/// through d×d×d tensors, so the cost is linear in n.
+#[test]
+fn polynomial_tensor_attention_is_near_linear_in_n() {
+    for p in ["(1 + S[i, j, l]) * (1 + S[i, j, l])", "pow(1 + S[i, j, l], 2)"] {
+        let src = format!(
+            "fn poly(Q: f64[n, d], K1: f64[n, d], K2: f64[n, d], V1: f64[n, d], V2: f64[n, d]) -> (O: f64[n, d], Z: f64[n]) {{
+                S[i, j, l] = Q[i, a] * K1[j, a] * K2[l, a]
+                P[i, j, l] = {p}
+                Z[i] = P[i, j, l]
+                O[i, b] = P[i, j, l] * V1[j, b] * V2[l, b] / Z[i]
+            }}"
+        );
+        let (_, g, r) = run(&src, &[("n", 64), ("d", 4)], false);
+        eprintln!("{g}\n{r:?}");
+        let (n, d): (f64, f64) = (64.0, 4.0);
+        assert!(r.cost_before >= n.powi(3) * d, "{r:?}");
+        // The squared term alone needs a few passes of n·d³ (the two d×d×d moment
+        // tensors and their contraction with q⊗q); n²·d² would already mean an n×n
+        // intermediate.
+        assert!(r.cost_after < n * n * d * d, "{r:?}");
+        assert!(r.cost_after < 40.0 * n * d.powi(3), "{r:?}");
+    }
+}
+
+/// How many times the statements read tensor `t`.
+fn reads(g: &Function, t: tir::TensorId) -> usize {
+    fn count(e: &Expr, t: tir::TensorId) -> usize {
+        match e {
+            Expr::Access(x, _) => usize::from(*x == t),
+            Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) => 0,
+            Expr::Neg(a) | Expr::Reduce(_, _, a) => count(a, t),
+            Expr::Sub(a, b) | Expr::Div(a, b) => count(a, t) + count(b, t),
+            Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().map(|x| count(x, t)).sum(),
+            Expr::Select(_, a, b) => count(a, t) + count(b, t),
+        }
+    }
+    g.stmts.iter().map(|s| count(&s.rhs, t)).sum()
+}
+
+/// WORKLOADS row 17: `u = A⁻¹v` is computed once and feeds both the outer product
+/// and the denominator.
+#[test]
+fn sherman_morrison_shares_ai_v() {
+    let (_, g, r) = run(
+        "fn sm(Ai: f64[n, n], v: f64[n]) -> R: f64[n, n] {
+            R[i, j] = Ai[i, j] - sum[k, l](Ai[i, k] * v[k] * v[l] * Ai[l, j]) / (1 + sum[a, b](v[a] * Ai[a, b] * v[b]))
+        }",
+        &[("n", 64)],
+        true,
+    );
+    eprintln!("{g}\n{r:?}");
+    let n = 64.0;
+    // Ai·v and vᵀ·Ai (2n² each), the outer product and the subtraction (n² each).
+    assert!(r.cost_after <= 6.5 * n * n, "{r:?}");
+    let shared: Vec<_> = (0..g.tensors.len() as u32)
+        .map(tir::TensorId)
+        .filter(|&t| g.tensor(t).kind == TensorKind::Temp && g.tensor(t).shape.len() == 1 && reads(&g, t) >= 2)
+        .collect();
+    assert_eq!(shared.len(), 1, "one n-vector read twice:\n{g}");
+}
+
+/// WORKLOADS row 11: the low-rank term is `(X·B)·A`, never `B·A`.
+#[test]
+fn lora_never_forms_b_a() {
+    let (_, g, r) = run(
+        "fn lora(X: f64[m, d], W: f64[d, o], B: f64[d, r], A: f64[r, o], alpha: f64) -> Y: f64[m, o] {
+            Y[i, k] = X[i, j] * W[j, k] + alpha / r * sum[s](X[i, j] * B[j, s] * A[s, k])
+        }",
+        &[("m", 16), ("d", 64), ("o", 64), ("r", 4)],
+        false,
+    );
+    eprintln!("{g}\n{r:?}");
+    let (m, d, o, rk) = (16.0, 64.0, 64.0, 4.0);
+    // X·W, then X·B and (XB)·A, the scalings and the sum.
+    assert!(r.cost_after <= 2.0 * m * d * o + 2.0 * (m * d * rk + m * rk * o) + 3.0 * m * o + 2.0 * m * rk, "{r:?}");
+    let d_by_o = |t: &&tir::TensorDecl| t.shape == g.tensor(g.inputs[1]).shape;
+    assert!(!temps(&g).iter().any(d_by_o), "B·A is formed:\n{g}");
+}
+
+/// The division by `Z[i]` leaves the sum over j: one division per output element.
+#[test]
+fn softmax_normalisation_divides_once_per_output() {
+    let (f, g, r) = run(
+        "fn norm(P: f64[n, m], V: f64[m, e], Z: f64[n]) -> O: f64[n, e] {
+            O[i, b] = P[i, j] * V[j, b] / Z[i]
+        }",
+        &[("n", 32), ("m", 32), ("e", 8)],
+        true,
+    );
+    eprintln!("{g}\n{r:?}");
+    let (n, m, e) = (32.0, 32.0, 8.0);
+    assert!(r.cost_before >= 3.0 * n * m * e, "{r:?}");
+    assert!(r.cost_after <= 2.0 * n * m * e + n * e + n, "{r:?}");
+    let s = g.stmts.last().expect("a statement");
+    assert!(s.reduced.is_empty(), "the division is still inside the sum:\n{g}");
+    let z = f.tensor_by_name("Z").expect("Z");
+    match &s.rhs {
+        Expr::Div(num, den) => {
+            assert!(matches!(**num, Expr::Reduce(tir::ReduceOp::Sum, ..)), "{g}");
+            assert!(matches!(&**den, Expr::Access(t, _) if *t == z), "{g}");
+        }
+        other => panic!("expected sum / Z, got {other:?}\n{g}"),
+    }
+}
+
+/// `select` and `max=` statements come back as they were, and the rest is still
+/// optimised around them.
+#[test]
+fn select_and_max_pass_through() {
+    let (f, g, r) = run(
+        "fn causal(Q: f64[n, d], K: f64[n, d], V: f64[n, e]) -> O: f64[n, e] {
+            S[i, j] = select(j <= i, sum[a](Q[i, a] * K[j, a]) / sqrt(d), -inf)
+            M[i] max= S[i, j]
+            P[i, j] = exp(S[i, j] - M[i])
+            Z[i] = P[i, j]
+            O[i, c] = P[i, j] * V[j, c] / Z[i]
+        }",
+        &[("n", 16), ("d", 4), ("e", 4)],
+        false,
+    );
+    eprintln!("{g}\n{r:?}");
+    for name in ["S", "M"] {
+        let t = f.tensor_by_name(name).expect("tensor");
+        let before = f.stmts.iter().find(|s| s.target == t).map(|s| f.stmt_string(s));
+        let t2 = g.tensor_by_name(name).expect("kept");
+        let after = g.stmts.iter().find(|s| s.target == t2).map(|s| g.stmt_string(s));
+        assert_eq!(before, after, "{name} changed:\n{g}");
+    }
+    assert!(r.cost_after < r.cost_before, "{r:?}");
+}
+
+#[test]
+fn a_max_reduction_blocks_nothing_it_should_not() {
+    // Merging across the opaque statement would be wrong: O reads the max of T, not T.
+    let (_, g, _) = run(
+        "fn f(A: f64[n, n], B: f64[n, n]) -> O: f64[n] {
+            T[i, j] = A[i, k] * B[k, j]
+            M[i] max= T[i, j]
+            O[i] = M[i] * T[i, i] + sum[j](T[i, j])
+        }",
+        &[("n", 5)],
+        false,
+    );
+    assert!(g.tensor_by_name("T").is_some(), "T must exist for the max:\n{g}");
+}
+
+#[test]
+fn errors_are_values() {
+    let f = check("fn f(A: f64[n, m]) -> B: f64[n] { B[i] = A[i, j] }");
+    let mut b = Bindings::new(f.dims.len());
+    b.set(DimId(0), 3);
+    assert_eq!(optimize(&f, &b, &AlgebraOptions::default()).err(), Some(AlgebraError::Unbound("m".into())));
+    b.set(DimId(1), u64::MAX);
+    let mut g = f.clone();
+    g.tensors[0].shape[0] = tir::Size { coeff: 2, syms: vec![DimId(1)] };
+    assert!(matches!(optimize(&g, &b, &AlgebraOptions::default()), Err(AlgebraError::Invalid(_) | AlgebraError::Overflow(_))));
+    let mut h = f.clone();
+    h.stmts[0].reduced.clear();
+    assert!(matches!(optimize(&h, &b, &AlgebraOptions::default()), Err(AlgebraError::Invalid(_))));
+}
+
+#[test]
+fn limits_stop_the_run_and_say_why() {
+    let f = check(
+        "fn poly(Q: f64[n, d], K1: f64[n, d], K2: f64[n, d], V1: f64[n, d], V2: f64[n, d]) -> O: f64[n, d] {
+            S[i, j, l] = Q[i, a] * K1[j, a] * K2[l, a]
+            O[i, b] = (1 + S[i, j, l]) * (1 + S[i, j, l]) * V1[j, b] * V2[l, b]
+        }",
+    );
+    let b = bind(&f, &[("n", 8), ("d", 2)]);
+    let opts = AlgebraOptions { node_limit: 50, ..AlgebraOptions::default() };
+    let (g, r) = optimize(&f, &b, &opts).expect("runs");
+    assert_eq!(r.stop_reason, "node limit 50");
+    assert_same(&f, &g, &b, 1, false);
+    let opts = AlgebraOptions { iter_limit: 1, ..AlgebraOptions::default() };
+    let (_, r) = optimize(&f, &b, &opts).expect("runs");
+    assert_eq!((r.stop_reason.as_str(), r.iterations), ("iteration limit 1", 1));
+    let opts = AlgebraOptions { time_limit: std::time::Duration::ZERO, ..AlgebraOptions::default() };
+    let (g, r) = optimize(&f, &b, &opts).expect("runs");
+    assert!(r.stop_reason.starts_with("time limit"), "{r:?}");
+    assert_same(&f, &g, &b, 2, false);
+}
