@@ -59,6 +59,7 @@ pub fn build(f: &Function, b: &Bindings) -> Result<Built, AlgebraError> {
         opaque_targets: f.stmts.iter().map(|s| if understood(s) { None } else { Some(s.target.0) }).collect(),
         bindings: b.clone(),
         errors: Vec::new(),
+        node_budget: usize::MAX,
     };
     let mut eg = EG::new(analysis);
     let mut tensor_class: Vec<Option<Id>> = vec![None; f.tensors.len()];

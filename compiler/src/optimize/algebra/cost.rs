@@ -6,10 +6,9 @@
 //! [`DP_MAX_OPERANDS`] operands, greedy beyond. Views cost nothing, elementwise nodes
 //! one FLOP per output element per operation. Costs of contraction specs are memoised.
 
-use super::lang::{Spec, TNode, EG};
+use super::lang::{SpecRef, TNode, EG};
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 /// Contractions with at most this many operands are ordered exactly.
 pub const DP_MAX_OPERANDS: usize = 10;
@@ -17,7 +16,7 @@ pub const DP_MAX_OPERANDS: usize = 10;
 pub struct CostModel {
     /// Cost of each opaque statement, by statement index.
     opaque: Vec<f64>,
-    memo: RefCell<HashMap<Arc<Spec>, f64>>,
+    memo: RefCell<HashMap<SpecRef, f64>>,
 }
 
 impl CostModel {

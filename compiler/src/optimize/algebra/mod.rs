@@ -124,7 +124,8 @@ fn saturate(f: &Function, sizes: &Bindings, opts: &AlgebraOptions, rules: &[Rule
     let cost_model = cost::CostModel::new(built.opaque_cost.clone());
     let before = extract::extract(&built.egraph, &built.roots, &cost_model).map_err(AlgebraError::Internal)?.cost;
     let rewrites = rules.iter().map(rules::to_rewrite).collect::<Result<Vec<_>, _>>().map_err(AlgebraError::Internal)?;
-    let egraph = std::mem::replace(&mut built.egraph, lang::EG::new(lang::TAnalysis::default()));
+    let mut egraph = std::mem::replace(&mut built.egraph, lang::EG::new(lang::TAnalysis::default()));
+    egraph.analysis.node_budget = opts.node_limit;
     let runner = Runner::default()
         .with_egraph(egraph)
         .with_scheduler(BackoffScheduler::default())

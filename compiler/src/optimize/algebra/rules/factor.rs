@@ -4,7 +4,7 @@
 //! output element).
 
 use super::{is_add, is_einsum, Rule};
-use crate::optimize::algebra::lang::{self, Open, Spec, TNode, EG};
+use crate::optimize::algebra::lang::{self, Open, SpecRef, TNode, EG};
 use egg::Id;
 use std::collections::HashMap;
 
@@ -36,15 +36,17 @@ pub fn rules() -> Vec<Rule> {
 
 /// A contraction with one operand left out: equal keys mean the two contractions
 /// differ only in that operand (read with the same labels).
-type HoleKey = (Spec, Vec<Option<Id>>);
+type HoleKey = (SpecRef, Vec<Option<Id>>);
 
 fn holed(open: &Open, k: usize) -> Option<(HoleKey, Id)> {
-    let ops: Vec<(Option<Id>, Vec<u32>)> =
-        open.ops.iter().enumerate().map(|(j, (id, ls))| (if j == k { None } else { Some(*id) }, ls.clone())).collect();
-    // `None` sorts first; the hole must sort last, so map ids to `Some` ordering reversed.
-    let keyed: Vec<(HoleOrd, Vec<u32>)> = ops.iter().map(|(id, ls)| (HoleOrd(*id), ls.clone())).collect();
+    let keyed: Vec<(HoleOrd, Vec<u32>)> = open
+        .ops
+        .iter()
+        .enumerate()
+        .map(|(j, (id, ls))| (HoleOrd(if j == k { None } else { Some(*id) }), ls.clone()))
+        .collect();
     let (spec, ids) = lang::canonical(&open.sizes, &open.out(), &keyed).ok()?;
-    Some(((spec, ids.into_iter().map(|h| h.0).collect()), open.ops[k].0))
+    Some(((SpecRef::new(spec), ids.into_iter().map(|h| h.0).collect()), open.ops[k].0))
 }
 
 /// Orders a hole after every class.

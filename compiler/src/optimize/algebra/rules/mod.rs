@@ -91,6 +91,9 @@ impl Applier<TNode, TAnalysis> for NodeApplier {
         let nodes: Vec<TNode> = eg[eclass].nodes.iter().filter(|n| (self.applies_to)(n)).cloned().collect();
         let mut changed = Vec::new();
         for n in nodes {
+            if eg.total_size() >= eg.analysis.node_budget {
+                break;
+            }
             let canon = n.clone().map_children(|c| eg.find(c));
             let sizes: Vec<usize> = canon.children().iter().map(|&c| eg[c].nodes.len()).collect();
             let fresh = match self.done.lock() {
