@@ -25,6 +25,7 @@ use tessera_compiler::tir;
 
 pub use tessera_compiler::diag::{Diagnostic, SourceMap};
 pub use tessera_compiler::eval::{EvalError, EvalOptions, Scalar};
+pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions};
 pub use tessera_runtime::{DType, Tensor};
 
 /// Default cap on any one intermediate or output: 4 GiB.
@@ -72,6 +73,15 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<PlanError> for Error {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::Internal(m) => Error::Internal(m),
+            e => Error::Input(e.to_string()),
+        }
+    }
+}
 
 impl From<EvalError> for Error {
     fn from(e: EvalError) -> Self {
@@ -256,6 +266,52 @@ impl<'m> Function<'m> {
         self.tir.to_string()
     }
 
+    /// The contraction graph of each statement as text (`emit --stage graph`).
+    pub fn emit_graph(&self) -> String {
+        tessera_compiler::graph::build(self.tir).to_text(self.tir)
+    }
+
+    /// The plan for the given dims with default options (algebra pass on, no memory limit).
+    pub fn plan_for(&self, dims: &[(&str, u64)]) -> Result<Plan, Error> {
+        self.plan(dims, &PlanOptions::default())
+    }
+
+    /// The costed plan for concrete dims; every dim of the signature must be given.
+    pub fn plan(&self, dims: &[(&str, u64)], opts: &PlanOptions) -> Result<Plan, Error> {
+        let f = self.tir;
+        let mut b = tir::Bindings::new(f.dims.len());
+        for (name, v) in dims {
+            match f.dim_by_name(name) {
+                Some(d) => b.set(d, *v),
+                None => {
+                    let all: Vec<&str> = f.dims.iter().map(|d| d.name.as_str()).collect();
+                    return Err(Error::Input(format!(
+                        "`{}` has no dim `{name}`; its dims are: {}",
+                        f.name,
+                        if all.is_empty() { "none".to_string() } else { all.join(", ") }
+                    )));
+                }
+            }
+        }
+        let missing: Vec<&str> = f
+            .dims
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| b.get(tir::DimId(*k as u32)).is_none())
+            .map(|(_, d)| d.name.as_str())
+            .collect();
+        if !missing.is_empty() {
+            let example: Vec<String> = missing.iter().map(|m| format!("--dim {m}=64")).collect();
+            return Err(Error::Input(format!(
+                "planning `{}` needs a size for every dim; missing: {} (e.g. {})",
+                f.name,
+                missing.join(", "),
+                example.join(" ")
+            )));
+        }
+        Ok(tessera_compiler::plan::plan(f, &b, opts)?)
+    }
+
     /// The module this function belongs to.
     pub fn module(&self) -> &'m Module {
         self.module
@@ -371,4 +427,45 @@ pub fn einsum_tensors(spec: &str, inputs: &[Tensor], opts: &CallOptions) -> Resu
             einsum_with(spec, &views, opts).map(Tensor::F64)
         }
     }
+}
+
+/// The plan of a numpy einsum for label sizes, e.g. `plan_einsum("ij,jk->ik",
+/// &[("i", 64), ("j", 32), ("k", 8)], &PlanOptions::default())`. Specs with `...` need
+/// shapes, not label sizes: use [`einsum_shapes_plan`].
+pub fn plan_einsum(spec: &str, sizes: &[(&str, u64)], opts: &PlanOptions) -> Result<Plan, Error> {
+    let lhs = spec.split("->").next().unwrap_or("");
+    if spec.contains('.') {
+        return Err(Error::Input(
+            "label sizes cannot give the shape of `...` axes; plan this spec with shapes instead".into(),
+        ));
+    }
+    let mut shapes = Vec::new();
+    for term in lhs.split(',') {
+        let mut shape = Vec::new();
+        for c in term.chars().filter(|c| !c.is_whitespace()) {
+            let label = c.to_string();
+            match sizes.iter().find(|(n, _)| *n == label) {
+                Some((_, v)) => shape.push(usize::try_from(*v).map_err(|_| Error::Input(format!("size of {label} is too large")))?),
+                None => {
+                    return Err(Error::Input(format!(
+                        "no size for label `{label}`; give every label, e.g. --sizes {label}=64"
+                    )))
+                }
+            }
+        }
+        shapes.push(shape);
+    }
+    let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+    einsum_shapes_plan(spec, &refs, opts)
+}
+
+/// The plan of a numpy einsum for operand shapes.
+pub fn einsum_shapes_plan(spec: &str, shapes: &[&[usize]], opts: &PlanOptions) -> Result<Plan, Error> {
+    let mut sources = SourceMap::new();
+    let file = sources.add("<einsum>", spec);
+    let e = match tessera_compiler::einsum::translate(spec, shapes, DType::F32, file) {
+        Ok(e) => e,
+        Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
+    };
+    Ok(tessera_compiler::plan::plan(&e.function, &e.bindings, opts)?)
 }

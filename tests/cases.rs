@@ -6,7 +6,7 @@ use tessera_compiler::check::check_file;
 use tessera_compiler::diag::{render_all, SourceMap};
 use tessera_compiler::syntax::{parse, print_module};
 
-const STAGES: &[&str] = &["ast", "tir", "graph", "diagnostics"];
+const STAGES: &[&str] = &["ast", "tir", "graph", "plan", "diagnostics"];
 
 fn stages_of(text: &str, path: &Path) -> Vec<String> {
     let first = text.lines().next().unwrap_or("");
@@ -19,6 +19,35 @@ fn stages_of(text: &str, path: &Path) -> Vec<String> {
     }
     assert!(!stages.is_empty(), "{}: no stages named", path.display());
     stages
+}
+
+/// `# dims: n=64, d=16` on the second line gives the sizes for the `plan` stage.
+fn dims_of(text: &str, path: &Path) -> Vec<(String, u64)> {
+    let line = text.lines().nth(1).unwrap_or("");
+    let list = line
+        .strip_prefix("# dims:")
+        .unwrap_or_else(|| panic!("{}: the plan stage needs `# dims: n=.., ...` on line 2", path.display()));
+    list.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            let (n, v) = p.split_once('=').unwrap_or_else(|| panic!("{}: bad dims entry `{p}`", path.display()));
+            (n.trim().to_string(), v.trim().parse().unwrap_or_else(|_| panic!("{}: bad size in `{p}`", path.display())))
+        })
+        .collect()
+}
+
+/// Search times vary from run to run; everything else in a plan is deterministic.
+fn redact_timing(plan: &str) -> String {
+    plan.lines()
+        .map(|l| match l.find(" ms") {
+            Some(end) if l.trim_start().starts_with("search") => {
+                let start = l[..end].rfind(' ').map_or(0, |s| s + 1);
+                format!("{}<time>{}", &l[..start], &l[end..])
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
@@ -47,6 +76,29 @@ fn cases() {
                         .map(|f| format!("fn {}\n{}", f.name, tessera_compiler::graph::build(f).to_text(f)))
                         .collect();
                     insta::assert_snapshot!("graph", text.join("\n"));
+                }
+                "plan" => {
+                    // Workload cases must check cleanly: a warning there means the formula
+                    // is not the one intended (e.g. a term multiplied by a summed size).
+                    assert!(
+                        checked.diagnostics.is_empty(),
+                        "{name} has diagnostics:\n{}",
+                        render_all(&checked.diagnostics, &sources, false)
+                    );
+                    let dims = dims_of(&text, path);
+                    let mut plans = Vec::new();
+                    for f in &checked.functions {
+                        let mut b = tessera_compiler::tir::Bindings::new(f.dims.len());
+                        for (n, v) in &dims {
+                            if let Some(d) = f.dim_by_name(n) {
+                                b.set(d, *v);
+                            }
+                        }
+                        let p = tessera_compiler::plan::plan(f, &b, &tessera_compiler::plan::PlanOptions::default())
+                            .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name));
+                        plans.push(redact_timing(&p.to_string()));
+                    }
+                    insta::assert_snapshot!("plan", plans.join("\n"));
                 }
                 "tir" => {
                     assert!(

@@ -137,6 +137,7 @@ fn help_of_every_subcommand() {
         ("help_emit", vec!["emit", "--help"]),
         ("help_run", vec!["run", "--help"]),
         ("help_einsum", vec!["einsum", "--help"]),
+        ("help_plan", vec!["plan", "--help"]),
     ] {
         let out = env.succeeds(&args);
         assert!(out.stdout.contains("Example"), "{name} has no example");
@@ -254,8 +255,8 @@ fn emit_errors() {
     assert!(err.contains("nope") && err.contains("matmul"), "{err}");
     let err = env.fails(2, &["emit", "--stage", "ast", "model.tsr", "--fn", "stats"]);
     assert!(err.contains("--stage ast prints the whole file"), "{err}");
-    let err = env.fails(2, &["emit", "--stage", "graph", "model.tsr"]);
-    assert!(err.contains("[possible values: ast, tir]"), "{err}");
+    let err = env.fails(2, &["emit", "--stage", "bogus", "model.tsr"]);
+    assert!(err.contains("[possible values: ast, tir, graph, plan]"), "{err}");
     let err = env.fails(1, &["emit", "--stage", "tir", "bad.tsr"]);
     assert!(err.contains("bad.tsr"), "{err}");
 }
@@ -870,4 +871,54 @@ fn run_prints_warnings() {
     );
     // Each row sums to its entries plus 1.0 for each of the 2 columns.
     assert_eq!(out.stdout, "S: f64[2]\n[5, 9]\n");
+}
+
+// ---------------------------------------------------------------------------------
+// Plans and the graph/plan stages
+
+#[test]
+fn plan_of_an_einsum_as_text_json_and_dot() {
+    let env = Env::new();
+    let args = ["plan", "--einsum", "ij,jk,kl->il", "--sizes", "i=10,j=100,k=5,l=50"];
+    let text = env.succeeds(&args).stdout;
+    assert!(text.contains("1.50e4 optimised"), "{text}");
+    assert!(text.contains("ij,jk->ik"), "{text}");
+    let json = env.succeeds(&[&args[..], &["--format", "json"]].concat()).stdout;
+    let v: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(v["flops"], 15000.0);
+    assert_eq!(v["naive_flops"], 750000.0);
+    assert_eq!(v["path"], serde_json::json!([[0, 1], [0, 1]]));
+    for field in ["peak_bytes", "search_ms", "steps"] {
+        assert!(v.get(field).is_some(), "no {field} in {json}");
+    }
+    let dot = env.succeeds(&[&args[..], &["--format", "dot"]].concat()).stdout;
+    assert!(dot.starts_with("digraph"), "{dot}");
+}
+
+#[test]
+fn plan_of_a_file_needs_every_dim() {
+    let env = Env::new();
+    let out = env.succeeds(&["plan", "matmul.tsr", "--dim", "m=4", "--dim", "k=5", "--dim", "n=6"]).stdout;
+    assert!(out.starts_with("plan for `matmul`"), "{out}");
+    let err = env.fails(1, &["plan", "matmul.tsr", "--dim", "m=4"]);
+    assert!(err.contains("missing: k, n"), "{err}");
+    let err = env.fails(1, &["plan", "matmul.tsr", "--dim", "q=4"]);
+    assert!(err.contains("has no dim `q`"), "{err}");
+    let err = env.fails(1, &["plan", "--einsum", "ij,jk->ik", "--sizes", "i=2,j=3"]);
+    assert!(err.contains("no size for label `k`"), "{err}");
+    let err = env.fails(1, &["plan", "--einsum", "ij,jk,kl->il", "--sizes", "i=4,j=4,k=4,l=4", "--memory-limit", "1"]);
+    assert!(err.contains("memory limit"), "{err}");
+    env.fails(2, &["plan"]);
+    env.fails(2, &["plan", "matmul.tsr", "--einsum", "ij->i", "--sizes", "i=2,j=2"]);
+}
+
+#[test]
+fn emit_graph_and_plan_stages() {
+    let env = Env::new();
+    let graph = env.succeeds(&["emit", "--stage", "graph", "matmul.tsr"]).stdout;
+    assert!(graph.contains("components: 1"), "{graph}");
+    let plan = env.succeeds(&["emit", "--stage", "plan", "matmul.tsr", "--dim", "m=2", "--dim", "k=3", "--dim", "n=4"]).stdout;
+    assert!(plan.contains("contract"), "{plan}");
+    let err = env.fails(1, &["emit", "--stage", "plan", "matmul.tsr"]);
+    assert!(err.contains("needs a size for every dim"), "{err}");
 }

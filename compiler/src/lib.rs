@@ -4,9 +4,11 @@
 pub mod diag;
 pub mod einsum;
 pub mod check;
+pub mod constants;
 pub mod eval;
 pub mod graph;
 pub mod optimize;
+pub mod plan;
 pub mod stdlib;
 pub mod syntax;
 pub mod tir;

@@ -4,6 +4,9 @@
 
 use ndarray::Dimension;
 use proptest::prelude::*;
+
+mod common;
+use common::typed_program;
 use tessera_compiler::check::check_file;
 use tessera_compiler::diag::{render_all, SourceMap};
 use tessera_compiler::eval::{evaluate, EvalOptions};
@@ -23,7 +26,7 @@ const TOKENS: &[&str] = &[
     "fn", "use", "std", "::", "attention", "softmax", "(", ")", "[", "]", "{", "}", ",", ":", "->", "=", "max=",
     "min=", "+", "-", "*", "/", "<", "<=", "==", "!=", "&&", "||", "!", ";", "#", "\n", "f32", "f64", "f16", "A",
     "B", "C", "x", "i", "j", "k", "n", "m", "d", "0", "1", "2.5", "1e-5", "inf", "exp", "sqrt", "pow", "max", "sum",
-    "min", "select", "(i, j)", "α", "18446744073709551616", "99999999999999999999999",
+    "min", "select", "cg", "(i, j)", "α", "18446744073709551616", "99999999999999999999999",
 ];
 
 fn soup() -> impl Strategy<Value = String> {
@@ -69,37 +72,6 @@ fn program() -> impl Strategy<Value = String> {
     })
 }
 
-
-/// Random expressions over the given leaves, of bounded depth.
-fn expr_over(leaves: Vec<&'static str>) -> impl Strategy<Value = String> {
-    prop::sample::select(leaves).prop_map(|s| s.to_string()).prop_recursive(3, 16, 3, |inner| {
-        prop_oneof![
-            (inner.clone(), prop::sample::select(vec!["+", "-", "*", "/"]), inner.clone())
-                .prop_map(|(a, op, b)| format!("({a}) {op} ({b})")),
-            (prop::sample::select(vec!["exp", "sqrt", "tanh", "relu", "abs", "sigmoid", "log"]), inner.clone())
-                .prop_map(|(f, a)| format!("{f}({a})")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("pow(abs({a}), 0.5) + min({a}, {b})")),
-            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("select(i <= 1 || {a} > {b}, {a}, {b})")),
-        ]
-    })
-}
-
-/// Random programs that are well-typed by construction: one dim, rank-correct reads,
-/// intermediates defined before use. They exercise the checker's success path and the
-/// evaluator.
-fn typed_program() -> impl Strategy<Value = String> {
-    let e1 = expr_over(vec!["A[i, j]", "A[j, i]", "x[i]", "x[j]", "s", "y[(i, j)]", "i", "n", "1.5", "A[i, i]"]);
-    let e2 = expr_over(vec!["T[i, j]", "T[j, i]", "A[i, k]", "x[k]", "s", "i", "2", "T[i, i]"]);
-    let e3 = expr_over(vec!["U[i]", "T[i, j]", "x[i]", "U[j]", "A[j, i]", "0.5"]);
-    let op = prop::sample::select(vec!["=", "max=", "min="]);
-    (e1, op.clone(), e2, op.clone(), e3, op).prop_map(|(a, o1, b, o2, c, o3)| {
-        format!(
-            "fn f(A: f64[n, n], x: f64[n], y: f64[n * n], s: f64) -> B: f64[n] {{\n    \
-             T[i, j] {o1} A[i, j] * ({a}) + sum[q](y[(q, i)] * x[q])\n    \
-             U[i] {o2} x[i] - ({b})\n    B[i] {o3} U[i] * ({c})\n}}\n"
-        )
-    })
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]

@@ -102,6 +102,14 @@ const SIZE_UNITS: &str =
      (powers of 1024; K, M, G, T mean the same)";
 
 /// A byte count: `4GiB`, `512MiB`, `1.5GB`, `1e9`, `4096`.
+/// `i=64,j=32` from `--sizes`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SizesArg(pub Vec<DimArg>);
+
+pub fn parse_sizes(s: &str) -> Result<SizesArg, String> {
+    s.split(',').filter(|p| !p.trim().is_empty()).map(parse_dim).collect::<Result<_, _>>().map(SizesArg)
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     if t.is_empty() {

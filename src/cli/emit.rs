@@ -17,7 +17,7 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
     let module = Module::from_file(&args.file)?;
     let text = match args.stage {
         Stage::Ast => module.emit_ast(),
-        Stage::Tir => {
+        Stage::Tir | Stage::Graph | Stage::Plan => {
             let functions = match &args.function {
                 Some(name) => vec![module.function(name)?],
                 None => module
@@ -26,10 +26,15 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
                     .map(|name| module.function(name))
                     .collect::<Result<Vec<_>, _>>()?,
             };
-            let texts: Vec<String> = functions
-                .iter()
-                .map(|f| with_newline(f.emit_tir()))
-                .collect();
+            let dims: Vec<(&str, u64)> = args.dims.iter().map(|d| (d.name.as_str(), d.size)).collect();
+            let mut texts = Vec::new();
+            for f in &functions {
+                texts.push(with_newline(match args.stage {
+                    Stage::Graph => format!("fn {}\n{}", f.name(), f.emit_graph()),
+                    Stage::Plan => f.plan(&dims, &tessera::PlanOptions::default())?.to_string(),
+                    _ => f.emit_tir(),
+                }));
+            }
             texts.join("\n")
         }
     };

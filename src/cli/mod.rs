@@ -6,6 +6,7 @@ mod check;
 mod einsum;
 mod emit;
 mod npy;
+mod plan;
 mod run;
 
 use args::{DimArg, InputArg, OutputArg};
@@ -27,7 +28,9 @@ Examples:
   tessera check model.tsr
   tessera emit --stage tir model.tsr --fn matmul
   tessera run model.tsr --fn matmul A=a.npy B=b.npy -o c.npy
-  tessera einsum 'ij,jk->ik' a.npy b.npy";
+  tessera einsum 'ij,jk->ik' a.npy b.npy
+  tessera plan model.tsr --fn attention --dim n=4096 --dim d=64
+  tessera plan --einsum 'ij,jk,kl->il' --sizes i=10,j=100,k=5,l=50";
 
 /// Tessera: compile and evaluate einsum-style tensor programs.
 #[derive(Debug, Parser)]
@@ -44,6 +47,7 @@ enum Command {
     Emit(EmitArgs),
     Run(RunArgs),
     Einsum(EinsumArgs),
+    Plan(PlanArgs),
 }
 
 /// Check a .tsr file and report its errors and warnings.
@@ -71,6 +75,10 @@ struct EmitArgs {
     /// Print only this function (for per-function stages) [default: all functions].
     #[arg(long = "fn", value_name = "NAME")]
     function: Option<String>,
+    /// For --stage plan: the size of each dim (repeatable), e.g. --dim n=4096.
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
+          allow_hyphen_values = true)]
+    dims: Vec<DimArg>,
 }
 
 /// A printable stage of the compiler pipeline.
@@ -80,6 +88,10 @@ enum Stage {
     Ast,
     /// The typed program of each function: shapes, index ranges, reductions.
     Tir,
+    /// Each statement's contraction graph: tensors, shared indices, components.
+    Graph,
+    /// The costed plan of each function (needs --dim for every dim).
+    Plan,
 }
 
 /// Evaluate a function of a .tsr file on .npy inputs.
@@ -154,6 +166,60 @@ struct EinsumArgs {
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
           allow_hyphen_values = true)]
     memory_limit: u64,
+}
+
+/// Show the plan Tessera finds for a function or an einsum: each step with its FLOPs
+/// and result size, against the naive cost.
+///
+/// Every dim of the function needs a size (--dim). FLOPs follow opt_einsum: a pairwise
+/// contraction costs the product of its index sizes, times 2 when it sums an index;
+/// elementwise work costs one per operation per element. "naive" evaluates each
+/// statement as one loop nest over all its indices.
+#[derive(Debug, Args)]
+#[command(
+    verbatim_doc_comment,
+    after_help = "Examples:\n  \
+    tessera plan model.tsr --fn attention --dim n=4096 --dim d=64\n  \
+    tessera plan model.tsr --dim n=512 --format json\n  \
+    tessera plan --einsum 'ij,jk,kl->il' --sizes i=10,j=100,k=5,l=50\n  \
+    tessera plan model.tsr --dim n=4096 --memory-limit 64MiB"
+)]
+struct PlanArgs {
+    /// The .tsr source file (or use --einsum).
+    #[arg(value_name = "FILE.tsr", required_unless_present = "einsum", conflicts_with = "einsum")]
+    file: Option<PathBuf>,
+    /// Plan a numpy einsum instead of a file, e.g. 'ij,jk->ik' (with --sizes).
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true, requires = "sizes")]
+    einsum: Option<String>,
+    /// Label sizes for --einsum, e.g. i=64,j=32,k=8.
+    #[arg(long, value_name = "L=SIZE,...", value_parser = args::parse_sizes)]
+    sizes: Option<args::SizesArg>,
+    /// The function to plan [default: the only function, or `main`].
+    #[arg(long = "fn", value_name = "NAME")]
+    function: Option<String>,
+    /// The size of each dim of the function (repeatable), e.g. --dim n=4096.
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
+          allow_hyphen_values = true)]
+    dims: Vec<DimArg>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    format: PlanFormat,
+    /// Slice loops so that no intermediate exceeds this size, e.g. 64MiB.
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size, allow_hyphen_values = true)]
+    memory_limit: Option<u64>,
+    /// Also run the algebraic rewriting (egg) before ordering contractions (experimental).
+    #[arg(long)]
+    algebra: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum PlanFormat {
+    /// An aligned table for people.
+    Text,
+    /// JSON with flops, naive_flops, peak_bytes, search_ms, steps and (for an einsum) path.
+    Json,
+    /// A Graphviz DOT graph of the steps.
+    Dot,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -313,6 +379,7 @@ fn run_cli() -> u8 {
         Command::Emit(a) => emit::emit(&a),
         Command::Run(a) => run::run(&a),
         Command::Einsum(a) => einsum::einsum(&a),
+        Command::Plan(a) => plan::plan(&a),
     };
     match result {
         Ok(()) => 0,

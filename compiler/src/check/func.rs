@@ -18,6 +18,7 @@ pub(super) struct FnCx {
     pub inputs: Vec<TensorId>,
     pub outputs: Vec<TensorId>,
     pub stmts: Vec<tir::Stmt>,
+    pub constants: Vec<tir::Constant>,
     /// Whether a tensor has a value at this point (inputs always; others once assigned).
     pub defined: Vec<bool>,
     /// Tensors whose defining statement failed: uses are not reported again.
@@ -164,6 +165,7 @@ pub(super) fn check_fn(c: &mut Checker, module: usize, def: &ast::FnDef) -> Opti
         inputs: Vec::new(),
         outputs: Vec::new(),
         stmts: Vec::new(),
+        constants: Vec::new(),
         defined: Vec::new(),
         poisoned: Vec::new(),
         used: Vec::new(),
@@ -179,11 +181,14 @@ pub(super) fn check_fn(c: &mut Checker, module: usize, def: &ast::FnDef) -> Opti
         }
     }
     for s in &def.body {
+        let is_const = matches!(&s.rhs.kind, ExprKind::Call { path, .. } if path.len() == 1 && path[0].name == "cg");
         let is_user_call = match &s.rhs.kind {
             ExprKind::Call { path, .. } => path.len() > 1 || tir::Builtin::from_name(&path[0].name).is_none(),
             _ => false,
         };
-        let ok = if is_user_call {
+        let ok = if is_const {
+            super::consts::const_stmt(&mut cx, s, &mut c.diags)
+        } else if is_user_call {
             super::inline::call_stmt(c, &mut cx, s)
         } else {
             super::stmt::expr_stmt(&mut cx, s, &mut c.diags)
@@ -221,7 +226,7 @@ pub(super) fn check_fn(c: &mut Checker, module: usize, def: &ast::FnDef) -> Opti
         return None;
     }
     for (k, t) in cx.tensors.iter().enumerate() {
-        if t.kind == TensorKind::Temp && !cx.used[k] && !t.name.contains('.') {
+        if matches!(t.kind, TensorKind::Temp | TensorKind::Const) && !cx.used[k] && !t.name.contains('.') {
             c.diags.push(
                 Diagnostic::warning("check::unused", format!("`{}` is computed but never used", t.name))
                     .label(t.span, "defined here")
@@ -236,6 +241,7 @@ pub(super) fn check_fn(c: &mut Checker, module: usize, def: &ast::FnDef) -> Opti
         tensors: cx.tensors,
         inputs: cx.inputs,
         outputs: cx.outputs,
+        constants: cx.constants,
         stmts: cx.stmts,
         span: def.span,
     })

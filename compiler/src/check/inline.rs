@@ -188,7 +188,11 @@ pub(super) fn call_stmt(c: &mut Checker, cx: &mut FnCx, s: &ast::Stmt) -> Result
             name = format!("{base}#{n}");
             n += 1;
         }
-        let id = cx.add_tensor(TensorDecl { name, kind: TensorKind::Temp, shape, factors, span: decl.span });
+        let kind = if decl.kind == TensorKind::Const { TensorKind::Const } else { TensorKind::Temp };
+        let id = cx.add_tensor(TensorDecl { name, kind, shape, factors, span: decl.span });
+        if let Some(c) = callee.constant(TensorId(k as u32)) {
+            cx.constants.push(tir::Constant { tensor: id, label: c.label.clone(), values: c.values.clone() });
+        }
         cx.defined[id.index()] = true;
         cx.used[id.index()] = true;
         tmap[k] = Some(id);

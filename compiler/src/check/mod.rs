@@ -6,6 +6,7 @@
 //! further messages, and a statement that failed poisons its target so that later uses
 //! do not repeat the complaint.
 
+mod consts;
 mod func;
 mod inline;
 mod names;
@@ -167,7 +168,7 @@ impl Checker<'_> {
                 d
             }),
             [m, name] => {
-                let imported = self.modules[from].imports.iter().any(|x| *x == m.name)
+                let imported = self.modules[from].imports.contains(&m.name)
                     || self.modules[from].std_name.as_deref() == Some(m.name.as_str());
                 let module = self.modules.iter().position(|x| x.std_name.as_deref() == Some(m.name.as_str()));
                 match module {

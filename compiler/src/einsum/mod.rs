@@ -428,6 +428,7 @@ fn build(
     let stmt =
         Stmt { target: TensorId(n as u32), lhs, op: ReduceOp::Sum, reduced, indices, rhs, span: whole };
     tir::Function {
+        constants: Vec::new(),
         name: "einsum".to_string(),
         dtype,
         dims: dims.iter().map(|d| Dim { name: d.name.clone(), span: d.span }).collect(),

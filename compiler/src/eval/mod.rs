@@ -128,6 +128,15 @@ pub fn evaluate<T: Scalar>(
         *slot(&mut store, t)? = Some(stored);
     }
 
+    for c in &f.constants {
+        let shape = concrete_shape(f, c.tensor, b)?;
+        check_alloc::<T>(limit, &shape, || format!("constant {}", tensor_name(f, c.tensor)))?;
+        let values: Vec<T> = c.values.iter().map(|&v| T::from_f64(v)).collect();
+        let array = ArrayD::from_shape_vec(IxDyn(&shape), values)
+            .map_err(|e| internal(format!("constant {}: {e}", tensor_name(f, c.tensor))))?;
+        *slot(&mut store, c.tensor)? = Some(CowArray::from(array));
+    }
+
     // Each intermediate is dropped after the last statement that reads it.
     let mut last_use: Vec<Option<usize>> = vec![None; f.tensors.len()];
     for (n, s) in f.stmts.iter().enumerate() {

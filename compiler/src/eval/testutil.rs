@@ -40,6 +40,7 @@ impl Builder {
     pub fn new(name: &str) -> Builder {
         Builder {
             f: Function {
+                constants: Vec::new(),
                 name: name.to_string(),
                 dtype: DType::F32,
                 dims: Vec::new(),
@@ -76,7 +77,7 @@ impl Builder {
         match kind {
             TensorKind::Input => self.f.inputs.push(id),
             TensorKind::Output => self.f.outputs.push(id),
-            TensorKind::Temp => {}
+            TensorKind::Temp | TensorKind::Const => {}
         }
         self
     }

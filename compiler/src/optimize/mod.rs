@@ -2,3 +2,4 @@
 //! (`algebra`). The plan builder (`crate::plan`) uses both.
 
 pub mod algebra;
+pub mod path;

@@ -179,6 +179,24 @@ pub enum TensorKind {
     Input,
     Output,
     Temp,
+    /// A compile-time constant (e.g. `cg(1, 1, 2)`); its values are in `Function::constants`.
+    Const,
+}
+
+/// The values of a constant tensor, row-major, with how it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Constant {
+    pub tensor: TensorId,
+    /// Its source form, e.g. `cg(1, 1, 2)`.
+    pub label: String,
+    pub values: std::sync::Arc<Vec<f64>>,
+}
+
+impl Constant {
+    /// Entries that are not exactly zero.
+    pub fn nonzeros(&self) -> usize {
+        self.values.iter().filter(|v| **v != 0.0).count()
+    }
 }
 
 /// A tensor of a function with its symbolic shape.
@@ -479,6 +497,8 @@ pub struct Function {
     pub tensors: Vec<TensorDecl>,
     pub inputs: Vec<TensorId>,
     pub outputs: Vec<TensorId>,
+    /// Compile-time constant tensors (kind `Const`), defined before every statement.
+    pub constants: Vec<Constant>,
     /// In evaluation order; each defines its target once.
     pub stmts: Vec<Stmt>,
     pub span: Span,
@@ -491,6 +511,11 @@ impl Function {
 
     pub fn dim_by_name(&self, name: &str) -> Option<DimId> {
         self.dims.iter().position(|d| d.name == name).map(|i| DimId(i as u32))
+    }
+
+    /// The constant defining `t`, if `t` is a constant tensor.
+    pub fn constant(&self, t: TensorId) -> Option<&Constant> {
+        self.constants.iter().find(|c| c.tensor == t)
     }
 
     pub fn tensor_by_name(&self, name: &str) -> Option<TensorId> {

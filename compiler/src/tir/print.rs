@@ -17,6 +17,17 @@ impl fmt::Display for Function {
         let outs: Vec<String> = self.outputs.iter().map(|&t| decl(t)).collect();
         let outs = if outs.len() == 1 { outs[0].clone() } else { format!("({})", outs.join(", ")) };
         writeln!(f, "fn {}({}) -> {} {{", self.name, ins.join(", "), outs)?;
+        for c in &self.constants {
+            let total = c.values.len();
+            writeln!(
+                f,
+                "  const {}: {} = {}    # {} of {total} entries nonzero",
+                self.tensor(c.tensor).name,
+                self.type_string(c.tensor),
+                c.label,
+                c.nonzeros()
+            )?;
+        }
         for s in &self.stmts {
             writeln!(f, "  {}", StmtDisplay { func: self, stmt: s })?;
         }

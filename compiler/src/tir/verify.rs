@@ -38,7 +38,21 @@ pub fn verify(f: &Function) -> Result<(), String> {
             return Err(format!("tensor {}: kind {:?} disagrees with the output list", t.name, t.kind));
         }
     }
-    let mut defined: Vec<bool> = f.tensors.iter().map(|t| t.kind == TensorKind::Input).collect();
+    for (k, t) in f.tensors.iter().enumerate() {
+        let consts = f.constants.iter().filter(|c| c.tensor.index() == k).count();
+        if (t.kind == TensorKind::Const) != (consts == 1) {
+            return Err(format!("tensor {}: kind {:?} but {consts} constant definitions", t.name, t.kind));
+        }
+    }
+    for c in &f.constants {
+        let t = f.tensors.get(c.tensor.index()).ok_or("constant id out of range")?;
+        let len = t.shape.iter().try_fold(1u64, |a, s| if s.is_const() { a.checked_mul(s.coeff) } else { None });
+        if len != Some(c.values.len() as u64) {
+            return Err(format!("constant {} has {} values for its shape", t.name, c.values.len()));
+        }
+    }
+    let mut defined: Vec<bool> =
+        f.tensors.iter().map(|t| matches!(t.kind, TensorKind::Input | TensorKind::Const)).collect();
     for (n, s) in f.stmts.iter().enumerate() {
         let ctx = format!("statement {n} ({})", f.stmt_string(s));
         if s.target.index() >= nt {

@@ -493,6 +493,7 @@ impl Emitter<'_> {
             stmts.push(s);
         }
         Ok(Function {
+            constants: f.constants.clone(),
             name: f.name.clone(),
             dtype: f.dtype,
             dims: f.dims.clone(),

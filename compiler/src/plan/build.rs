@@ -1,0 +1,761 @@
+//! TIR (+ concrete sizes) → Plan.
+//!
+//! Each source statement becomes steps: inline reductions are hoisted into their own
+//! statements; a summed right side is split into signed terms; each term's factors are
+//! sorted into contraction operands, scalar constants, and factors that do not touch a
+//! summed index (applied after the contraction, so `/Z[i]` leaves `Σ_{j,l}`); the
+//! operands are contracted pairwise in the order the path search finds. Elementwise
+//! statements become one fused `Map`, `max=`/`min=` one `Reduce`.
+
+use super::{AlgebraSummary, DimSize, Plan, Step, StepKind};
+use crate::optimize::path::{optimize_path, pairwise_flops, Network, PathOptions};
+use crate::tir::{self, Bindings, Expr, IndexId, IndexVar, Position, ReduceOp, Size, TensorDecl, TensorId, TensorKind};
+use std::time::{Duration, Instant};
+
+/// How to plan.
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    /// Largest intermediate, in bytes; bigger ones are sliced.
+    pub memory_limit: Option<u64>,
+    pub path: PathOptions,
+    /// Run the egg algebra pass first (with these bounds).
+    pub algebra: Option<crate::optimize::algebra::AlgebraOptions>,
+}
+
+impl Default for PlanOptions {
+    /// No memory limit, `auto` path search, and the algebra pass off until it passes the
+    /// planner's equivalence property tests (`compiler/tests/plan_props.rs`).
+    fn default() -> Self {
+        PlanOptions { memory_limit: None, path: PathOptions::default(), algebra: None }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    /// A dim is unbound or a size overflows.
+    #[error("{0}")]
+    Size(String),
+    /// An invariant failed. Always a bug.
+    #[error("internal error (this is a bug in Tessera): planner: {0}")]
+    Internal(String),
+}
+
+type R<T> = Result<T, PlanError>;
+
+/// Plans `f` for the sizes in `b` (every dim bound).
+pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
+    let start = Instant::now();
+    let mut dims = Vec::new();
+    for (k, d) in f.dims.iter().enumerate() {
+        let v = b.get(tir::DimId(k as u32)).ok_or_else(|| PlanError::Size(format!("dim {} is not bound", d.name)))?;
+        dims.push(DimSize { name: d.name.clone(), size: v });
+    }
+    let naive_flops = f.stmts.iter().map(|s| naive(s, b)).sum::<R<f64>>()?;
+    let (source, algebra) = match &opts.algebra {
+        Some(a) => match crate::optimize::algebra::optimize(f, b, a) {
+            Ok((g, rep)) => (
+                g,
+                Some(AlgebraSummary {
+                    stop_reason: rep.stop_reason,
+                    iterations: rep.iterations,
+                    nodes: rep.egraph_nodes,
+                    cost_before: rep.cost_before,
+                    cost_after: rep.cost_after,
+                    rules_fired: rep.rules_fired,
+                }),
+            ),
+            Err(e) => return Err(PlanError::Internal(format!("algebra pass: {e}"))),
+        },
+        None => (f.clone(), None),
+    };
+    let mut prog = source.clone();
+    prog.stmts.clear();
+    let mut bld = Builder { b, prog, steps: Vec::new(), origin: 0, search: Duration::ZERO, path_opts: &opts.path, single_path: None, temps: 0, contractions: 0, seen: Vec::new() };
+    for (k, s) in source.stmts.iter().enumerate() {
+        bld.origin = k;
+        bld.lower(Target::Existing(s.target), s.lhs.clone(), s.op, s.rhs.clone(), &s.indices)?;
+    }
+    if let Err(e) = tir::verify(&bld.prog) {
+        return Err(PlanError::Internal(format!("planned program does not verify: {e}")));
+    }
+    let flops: f64 = bld.steps.iter().map(|s| s.flops).sum();
+    let single = source.stmts.len() == 1 && f.stmts.len() == 1 && bld.contractions == 1;
+    let path = if single { bld.single_path.take() } else { None };
+    let search_ms = bld.search.as_secs_f64() * 1e3;
+    let mut plan = Plan {
+        function: f.name.clone(),
+        dtype: f.dtype.name().to_string(),
+        dims,
+        peak_bytes: 0,
+        steps: bld.steps,
+        slices: Vec::new(),
+        flops,
+        naive_flops,
+        speedup: if flops > 0.0 { naive_flops / flops } else { 1.0 },
+        memory_limit: opts.memory_limit,
+        search_ms,
+        algebra,
+        path,
+        program: bld.prog,
+    };
+    plan.peak_bytes = super::slice::peak_bytes(&plan, &[]);
+    if let Some(limit) = opts.memory_limit {
+        super::slice::slice_to_fit(&mut plan, b, limit)?;
+    }
+    plan.search_ms = start.elapsed().as_secs_f64() * 1e3;
+    Ok(plan)
+}
+
+enum Target {
+    Existing(TensorId),
+    New,
+}
+
+struct Builder<'a> {
+    b: &'a Bindings,
+    prog: tir::Function,
+    steps: Vec<Step>,
+    origin: usize,
+    search: Duration,
+    path_opts: &'a PathOptions,
+    /// The path of the last multi-operand contraction (the einsum's, for one statement).
+    single_path: Option<Vec<(usize, usize)>>,
+    temps: usize,
+    /// Multi-operand contractions searched so far (a `path` is shown only for one).
+    contractions: usize,
+    /// Canonical forms of the steps emitted into fresh intermediates, for reuse.
+    seen: Vec<(String, TensorId)>,
+}
+
+/// One signed product term of a summed right side.
+struct Term {
+    negative: bool,
+    /// Scalar factors (no indices, no tensor reads), numerator and denominator.
+    coef: Vec<Expr>,
+    coef_den: Vec<Expr>,
+    /// Tensor reads to contract (when there are two or more).
+    operands: Vec<Expr>,
+    /// Other factors touching a summed index: fused into a reduction, or materialised
+    /// as operands when there is a contraction to order.
+    fused: Vec<Expr>,
+    /// Factors without summed indices, applied after the contraction.
+    post: Vec<Expr>,
+    post_den: Vec<Expr>,
+}
+
+fn free(e: &Expr) -> Vec<IndexId> {
+    let mut v = Vec::new();
+    e.free_indices(&mut v);
+    v
+}
+
+fn reads_tensor(e: &Expr) -> bool {
+    let mut v = Vec::new();
+    e.tensors(&mut v);
+    !v.is_empty()
+}
+
+/// Operations per element, not counting inline reductions' bodies.
+fn ops(e: &Expr) -> f64 {
+    match e {
+        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) => 0.0,
+        Expr::Neg(a) => 1.0 + ops(a),
+        Expr::Add(xs) | Expr::Mul(xs) => (xs.len() as f64 - 1.0) + xs.iter().map(ops).sum::<f64>(),
+        Expr::Sub(a, b) | Expr::Div(a, b) => 1.0 + ops(a) + ops(b),
+        Expr::Call(_, xs) => 1.0 + xs.iter().map(ops).sum::<f64>(),
+        Expr::Select(c, a, b) => 1.0 + cond_ops(c) + ops(a) + ops(b),
+        Expr::Reduce(..) => 0.0,
+    }
+}
+
+fn cond_ops(c: &tir::Cond) -> f64 {
+    match c {
+        tir::Cond::Cmp(_, a, b) => 1.0 + ops(a) + ops(b),
+        tir::Cond::And(cs) | tir::Cond::Or(cs) => (cs.len() as f64 - 1.0) + cs.iter().map(cond_ops).sum::<f64>(),
+        tir::Cond::Not(x) => 1.0 + cond_ops(x),
+    }
+}
+
+fn range(idx: &[IndexVar], i: IndexId, b: &Bindings) -> R<u64> {
+    let v = idx.get(i.index()).ok_or_else(|| PlanError::Internal("index id out of range".into()))?;
+    v.range.eval(b).map_err(|e| PlanError::Size(format!("index {}: {e:?}", v.name)))
+}
+
+fn elements(idx: &[IndexVar], ids: &[IndexId], b: &Bindings) -> R<f64> {
+    ids.iter().map(|&i| range(idx, i, b).map(|v| v as f64)).product()
+}
+
+/// The naive cost of a source statement: one loop nest over all its indices.
+fn naive(s: &tir::Stmt, b: &Bindings) -> R<f64> {
+    let mut domain: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
+    for &i in &s.reduced {
+        if !domain.contains(&i) {
+            domain.push(i);
+        }
+    }
+    let accumulate = if s.reduced.is_empty() { 0.0 } else { 1.0 };
+    naive_expr(&s.rhs, &domain, &s.indices, b).map(|x| x + accumulate * elements(&s.indices, &domain, b).unwrap_or(0.0))
+}
+
+fn naive_expr(e: &Expr, domain: &[IndexId], idx: &[IndexVar], b: &Bindings) -> R<f64> {
+    let here = ops(e) * elements(idx, domain, b)?;
+    let mut inner = 0.0;
+    let mut visit = |x: &Expr| -> R<()> {
+        if let Expr::Reduce(_, ids, body) = x {
+            let mut d = domain.to_vec();
+            d.extend(ids.iter().copied());
+            inner += naive_expr(body, &d, idx, b)? + elements(idx, &d, b)?;
+        }
+        Ok(())
+    };
+    walk_reduces(e, &mut visit)?;
+    Ok(here + inner)
+}
+
+/// Calls `f` on each outermost inline reduction of `e`.
+fn walk_reduces(e: &Expr, f: &mut dyn FnMut(&Expr) -> R<()>) -> R<()> {
+    match e {
+        Expr::Reduce(..) => f(e),
+        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) => Ok(()),
+        Expr::Neg(a) => walk_reduces(a, f),
+        Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().try_for_each(|x| walk_reduces(x, f)),
+        Expr::Sub(a, b) | Expr::Div(a, b) => walk_reduces(a, f).and_then(|_| walk_reduces(b, f)),
+        Expr::Select(c, a, b) => walk_cond(c, f).and_then(|_| walk_reduces(a, f)).and_then(|_| walk_reduces(b, f)),
+    }
+}
+
+fn walk_cond(c: &tir::Cond, f: &mut dyn FnMut(&Expr) -> R<()>) -> R<()> {
+    match c {
+        tir::Cond::Cmp(_, a, b) => walk_reduces(a, f).and_then(|_| walk_reduces(b, f)),
+        tir::Cond::And(cs) | tir::Cond::Or(cs) => cs.iter().try_for_each(|x| walk_cond(x, f)),
+        tir::Cond::Not(x) => walk_cond(x, f),
+    }
+}
+
+impl Builder<'_> {
+    /// Lowers `target[lhs] = op over (free(rhs) - lhs) of rhs` into steps.
+    fn lower(&mut self, target: Target, lhs: Vec<Position>, op: ReduceOp, rhs: Expr, idx: &[IndexVar]) -> R<TensorId> {
+        let rhs = self.hoist(rhs, idx)?;
+        let lhs_ids: Vec<IndexId> = lhs.iter().flatten().copied().collect();
+        let reduced: Vec<IndexId> = free(&rhs).into_iter().filter(|i| !lhs_ids.contains(i)).collect();
+        if reduced.is_empty() {
+            return self.emit(target, lhs, ReduceOp::Sum, rhs, idx, StepHint::Map);
+        }
+        if op != ReduceOp::Sum {
+            return self.emit(target, lhs, op, rhs, idx, StepHint::Reduce);
+        }
+        let mut signed = Vec::new();
+        split_terms(rhs, false, &mut signed);
+        let mut terms = Vec::new();
+        for (negative, e) in signed {
+            terms.push(self.term(negative, e, &reduced, idx)?);
+        }
+        let single = terms.len() == 1;
+        let mut combined: Vec<(bool, Expr)> = Vec::new();
+        for t in terms {
+            let ops_ids: Vec<IndexId> = {
+                let mut v = Vec::new();
+                for o in t.operands.iter().chain(&t.fused) {
+                    for i in free(o) {
+                        if !v.contains(&i) {
+                            v.push(i);
+                        }
+                    }
+                }
+                v
+            };
+            // Summed indices missing from every factor multiply the term by their size.
+            let mut scale = 1u64;
+            for &r in reduced.iter().filter(|r| !ops_ids.contains(r)) {
+                scale = scale.checked_mul(range(idx, r, self.b)?).ok_or_else(|| PlanError::Size("size overflow".into()))?;
+            }
+            let mut coef = t.coef.clone();
+            if scale != 1 {
+                coef.push(Expr::Lit(scale as f64));
+            }
+            let out: Vec<IndexId> = lhs_ids.iter().copied().filter(|i| ops_ids.contains(i)).collect();
+            let direct = single && !t.negative && t.post.is_empty() && t.post_den.is_empty() && t.coef_den.is_empty() && out.len() == lhs_ids.len();
+            let result = if t.operands.len() >= 2 {
+                let final_target = if direct { Some((existing(&target), lhs.clone(), coef.clone())) } else { None };
+                let r = self.contract(t.operands, &out, idx, final_target.as_ref())?;
+                if direct {
+                    return Ok(r.0);
+                }
+                Some(r.1)
+            } else if t.operands.is_empty() && t.fused.is_empty() {
+                None
+            } else {
+                // Fewer than two tensor operands: nothing to order, one fused reduction.
+                let factors: Vec<Expr> = t.operands.into_iter().chain(t.fused).collect();
+                let body = if factors.len() == 1 { factors.into_iter().next().unwrap_or(Expr::Lit(1.0)) } else { Expr::Mul(factors) };
+                if direct {
+                    return self.emit(target, lhs, ReduceOp::Sum, with_coef(body, coef), idx, StepHint::Reduce);
+                }
+                let positions: Vec<Position> = out.iter().map(|&i| vec![i]).collect();
+                let id = self.emit(Target::New, positions.clone(), ReduceOp::Sum, body, idx, StepHint::Reduce)?;
+                Some(Expr::Access(id, positions))
+            };
+            let mut factors = coef;
+            if let Some(r) = result {
+                factors.push(r);
+            }
+            factors.extend(t.post);
+            let mut e = match factors.len() {
+                0 => Expr::Lit(1.0),
+                1 => factors.pop().ok_or_else(|| PlanError::Internal("factor".into()))?,
+                _ => Expr::Mul(factors),
+            };
+            let den: Vec<Expr> = t.coef_den.into_iter().chain(t.post_den).collect();
+            if !den.is_empty() {
+                let d = if den.len() == 1 { den.into_iter().next().unwrap_or(Expr::Lit(1.0)) } else { Expr::Mul(den) };
+                e = Expr::Div(Box::new(e), Box::new(d));
+            }
+            combined.push((t.negative, e));
+        }
+        // A lone read of a fresh intermediate needs no copy into another fresh one.
+        if let (Target::New, [(false, Expr::Access(t, pos))]) = (&target, combined.as_slice()) {
+            if *pos == lhs && self.prog.tensor(*t).kind == TensorKind::Temp {
+                return Ok(*t);
+            }
+        }
+        let mut iter = combined.into_iter();
+        let (neg0, first) = iter.next().ok_or_else(|| PlanError::Internal("no terms".into()))?;
+        let mut e = if neg0 { Expr::Neg(Box::new(first)) } else { first };
+        for (neg, x) in iter {
+            e = if neg {
+                Expr::Sub(Box::new(e), Box::new(x))
+            } else {
+                match e {
+                    Expr::Add(mut v) => {
+                        v.push(x);
+                        Expr::Add(v)
+                    }
+                    other => Expr::Add(vec![other, x]),
+                }
+            };
+        }
+        self.emit(target, lhs, ReduceOp::Sum, e, idx, StepHint::Map)
+    }
+
+    /// Replaces every inline reduction by a read of a new intermediate.
+    fn hoist(&mut self, e: Expr, idx: &[IndexVar]) -> R<Expr> {
+        let mut rec = |x: Expr| self.hoist(x, idx);
+        Ok(match e {
+            Expr::Reduce(op, ids, body) => {
+                let body = rec(*body)?;
+                let out: Vec<IndexId> = free(&body).into_iter().filter(|i| !ids.contains(i)).collect();
+                let positions: Vec<Position> = out.iter().map(|&i| vec![i]).collect();
+                let t = self.lower(Target::New, positions.clone(), op, body, idx)?;
+                Expr::Access(t, positions)
+            }
+            Expr::Neg(a) => Expr::Neg(Box::new(rec(*a)?)),
+            Expr::Add(xs) => Expr::Add(xs.into_iter().map(&mut rec).collect::<R<_>>()?),
+            Expr::Mul(xs) => Expr::Mul(xs.into_iter().map(&mut rec).collect::<R<_>>()?),
+            Expr::Call(f, xs) => Expr::Call(f, xs.into_iter().map(&mut rec).collect::<R<_>>()?),
+            Expr::Sub(a, b) => Expr::Sub(Box::new(rec(*a)?), Box::new(rec(*b)?)),
+            Expr::Div(a, b) => Expr::Div(Box::new(rec(*a)?), Box::new(rec(*b)?)),
+            Expr::Select(c, a, b) => {
+                let c = self.hoist_cond(*c, idx)?;
+                Expr::Select(Box::new(c), Box::new(self.hoist(*a, idx)?), Box::new(self.hoist(*b, idx)?))
+            }
+            other => other,
+        })
+    }
+
+    fn hoist_cond(&mut self, c: tir::Cond, idx: &[IndexVar]) -> R<tir::Cond> {
+        Ok(match c {
+            tir::Cond::Cmp(op, a, b) => tir::Cond::Cmp(op, self.hoist(a, idx)?, self.hoist(b, idx)?),
+            tir::Cond::And(cs) => tir::Cond::And(cs.into_iter().map(|x| self.hoist_cond(x, idx)).collect::<R<_>>()?),
+            tir::Cond::Or(cs) => tir::Cond::Or(cs.into_iter().map(|x| self.hoist_cond(x, idx)).collect::<R<_>>()?),
+            tir::Cond::Not(x) => tir::Cond::Not(Box::new(self.hoist_cond(*x, idx)?)),
+        })
+    }
+
+    /// Sorts a product term's factors.
+    fn term(&mut self, negative: bool, e: Expr, reduced: &[IndexId], idx: &[IndexVar]) -> R<Term> {
+        let mut num = Vec::new();
+        let mut den = Vec::new();
+        let mut neg = negative;
+        factors(e, &mut num, &mut den, &mut neg);
+        let mut t = Term {
+            negative: neg,
+            coef: Vec::new(),
+            coef_den: Vec::new(),
+            operands: Vec::new(),
+            fused: Vec::new(),
+            post: Vec::new(),
+            post_den: Vec::new(),
+        };
+        let touches = |x: &Expr| free(x).iter().any(|i| reduced.contains(i));
+        for x in num {
+            if free(&x).is_empty() && !reads_tensor(&x) {
+                t.coef.push(x);
+            } else if !touches(&x) {
+                t.post.push(x);
+            } else if matches!(x, Expr::Access(..)) {
+                t.operands.push(x);
+            } else {
+                t.fused.push(x);
+            }
+        }
+        for x in den {
+            if free(&x).is_empty() && !reads_tensor(&x) {
+                t.coef_den.push(x);
+            } else if !touches(&x) {
+                t.post_den.push(x);
+            } else {
+                t.fused.push(Expr::Div(Box::new(Expr::Lit(1.0)), Box::new(x)));
+            }
+        }
+        if t.operands.len() >= 2 {
+            // A contraction to order: other factors become operands of their own.
+            for x in std::mem::take(&mut t.fused) {
+                let ids = free(&x);
+                let positions: Vec<Position> = ids.iter().map(|&i| vec![i]).collect();
+                let id = self.emit(Target::New, positions.clone(), ReduceOp::Sum, x, idx, StepHint::Map)?;
+                t.operands.push(Expr::Access(id, positions));
+            }
+            // Hadamard factors (reads without summed indices) join too: the path search
+            // decides where they go.
+            // Scalars stay outside: they cost one multiply per result element at the end.
+            let (keep, post): (Vec<Expr>, Vec<Expr>) = std::mem::take(&mut t.post)
+                .into_iter()
+                .partition(|x| matches!(x, Expr::Access(_, pos) if !pos.is_empty()));
+            t.operands.extend(keep);
+            t.post = post;
+        }
+        Ok(t)
+    }
+
+    /// Contracts operands pairwise in the searched order. With `last`, the final step
+    /// writes `(tensor, lhs, scalars)` directly. Returns the result tensor and a read of it.
+    fn contract(
+        &mut self,
+        operands: Vec<Expr>,
+        out: &[IndexId],
+        idx: &[IndexVar],
+        last: Option<&(Option<TensorId>, Vec<Position>, Vec<Expr>)>,
+    ) -> R<(TensorId, Expr)> {
+        let labels: Vec<Vec<IndexId>> = operands.iter().map(free).collect();
+        let mut sizes = vec![0u64; idx.len()];
+        for (k, s) in sizes.iter_mut().enumerate() {
+            *s = range(idx, IndexId(k as u32), self.b)?;
+        }
+        let net = Network {
+            inputs: labels.iter().map(|l| l.iter().map(|i| i.0).collect()).collect(),
+            output: out.iter().map(|i| i.0).collect(),
+            sizes,
+        };
+        let path = optimize_path(&net, self.path_opts).map_err(|e| PlanError::Internal(format!("path search: {e}")))?;
+        self.search += path.elapsed;
+        self.contractions += 1;
+        self.single_path = Some(path.pairs.clone());
+        let mut current: Vec<(Expr, Vec<IndexId>)> = operands.into_iter().zip(labels).collect();
+        let n_pairs = path.pairs.len();
+        let mut result = None;
+        for (step, &(p, q)) in path.pairs.iter().enumerate() {
+            let (p, q) = (p.min(q), p.max(q));
+            if q >= current.len() || p == q {
+                return Err(PlanError::Internal("path refers to a missing operand".into()));
+            }
+            let (b_expr, b_lab) = current.remove(q);
+            let (a_expr, a_lab) = current.remove(p);
+            let needed: Vec<IndexId> = current.iter().flat_map(|(_, l)| l.iter().copied()).chain(out.iter().copied()).collect();
+            let is_last = step + 1 == n_pairs;
+            let res: Vec<IndexId> = if is_last {
+                out.to_vec()
+            } else {
+                let mut r: Vec<IndexId> = Vec::new();
+                for &i in a_lab.iter().chain(&b_lab) {
+                    if needed.contains(&i) && !r.contains(&i) {
+                        r.push(i);
+                    }
+                }
+                r
+            };
+            // Read like a GEMM: the operand holding the first result index goes first.
+            let swap = res.first().is_some_and(|r| b_lab.contains(r) && !a_lab.contains(r));
+            let rhs = if swap { Expr::Mul(vec![b_expr, a_expr]) } else { Expr::Mul(vec![a_expr, b_expr]) };
+            let (id, read) = match (is_last, last) {
+                (true, Some((t, lhs, coef))) => {
+                    let rhs = with_coef(rhs, coef.clone());
+                    let tgt = match t {
+                        Some(t) => Target::Existing(*t),
+                        None => Target::New,
+                    };
+                    let id = self.emit(tgt, lhs.clone(), ReduceOp::Sum, rhs, idx, StepHint::Contract)?;
+                    (id, Expr::Access(id, lhs.clone()))
+                }
+                _ => {
+                    let positions: Vec<Position> = res.iter().map(|&i| vec![i]).collect();
+                    let id = self.emit(Target::New, positions.clone(), ReduceOp::Sum, rhs, idx, StepHint::Contract)?;
+                    (id, Expr::Access(id, positions))
+                }
+            };
+            current.push((read.clone(), res));
+            result = Some((id, read));
+        }
+        result.ok_or_else(|| PlanError::Internal("contraction of fewer than two operands".into()))
+    }
+
+    /// Appends one statement (and its step).
+    fn emit(&mut self, target: Target, lhs: Vec<Position>, op: ReduceOp, rhs: Expr, idx: &[IndexVar], hint: StepHint) -> R<TensorId> {
+        // A compact index table with only the indices this statement uses.
+        let mut used: Vec<IndexId> = lhs.iter().flatten().copied().collect();
+        collect_all_ids(&rhs, &mut used);
+        let map = |i: IndexId| IndexId(used.iter().position(|u| *u == i).unwrap_or(0) as u32);
+        let indices: Vec<IndexVar> = used.iter().map(|&i| idx[i.index()].clone()).collect();
+        let lhs2: Vec<Position> = lhs.iter().map(|p| p.iter().map(|&i| map(i)).collect()).collect();
+        let rhs2 = remap(&rhs, &map);
+        let lhs_ids: Vec<IndexId> = lhs2.iter().flatten().copied().collect();
+        let reduced: Vec<IndexId> = free(&rhs2).into_iter().filter(|i| !lhs_ids.contains(i)).collect();
+        // A step computing what an earlier step computed reuses its result.
+        let key = matches!(target, Target::New).then(|| canonical_key(&self.prog, &lhs2, op, &rhs2, &indices));
+        if let Some(k) = &key {
+            if let Some(&(_, t)) = self.seen.iter().find(|(s, _)| s == k) {
+                return Ok(t);
+            }
+        }
+        let target = match target {
+            Target::Existing(t) => t,
+            Target::New => {
+                let mut shape = Vec::new();
+                let mut factors = Vec::new();
+                for p in &lhs2 {
+                    let fs: Vec<Size> = p.iter().map(|i| indices[i.index()].range.clone()).collect();
+                    let s = fs.iter().try_fold(Size::one(), |a, x| a.mul(x)).ok_or_else(|| PlanError::Size("size overflow".into()))?;
+                    shape.push(s);
+                    factors.push(fs);
+                }
+                let name = format!("%{}", self.temps);
+                self.temps += 1;
+                let id = TensorId(self.prog.tensors.len() as u32);
+                self.prog.tensors.push(TensorDecl { name, kind: TensorKind::Temp, shape, factors, span: self.prog.span });
+                id
+            }
+        };
+        if let Some(k) = key {
+            self.seen.push((k, target));
+        }
+        let stmt = tir::Stmt { target, lhs: lhs2, op, reduced: reduced.clone(), indices, rhs: rhs2, span: self.prog.span };
+        let step = self.describe(&stmt, hint)?;
+        self.prog.stmts.push(stmt);
+        self.steps.push(step);
+        Ok(target)
+    }
+
+    fn describe(&self, s: &tir::Stmt, hint: StepHint) -> R<Step> {
+        let p = &self.prog;
+        let lhs_ids: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
+        let name_of = |i: &IndexId| s.indices[i.index()].name.clone();
+        let decl = p.tensor(s.target);
+        let shape: Vec<u64> = decl.shape.iter().map(|x| x.eval(self.b).unwrap_or(0)).collect();
+        let elems: f64 = shape.iter().map(|&x| x as f64).product();
+        let bytes = (elems * p.dtype.size_of() as f64) as u64;
+        let mut reads = Vec::new();
+        s.rhs.tensors(&mut reads);
+        let inputs: Vec<String> = reads.iter().map(|t| p.tensor(*t).name.clone()).collect();
+        let result = decl.name.clone();
+        let stmt_text = p.stmt_string(s);
+        let expr_text = stmt_text.split(" = ").nth(1).unwrap_or("").split("    #").next().unwrap_or("").to_string();
+        let mut domain = lhs_ids.clone();
+        domain.extend(s.reduced.iter().copied());
+        let dom = elements(&s.indices, &domain, self.b)?;
+        let (kind, einsum, flops) = match (hint, &s.rhs) {
+            (StepHint::Contract, Expr::Mul(xs)) => {
+                let operands: Vec<&Expr> = xs.iter().filter(|x| matches!(x, Expr::Access(..))).collect();
+                let (a, b) = match operands.as_slice() {
+                    [a, b] => (free(a), free(b)),
+                    _ => return Err(PlanError::Internal("contract step without two operands".into())),
+                };
+                let sizes: Vec<u64> = (0..s.indices.len()).map(|k| range(&s.indices, IndexId(k as u32), self.b)).collect::<R<_>>()?;
+                let lab = |v: &[IndexId]| v.iter().map(|i| i.0).collect::<Vec<u32>>();
+                // A compile-time constant operand skips its zeros: work scales with its density.
+                let density: f64 = operands
+                    .iter()
+                    .filter_map(|x| match x {
+                        Expr::Access(t, _) => p.constant(*t),
+                        _ => None,
+                    })
+                    .map(|c| c.nonzeros() as f64 / c.values.len().max(1) as f64)
+                    .product();
+                let flops = pairwise_flops(&lab(&a), &lab(&b), &lab(&lhs_ids), &sizes) * density;
+                let pick = |f: &dyn Fn(&IndexId) -> bool, from: &[IndexId]| from.iter().filter(|i| f(i)).map(name_of).collect::<Vec<_>>();
+                let in_out = |i: &IndexId| lhs_ids.contains(i);
+                let kind = StepKind::Contract {
+                    batch: pick(&|i| b.contains(i) && in_out(i), &a),
+                    m: pick(&|i| !b.contains(i) && in_out(i), &a),
+                    n: pick(&|i| !a.contains(i) && in_out(i), &b),
+                    k: pick(&|i| b.contains(i) && !in_out(i), &a),
+                    sum_a: pick(&|i| !b.contains(i) && !in_out(i), &a),
+                    sum_b: pick(&|i| !a.contains(i) && !in_out(i), &b),
+                };
+                let names = |v: &[IndexId]| v.iter().map(name_of).collect::<Vec<_>>();
+                let mut text = einsum_text(&[names(&a), names(&b)], &names(&lhs_ids));
+                if density < 1.0 {
+                    text.push_str(&format!(" (constant, {:.0}% nonzero)", density * 100.0));
+                }
+                (kind, text, flops)
+            }
+            (StepHint::Reduce, _) | (_, _) if !s.reduced.is_empty() => {
+                (StepKind::Reduce { op: s.op.name().to_string() }, expr_text, dom * (ops(&s.rhs) + 1.0))
+            }
+            _ => (StepKind::Map, expr_text, dom * ops(&s.rhs)),
+        };
+        Ok(Step { kind, result, shape, inputs, einsum, flops, bytes, statement: self.origin })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum StepHint {
+    Contract,
+    Map,
+    Reduce,
+}
+
+fn existing(t: &Target) -> Option<TensorId> {
+    match t {
+        Target::Existing(id) => Some(*id),
+        Target::New => None,
+    }
+}
+
+fn with_coef(e: Expr, coef: Vec<Expr>) -> Expr {
+    if coef.is_empty() {
+        return e;
+    }
+    let mut v = coef;
+    match e {
+        Expr::Mul(xs) => v.extend(xs),
+        other => v.push(other),
+    }
+    Expr::Mul(v)
+}
+
+fn split_terms(e: Expr, negative: bool, out: &mut Vec<(bool, Expr)>) {
+    match e {
+        Expr::Add(xs) => xs.into_iter().for_each(|x| split_terms(x, negative, out)),
+        Expr::Sub(a, b) => {
+            split_terms(*a, negative, out);
+            split_terms(*b, !negative, out);
+        }
+        Expr::Neg(a) => split_terms(*a, !negative, out),
+        other => out.push((negative, other)),
+    }
+}
+
+fn factors(e: Expr, num: &mut Vec<Expr>, den: &mut Vec<Expr>, neg: &mut bool) {
+    match e {
+        Expr::Mul(xs) => xs.into_iter().for_each(|x| factors(x, num, den, neg)),
+        Expr::Div(a, b) => {
+            factors(*a, num, den, neg);
+            factors(*b, den, num, neg);
+        }
+        Expr::Neg(a) => {
+            *neg = !*neg;
+            factors(*a, num, den, neg);
+        }
+        other => num.push(other),
+    }
+}
+
+fn collect_all_ids(e: &Expr, out: &mut Vec<IndexId>) {
+    let push = |i: IndexId, out: &mut Vec<IndexId>| {
+        if !out.contains(&i) {
+            out.push(i)
+        }
+    };
+    match e {
+        Expr::Lit(_) | Expr::Size(_) => {}
+        Expr::Index(i) => push(*i, out),
+        Expr::Access(_, pos) => pos.iter().flatten().for_each(|&i| push(i, out)),
+        Expr::Neg(a) => collect_all_ids(a, out),
+        Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().for_each(|x| collect_all_ids(x, out)),
+        Expr::Sub(a, b) | Expr::Div(a, b) => {
+            collect_all_ids(a, out);
+            collect_all_ids(b, out);
+        }
+        Expr::Select(c, a, b) => {
+            let mut v = Vec::new();
+            c.free_indices(&mut v);
+            v.into_iter().for_each(|i| push(i, out));
+            collect_all_ids(a, out);
+            collect_all_ids(b, out);
+        }
+        Expr::Reduce(_, ids, body) => {
+            ids.iter().for_each(|&i| push(i, out));
+            collect_all_ids(body, out);
+        }
+    }
+}
+
+fn remap(e: &Expr, m: &dyn Fn(IndexId) -> IndexId) -> Expr {
+    let r = |x: &Expr| remap(x, m);
+    match e {
+        Expr::Lit(v) => Expr::Lit(*v),
+        Expr::Size(s) => Expr::Size(s.clone()),
+        Expr::Index(i) => Expr::Index(m(*i)),
+        Expr::Access(t, pos) => Expr::Access(*t, pos.iter().map(|p| p.iter().map(|&i| m(i)).collect()).collect()),
+        Expr::Neg(a) => Expr::Neg(Box::new(r(a))),
+        Expr::Add(xs) => Expr::Add(xs.iter().map(r).collect()),
+        Expr::Mul(xs) => Expr::Mul(xs.iter().map(r).collect()),
+        Expr::Call(f, xs) => Expr::Call(*f, xs.iter().map(r).collect()),
+        Expr::Sub(a, b) => Expr::Sub(Box::new(r(a)), Box::new(r(b))),
+        Expr::Div(a, b) => Expr::Div(Box::new(r(a)), Box::new(r(b))),
+        Expr::Select(c, a, b) => Expr::Select(Box::new(remap_cond(c, m)), Box::new(r(a)), Box::new(r(b))),
+        Expr::Reduce(op, ids, body) => Expr::Reduce(*op, ids.iter().map(|&i| m(i)).collect(), Box::new(r(body))),
+    }
+}
+
+fn remap_cond(c: &tir::Cond, m: &dyn Fn(IndexId) -> IndexId) -> tir::Cond {
+    match c {
+        tir::Cond::Cmp(op, a, b) => tir::Cond::Cmp(*op, remap(a, m), remap(b, m)),
+        tir::Cond::And(cs) => tir::Cond::And(cs.iter().map(|x| remap_cond(x, m)).collect()),
+        tir::Cond::Or(cs) => tir::Cond::Or(cs.iter().map(|x| remap_cond(x, m)).collect()),
+        tir::Cond::Not(x) => tir::Cond::Not(Box::new(remap_cond(x, m))),
+    }
+}
+
+/// `ia,ja->ij` when every index name is one character, else `(i,a),(j,a)->(i,j)`.
+pub(super) fn einsum_text(inputs: &[Vec<String>], output: &[String]) -> String {
+    let single = inputs.iter().flatten().chain(output).all(|n| n.chars().count() == 1);
+    let term = |v: &[String]| if single { v.concat() } else { format!("({})", v.join(",")) };
+    let ins: Vec<String> = inputs.iter().map(|v| term(v)).collect();
+    format!("{}->{}", ins.join(","), term(output))
+}
+
+/// A text that two statements share exactly when they compute the same tensor: index
+/// names replaced by their order of appearance (left side first), and the operands of a
+/// product sorted, so `v[a] * Ai[a, b]` and `Ai[l, j] * v[l]` meet.
+fn canonical_key(p: &tir::Function, lhs: &[Position], op: ReduceOp, rhs: &Expr, indices: &[IndexVar]) -> String {
+    let rhs = match rhs {
+        Expr::Mul(xs) => {
+            let mut xs = xs.clone();
+            xs.sort_by_key(|x| match x {
+                Expr::Access(t, pos) => (p.tensor(*t).name.clone(), pos.len()),
+                _ => (String::new(), 0),
+            });
+            Expr::Mul(xs)
+        }
+        other => other.clone(),
+    };
+    let mut order: Vec<IndexId> = lhs.iter().flatten().copied().collect();
+    collect_all_ids(&rhs, &mut order);
+    let rename = |i: IndexId| IndexId(order.iter().position(|x| *x == i).unwrap_or(0) as u32);
+    let lhs2: Vec<Position> = lhs.iter().map(|q| q.iter().map(|&i| rename(i)).collect()).collect();
+    let rhs2 = remap(&rhs, &rename);
+    let mut idx2: Vec<IndexVar> = order.iter().map(|&i| indices[i.index()].clone()).collect();
+    for (k, v) in idx2.iter_mut().enumerate() {
+        v.name = format!("_{k}");
+    }
+    let mut f = p.clone();
+    f.stmts.clear();
+    let reduced: Vec<IndexId> = {
+        let l: Vec<IndexId> = lhs2.iter().flatten().copied().collect();
+        free(&rhs2).into_iter().filter(|i| !l.contains(i)).collect()
+    };
+    let probe = tir::Stmt { target: TensorId(0), lhs: lhs2, op, reduced, indices: idx2, rhs: rhs2, span: p.span };
+    let text = f.stmt_string(&probe);
+    // The target's name is not part of what is computed.
+    text.split_once(' ').map(|(_, rest)| rest.to_string()).unwrap_or(text)
+}

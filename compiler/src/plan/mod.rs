@@ -1,0 +1,119 @@
+//! The Plan (IR level 4): a DAG of costed steps that evaluates a function for concrete
+//! sizes. Every step is also a TIR statement of [`Plan::program`], so a plan can be run
+//! step by step on the reference evaluator and checked against direct evaluation.
+//!
+//! Cost convention (documented for users in `tessera plan --help`):
+//! - a pairwise `Contract` step costs opt_einsum's FLOPs: the product of the sizes of all
+//!   its distinct indices, times 2 when it sums an index (a multiply-add), else times 1;
+//! - `Map` and `Reduce` steps cost one FLOP per operation per element of the loop nest
+//!   they run (a reduction adds one per element for the accumulation);
+//! - "naive" is every original statement evaluated as one loop nest over all its indices,
+//!   with the same per-operation counting (opt_einsum's naive cost for a single einsum).
+//!
+//! Bytes are result sizes; peak memory is the largest total of intermediates alive at
+//! once when steps run in order and each intermediate is freed after its last use.
+
+mod build;
+mod print;
+mod slice;
+
+pub use build::{plan, PlanError, PlanOptions};
+
+use crate::tir;
+use serde::Serialize;
+
+/// What a step does.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepKind {
+    /// A pairwise contraction; indices labelled by role as in a batched GEMM
+    /// (`batch` in both inputs and the result, `m` only in the first input and the
+    /// result, `n` only in the second and the result, `k` summed between both, and
+    /// `sum_a`/`sum_b` summed within one input).
+    Contract { batch: Vec<String>, m: Vec<String>, n: Vec<String>, k: Vec<String>, sum_a: Vec<String>, sum_b: Vec<String> },
+    /// A fused elementwise expression.
+    Map,
+    /// A reduction (`sum`, `max` or `min`) of a fused elementwise expression.
+    Reduce { op: String },
+}
+
+/// One step of a plan.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Step {
+    #[serde(flatten)]
+    pub kind: StepKind,
+    /// The tensor the step defines, e.g. `S[n, n, n]`-shaped `S`.
+    pub result: String,
+    pub shape: Vec<u64>,
+    /// Tensors the step reads.
+    pub inputs: Vec<String>,
+    /// For contractions, the pairwise einsum (`ia,ja->ij`); else the expression.
+    pub einsum: String,
+    pub flops: f64,
+    pub bytes: u64,
+    /// Index of the source statement this step comes from.
+    pub statement: usize,
+}
+
+/// A slice loop: steps `first..=last` run once per value of the sliced indices, so that
+/// their intermediates fit the memory limit.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Slice {
+    pub indices: Vec<String>,
+    pub count: u64,
+    pub first: usize,
+    pub last: usize,
+    /// FLOPs added by recomputing steps per slice.
+    pub extra_flops: f64,
+}
+
+/// The algebra pass's summary, when it ran.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlgebraSummary {
+    pub stop_reason: String,
+    pub iterations: usize,
+    pub nodes: usize,
+    pub cost_before: f64,
+    pub cost_after: f64,
+    pub rules_fired: Vec<(String, usize)>,
+}
+
+/// A dim and the size it is planned for.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DimSize {
+    pub name: String,
+    pub size: u64,
+}
+
+/// A costed, deterministic evaluation plan for one function at concrete sizes.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub function: String,
+    pub dtype: String,
+    pub dims: Vec<DimSize>,
+    pub steps: Vec<Step>,
+    pub slices: Vec<Slice>,
+    pub flops: f64,
+    pub naive_flops: f64,
+    pub speedup: f64,
+    pub peak_bytes: u64,
+    pub memory_limit: Option<u64>,
+    pub search_ms: f64,
+    pub algebra: Option<AlgebraSummary>,
+    /// For a single einsum: the contraction order in opt_einsum's linear format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<(usize, usize)>>,
+    /// The steps as a TIR function (one statement per step), runnable by the oracle.
+    #[serde(skip)]
+    pub program: tir::Function,
+}
+
+impl Plan {
+    /// The plan as JSON (`tessera plan --format json`).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+#[cfg(test)]
+mod tests;

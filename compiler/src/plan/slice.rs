@@ -1,0 +1,242 @@
+//! Peak memory, and slicing under a memory limit.
+//!
+//! Axes of tensors are linked through the indices of the steps that read or write
+//! them (union-find over `(tensor, axis)`). Slicing one such class runs the steps that
+//! touch it once per value of the index: every intermediate along the class shrinks by
+//! its size, sums over it accumulate across iterations, and steps in between that do not
+//! touch it are recomputed each time (the reported extra cost).
+
+use super::{Plan, PlanError, Slice};
+use crate::tir::{Bindings, Expr, TensorId, TensorKind};
+
+/// Axis classes of the planned program.
+struct Classes {
+    parent: Vec<usize>,
+    /// First node id of each tensor's axes.
+    base: Vec<usize>,
+}
+
+impl Classes {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.parent[ra.max(rb)] = ra.min(rb);
+        }
+    }
+}
+
+/// For each step, the `(tensor, axis, index)` triples of its plain (ungrouped) positions.
+fn step_axes(plan: &Plan) -> Vec<Vec<(TensorId, usize, u32)>> {
+    plan.program
+        .stmts
+        .iter()
+        .map(|s| {
+            let mut v = Vec::new();
+            for (axis, p) in s.lhs.iter().enumerate() {
+                if p.len() == 1 {
+                    v.push((s.target, axis, p[0].0));
+                }
+            }
+            reads(&s.rhs, &mut v);
+            v
+        })
+        .collect()
+}
+
+fn reads(e: &Expr, out: &mut Vec<(TensorId, usize, u32)>) {
+    match e {
+        Expr::Access(t, pos) => {
+            for (axis, p) in pos.iter().enumerate() {
+                if p.len() == 1 {
+                    out.push((*t, axis, p[0].0));
+                }
+            }
+        }
+        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) => {}
+        Expr::Neg(a) | Expr::Reduce(_, _, a) => reads(a, out),
+        Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().for_each(|x| reads(x, out)),
+        Expr::Sub(a, b) | Expr::Div(a, b) => {
+            reads(a, out);
+            reads(b, out);
+        }
+        Expr::Select(_, a, b) => {
+            reads(a, out);
+            reads(b, out);
+        }
+    }
+}
+
+fn classes(plan: &Plan, axes: &[Vec<(TensorId, usize, u32)>]) -> Classes {
+    let mut base = Vec::new();
+    let mut n = 0;
+    for t in &plan.program.tensors {
+        base.push(n);
+        n += t.shape.len();
+    }
+    let mut c = Classes { parent: (0..n).collect(), base };
+    for step in axes {
+        for (k, &(t, a, i)) in step.iter().enumerate() {
+            for &(t2, a2, i2) in &step[..k] {
+                if i == i2 {
+                    let (x, y) = (c.base[t.index()] + a, c.base[t2.index()] + a2);
+                    c.union(x, y);
+                }
+            }
+        }
+    }
+    c
+}
+
+/// Bytes of each tensor with the given slices applied.
+fn sliced_bytes(plan: &Plan, b: &Bindings, slices: &[(usize, Slice)], c: &mut Classes) -> Vec<f64> {
+    let size = plan.program.dtype.size_of() as f64;
+    plan.program
+        .tensors
+        .iter()
+        .enumerate()
+        .map(|(k, t)| {
+            let mut bytes: f64 = t.shape.iter().map(|s| s.eval(b).unwrap_or(0) as f64).product::<f64>() * size;
+            if t.kind == TensorKind::Temp {
+                for (class, s) in slices {
+                    if (0..t.shape.len()).any(|a| c.find(c.base[k] + a) == *class) {
+                        bytes /= s.count.max(1) as f64;
+                    }
+                }
+            }
+            bytes
+        })
+        .collect()
+}
+
+/// The largest total of intermediates alive at once (each freed after its last use).
+pub(super) fn peak_bytes(plan: &Plan, slices: &[(usize, Slice)]) -> u64 {
+    let b = bindings_of(plan);
+    let axes = step_axes(plan);
+    let mut c = classes(plan, &axes);
+    let bytes = sliced_bytes(plan, &b, slices, &mut c);
+    peak_with(plan, &bytes)
+}
+
+fn peak_with(plan: &Plan, bytes: &[f64]) -> u64 {
+    let stmts = &plan.program.stmts;
+    let mut last_use = vec![None; plan.program.tensors.len()];
+    for (k, s) in stmts.iter().enumerate() {
+        let mut r = Vec::new();
+        s.rhs.tensors(&mut r);
+        for t in r {
+            last_use[t.index()] = Some(k);
+        }
+    }
+    let mut peak = 0.0f64;
+    for (k, s) in stmts.iter().enumerate() {
+        let live: f64 = plan
+            .program
+            .tensors
+            .iter()
+            .enumerate()
+            .filter(|(t, d)| {
+                d.kind == TensorKind::Temp && {
+                    let produced = stmts.iter().position(|x| x.target.index() == *t);
+                    matches!(produced, Some(p) if p <= k) && (last_use[*t].is_some_and(|u| u >= k) || *t == s.target.index())
+                }
+            })
+            .map(|(t, _)| bytes[t])
+            .sum();
+        peak = peak.max(live);
+    }
+    peak as u64
+}
+
+/// The plan's dims as bindings (the program's dims are in the same order).
+fn bindings_of(plan: &Plan) -> Bindings {
+    let mut b = Bindings::new(plan.dims.len());
+    for (k, d) in plan.dims.iter().enumerate() {
+        b.set(crate::tir::DimId(k as u32), d.size);
+    }
+    b
+}
+
+/// Slices until every intermediate fits `limit` bytes, or says why it cannot.
+pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<(), PlanError> {
+    let axes = step_axes(plan);
+    let mut c = classes(plan, &axes);
+    let mut chosen: Vec<(usize, Slice)> = Vec::new();
+    for _ in 0..8 {
+        let bytes = sliced_bytes(plan, b, &chosen, &mut c);
+        let worst = plan
+            .program
+            .tensors
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.kind == TensorKind::Temp)
+            .map(|(k, _)| (k, bytes[k]))
+            .filter(|(_, v)| *v > limit as f64)
+            .max_by(|a, b| a.1.total_cmp(&b.1));
+        let Some((t, tbytes)) = worst else {
+            plan.peak_bytes = peak_with(plan, &bytes);
+            plan.slices = chosen.into_iter().map(|(_, s)| s).collect();
+            plan.flops += plan.slices.iter().map(|s| s.extra_flops).sum::<f64>();
+            plan.speedup = if plan.flops > 0.0 { plan.naive_flops / plan.flops } else { 1.0 };
+            return Ok(());
+        };
+        let decl = &plan.program.tensors[t];
+        let mut best: Option<(f64, u64, usize, Slice)> = None;
+        for a in 0..decl.shape.len() {
+            let class = c.find(c.base[t] + a);
+            if chosen.iter().any(|(k, _)| *k == class) {
+                continue;
+            }
+            let count = decl.shape[a].eval(b).unwrap_or(1);
+            if count < 2 {
+                continue;
+            }
+            let touching: Vec<usize> = axes
+                .iter()
+                .enumerate()
+                .filter(|(_, st)| st.iter().any(|&(tt, aa, _)| c.find(c.base[tt.index()] + aa) == class))
+                .map(|(k, _)| k)
+                .collect();
+            let (Some(&first), Some(&last)) = (touching.first(), touching.last()) else { continue };
+            let extra: f64 = (first..=last)
+                .filter(|k| !touching.contains(k))
+                .map(|k| plan.steps[k].flops * (count - 1) as f64)
+                .sum();
+            let index = axes[first]
+                .iter()
+                .find(|&&(tt, aa, _)| c.find(c.base[tt.index()] + aa) == class)
+                .map(|&(_, _, i)| plan.program.stmts[first].indices[i as usize].name.clone())
+                .unwrap_or_else(|| format!("axis {a} of {}", decl.name));
+            let slice = Slice { indices: vec![index], count, first, last, extra_flops: extra };
+            let better = match &best {
+                None => true,
+                Some((e, n, _, _)) => extra < *e || (extra == *e && count > *n),
+            };
+            if better {
+                best = Some((extra, count, class, slice));
+            }
+        }
+        match best {
+            Some((_, _, class, slice)) => chosen.push((class, slice)),
+            None => {
+                return Err(PlanError::Size(format!(
+                    "cannot fit under the memory limit of {}: intermediate {} needs {} even after slicing",
+                    super::print::human_bytes(limit),
+                    decl.name,
+                    super::print::human_bytes(tbytes as u64)
+                )))
+            }
+        }
+    }
+    Err(PlanError::Size(format!(
+        "cannot fit under the memory limit of {} with up to 8 slice loops",
+        super::print::human_bytes(limit)
+    )))
+}

@@ -1,0 +1,134 @@
+use super::*;
+use crate::check::check_file;
+use crate::diag::SourceMap;
+use crate::eval::{evaluate, EvalOptions};
+use crate::tir::{bind_dims, Bindings};
+use ndarray::Dimension;
+
+/// Checks `src`, binds `dims`, plans without the algebra pass (so these tests pin the
+/// plan builder alone), and checks the planned program against the original on inputs.
+fn plan_src(src: &str, dims: &[(&str, u64)], limit: Option<u64>) -> Plan {
+    let mut sm = SourceMap::new();
+    let id = sm.add("p.tsr", src);
+    let c = check_file(&mut sm, id);
+    assert!(!c.has_errors(), "{}", crate::diag::render_all(&c.diagnostics, &sm, false));
+    let f = &c.functions[0];
+    let explicit: Vec<(String, u64)> = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+    let shapes: Vec<Vec<usize>> = f
+        .inputs
+        .iter()
+        .map(|&t| {
+            let mut b = Bindings::new(f.dims.len());
+            for (n, v) in dims {
+                if let Some(d) = f.dim_by_name(n) {
+                    b.set(d, *v);
+                }
+            }
+            f.shape(t, &b).expect("dims given for every input")
+        })
+        .collect();
+    let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+    let b = bind_dims(f, &refs, &explicit).expect("binds");
+    let opts = PlanOptions { memory_limit: limit, algebra: None, ..PlanOptions::default() };
+    let p = plan(f, &b, &opts).unwrap_or_else(|e| panic!("{e}"));
+    // The planned program computes what the function computes.
+    let inputs: Vec<ndarray::ArrayD<f64>> = shapes
+        .iter()
+        .enumerate()
+        .map(|(k, s)| ndarray::ArrayD::from_shape_fn(s.clone(), |ix| ((ix.as_array_view().sum() * 7 + k * 3) % 11) as f64 / 5.0 - 1.05))
+        .collect();
+    let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
+    let want = evaluate(f, &b, &views, &EvalOptions::default()).expect("direct");
+    let got = evaluate(&p.program, &b, &views, &EvalOptions::default()).expect("planned");
+    for (w, g) in want.iter().zip(&got) {
+        let scale = w.iter().fold(1.0f64, |a, x| a.max(x.abs()));
+        for (x, y) in w.iter().zip(g.iter()) {
+            assert!(x == y || (x - y).abs() <= 1e-9 * scale, "planned {y} vs direct {x}\n{p}");
+        }
+    }
+    p
+}
+
+#[test]
+fn matrix_chain_order_and_costs() {
+    // (A B) C costs 2*(10*100*5 + 10*5*50) = 15000; A (B C) costs 2*(100*5*50 + 10*100*50) = 150000.
+    let p = plan_src(
+        "fn f(A: f64[a, b], B: f64[b, c], C: f64[c, d]) -> D: f64[a, d] { D[i, l] = A[i, j] * B[j, k] * C[k, l] }",
+        &[("a", 10), ("b", 100), ("c", 5), ("d", 50)],
+        None,
+    );
+    assert_eq!(p.flops, 15000.0, "{p}");
+    assert_eq!(p.naive_flops, 3.0 * 10.0 * 100.0 * 5.0 * 50.0);
+    assert_eq!(p.steps.len(), 2);
+    assert_eq!(p.path.as_deref(), Some(&[(0, 1), (0, 1)][..]));
+    assert!(matches!(&p.steps[0].kind, StepKind::Contract { k, .. } if k == &["j".to_string()]), "{p}");
+    assert_eq!(p.steps[1].result, "D");
+}
+
+#[test]
+fn divisions_leave_the_sum() {
+    let p = plan_src(
+        "fn f(P: f64[n, n], V: f64[n, e], Z: f64[n]) -> O: f64[n, e] { O[i, b] = P[i, j] * V[j, b] / Z[i] }",
+        &[("n", 8), ("e", 4)],
+        None,
+    );
+    assert_eq!(p.steps.len(), 2, "{p}");
+    assert!(matches!(p.steps[1].kind, StepKind::Map), "{p}");
+    assert_eq!(p.steps[1].flops, 8.0 * 4.0, "one division per output element\n{p}");
+}
+
+#[test]
+fn elementwise_and_reductions_are_single_steps() {
+    let p = plan_src(
+        "fn f(S: f64[n, m]) -> (P: f64[n, m], M: f64[n]) {
+            M[i] max= S[i, j]
+            P[i, j] = exp(S[i, j] - M[i]) / sum[k](exp(S[i, k] - M[i]))
+        }",
+        &[("n", 3), ("m", 5)],
+        None,
+    );
+    let kinds: Vec<String> = p.steps.iter().map(|s| format!("{:?}", s.kind)).collect();
+    assert_eq!(kinds.len(), 3, "{p}");
+    assert!(p.steps[1].einsum.starts_with("sum[k] exp("), "{p}");
+    assert!(kinds[0].contains("max") && kinds[1].contains("sum"), "{kinds:?}");
+}
+
+#[test]
+fn memory_limit_slices_tensor_attention() {
+    let src = "fn f(Q: f64[n, d], K1: f64[n, d], K2: f64[n, d], V1: f64[n, d], V2: f64[n, d]) -> O: f64[n, d] {
+        S[i, j, l] = Q[i, a] * K1[j, a] * K2[l, a] / sqrt(d)
+        M[i] max= S[i, j, l]
+        P[i, j, l] = exp(S[i, j, l] - M[i])
+        Z[i] = P[i, j, l]
+        O[i, b] = P[i, j, l] * V1[j, b] * V2[l, b] / Z[i]
+    }";
+    let free = plan_src(src, &[("n", 16), ("d", 4)], None);
+    assert!(free.peak_bytes >= 16 * 16 * 16 * 8, "{free}");
+    let limited = plan_src(src, &[("n", 16), ("d", 4)], Some(4096));
+    assert!(!limited.slices.is_empty(), "{limited}");
+    assert!(limited.peak_bytes <= 4096 * 3, "{limited}");
+    let text = limited.to_string();
+    assert!(text.contains("slice over"), "{text}");
+}
+
+#[test]
+fn impossible_limits_are_errors() {
+    let mut sm = SourceMap::new();
+    let id = sm.add("p.tsr", "fn f(A: f64[n], B: f64[n]) -> C: f64[n, n] { T[i, j] = A[i] * B[j]\n C[i, j] = T[i, j] * 2 }");
+    let c = check_file(&mut sm, id);
+    let f = &c.functions[0];
+    let b = bind_dims(f, &[&[4], &[4]], &[]).expect("binds");
+    let opts = PlanOptions { memory_limit: Some(1), algebra: None, ..PlanOptions::default() };
+    assert!(matches!(plan(f, &b, &opts), Err(PlanError::Size(_))));
+}
+
+#[test]
+fn json_has_the_documented_fields() {
+    let p = plan_src("fn f(A: f64[m, k], B: f64[k, n]) -> C: f64[m, n] { C[i, j] = A[i, l] * B[l, j] }", &[("m", 2), ("k", 3), ("n", 4)], None);
+    let v: serde_json::Value = serde_json::from_str(&p.to_json()).expect("json");
+    for field in ["flops", "naive_flops", "peak_bytes", "search_ms", "steps", "path"] {
+        assert!(v.get(field).is_some(), "missing {field}: {v}");
+    }
+    assert_eq!(v["steps"][0]["kind"], "contract");
+    assert!(p.to_dot().starts_with("digraph"));
+}

@@ -1,0 +1,91 @@
+//! Plans compute what their functions compute: random einsum networks and random
+//! well-typed programs are planned, and the plan's program (one statement per step) is
+//! run on the reference evaluator and compared with direct evaluation.
+
+use ndarray::{ArrayD, Dimension};
+use proptest::prelude::*;
+use tessera_compiler::check::check_file;
+use tessera_compiler::diag::{FileId, SourceMap};
+use tessera_compiler::eval::{evaluate, EvalOptions};
+use tessera_compiler::plan::{plan, PlanOptions};
+use tessera_compiler::tir::{bind_dims, Bindings, Function};
+use tessera_runtime::DType;
+
+mod common;
+
+fn inputs_for(f: &Function, b: &Bindings) -> Vec<ArrayD<f64>> {
+    f.inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &t)| {
+            let shape = f.shape(t, b).unwrap_or_default();
+            ArrayD::from_shape_fn(shape, |ix| ((ix.as_array_view().sum() * 5 + k * 3) % 13) as f64 / 6.0 - 1.04)
+        })
+        .collect()
+}
+
+fn same(f: &Function, b: &Bindings, opts: &PlanOptions) -> Result<(), TestCaseError> {
+    let p = plan(f, b, opts).map_err(|e| TestCaseError::fail(format!("{e}")))?;
+    let inputs = inputs_for(f, b);
+    let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
+    let want = evaluate(f, b, &views, &EvalOptions::default());
+    let got = evaluate(&p.program, b, &views, &EvalOptions::default());
+    match (want, got) {
+        (Ok(w), Ok(g)) => {
+            for (x, y) in w.iter().zip(&g) {
+                prop_assert_eq!(x.shape(), y.shape());
+                let scale = x.iter().filter(|v| v.is_finite()).fold(1.0f64, |a, v| a.max(v.abs()));
+                for (a, c) in x.iter().zip(y.iter()) {
+                    // Reassociation may turn one non-finite value into another (NaN vs inf).
+                    let ok = a == c || (!a.is_finite() && !c.is_finite()) || (a - c).abs() <= 1e-9 * scale;
+                    prop_assert!(ok, "direct {} vs planned {}\n{}\n{}", a, c, f, p);
+                }
+            }
+        }
+        (Err(_), _) => {}
+        (Ok(_), Err(e)) => prop_assert!(false, "planned program fails: {e}\n{p}"),
+    }
+    Ok(())
+}
+
+/// A random einsum spec over labels `a..f` with sizes 1..4.
+fn einsum_case() -> impl Strategy<Value = (String, Vec<Vec<usize>>)> {
+    let term = prop::collection::vec(0usize..6, 0..4);
+    (prop::collection::vec(term, 1..6), prop::collection::vec(1usize..5, 6), any::<u64>()).prop_map(|(terms, sizes, bits)| {
+        let labels: Vec<char> = "abcdef".chars().collect();
+        let mut seen = Vec::new();
+        for t in &terms {
+            for &l in t {
+                if !seen.contains(&l) {
+                    seen.push(l);
+                }
+            }
+        }
+        let out: String = seen.iter().enumerate().filter(|(k, _)| bits >> k & 1 == 1).map(|(_, &l)| labels[l]).collect();
+        let ins: Vec<String> = terms.iter().map(|t| t.iter().map(|&l| labels[l]).collect()).collect();
+        let shapes = terms.iter().map(|t| t.iter().map(|&l| sizes[l]).collect()).collect();
+        (format!("{}->{out}", ins.join(",")), shapes)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn planned_einsums_equal_direct((spec, shapes) in einsum_case()) {
+        let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+        let e = tessera_compiler::einsum::translate(&spec, &refs, DType::F64, FileId(0))
+            .map_err(|d| TestCaseError::fail(format!("{spec}: {}", d.message)))?;
+        same(&e.function, &e.bindings, &PlanOptions::default())?;
+    }
+
+    #[test]
+    fn planned_programs_equal_direct(src in common::typed_program(), n in 1usize..4) {
+        let mut sm = SourceMap::new();
+        let id = sm.add("p.tsr", src.as_str());
+        let c = check_file(&mut sm, id);
+        let f = &c.functions[0];
+        let b = bind_dims(f, &[&[n, n], &[n], &[n * n], &[]], &[]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        same(f, &b, &PlanOptions::default())?;
+    }
+}

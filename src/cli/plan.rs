@@ -1,0 +1,31 @@
+//! `tessera plan`: the costed plan of a function or an einsum, as text, JSON or DOT.
+
+use super::{print_text, CliError, PlanArgs, PlanFormat};
+use tessera::{Module, PlanOptions};
+
+pub(super) fn plan(args: &PlanArgs) -> Result<(), CliError> {
+    let mut opts = PlanOptions { memory_limit: args.memory_limit, ..PlanOptions::default() };
+    if args.algebra {
+        opts.algebra = Some(tessera_compiler::optimize::algebra::AlgebraOptions::default());
+    }
+    let plan = match (&args.einsum, &args.file) {
+        (Some(spec), _) => {
+            let sizes: Vec<(&str, u64)> =
+                args.sizes.iter().flat_map(|s| s.0.iter()).map(|d| (d.name.as_str(), d.size)).collect();
+            tessera::plan_einsum(spec, &sizes, &opts)?
+        }
+        (None, Some(file)) => {
+            let module = Module::from_file(file)?;
+            let f = module.entry(args.function.as_deref())?;
+            let dims: Vec<(&str, u64)> = args.dims.iter().map(|d| (d.name.as_str(), d.size)).collect();
+            f.plan(&dims, &opts)?
+        }
+        (None, None) => return Err(CliError::usage("plan", "give a FILE.tsr or --einsum SPEC")),
+    };
+    let text = match args.format {
+        PlanFormat::Text => plan.to_string(),
+        PlanFormat::Json => format!("{}\n", plan.to_json()),
+        PlanFormat::Dot => plan.to_dot(),
+    };
+    print_text(&text)
+}
