@@ -96,7 +96,7 @@ pub fn emit(f: &Function, eg: &EG, built: &Built, ex: &Extraction) -> Result<Fun
         old_temps,
         done: HashSet::new(),
         in_progress: HashSet::new(),
-        defined: f.tensors.iter().map(|t| t.kind == TensorKind::Input).collect(),
+        defined: f.tensors.iter().map(|t| super::build::is_leaf(t.kind)).collect(),
         tensors: f.tensors.clone(),
         stmts: Vec::new(),
         index_names,
@@ -465,7 +465,7 @@ impl Emitter<'_> {
                 *u = true;
             }
         };
-        for &t in f.inputs.iter().chain(&f.outputs) {
+        for t in f.inputs.iter().chain(&f.outputs).copied().chain(f.constants.iter().map(|c| c.tensor)) {
             mark(t, &mut used);
         }
         for s in &self.stmts {
@@ -492,8 +492,12 @@ impl Emitter<'_> {
             s.rhs = remap_expr(&s.rhs, &remap)?;
             stmts.push(s);
         }
+        let mut constants = f.constants.clone();
+        for c in &mut constants {
+            c.tensor = remap(c.tensor)?;
+        }
         Ok(Function {
-            constants: f.constants.clone(),
+            constants,
             name: f.name.clone(),
             dtype: f.dtype,
             dims: f.dims.clone(),

@@ -101,7 +101,7 @@ impl Ord for SpecRef {
 /// A node of the e-graph.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TNode {
-    /// A function input (by tensor id), read whole.
+    /// A function input or compile-time constant (by tensor id), read whole.
     Input(u32),
     /// A scalar constant, as the bits of an f64.
     Num(u64),

@@ -599,3 +599,23 @@ proptest::proptest! {
         assert!(bad.is_empty(), "{src}\n{}", bad.join("\n"));
     }
 }
+
+/// Compile-time constants are leaves like inputs and stay defined.
+#[test]
+fn constant_tensors_stay_defined() {
+    let (f, g, _) = run(
+        "fn cg_product(W: f64[u, v, w], x: f64[z, u, 3], y: f64[z, v, 3]) -> out: f64[z, w, 5] {
+            C = cg(1, 1, 2)
+            T[b, p, q, m] = C[s, t, m] * x[b, p, s] * y[b, q, t]
+            out[b, c, m] = W[p, q, c] * T[b, p, q, m]
+        }",
+        &[("z", 4), ("u", 3), ("v", 2), ("w", 3)],
+        false,
+    );
+    assert_ne!(f, g, "expected a rewrite");
+    assert_eq!(f.constants.len(), g.constants.len());
+    for (a, b) in f.constants.iter().zip(&g.constants) {
+        assert_eq!((&a.label, &a.values), (&b.label, &b.values));
+        assert_eq!(g.tensor(b.tensor).kind, TensorKind::Const);
+    }
+}
