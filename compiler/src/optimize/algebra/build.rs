@@ -43,6 +43,11 @@ pub fn understood(s: &Stmt) -> bool {
     s.op == ReduceOp::Sum && ok(&s.rhs)
 }
 
+/// Inputs and constants exist before any statement runs.
+pub fn is_leaf(kind: TensorKind) -> bool {
+    matches!(kind, TensorKind::Input | TensorKind::Const)
+}
+
 fn count_ops(e: &Expr) -> usize {
     match e {
         Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) => 0,
@@ -59,10 +64,12 @@ pub fn build(f: &Function, b: &Bindings) -> Result<Built, AlgebraError> {
         opaque_targets: f.stmts.iter().map(|s| if understood(s) { None } else { Some(s.target.0) }).collect(),
         bindings: b.clone(),
         errors: Vec::new(),
+        node_budget: usize::MAX,
     };
     let mut eg = EG::new(analysis);
     let mut tensor_class: Vec<Option<Id>> = vec![None; f.tensors.len()];
-    for &t in &f.inputs {
+    // Inputs and compile-time constants are leaves, available before every statement.
+    for t in f.inputs.iter().copied().chain(f.constants.iter().map(|c| c.tensor)) {
         let slot = tensor_class.get_mut(t.index()).ok_or_else(|| internal("input id out of range"))?;
         *slot = Some(eg.add(TNode::Input(t.0)));
     }
@@ -76,7 +83,7 @@ pub fn build(f: &Function, b: &Bindings) -> Result<Built, AlgebraError> {
             let mut read = Vec::new();
             s.rhs.tensors(&mut read);
             let read: Vec<TensorId> =
-                read.into_iter().filter(|t| f.tensors.get(t.index()).is_some_and(|d| d.kind != TensorKind::Input)).collect();
+                read.into_iter().filter(|t| f.tensors.get(t.index()).is_some_and(|d| !is_leaf(d.kind))).collect();
             let mut children = Vec::with_capacity(read.len());
             for t in &read {
                 children.push(

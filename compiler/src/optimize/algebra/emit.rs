@@ -96,7 +96,7 @@ pub fn emit(f: &Function, eg: &EG, built: &Built, ex: &Extraction) -> Result<Fun
         old_temps,
         done: HashSet::new(),
         in_progress: HashSet::new(),
-        defined: f.tensors.iter().map(|t| t.kind == TensorKind::Input).collect(),
+        defined: f.tensors.iter().map(|t| super::build::is_leaf(t.kind)).collect(),
         tensors: f.tensors.clone(),
         stmts: Vec::new(),
         index_names,
@@ -405,8 +405,12 @@ impl Emitter<'_> {
             bound.push(v);
             label_pos.push(vec![v]);
         }
-        let out_numel: f64 = spec.sizes[..spec.n_out].iter().map(|s| self.eg.analysis.value(s)).product();
-        let full_numel: f64 = spec.sizes.iter().map(|s| self.eg.analysis.value(s)).product();
+        // An inline product is evaluated at every point of the expression around it,
+        // which may be larger than its own output (a scaling or a broadcast).
+        let own: f64 = spec.sizes[..spec.n_out].iter().map(|s| self.eg.analysis.value(s)).product();
+        let scale = (ctx.domain / own.max(1.0)).max(1.0);
+        let out_numel = own * scale;
+        let full_numel: f64 = spec.sizes.iter().map(|s| self.eg.analysis.value(s)).product::<f64>() * scale;
         let mut coef = if negate { -1.0 } else { 1.0 };
         // (touches a summed label, is a reciprocal read inline, class, positions)
         let mut ops: Vec<(bool, bool, Id, Vec<Position>)> = Vec::new();
@@ -420,9 +424,11 @@ impl Emitter<'_> {
             let p: Vec<Position> = labels.iter().map(|&l| label_pos[l as usize].clone()).collect();
             let id = self.eg.find(id);
             let node = self.node(id)?.clone();
-            let domain = if touches { full_numel } else { out_numel };
+            // A reciprocal read once divides where it is read: one division per element
+            // costs what the multiplication by a stored reciprocal would.
+            let single = !self.home.contains_key(&id) && self.uses.get(&id).copied().unwrap_or(0) <= 1;
             match node {
-                TNode::Recip([x]) if self.inline(id, &node, Ctx { top: false, domain }) => ops.push((touches, true, x, p)),
+                TNode::Recip([x]) if single => ops.push((touches, true, x, p)),
                 _ => ops.push((touches, false, id, p)),
             }
         }
@@ -459,7 +465,7 @@ impl Emitter<'_> {
                 *u = true;
             }
         };
-        for &t in f.inputs.iter().chain(&f.outputs) {
+        for t in f.inputs.iter().chain(&f.outputs).copied().chain(f.constants.iter().map(|c| c.tensor)) {
             mark(t, &mut used);
         }
         for s in &self.stmts {
@@ -486,8 +492,12 @@ impl Emitter<'_> {
             s.rhs = remap_expr(&s.rhs, &remap)?;
             stmts.push(s);
         }
+        let mut constants = f.constants.clone();
+        for c in &mut constants {
+            c.tensor = remap(c.tensor)?;
+        }
         Ok(Function {
-            constants: f.constants.clone(),
+            constants,
             name: f.name.clone(),
             dtype: f.dtype,
             dims: f.dims.clone(),

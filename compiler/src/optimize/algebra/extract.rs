@@ -67,7 +67,10 @@ pub fn extract(eg: &EG, roots: &[Id], cm: &CostModel) -> Result<Extraction, Stri
     let local: HashMap<Id, Vec<f64>> =
         ids.iter().map(|&c| (c, eg[c].nodes.iter().map(|n| cm.node_cost(eg, n)).collect())).collect();
     let mut best: HashMap<Id, Best> = HashMap::new();
+    let t0 = std::time::Instant::now();
+    let mut passes = 0;
     for _ in 0..MAX_PASSES {
+        passes += 1;
         let mut changed = false;
         for &c in &ids {
             for (k, node) in eg[c].nodes.iter().enumerate() {
@@ -106,6 +109,7 @@ pub fn extract(eg: &EG, roots: &[Id], cm: &CostModel) -> Result<Extraction, Stri
     let mut choice: HashMap<Id, usize> = best.iter().map(|(&c, b)| (c, b.node)).collect();
     let roots: Vec<Id> = roots.iter().map(|&r| eg.find(r)).collect();
     let mut cost = dag_cost(eg, &roots, &choice, &local).ok_or("no acyclic choice covers the roots")?;
+    let t1 = std::time::Instant::now();
 
     // Local search over the classes of the current DAG.
     let mut evals = 0;
@@ -146,6 +150,9 @@ pub fn extract(eg: &EG, roots: &[Id], cm: &CostModel) -> Result<Extraction, Stri
         }
     }
     let reach = reachable(eg, &roots, &choice).ok_or("the chosen nodes form a cycle")?;
+    if std::env::var("TESSERA_ALGEBRA_TRACE").is_ok() {
+        eprintln!("extract: {} classes, {passes} passes {:?}, search {:?} ({evals} evals)", ids.len(), t1 - t0, t1.elapsed());
+    }
     let mut out = BTreeMap::new();
     for c in reach {
         let k = choice[&c];

@@ -13,6 +13,7 @@
 use crate::tir::{Bindings, Builtin, Size};
 use egg::{Analysis, DidMerge, Id, Language};
 use std::collections::BTreeSet;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 pub type EG = egg::EGraph<TNode, TAnalysis>;
@@ -48,15 +49,64 @@ impl Spec {
     }
 }
 
+/// A shared [`Spec`] that hashes by a hash computed once: e-graph nodes are hashed and
+/// compared constantly, and a spec holds symbolic sizes.
+#[derive(Clone, Debug)]
+pub struct SpecRef {
+    hash: u64,
+    spec: Arc<Spec>,
+}
+
+impl SpecRef {
+    pub fn new(spec: Spec) -> SpecRef {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        spec.hash(&mut h);
+        SpecRef { hash: h.finish(), spec: Arc::new(spec) }
+    }
+}
+
+impl std::ops::Deref for SpecRef {
+    type Target = Spec;
+    fn deref(&self) -> &Spec {
+        &self.spec
+    }
+}
+
+impl Hash for SpecRef {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for SpecRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.spec, &other.spec) || self.spec == other.spec)
+    }
+}
+
+impl Eq for SpecRef {}
+
+impl PartialOrd for SpecRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for SpecRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.hash.cmp(&other.hash).then_with(|| self.spec.cmp(&other.spec))
+    }
+}
+
 /// A node of the e-graph.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TNode {
-    /// A function input (by tensor id), read whole.
+    /// A function input or compile-time constant (by tensor id), read whole.
     Input(u32),
     /// A scalar constant, as the bits of an f64.
     Num(u64),
     /// `Σ_bound Π operands`; the children are the operands in `Spec::ops` order.
-    Einsum(Arc<Spec>, Vec<Id>),
+    Einsum(SpecRef, Vec<Id>),
     /// Elementwise sum of children of the same shape (sorted, repeats allowed).
     Add(Vec<Id>),
     /// Elementwise reciprocal.
@@ -147,6 +197,9 @@ pub struct TAnalysis {
     pub opaque_targets: Vec<Option<u32>>,
     pub bindings: Bindings,
     pub errors: Vec<String>,
+    /// Rules add nothing once the e-graph has this many nodes (the runner checks its
+    /// limit only between rules; this keeps one rule from overshooting it by much).
+    pub node_budget: usize,
 }
 
 impl TAnalysis {
@@ -268,7 +321,7 @@ pub fn constant(eg: &mut EG, c: f64, shape: &[Size]) -> Id {
         return num;
     }
     let spec = Spec { sizes: shape.to_vec(), n_out: shape.len(), ops: vec![Vec::new()] };
-    eg.add(TNode::Einsum(Arc::new(spec), vec![num]))
+    eg.add(TNode::Einsum(SpecRef::new(spec), vec![num]))
 }
 
 /// Builds `Σ Π ops` with output axes `out`, summing every other label of the operands
@@ -327,7 +380,7 @@ pub fn einsum(eg: &mut EG, sizes: &[Size], out: &[u32], ops: &[(Id, Vec<u32>)], 
         return Ok(kept[0].0);
     }
     let (spec, ids) = canonical(sizes, out, &kept)?;
-    Ok(eg.add(TNode::Einsum(Arc::new(spec), ids)))
+    Ok(eg.add(TNode::Einsum(SpecRef::new(spec), ids)))
 }
 
 /// Sorts operands and renumbers labels (outputs `0..n_out`, then bound labels by first
@@ -447,8 +500,11 @@ impl Open {
         (self.sizes.len() - 1) as u32
     }
 
+    /// The canonical node. Every bound label stays summed even when no operand reads it
+    /// any more (inlining a broadcast drops labels): it then multiplies by its size.
     pub fn build(&self, eg: &mut EG) -> Option<Id> {
-        einsum(eg, &self.sizes, &self.out(), &self.ops, &[]).ok()
+        let bound: Vec<u32> = (self.n_out as u32..self.sizes.len() as u32).collect();
+        einsum(eg, &self.sizes, &self.out(), &self.ops, &bound).ok()
     }
 
     /// Indices of operands whose class is not a known constant.

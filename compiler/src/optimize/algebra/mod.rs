@@ -124,7 +124,8 @@ fn saturate(f: &Function, sizes: &Bindings, opts: &AlgebraOptions, rules: &[Rule
     let cost_model = cost::CostModel::new(built.opaque_cost.clone());
     let before = extract::extract(&built.egraph, &built.roots, &cost_model).map_err(AlgebraError::Internal)?.cost;
     let rewrites = rules.iter().map(rules::to_rewrite).collect::<Result<Vec<_>, _>>().map_err(AlgebraError::Internal)?;
-    let egraph = std::mem::replace(&mut built.egraph, lang::EG::new(lang::TAnalysis::default()));
+    let mut egraph = std::mem::replace(&mut built.egraph, lang::EG::new(lang::TAnalysis::default()));
+    egraph.analysis.node_budget = opts.node_limit;
     let runner = Runner::default()
         .with_egraph(egraph)
         .with_scheduler(BackoffScheduler::default())
@@ -148,6 +149,11 @@ fn saturate(f: &Function, sizes: &Bindings, opts: &AlgebraOptions, rules: &[Rule
         }
     }
     let iterations = runner.iterations.len();
+    if std::env::var("TESSERA_ALGEBRA_TRACE").is_ok() {
+        for it in &runner.iterations {
+            eprintln!("nodes {} classes {} search {:.3} apply {:.3} rebuild {:.3} applied {:?}", it.egraph_nodes, it.egraph_classes, it.search_time, it.apply_time, it.rebuild_time, it.applied);
+        }
+    }
     let eg = runner.egraph;
     if let Some(e) = eg.analysis.errors.first() {
         return Err(AlgebraError::Internal(e.clone()));

@@ -4,9 +4,16 @@
 //! output element).
 
 use super::{is_add, is_einsum, Rule};
-use crate::optimize::algebra::lang::{self, Open, Spec, TNode, EG};
+use crate::optimize::algebra::lang::{self, Open, SpecRef, TNode, EG};
 use egg::Id;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+/// Sums with more terms are not factored.
+const MAX_FACTOR_TERMS: usize = 6;
+/// Products with more operands are not factored.
+const MAX_FACTOR_OPERANDS: usize = 4;
+/// Products looked at per term.
+const MAX_FACTOR_FORMS: usize = 4;
 
 pub fn rules() -> Vec<Rule> {
     vec![
@@ -20,7 +27,7 @@ pub fn rules() -> Vec<Rule> {
         Rule {
             name: "pull-out-of-sum",
             theme: "factor",
-            summary: "Σ_j Π(a[..j..], b[i]) → Π(b[i], Σ_j a[..j..])",
+            summary: "Σ_j Π(a[..j..], b[i]) → Π(b[i], Σ_j a[..j..]), for all summed indices or one",
             applies_to: is_einsum,
             apply: pull_out,
         },
@@ -29,15 +36,17 @@ pub fn rules() -> Vec<Rule> {
 
 /// A contraction with one operand left out: equal keys mean the two contractions
 /// differ only in that operand (read with the same labels).
-type HoleKey = (Spec, Vec<Option<Id>>);
+type HoleKey = (SpecRef, Vec<Option<Id>>);
 
 fn holed(open: &Open, k: usize) -> Option<(HoleKey, Id)> {
-    let ops: Vec<(Option<Id>, Vec<u32>)> =
-        open.ops.iter().enumerate().map(|(j, (id, ls))| (if j == k { None } else { Some(*id) }, ls.clone())).collect();
-    // `None` sorts first; the hole must sort last, so map ids to `Some` ordering reversed.
-    let keyed: Vec<(HoleOrd, Vec<u32>)> = ops.iter().map(|(id, ls)| (HoleOrd(*id), ls.clone())).collect();
+    let keyed: Vec<(HoleOrd, Vec<u32>)> = open
+        .ops
+        .iter()
+        .enumerate()
+        .map(|(j, (id, ls))| (HoleOrd(if j == k { None } else { Some(*id) }), ls.clone()))
+        .collect();
     let (spec, ids) = lang::canonical(&open.sizes, &open.out(), &keyed).ok()?;
-    Some(((spec, ids.into_iter().map(|h| h.0).collect()), open.ops[k].0))
+    Some(((SpecRef::new(spec), ids.into_iter().map(|h| h.0).collect()), open.ops[k].0))
 }
 
 /// Orders a hole after every class.
@@ -63,11 +72,21 @@ impl Ord for HoleOrd {
 
 fn factor_common(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
     let TNode::Add(terms) = node else { return Vec::new() };
+    if terms.len() > MAX_FACTOR_TERMS {
+        return Vec::new();
+    }
     // key → (term position, filler)
-    let mut seen: BTreeMap<HoleKey, (usize, Id)> = BTreeMap::new();
+    let mut seen: HashMap<HoleKey, (usize, Id)> = HashMap::new();
     let mut out = Vec::new();
     for (pos, &t) in terms.iter().enumerate() {
-        let candidates: Vec<TNode> = eg[t].nodes.iter().filter(|n| is_einsum(n)).cloned().collect();
+        // The first few products of each term: the forms closest to how it was written.
+        let candidates: Vec<TNode> = eg[t]
+            .nodes
+            .iter()
+            .filter(|n| matches!(n, TNode::Einsum(s, _) if s.ops.len() <= MAX_FACTOR_OPERANDS))
+            .take(MAX_FACTOR_FORMS)
+            .cloned()
+            .collect();
         for n in candidates {
             let TNode::Einsum(spec, ids) = &n else { continue };
             let open = Open::new(spec, ids);
@@ -112,22 +131,44 @@ fn pull_out(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
     }
     let open = Open::new(spec, ids);
     let vars = open.variable_ops(eg);
-    let touches = |k: usize| open.ops[k].1.iter().any(|&l| open.is_bound(l));
-    let (inner, outer): (Vec<usize>, Vec<usize>) = vars.iter().partition(|&&k| touches(k));
-    if inner.is_empty() || outer.is_empty() {
-        return Vec::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    // Everything that depends on some summed index, leaving the rest outside...
+    groups.push(vars.iter().copied().filter(|&k| open.ops[k].1.iter().any(|&l| open.is_bound(l))).collect());
+    // ...and, for each summed index, what depends on it.
+    for l in open.n_out as u32..open.sizes.len() as u32 {
+        groups.push(vars.iter().copied().filter(|&k| open.ops[k].1.contains(&l)).collect());
     }
+    groups.sort();
+    groups.dedup();
+    let mut out = Vec::new();
+    for inner in groups {
+        if inner.is_empty() || inner.len() == vars.len() {
+            continue;
+        }
+        out.extend(pull(eg, &open, &inner));
+    }
+    out
+}
+
+/// `Σ Π ops` with the operands `inner` contracted first over the summed indices only
+/// they use.
+fn pull(eg: &mut EG, open: &Open, inner: &[usize]) -> Option<Id> {
+    let outside: Vec<u32> = (0..open.ops.len())
+        .filter(|k| !inner.contains(k))
+        .flat_map(|k| open.ops[k].1.iter().copied())
+        .chain(open.out())
+        .collect();
     let mut inner_out: Vec<u32> = Vec::new();
-    for &k in &inner {
+    for &k in inner {
         for &l in &open.ops[k].1 {
-            if !open.is_bound(l) && !inner_out.contains(&l) {
+            if outside.contains(&l) && !inner_out.contains(&l) {
                 inner_out.push(l);
             }
         }
     }
     let inner_ops: Vec<(Id, Vec<u32>)> = inner.iter().map(|&k| open.ops[k].clone()).collect();
-    let Ok(sum) = lang::einsum(eg, &open.sizes, &inner_out, &inner_ops, &[]) else { return Vec::new() };
+    let sum = lang::einsum(eg, &open.sizes, &inner_out, &inner_ops, &[]).ok()?;
     let mut ops: Vec<(Id, Vec<u32>)> = (0..open.ops.len()).filter(|k| !inner.contains(k)).map(|k| open.ops[k].clone()).collect();
     ops.push((sum, inner_out));
-    lang::einsum(eg, &open.sizes, &open.out(), &ops, &[]).ok().into_iter().collect()
+    lang::einsum(eg, &open.sizes, &open.out(), &ops, &[]).ok()
 }

@@ -11,7 +11,9 @@ mod kron;
 mod merge;
 
 use super::lang::{union_checked, TAnalysis, TNode, EG};
-use egg::{Applier, Id, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
+use egg::{Applier, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst, Symbol, Var};
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 /// Bounds that keep single rules from blowing up the e-graph.
 pub(crate) mod limits {
@@ -78,6 +80,10 @@ impl Searcher<TNode, TAnalysis> for NodeSearcher {
 struct NodeApplier {
     applies_to: fn(&TNode) -> bool,
     apply: fn(&mut EG, Id, &TNode) -> Vec<Id>,
+    /// Nodes already rewritten, with the number of nodes their children's classes had
+    /// then: a rule reads only the node and its children's nodes, so applying it again
+    /// before a child class grows can only rebuild what exists.
+    done: Mutex<HashSet<(TNode, Vec<usize>)>>,
 }
 
 impl Applier<TNode, TAnalysis> for NodeApplier {
@@ -85,6 +91,18 @@ impl Applier<TNode, TAnalysis> for NodeApplier {
         let nodes: Vec<TNode> = eg[eclass].nodes.iter().filter(|n| (self.applies_to)(n)).cloned().collect();
         let mut changed = Vec::new();
         for n in nodes {
+            if eg.total_size() >= eg.analysis.node_budget {
+                break;
+            }
+            let canon = n.clone().map_children(|c| eg.find(c));
+            let sizes: Vec<usize> = canon.children().iter().map(|&c| eg[c].nodes.len()).collect();
+            let fresh = match self.done.lock() {
+                Ok(mut done) => done.insert((canon, sizes)),
+                Err(_) => true,
+            };
+            if !fresh {
+                continue;
+            }
             for new in (self.apply)(eg, eclass, &n) {
                 if union_checked(eg, eclass, new) {
                     changed.push(new);
@@ -99,7 +117,7 @@ pub fn to_rewrite(r: &Rule) -> Result<Rewrite<TNode, TAnalysis>, String> {
     Rewrite::new(
         r.name,
         NodeSearcher { applies_to: r.applies_to },
-        NodeApplier { applies_to: r.applies_to, apply: r.apply },
+        NodeApplier { applies_to: r.applies_to, apply: r.apply, done: Mutex::new(HashSet::new()) },
     )
 }
 
