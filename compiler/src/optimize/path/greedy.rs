@@ -57,13 +57,36 @@ impl Ord for Cand {
     }
 }
 
-/// Monotone, sign-preserving log scale, finite at zero.
+/// Monotone, sign-preserving log scale, finite at zero (approximate: it only shapes
+/// the noise of randomised runs).
 fn slog(x: f64) -> f64 {
     if x >= 0.0 {
-        (1.0 + x).ln()
+        fast_ln(1.0 + x)
     } else {
-        -(1.0 - x).ln()
+        -fast_ln(1.0 - x)
     }
+}
+
+/// Natural logarithm to about 1e-4 absolute error for finite `x >= 1e-300`, from the
+/// float's exponent and a short series in its mantissa; several times cheaper than
+/// `ln`, which dominated randomised greedy runs.
+fn fast_ln(x: f64) -> f64 {
+    if !(x > 0.0 && x.is_finite()) {
+        return x.ln();
+    }
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7FF) as i64 - 1023;
+    // Mantissa m in [1, 2); write m = (1 + t) / (1 - t), so ln m = 2 atanh t.
+    let m = f64::from_bits((bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000);
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    let ln_m = 2.0 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (1.0 / 5.0 + t2 / 7.0)));
+    exp as f64 * std::f64::consts::LN_2 + ln_m
+}
+
+/// A standard Gumbel sample with [`fast_ln`].
+fn fast_gumbel(rng: &mut Rng) -> f64 {
+    -fast_ln(-fast_ln(rng.uniform()))
 }
 
 /// Reusable buffers, so that thousands of random trials allocate little.
@@ -79,6 +102,8 @@ pub(crate) struct Greedy<'p> {
     holders: Vec<Vec<u32>>,
     mark: Vec<u32>,
     heap: BinaryHeap<Cand>,
+    /// Candidates pushed so far, over all runs (the unit of the work limits).
+    work: u64,
 }
 
 impl<'p> Greedy<'p> {
@@ -101,6 +126,7 @@ impl<'p> Greedy<'p> {
             holders: Vec::new(),
             mark: Vec::new(),
             heap: BinaryHeap::new(),
+            work: 0,
         }
     }
 
@@ -158,10 +184,14 @@ impl<'p> Greedy<'p> {
             return;
         }
         let (sa, sb) = (self.size[a as usize], self.size[b as usize]);
-        let mut score = slog(s / params.costmod - params.costmod * (sa + sb));
-        if let Some(r) = rng.as_mut() {
-            score -= params.temperature * r.gumbel();
-        }
+        let x = s / params.costmod - params.costmod * (sa + sb);
+        // The plain run ranks by the raw heuristic (exactly opt_einsum's order); noisy
+        // runs perturb it on a log scale, so the noise is relative to its magnitude.
+        let score = match rng.as_mut() {
+            Some(r) => slog(x) - params.temperature * fast_gumbel(r),
+            None => x,
+        };
+        self.work += 1;
         self.heap.push(Cand { score, a, b });
     }
 
@@ -305,8 +335,9 @@ fn trial_params(rng: &mut Rng) -> Params {
     Params { costmod, temperature }
 }
 
-/// Best of `trials` greedy runs (the first one plain). Returns the path, its cost and
-/// whether the deadline cut the trials short.
+/// The best `keep` of up to `trials` greedy runs (the first one plain, or `start_from`
+/// when given), cheapest first, distinct in cost. Runs stop early once they have pushed
+/// `work` candidates in all (deterministic) or at the deadline (reported).
 pub(crate) fn random_greedy(
     p: &Problem,
     trials: usize,
@@ -314,16 +345,24 @@ pub(crate) fn random_greedy(
     limit: Option<f64>,
     budget: Budget,
     start_from: Option<(Vec<(u32, u32)>, f64)>,
-) -> (Option<(Vec<(u32, u32)>, f64)>, bool) {
+    keep: usize,
+) -> (Vec<(Vec<(u32, u32)>, f64)>, bool) {
+    let keep = keep.max(1);
     let mut g = Greedy::new(p);
-    let mut best = start_from;
+    // A given starting path is the plain greedy run's, so trial 0 is skipped then.
+    let first = usize::from(start_from.is_some());
+    let mut best: Vec<(Vec<(u32, u32)>, f64)> = start_from.into_iter().collect();
     let mut timed_out = false;
-    for r in 0..trials.max(1) {
+    for r in first..trials.max(1) {
+        if r > 0 && g.work >= budget.work {
+            break;
+        }
         if r > 0 && budget.expired() {
             timed_out = true;
             break;
         }
-        let bound = best.as_ref().map_or(f64::INFINITY, |b| b.1);
+        // A run only matters if it beats the worst kept one.
+        let bound = if best.len() < keep { f64::INFINITY } else { best.last().map_or(f64::INFINITY, |b| b.1) };
         let found = if r == 0 {
             g.run(Params::PLAIN, None, limit, bound)
         } else {
@@ -332,8 +371,10 @@ pub(crate) fn random_greedy(
             g.run(params, Some(rng), limit, bound)
         };
         if let Some(f) = found {
-            if f.1 < bound {
-                best = Some(f);
+            if f.1 < bound && !best.iter().any(|b| b.1 == f.1) {
+                let at = best.partition_point(|b| b.1 < f.1);
+                best.insert(at, f);
+                best.truncate(keep);
             }
         }
     }

@@ -362,14 +362,24 @@ pub fn optimize_path_with_cache(
 }
 
 /// Exact-search evaluations per second assumed when sizing Auto's work limit from the
-/// time budget (measured on the project's 2-core Zen 4 machine, halved for margin).
+/// time budget (about half what the project's 2-core Zen 4 machine does under load).
 const DP_EVALS_PER_SEC: f64 = 2.0e7;
 
-/// Share of the budget Auto gives the exact search before falling back.
+/// Share of the budget Auto gives the exact search before falling back: half up to
+/// [`AUTO_DP_LARGE`] inputs, less above, where a search that finishes at all finishes
+/// fast (sparse, tree-like networks) and the heuristics need the time.
 const AUTO_DP_SHARE: f64 = 0.5;
+const AUTO_DP_SHARE_LARGE: f64 = 0.2;
+const AUTO_DP_LARGE: usize = 40;
 
-/// Randomised-greedy trials Auto runs (bounded by the deadline as well).
-const AUTO_TRIALS: usize = 256;
+/// Randomised-greedy work Auto allows per second of budget, in candidate pairs pushed
+/// (a trial on 100 inputs pushes about a thousand; the machine above does several
+/// million a second).
+const RG_PUSHES_PER_SEC: f64 = 1.5e6;
+
+/// Most randomised-greedy trials Auto runs, and how many of the best it reconfigures.
+const AUTO_TRIALS: usize = 4096;
+const AUTO_KEEP: usize = 4;
 
 fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
     let n = p.n();
@@ -388,8 +398,8 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
             Some(solution(p, ssa, "greedy", false, false))
         }
         Method::RandomGreedy { trials, seed } => {
-            let (best, timed_out) = greedy::random_greedy(p, trials, seed, limit, unlimited(1.0), None);
-            let (ssa, _) = best?;
+            let (best, timed_out) = greedy::random_greedy(p, trials, seed, limit, unlimited(1.0), None, 1);
+            let (ssa, _) = best.into_iter().next()?;
             Some(solution(p, ssa, "random-greedy", false, timed_out))
         }
         Method::BranchBound => {
@@ -403,23 +413,28 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
             Some(solution(p, ssa, "branch-bound", complete, !complete))
         }
         Method::Optimal => {
+            let g = greedy::greedy(p, limit);
             if fits_bits {
-                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, unlimited(1.0)))? {
+                let upper = g.as_ref().map_or(f64::INFINITY, |x| x.1);
+                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, upper, unlimited(1.0)))? {
                     return Some(found);
                 }
             }
-            heuristic(p, limit, opts, start, true)
+            heuristic(p, limit, opts, start, g, true)
         }
         Method::Auto => {
+            let g = if n > FULL_DP_MAX { greedy::greedy(p, limit) } else { None };
             if fits_bits {
                 let secs = opts.time_budget.as_secs_f64();
-                let work = (secs * AUTO_DP_SHARE * DP_EVALS_PER_SEC).max(1e5) as u64;
-                let budget = Budget { work, deadline: at(AUTO_DP_SHARE) };
-                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, budget))? {
+                let share = if n > AUTO_DP_LARGE { AUTO_DP_SHARE_LARGE } else { AUTO_DP_SHARE };
+                let work = (secs * share * DP_EVALS_PER_SEC).max(1e5) as u64;
+                let budget = Budget { work, deadline: at(share) };
+                let upper = g.as_ref().map_or(f64::INFINITY, |x| x.1);
+                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, upper, budget))? {
                     return Some(found);
                 }
             }
-            heuristic(p, limit, opts, start, false)
+            heuristic(p, limit, opts, start, g, false)
         }
     }
 }
@@ -431,14 +446,14 @@ fn solution(p: &Problem, ssa: Vec<(u32, u32)>, method: &'static str, optimal: bo
 
 /// The exact search: [`dp::full_dp`] for small networks, [`dp::connected_dp`] above.
 /// `None` when the budget ran out or the memory limit rules out the search space.
-fn run_exact<const W: usize>(p: &Problem, limit: Option<f64>, budget: Budget) -> Option<Solution> {
+fn run_exact<const W: usize>(p: &Problem, limit: Option<f64>, upper: f64, budget: Budget) -> Option<Solution> {
     let bp = BitProblem::<W>::new(p);
     if p.n() <= FULL_DP_MAX {
         let (ssa, _) = dp::full_dp(&bp, limit)?;
         return Some(solution(p, ssa, "dp", true, false));
     }
     let mut work = 0;
-    let (ssa, exact) = dp::connected_dp(&bp, limit, budget, &mut work).ok()?;
+    let (ssa, exact) = dp::connected_dp(&bp, limit, upper, budget, &mut work).ok()?;
     Some(solution(p, ssa, "dp", exact, false))
 }
 
@@ -459,18 +474,29 @@ const POLISH_WORK: u64 = 20_000;
 /// The heuristic pipeline: randomised greedy, subtree reconfiguration, and a narrow
 /// branch-and-bound for medium sizes. `after_exact` marks a fallback from
 /// [`Method::Optimal`], whose budget is then already spent in part.
-fn heuristic(p: &Problem, limit: Option<f64>, opts: &PathOptions, start: Instant, after_exact: bool) -> Option<Solution> {
+fn heuristic(
+    p: &Problem,
+    limit: Option<f64>,
+    opts: &PathOptions,
+    start: Instant,
+    greedy_path: Option<(Vec<(u32, u32)>, f64)>,
+    after_exact: bool,
+) -> Option<Solution> {
     let at = |share: f64| start.checked_add(opts.time_budget.mul_f64(share));
-    let budget = Budget { work: u64::MAX, deadline: at(0.8) };
-    let (best, mut timed_out) = greedy::random_greedy(p, AUTO_TRIALS, 0, limit, budget, None);
-    let (mut ssa, mut cost) = best?;
+    let work = (RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
+    let budget = Budget { work, deadline: at(0.8) };
+    let (trials, keep, subtree) = (AUTO_TRIALS, AUTO_KEEP, reconf::SUBTREE);
+    let (cands, mut timed_out) = greedy::random_greedy(p, trials, 0, limit, budget, greedy_path, keep);
+    let (mut ssa, mut cost) = cands.first().cloned()?;
     let mut method = "random-greedy";
     let budget = Budget { work: u64::MAX, deadline: at(0.95) };
-    if let Some((better, c, cut)) = reconf::reconfigure(p, &ssa, limit, budget) {
-        timed_out |= cut;
-        if c < cost {
-            ssa = better;
-            cost = c;
+    for (cand, _) in &cands {
+        if let Some((better, c, cut)) = reconf::reconfigure(p, cand, limit, budget, subtree) {
+            timed_out |= cut;
+            if c < cost {
+                ssa = better;
+                cost = c;
+            }
         }
     }
     if p.n() <= POLISH_MAX_INPUTS && p.nlabels() <= MAX_BIT_LABELS && !after_exact {

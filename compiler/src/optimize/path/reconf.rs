@@ -1,6 +1,6 @@
 //! Subtree reconfiguration (the local search of cotengra's `subtree_reconfigure`): take
 //! a node of a contraction tree, expand its subtree down to a frontier of at most
-//! [`SUBTREE`] operands (always opening the most expensive step), and replace the steps
+//! `subtree` operands (always opening the most expensive step), and replace the steps
 //! between the frontier and the node by the exact optimum over that frontier. The
 //! node's labels depend only on which inputs it covers, so the rest of the tree is
 //! unaffected and the total cost can only fall.
@@ -10,8 +10,8 @@ use super::dp::{full_dp, Budget};
 use super::problem::{BitProblem, Problem};
 use super::tree::Tree;
 
-/// Frontier size of each local problem (3^8 / 2 splits: cheap).
-const SUBTREE: usize = 8;
+/// Default frontier size of each local problem (3^8 / 2 splits: cheap).
+pub(crate) const SUBTREE: usize = 8;
 
 /// Passes over the tree; stops earlier when a pass improves nothing.
 const MAX_PASSES: usize = 6;
@@ -81,6 +81,7 @@ pub(crate) fn reconfigure(
     ssa: &[(u32, u32)],
     limit: Option<f64>,
     budget: Budget,
+    subtree: usize,
 ) -> Option<(Vec<(u32, u32)>, f64, bool)> {
     let n = p.n();
     if n < 3 || ssa.len() + 1 != n {
@@ -122,7 +123,7 @@ pub(crate) fn reconfigure(
                 cut = true;
                 break 'passes;
             }
-            improved |= improve_at(&mut st, v, limit);
+            improved |= improve_at(&mut st, v, limit, subtree);
         }
         if !improved {
             break;
@@ -135,13 +136,13 @@ pub(crate) fn reconfigure(
 }
 
 /// Re-optimises the steps under `v` down to a frontier; true when the cost fell.
-fn improve_at(st: &mut State<'_>, v: u32, limit: Option<f64>) -> bool {
+fn improve_at(st: &mut State<'_>, v: u32, limit: Option<f64>, subtree: usize) -> bool {
     let mut frontier: Vec<u32> = {
         let (a, b) = st.kids_of(v);
         vec![a, b]
     };
     let mut inner: Vec<u32> = vec![v];
-    while frontier.len() < SUBTREE {
+    while frontier.len() < subtree.clamp(3, 16) {
         let pick = frontier
             .iter()
             .enumerate()

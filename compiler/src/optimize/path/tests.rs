@@ -141,17 +141,26 @@ fn random_network(rng: &mut Rng, n: usize, nl: usize, sizes: &[u64]) -> Network 
     Network { inputs, output, sizes: label_sizes }
 }
 
+/// The connected DP's cost, run without an upper bound and with the greedy path's cost
+/// as bound (which may lie outside its space and starve the first attempt); both must
+/// agree.
 fn connected_dp_cost(net: &Network) -> f64 {
-    fn go<const W: usize>(p: &Problem) -> Option<Vec<(u32, u32)>> {
+    fn go<const W: usize>(p: &Problem, upper: f64) -> Option<Vec<(u32, u32)>> {
         let bp = BitProblem::<W>::new(p);
         let mut work = 0;
         let budget = Budget { work: u64::MAX, deadline: None };
-        dp::connected_dp(&bp, None, budget, &mut work).ok().map(|x| x.0)
+        dp::connected_dp(&bp, None, upper, budget, &mut work).ok().map(|x| x.0)
     }
     let p = Problem::from_network(net);
-    let ssa = with_width!(p.nlabels(), go(&p)).flatten().expect("connected dp finishes");
-    let pairs = ssa_to_linear(&ssa, net.inputs.len());
-    path_cost(net, &pairs).expect("dp path is valid").flops
+    let upper = super::greedy::greedy(&p, None).expect("greedy").1;
+    let cost = |upper: f64| {
+        let ssa = with_width!(p.nlabels(), go(&p, upper)).flatten().expect("connected dp finishes");
+        let pairs = ssa_to_linear(&ssa, net.inputs.len());
+        path_cost(net, &pairs).expect("dp path is valid").flops
+    };
+    let (free, bounded) = (cost(f64::INFINITY), cost(upper));
+    assert!(close(free, bounded), "bounded dp {bounded} != unbounded {free} on {net:?}");
+    free
 }
 
 #[test]
@@ -514,7 +523,7 @@ fn reconfiguration_never_makes_a_path_worse() {
         let p = Problem::from_network(&net);
         let (ssa, cost) = super::greedy::greedy(&p, None).expect("greedy");
         let budget = Budget { work: u64::MAX, deadline: None };
-        let (better, c, _) = super::reconf::reconfigure(&p, &ssa, None, budget).expect("reconfigure");
+        let (better, c, _) = super::reconf::reconfigure(&p, &ssa, None, budget, super::reconf::SUBTREE).expect("reconfigure");
         assert!(c <= cost * (1.0 + 1e-12));
         assert_eq!(p.ssa_cost(&better, None).map(|x| x.0), Some(c));
     }
