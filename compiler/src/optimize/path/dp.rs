@@ -40,7 +40,7 @@ impl Hasher for SetHasher {
 pub(crate) type SetMap<V> = HashMap<u128, V, BuildHasherDefault<SetHasher>>;
 
 /// Networks up to this many tensors are solved by [`full_dp`].
-pub const FULL_DP_MAX: usize = 10;
+pub const FULL_DP_MAX: usize = 8;
 
 /// Exact optimum over all contraction trees (outer products included). Needs
 /// `bp.n <= 16`. Returns the SSA path and its cost, or `None` when `limit` rules out
@@ -283,9 +283,10 @@ fn solve_component<const W: usize>(
     let mut props: Vec<Proposal<W>> = Vec::new();
     let mut index: SetMap<u32> = SetMap::default();
     let mut heap: BinaryHeap<Item> = BinaryHeap::new();
-    // by_tensor[t]: the final subsets containing t, with their sets inline so that the
-    // scan for partners reads memory in order.
-    let mut by_tensor: Vec<Vec<(u128, u32)>> = vec![Vec::new(); bp.n];
+    // by_tensor[t]: the final subsets containing t with their `f`, in the order they
+    // became final (so by nondecreasing `f`), with their sets inline so that the scan
+    // for partners reads memory in order.
+    let mut by_tensor: Vec<Vec<(u128, u32, f64)>> = vec![Vec::new(); bp.n];
     for t in set_ones(comp) {
         let set = 1u128 << t;
         index.insert(set, props.len() as u32);
@@ -316,16 +317,27 @@ fn solve_component<const W: usize>(
             let t = nb.trailing_zeros() as usize;
             nb &= nb - 1;
             let below = (1u128 << t) - 1;
-            scans += by_tensor[t].len() as u64;
             for k in 0..by_tensor[t].len() {
-                let (set2, id2) = by_tensor[t][k];
+                let (set2, id2, f2) = by_tensor[t][k];
+                scans += 1;
+                if scans & 0x3FF == 0 && (*work_done + scans / 4 > budget.work || budget.expired()) {
+                    return Err(Stop::Budget);
+                }
+                // Merging with `set2` gives f >= cost(set) + f(set2) (the merge costs at
+                // least the bound of `set2`'s consuming step), and later entries have
+                // larger `f`: nothing further in this list can stay within `upper`.
+                if e1.cost + f2 > upper {
+                    starved = true;
+                    break;
+                }
                 // Disjoint, and `t` is the first neighbour of `set` inside `set2`, so
                 // that each pair is met once.
                 if set2 & set != 0 || set2 & e1.nbr & below != 0 {
                     continue;
                 }
+                // One unit per evaluated pair, a quarter per scanned entry.
                 *work_done += 1;
-                if *work_done + scans / 4 > budget.work || (*work_done & 0xFFF == 0 && budget.expired()) {
+                if *work_done + scans / 4 > budget.work {
                     return Err(Stop::Budget);
                 }
                 let r = set | set2;
@@ -363,7 +375,7 @@ fn solve_component<const W: usize>(
             }
         }
         for t in set_ones(set) {
-            by_tensor[t].push((set, fid));
+            by_tensor[t].push((set, fid, f));
         }
     }
     Err(if starved { Stop::Starved } else { Stop::Infeasible })

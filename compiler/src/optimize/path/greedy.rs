@@ -335,32 +335,43 @@ fn trial_params(rng: &mut Rng) -> Params {
     Params { costmod, temperature }
 }
 
-/// The best `keep` of up to `trials` greedy runs (the first one plain, or `start_from`
-/// when given), cheapest first, distinct in cost. Runs stop early once they have pushed
-/// `work` candidates in all (deterministic) or at the deadline (reported).
+/// The best `keep` of the greedy runs numbered `trials` (run 0 is the plain greedy run;
+/// run r > 0 is randomised with a generator seeded from `seed` and r), merged with the
+/// paths in `known`; cheapest first, distinct in cost. Runs stop early once they have
+/// pushed `budget.work` candidates in all (deterministic) or at the deadline (reported).
 pub(crate) fn random_greedy(
     p: &Problem,
-    trials: usize,
+    trials: std::ops::Range<usize>,
     seed: u64,
     limit: Option<f64>,
     budget: Budget,
-    start_from: Option<(Vec<(u32, u32)>, f64)>,
+    known: Vec<(Vec<(u32, u32)>, f64)>,
     keep: usize,
 ) -> (Vec<(Vec<(u32, u32)>, f64)>, bool) {
     let keep = keep.max(1);
     let mut g = Greedy::new(p);
-    // A given starting path is the plain greedy run's, so trial 0 is skipped then.
-    let first = usize::from(start_from.is_some());
-    let mut best: Vec<(Vec<(u32, u32)>, f64)> = start_from.into_iter().collect();
+    let mut best: Vec<(Vec<(u32, u32)>, f64)> = Vec::new();
+    let offer = |best: &mut Vec<(Vec<(u32, u32)>, f64)>, f: (Vec<(u32, u32)>, f64)| {
+        if !best.iter().any(|b| b.1 == f.1) {
+            let at = best.partition_point(|b| b.1 < f.1);
+            best.insert(at, f);
+            best.truncate(keep);
+        }
+    };
+    for k in known {
+        offer(&mut best, k);
+    }
     let mut timed_out = false;
-    for r in first..trials.max(1) {
-        if r > 0 && g.work >= budget.work {
+    let mut first = true;
+    for r in trials {
+        if !first && g.work >= budget.work {
             break;
         }
-        if r > 0 && budget.expired() {
+        if !first && budget.expired() {
             timed_out = true;
             break;
         }
+        first = false;
         // A run only matters if it beats the worst kept one.
         let bound = if best.len() < keep { f64::INFINITY } else { best.last().map_or(f64::INFINITY, |b| b.1) };
         let found = if r == 0 {
@@ -371,10 +382,8 @@ pub(crate) fn random_greedy(
             g.run(params, Some(rng), limit, bound)
         };
         if let Some(f) = found {
-            if f.1 < bound && !best.iter().any(|b| b.1 == f.1) {
-                let at = best.partition_point(|b| b.1 < f.1);
-                best.insert(at, f);
-                best.truncate(keep);
+            if f.1 < bound {
+                offer(&mut best, f);
             }
         }
     }

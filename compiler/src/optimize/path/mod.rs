@@ -361,9 +361,9 @@ pub fn optimize_path_with_cache(
     })
 }
 
-/// Exact-search evaluations per second assumed when sizing Auto's work limit from the
+/// Exact-search work units per second assumed when sizing Auto's work limit from the
 /// time budget (about half what the project's 2-core Zen 4 machine does under load).
-const DP_EVALS_PER_SEC: f64 = 2.0e7;
+const DP_WORK_PER_SEC: f64 = 2.0e7;
 
 /// Share of the budget Auto gives the exact search before falling back: half up to
 /// [`AUTO_DP_LARGE`] inputs, less above, where a search that finishes at all finishes
@@ -372,14 +372,27 @@ const AUTO_DP_SHARE: f64 = 0.5;
 const AUTO_DP_SHARE_LARGE: f64 = 0.2;
 const AUTO_DP_LARGE: usize = 40;
 
-/// Randomised-greedy work Auto allows per second of budget, in candidate pairs pushed
-/// (a trial on 100 inputs pushes about a thousand; the machine above does several
-/// million a second).
+/// Randomised-greedy work allowed per second of budget, in candidate pairs pushed (a
+/// trial on 100 inputs pushes about a thousand; the machine above does several million
+/// a second).
 const RG_PUSHES_PER_SEC: f64 = 1.5e6;
+
+/// The quick randomised-greedy pass that bounds the exact search: its trials and its
+/// share of the randomised-greedy work. Below [`QUICK_MIN_INPUTS`] inputs the exact
+/// search is fast with the plain greedy bound, and the pass would cost more than it saves.
+const QUICK_TRIALS: usize = 64;
+const QUICK_SHARE: f64 = 0.1;
+const QUICK_MIN_INPUTS: usize = 16;
 
 /// Most randomised-greedy trials Auto runs, and how many of the best it reconfigures.
 const AUTO_TRIALS: usize = 4096;
 const AUTO_KEEP: usize = 4;
+
+/// Branch-and-bound polish: opt_einsum's `branch-2` breadth, for networks this size.
+const POLISH_MAX_INPUTS: usize = 40;
+const POLISH_WORK: u64 = 20_000;
+
+type Found = (Vec<(u32, u32)>, f64);
 
 fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
     let n = p.n();
@@ -398,7 +411,8 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
             Some(solution(p, ssa, "greedy", false, false))
         }
         Method::RandomGreedy { trials, seed } => {
-            let (best, timed_out) = greedy::random_greedy(p, trials, seed, limit, unlimited(1.0), None, 1);
+            let (best, timed_out) =
+                greedy::random_greedy(p, 0..trials.max(1), seed, limit, unlimited(1.0), Vec::new(), 1);
             let (ssa, _) = best.into_iter().next()?;
             Some(solution(p, ssa, "random-greedy", false, timed_out))
         }
@@ -412,29 +426,32 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
             let ssa = found.map(|x| x.0).or(g.map(|x| x.0))?;
             Some(solution(p, ssa, "branch-bound", complete, !complete))
         }
-        Method::Optimal => {
-            let g = greedy::greedy(p, limit);
-            if fits_bits {
-                let upper = g.as_ref().map_or(f64::INFINITY, |x| x.1);
-                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, upper, unlimited(1.0)))? {
+        Method::Optimal | Method::Auto => {
+            let auto = opts.method == Method::Auto;
+            if fits_bits && n <= FULL_DP_MAX {
+                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, f64::INFINITY, unlimited(1.0)))? {
                     return Some(found);
                 }
             }
-            heuristic(p, limit, opts, start, g, true)
-        }
-        Method::Auto => {
-            let g = if n > FULL_DP_MAX { greedy::greedy(p, limit) } else { None };
+            // A good path first: it bounds the exact search (which then scans far
+            // fewer partners) and is the fallback when that search gives up.
+            let (known, mut timed_out) = quick_heuristic(p, limit, opts, start);
             if fits_bits {
-                let secs = opts.time_budget.as_secs_f64();
-                let share = if n > AUTO_DP_LARGE { AUTO_DP_SHARE_LARGE } else { AUTO_DP_SHARE };
-                let work = (secs * share * DP_EVALS_PER_SEC).max(1e5) as u64;
-                let budget = Budget { work, deadline: at(share) };
-                let upper = g.as_ref().map_or(f64::INFINITY, |x| x.1);
+                let upper = known.first().map_or(f64::INFINITY, |x| x.1);
+                let budget = if auto {
+                    let share = if n > AUTO_DP_LARGE { AUTO_DP_SHARE_LARGE } else { AUTO_DP_SHARE };
+                    let work = (opts.time_budget.as_secs_f64() * share * DP_WORK_PER_SEC).max(1e5) as u64;
+                    Budget { work, deadline: at(share) }
+                } else {
+                    unlimited(1.0)
+                };
                 if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, upper, budget))? {
                     return Some(found);
                 }
+                timed_out |= budget.expired();
             }
-            heuristic(p, limit, opts, start, g, false)
+            let (ssa, method, cut) = heuristic(p, limit, opts, start, known, auto)?;
+            Some(solution(p, ssa, method, false, timed_out || cut))
         }
     }
 }
@@ -463,35 +480,48 @@ fn run_bb<const W: usize>(
     nbranch: Option<usize>,
     bound: f64,
     budget: Budget,
-) -> (Option<(Vec<(u32, u32)>, f64)>, bool) {
+) -> (Option<Found>, bool) {
     bb::branch_bound(&BitProblem::<W>::new(p), limit, nbranch, bound, budget)
 }
 
-/// Branch-and-bound polish: opt_einsum's `branch-2` breadth, for networks this size.
-const POLISH_MAX_INPUTS: usize = 40;
-const POLISH_WORK: u64 = 20_000;
+/// Greedy plus (from [`QUICK_MIN_INPUTS`] inputs) the first [`QUICK_TRIALS`] randomised
+/// runs: the best few paths, cheapest first, and whether the deadline cut them short.
+fn quick_heuristic(p: &Problem, limit: Option<f64>, opts: &PathOptions, start: Instant) -> (Vec<Found>, bool) {
+    let work = (QUICK_SHARE * RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
+    let budget = Budget { work, deadline: start.checked_add(opts.time_budget.mul_f64(0.1)) };
+    greedy::random_greedy(p, 0..quick_trials(p), 0, limit, budget, Vec::new(), AUTO_KEEP)
+}
 
-/// The heuristic pipeline: randomised greedy, subtree reconfiguration, and a narrow
-/// branch-and-bound for medium sizes. `after_exact` marks a fallback from
-/// [`Method::Optimal`], whose budget is then already spent in part.
+fn quick_trials(p: &Problem) -> usize {
+    if p.n() < QUICK_MIN_INPUTS {
+        1
+    } else {
+        QUICK_TRIALS
+    }
+}
+
+/// The rest of the heuristic pipeline after [`quick_heuristic`]: more randomised greedy
+/// runs, subtree reconfiguration of the best few, and for Auto a narrow
+/// branch-and-bound on medium sizes. Returns the path, the method that found it and
+/// whether the deadline cut a stage short.
 fn heuristic(
     p: &Problem,
     limit: Option<f64>,
     opts: &PathOptions,
     start: Instant,
-    greedy_path: Option<(Vec<(u32, u32)>, f64)>,
-    after_exact: bool,
-) -> Option<Solution> {
+    known: Vec<Found>,
+    polish: bool,
+) -> Option<(Vec<(u32, u32)>, &'static str, bool)> {
     let at = |share: f64| start.checked_add(opts.time_budget.mul_f64(share));
-    let work = (RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
+    let work = ((1.0 - QUICK_SHARE) * RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
     let budget = Budget { work, deadline: at(0.8) };
-    let (trials, keep, subtree) = (AUTO_TRIALS, AUTO_KEEP, reconf::SUBTREE);
-    let (cands, mut timed_out) = greedy::random_greedy(p, trials, 0, limit, budget, greedy_path, keep);
+    let (cands, mut timed_out) =
+        greedy::random_greedy(p, quick_trials(p)..AUTO_TRIALS, 0, limit, budget, known, AUTO_KEEP);
     let (mut ssa, mut cost) = cands.first().cloned()?;
     let mut method = "random-greedy";
     let budget = Budget { work: u64::MAX, deadline: at(0.95) };
     for (cand, _) in &cands {
-        if let Some((better, c, cut)) = reconf::reconfigure(p, cand, limit, budget, subtree) {
+        if let Some((better, c, cut)) = reconf::reconfigure(p, cand, limit, budget, reconf::SUBTREE) {
             timed_out |= cut;
             if c < cost {
                 ssa = better;
@@ -499,7 +529,7 @@ fn heuristic(
             }
         }
     }
-    if p.n() <= POLISH_MAX_INPUTS && p.nlabels() <= MAX_BIT_LABELS && !after_exact {
+    if polish && p.n() <= POLISH_MAX_INPUTS && p.nlabels() <= MAX_BIT_LABELS {
         let budget = Budget { work: POLISH_WORK, deadline: at(1.0) };
         if let Some((Some((better, c)), _)) = with_width!(p.nlabels(), run_bb(p, limit, Some(2), cost, budget)) {
             if c < cost {
@@ -508,5 +538,5 @@ fn heuristic(
             }
         }
     }
-    Some(solution(p, ssa, method, false, timed_out))
+    Some((ssa, method, timed_out))
 }
