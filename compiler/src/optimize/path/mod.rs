@@ -377,12 +377,12 @@ const AUTO_DP_LARGE: usize = 40;
 /// a second).
 const RG_PUSHES_PER_SEC: f64 = 1.5e6;
 
-/// The quick randomised-greedy pass that bounds the exact search: its trials and its
-/// share of the randomised-greedy work. Below [`QUICK_MIN_INPUTS`] inputs the exact
-/// search is fast with the plain greedy bound, and the pass would cost more than it saves.
+/// The quick randomised-greedy pass that tightens the bound of the exact search when
+/// the plain greedy bound did not let it finish within [`EASY_WORK`] units: its trials
+/// and its share of the randomised-greedy work.
 const QUICK_TRIALS: usize = 64;
 const QUICK_SHARE: f64 = 0.1;
-const QUICK_MIN_INPUTS: usize = 16;
+const EASY_WORK: u64 = 20_000;
 
 /// Most randomised-greedy trials Auto runs, and how many of the best it reconfigures.
 const AUTO_TRIALS: usize = 4096;
@@ -433,11 +433,13 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
                     return Some(found);
                 }
             }
-            // A good path first: it bounds the exact search (which then scans far
-            // fewer partners) and is the fallback when that search gives up.
-            let (known, mut timed_out) = quick_heuristic(p, limit, opts, start);
+            // Bound the exact search by a known path's cost: the search then scans far
+            // fewer partners, and the path is the fallback when the search gives up.
+            // Easy problems (chains, trees, small graphs) finish under the plain greedy
+            // bound with little work; the others first get a better bound.
+            let (mut known, mut timed_out) =
+                greedy::random_greedy(p, 0..1, 0, limit, unlimited(1.0), Vec::new(), AUTO_KEEP);
             if fits_bits {
-                let upper = known.first().map_or(f64::INFINITY, |x| x.1);
                 let budget = if auto {
                     let share = if n > AUTO_DP_LARGE { AUTO_DP_SHARE_LARGE } else { AUTO_DP_SHARE };
                     let work = (opts.time_budget.as_secs_f64() * share * DP_WORK_PER_SEC).max(1e5) as u64;
@@ -445,10 +447,23 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
                 } else {
                     unlimited(1.0)
                 };
+                let upper = known.first().map_or(f64::INFINITY, |x| x.1);
+                let easy = Budget { work: EASY_WORK.min(budget.work), ..budget };
+                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, upper, easy))? {
+                    return Some(found);
+                }
+                let cut;
+                (known, cut) = quick_heuristic(p, limit, opts, start, known);
+                timed_out |= cut;
+                let upper = known.first().map_or(f64::INFINITY, |x| x.1);
                 if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, upper, budget))? {
                     return Some(found);
                 }
                 timed_out |= budget.expired();
+            } else {
+                let cut;
+                (known, cut) = quick_heuristic(p, limit, opts, start, known);
+                timed_out |= cut;
             }
             let (ssa, method, cut) = heuristic(p, limit, opts, start, known, auto)?;
             Some(solution(p, ssa, method, false, timed_out || cut))
@@ -484,20 +499,18 @@ fn run_bb<const W: usize>(
     bb::branch_bound(&BitProblem::<W>::new(p), limit, nbranch, bound, budget)
 }
 
-/// Greedy plus (from [`QUICK_MIN_INPUTS`] inputs) the first [`QUICK_TRIALS`] randomised
-/// runs: the best few paths, cheapest first, and whether the deadline cut them short.
-fn quick_heuristic(p: &Problem, limit: Option<f64>, opts: &PathOptions, start: Instant) -> (Vec<Found>, bool) {
+/// Randomised greedy runs 1 to [`QUICK_TRIALS`] on top of the `known` paths: the best
+/// few paths, cheapest first, and whether the deadline cut them short.
+fn quick_heuristic(
+    p: &Problem,
+    limit: Option<f64>,
+    opts: &PathOptions,
+    start: Instant,
+    known: Vec<Found>,
+) -> (Vec<Found>, bool) {
     let work = (QUICK_SHARE * RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
     let budget = Budget { work, deadline: start.checked_add(opts.time_budget.mul_f64(0.1)) };
-    greedy::random_greedy(p, 0..quick_trials(p), 0, limit, budget, Vec::new(), AUTO_KEEP)
-}
-
-fn quick_trials(p: &Problem) -> usize {
-    if p.n() < QUICK_MIN_INPUTS {
-        1
-    } else {
-        QUICK_TRIALS
-    }
+    greedy::random_greedy(p, 1..QUICK_TRIALS, 0, limit, budget, known, AUTO_KEEP)
 }
 
 /// The rest of the heuristic pipeline after [`quick_heuristic`]: more randomised greedy
@@ -516,7 +529,7 @@ fn heuristic(
     let work = ((1.0 - QUICK_SHARE) * RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
     let budget = Budget { work, deadline: at(0.8) };
     let (cands, mut timed_out) =
-        greedy::random_greedy(p, quick_trials(p)..AUTO_TRIALS, 0, limit, budget, known, AUTO_KEEP);
+        greedy::random_greedy(p, QUICK_TRIALS..AUTO_TRIALS, 0, limit, budget, known, AUTO_KEEP);
     let (mut ssa, mut cost) = cands.first().cloned()?;
     let mut method = "random-greedy";
     let budget = Budget { work: u64::MAX, deadline: at(0.95) };
