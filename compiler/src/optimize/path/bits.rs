@@ -57,7 +57,7 @@ impl<const W: usize> Bits<W> {
         for k in 0..W {
             let mut w = self.0[k];
             while w != 0 {
-                p *= sizes[k * 64 + w.trailing_zeros() as usize];
+                p = super::problem::mul(p, sizes[k * 64 + w.trailing_zeros() as usize]);
                 w &= w - 1;
             }
         }

@@ -57,7 +57,8 @@ pub(crate) fn full_dp<const W: usize>(bp: &BitProblem<W>, limit: Option<f64>) ->
     // The labels an operand covering `s` has: the input's own labels for single
     // tensors (some may be summed by its first step), the open legs otherwise.
     let mut labels = vec![Bits::<W>::EMPTY; full + 1];
-    let mut cost = vec![f64::INFINITY; full + 1];
+    // NaN marks a subset no tree reaches within `limit`; costs themselves may be infinite.
+    let mut cost = vec![f64::NAN; full + 1];
     let mut split = vec![0usize; full + 1];
     for t in 0..n {
         labels[1 << t] = bp.labels[t];
@@ -76,6 +77,8 @@ pub(crate) fn full_dp<const W: usize>(bp: &BitProblem<W>, limit: Option<f64>) ->
         }
         let low = s & s.wrapping_neg();
         let rest = s ^ low;
+        // `best_a == 0` means no split yet; a split is taken even at infinite cost
+        // (overflowing sizes), so that feasibility never depends on the cost's range.
         let (mut best, mut best_a) = (f64::INFINITY, 0usize);
         let mut sub = rest;
         loop {
@@ -84,11 +87,11 @@ pub(crate) fn full_dp<const W: usize>(bp: &BitProblem<W>, limit: Option<f64>) ->
             let b = s ^ a;
             let (ca, cb) = (cost[a], cost[b]);
             // Cheap cut before the size product: the parts alone already cost too much.
-            if ca + cb < best {
+            if ca + cb < best || (best_a == 0 && split_ok(ca, cb)) {
                 let u = labels[a].or(&labels[b]);
                 let step = u.size(&bp.sizes) * if u == legs { 1.0 } else { 2.0 };
                 let c = ca + cb + step;
-                if c < best {
+                if c < best || best_a == 0 {
                     best = c;
                     best_a = a;
                 }
@@ -97,15 +100,22 @@ pub(crate) fn full_dp<const W: usize>(bp: &BitProblem<W>, limit: Option<f64>) ->
                 break;
             }
         }
-        cost[s] = best;
-        split[s] = best_a;
+        if best_a != 0 {
+            cost[s] = best;
+            split[s] = best_a;
+        }
     }
-    if !cost[full].is_finite() {
+    if split[full] == 0 {
         return None;
     }
     let mut tree = Tree::new(n);
     let root = build_full(&mut tree, &split, full);
     Some((tree.to_ssa(root), cost[full]))
+}
+
+/// Both parts are reachable (`cost` holds NaN for unreachable subsets).
+fn split_ok(ca: f64, cb: f64) -> bool {
+    !ca.is_nan() && !cb.is_nan()
 }
 
 fn build_full(tree: &mut Tree, split: &[usize], s: usize) -> u32 {

@@ -13,7 +13,7 @@
 //! trials are seeded from the user's seed and the trial number, so runs repeat exactly.
 
 use super::dp::Budget;
-use super::problem::{contract_lists, Problem};
+use super::problem::{contract_lists, mul, product, Problem};
 use super::rng::Rng;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -136,7 +136,7 @@ impl<'p> Greedy<'p> {
         self.nodes.clear();
         self.nodes.extend(p.inputs.iter().cloned());
         self.size.clear();
-        self.size.extend(p.inputs.iter().map(|v| v.iter().map(|&l| p.sizes[l as usize]).product::<f64>()));
+        self.size.extend(p.inputs.iter().map(|v| product(v.iter().map(|&l| p.sizes[l as usize]))));
         self.alive.clear();
         self.alive.resize(n, true);
         self.count.clear();
@@ -171,7 +171,7 @@ impl<'p> Greedy<'p> {
                 (la[i - 1], 2)
             };
             if self.count[l as usize] > k {
-                size *= self.p.sizes[l as usize];
+                size = mul(size, self.p.sizes[l as usize]);
             }
         }
         size
@@ -198,7 +198,7 @@ impl<'p> Greedy<'p> {
     fn contract(&mut self, a: u32, b: u32) -> (u32, f64, f64) {
         let (la, lb) = (std::mem::take(&mut self.nodes[a as usize]), std::mem::take(&mut self.nodes[b as usize]));
         let (keep, step) = contract_lists(&la, &lb, &mut self.count, &self.p.sizes);
-        let size: f64 = keep.iter().map(|&l| self.p.sizes[l as usize]).product();
+        let size = product(keep.iter().map(|&l| self.p.sizes[l as usize]));
         self.alive[a as usize] = false;
         self.alive[b as usize] = false;
         let k = self.nodes.len() as u32;
@@ -225,7 +225,8 @@ impl<'p> Greedy<'p> {
         let n = p.n();
         let mut ssa: Vec<(u32, u32)> = Vec::with_capacity(n.saturating_sub(1));
         let mut flops = 0.0;
-        let over = |flops: f64| flops >= abort_at;
+        // An infinite bound means "no bound" (costs themselves may overflow to infinity).
+        let over = |flops: f64| abort_at.is_finite() && flops >= abort_at;
 
         // Multiply out inputs with identical label sets first (opt_einsum does too).
         let mut first_with: std::collections::HashMap<&[u32], u32> = std::collections::HashMap::new();
@@ -382,7 +383,7 @@ pub(crate) fn random_greedy(
             g.run(params, Some(rng), limit, bound)
         };
         if let Some(f) = found {
-            if f.1 < bound {
+            if f.1 < bound || best.len() < keep {
                 offer(&mut best, f);
             }
         }

@@ -177,7 +177,7 @@ pub fn pairwise_flops(a: &[Label], b: &[Label], keep: &[Label], sizes: &[u64]) -
     all.sort_unstable();
     all.dedup();
     let size = |l: Label| sizes.get(l as usize).map_or(1.0, |&s| s as f64);
-    let product: f64 = all.iter().map(|&l| size(l)).product();
+    let product = problem::product(all.iter().map(|&l| size(l)));
     let summed = all.iter().any(|l| !keep.contains(l));
     if summed {
         2.0 * product
@@ -193,7 +193,7 @@ pub fn naive_flops(net: &Network) -> Result<f64, PathError> {
     let mut all: Vec<Label> = net.inputs.iter().flatten().copied().collect();
     all.sort_unstable();
     all.dedup();
-    let product: f64 = all.iter().map(|&l| net.sizes[l as usize] as f64).product();
+    let product = problem::product(all.iter().map(|&l| net.sizes[l as usize] as f64));
     let summed = all.iter().any(|l| !net.output.contains(l));
     let terms = net.inputs.len().saturating_sub(1).max(1) as f64;
     Ok(product * (terms + if summed { 1.0 } else { 0.0 }))
@@ -240,7 +240,7 @@ pub fn path_cost(net: &Network, pairs: &[(usize, usize)]) -> Result<PathCost, Pa
         let b = ops.remove(hi);
         let a = ops.remove(lo);
         let (keep, cost) = problem::contract_lists(&a, &b, &mut count, &sizes);
-        largest = largest.max(keep.iter().map(|&l| sizes[l as usize]).product());
+        largest = largest.max(problem::product(keep.iter().map(|&l| sizes[l as usize])));
         flops += cost;
         ops.push(keep);
     }
@@ -260,7 +260,7 @@ fn single_operand_flops(net: &Network) -> f64 {
             ls.sort_unstable();
             ls.dedup();
             if ls.iter().any(|l| !net.output.contains(l)) {
-                ls.iter().map(|&l| net.sizes[l as usize] as f64).product()
+                problem::product(ls.iter().map(|&l| net.sizes[l as usize] as f64))
             } else {
                 0.0
             }
@@ -397,7 +397,7 @@ type Found = (Vec<(u32, u32)>, f64);
 fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
     let n = p.n();
     let limit = opts.max_intermediate;
-    let at = |share: f64| start.checked_add(opts.time_budget.mul_f64(share));
+    let at = |share: f64| deadline(start, opts.time_budget, share);
     let unlimited = |share: f64| Budget { work: u64::MAX, deadline: at(share) };
     let fits_bits = n <= 128 && p.nlabels() <= MAX_BIT_LABELS;
     if n == 2 {
@@ -471,6 +471,12 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
     }
 }
 
+/// `start + share * budget`, or no deadline when that is past what `Instant` holds
+/// (`Duration::mul_f64` itself would panic near `Duration::MAX`).
+fn deadline(start: Instant, budget: Duration, share: f64) -> Option<Instant> {
+    Duration::try_from_secs_f64(budget.as_secs_f64() * share).ok().and_then(|d| start.checked_add(d))
+}
+
 fn solution(p: &Problem, ssa: Vec<(u32, u32)>, method: &'static str, optimal: bool, timed_out: bool) -> Solution {
     let cost = p.ssa_cost(&ssa, None).map_or(f64::INFINITY, |c| c.0);
     Solution { ssa, cost, method, optimal, timed_out }
@@ -509,7 +515,7 @@ fn quick_heuristic(
     known: Vec<Found>,
 ) -> (Vec<Found>, bool) {
     let work = (QUICK_SHARE * RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
-    let budget = Budget { work, deadline: start.checked_add(opts.time_budget.mul_f64(0.1)) };
+    let budget = Budget { work, deadline: deadline(start, opts.time_budget, 0.1) };
     greedy::random_greedy(p, 1..QUICK_TRIALS, 0, limit, budget, known, AUTO_KEEP)
 }
 
@@ -525,7 +531,7 @@ fn heuristic(
     known: Vec<Found>,
     polish: bool,
 ) -> Option<(Vec<(u32, u32)>, &'static str, bool)> {
-    let at = |share: f64| start.checked_add(opts.time_budget.mul_f64(share));
+    let at = |share: f64| deadline(start, opts.time_budget, share);
     let work = ((1.0 - QUICK_SHARE) * RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
     let budget = Budget { work, deadline: at(0.8) };
     let (cands, mut timed_out) =

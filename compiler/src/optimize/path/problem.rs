@@ -20,6 +20,22 @@ pub(crate) struct Problem {
     pub(crate) in_output: Vec<bool>,
 }
 
+/// `a * b` where a zero factor wins over an infinite one: a zero-sized label makes a
+/// tensor empty however large its other labels (and keeps costs free of NaN).
+#[inline]
+pub(crate) fn mul(a: f64, b: f64) -> f64 {
+    if a == 0.0 || b == 0.0 {
+        0.0
+    } else {
+        a * b
+    }
+}
+
+/// Product of sizes under [`mul`].
+pub(crate) fn product(sizes: impl IntoIterator<Item = f64>) -> f64 {
+    sizes.into_iter().fold(1.0, mul)
+}
+
 /// A search result in SSA form: inputs are `0..n`, the k-th step creates `n + k`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Solution {
@@ -90,7 +106,7 @@ impl Problem {
                 in_output.push(out);
                 (sizes.len() - 1) as u32
             });
-            sizes[id as usize] *= size_of(l);
+            sizes[id as usize] = mul(sizes[id as usize], size_of(l));
             compact_of.insert(l, id);
         }
         let compact = |v: &[u32]| -> Vec<u32> {
@@ -133,7 +149,7 @@ impl Problem {
             let la = nodes[a].take()?;
             let lb = nodes[b].take()?;
             let (keep, step) = contract_lists(&la, &lb, &mut count, &self.sizes);
-            let size: f64 = keep.iter().map(|&l| self.sizes[l as usize]).product();
+            let size = product(keep.iter().map(|&l| self.sizes[l as usize]));
             if let Some(lim) = limit {
                 if size > lim {
                     return None;
@@ -167,7 +183,7 @@ pub(crate) fn contract_lists(a: &[u32], b: &[u32], count: &mut [u32], sizes: &[f
             j += 1;
             (a[i - 1], true)
         };
-        all *= sizes[l as usize];
+        all = mul(all, sizes[l as usize]);
         let c = &mut count[l as usize];
         *c = c.saturating_sub(if both { 2 } else { 1 });
         if *c > 0 {

@@ -56,7 +56,7 @@ impl State<'_> {
                 j += 1;
                 (a[i - 1].0, a[i - 1].1 + b[j - 1].1)
             };
-            all *= sizes[l as usize];
+            all = super::problem::mul(all, sizes[l as usize]);
             if c < self.total[l as usize] {
                 out.push((l, c));
             } else {

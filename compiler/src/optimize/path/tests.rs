@@ -43,6 +43,8 @@ fn check(net: &Network, path: &ContractionPath) -> Vec<BTreeSet<usize>> {
     let mut ops: Vec<(BTreeSet<Label>, BTreeSet<usize>)> =
         net.inputs.iter().enumerate().map(|(t, v)| (v.iter().copied().collect(), BTreeSet::from([t]))).collect();
     let size = |l: &Label| net.sizes[*l as usize] as f64;
+    // A zero size empties a tensor however large the others are (0 * inf is 0 here).
+    let prod = |it: &mut dyn Iterator<Item = f64>| it.fold(1.0, |a: f64, b| if a == 0.0 || b == 0.0 { 0.0 } else { a * b });
     let (mut flops, mut largest) = (0.0, 0.0f64);
     let mut created = Vec::new();
     for &(i, j) in &path.pairs {
@@ -53,9 +55,9 @@ fn check(net: &Network, path: &ContractionPath) -> Vec<BTreeSet<usize>> {
         let union: BTreeSet<Label> = a.0.union(&b.0).copied().collect();
         let keep: BTreeSet<Label> =
             union.iter().copied().filter(|l| out.contains(l) || ops.iter().any(|o| o.0.contains(l))).collect();
-        let all: f64 = union.iter().map(size).product();
+        let all = prod(&mut union.iter().map(size));
         flops += if keep.len() < union.len() { 2.0 * all } else { all };
-        largest = largest.max(keep.iter().map(size).product());
+        largest = largest.max(prod(&mut keep.iter().map(size)));
         let tensors: BTreeSet<usize> = a.1.union(&b.1).copied().collect();
         created.push(tensors.clone());
         ops.push((keep, tensors));
@@ -366,6 +368,24 @@ fn zero_and_one_sizes() {
 }
 
 #[test]
+fn overflowing_sizes_saturate_without_nan() {
+    // Twenty labels of size 2^64 in one step overflow f64: the cost is infinite, yet
+    // every method still returns a valid path.
+    let big = "abcdefghijklmnopqrst";
+    let net = einsum(&format!("{big},{big}u,uv,vw->w"), |_| u64::MAX);
+    for method in [Method::Auto, Method::Optimal, Method::BranchBound, Method::Greedy] {
+        let p = run(&net, method);
+        assert_eq!(p.flops, f64::INFINITY, "{method:?}");
+    }
+    // A zero-sized label empties any step holding it, even next to infinite sizes.
+    let net = einsum(&format!("{big}u,{big}u,u->"), |c| if c == 'u' { 0 } else { u64::MAX });
+    for method in [Method::Auto, Method::Optimal, Method::Greedy] {
+        let p = run(&net, method);
+        assert_eq!(p.flops, 0.0, "{method:?}");
+    }
+}
+
+#[test]
 fn invalid_networks_are_errors() {
     let o = PathOptions::default();
     let bad_label = Network { inputs: vec![vec![0, 5]], output: vec![], sizes: vec![2, 2] };
@@ -553,5 +573,43 @@ fn reconfiguration_never_makes_a_path_worse() {
         let (better, c, _) = super::reconf::reconfigure(&p, &ssa, None, budget, super::reconf::SUBTREE).expect("reconfigure");
         assert!(c <= cost * (1.0 + 1e-12));
         assert_eq!(p.ssa_cost(&better, None).map(|x| x.0), Some(c));
+    }
+}
+
+#[test]
+fn odd_inputs_never_panic() {
+    let mut rng = Rng::new(1234);
+    let sizes = [0, 1, 2, 7, u64::MAX];
+    for case in 0..50 {
+        let n = [1, 2, 3, 5, 9, 12, 20, 35, 130, 1][case % 10];
+        let nl = 1 + (rng.next_u64() % 40) as usize;
+        let mut net = if case == 9 { Network::default() } else { random_network(&mut rng, n, nl, &sizes) };
+        if case % 3 == 0 {
+            net.inputs.push(Vec::new()); // a scalar
+        }
+        if case % 4 == 0 && !net.inputs.is_empty() {
+            let twin = net.inputs[0].clone(); // a Hadamard partner
+            net.inputs.push(twin);
+        }
+        net.sizes.extend([5, 6]); // sizes of labels nothing uses
+        let small = net.inputs.len() <= 12;
+        let methods = [
+            (Method::Auto, small),
+            (Method::Optimal, small),
+            (Method::BranchBound, net.inputs.len() <= 7),
+            (Method::Greedy, true),
+            (Method::RandomGreedy { trials: 5, seed: 3 }, true),
+        ];
+        for (method, unbounded_ok) in methods {
+            for budget in [Duration::ZERO, Duration::from_millis(5), Duration::MAX] {
+                if budget == Duration::MAX && !unbounded_ok {
+                    continue;
+                }
+                let o = PathOptions { method, time_budget: budget, max_intermediate: None };
+                let p = optimize_path_with_cache(&net, &o, None)
+                    .unwrap_or_else(|e| panic!("case {case} {method:?} {budget:?}: {e} on {net:?}"));
+                check(&net, &p);
+            }
+        }
     }
 }
