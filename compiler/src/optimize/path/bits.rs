@@ -66,7 +66,11 @@ impl<const W: usize> Bits<W> {
 
     /// The members in increasing order.
     pub(crate) fn ones(&self) -> Ones<'_, W> {
-        Ones { bits: self, word: 0, cur: self.0.first().copied().unwrap_or(0) }
+        Ones {
+            bits: self,
+            word: 0,
+            cur: self.0.first().copied().unwrap_or(0),
+        }
     }
 }
 

@@ -10,8 +10,8 @@
 //!   them, which visits only subsets up to the optimum's cost, once each.
 
 use super::bits::{set_ones, Bits};
-use super::problem::BitProblem;
 use super::join::{join_units, Unit};
+use super::problem::BitProblem;
 use super::tree::Tree;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -27,7 +27,7 @@ impl Hasher for SetHasher {
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x51_7CC1_B727_220A_95);
+            self.0 = (self.0.rotate_left(5) ^ b as u64).wrapping_mul(0x517C_C1B7_2722_0A95);
         }
     }
     fn write_u128(&mut self, v: u128) {
@@ -39,13 +39,17 @@ impl Hasher for SetHasher {
 
 pub(crate) type SetMap<V> = HashMap<u128, V, BuildHasherDefault<SetHasher>>;
 
-/// Networks up to this many tensors are solved by [`full_dp`].
+/// Networks up to this many inputs are solved exactly over all contraction trees,
+/// outer products included (3^n work).
 pub const FULL_DP_MAX: usize = 8;
 
 /// Exact optimum over all contraction trees (outer products included). Needs
 /// `bp.n <= 16`. Returns the SSA path and its cost, or `None` when `limit` rules out
 /// every tree.
-pub(crate) fn full_dp<const W: usize>(bp: &BitProblem<W>, limit: Option<f64>) -> Option<(Vec<(u32, u32)>, f64)> {
+pub(crate) fn full_dp<const W: usize>(
+    bp: &BitProblem<W>,
+    limit: Option<f64>,
+) -> Option<(Vec<(u32, u32)>, f64)> {
     let n = bp.n;
     if n <= 1 {
         return Some((Vec::new(), 0.0));
@@ -217,7 +221,9 @@ pub(crate) fn connected_dp<const W: usize>(
             comp.trailing_zeros()
         } else {
             match solve_component(bp, comp, limit, upper, budget, work_done, &mut tree) {
-                Err(Stop::Starved) => solve_component(bp, comp, limit, f64::INFINITY, budget, work_done, &mut tree)?,
+                Err(Stop::Starved) => {
+                    solve_component(bp, comp, limit, f64::INFINITY, budget, work_done, &mut tree)?
+                }
                 other => other?,
             }
         };
@@ -300,13 +306,22 @@ fn solve_component<const W: usize>(
     for t in set_ones(comp) {
         let set = 1u128 << t;
         index.insert(set, props.len() as u32);
-        props.push(Proposal { f: 0.0, cost: 0.0, labels: bp.labels[t], left: u32::MAX, right: u32::MAX, done: false });
+        props.push(Proposal {
+            f: 0.0,
+            cost: 0.0,
+            labels: bp.labels[t],
+            left: u32::MAX,
+            right: u32::MAX,
+            done: false,
+        });
         heap.push(Item { f: 0.0, set });
     }
     let mut starved = false;
     let mut scans: u64 = 0;
     while let Some(Item { f, set }) = heap.pop() {
-        let Some(&pid) = index.get(&set) else { continue };
+        let Some(&pid) = index.get(&set) else {
+            continue;
+        };
         let p = props[pid as usize];
         if p.done || f > p.f {
             continue;
@@ -317,7 +332,14 @@ fn solve_component<const W: usize>(
         for t in set_ones(set) {
             nbr |= bp.adj[t];
         }
-        let e1 = Entry { set, nbr: nbr & !set, labels: p.labels, cost: p.cost, left: p.left, right: p.right };
+        let e1 = Entry {
+            set,
+            nbr: nbr & !set,
+            labels: p.labels,
+            cost: p.cost,
+            left: p.left,
+            right: p.right,
+        };
         finals.push(e1);
         if set == comp {
             return Ok(build_entries(tree, &finals, fid));
@@ -327,10 +349,10 @@ fn solve_component<const W: usize>(
             let t = nb.trailing_zeros() as usize;
             nb &= nb - 1;
             let below = (1u128 << t) - 1;
-            for k in 0..by_tensor[t].len() {
-                let (set2, id2, f2) = by_tensor[t][k];
+            for &(set2, id2, f2) in &by_tensor[t] {
                 scans += 1;
-                if scans & 0x3FF == 0 && (*work_done + scans / 4 > budget.work || budget.expired()) {
+                if scans & 0x3FF == 0 && (*work_done + scans / 4 > budget.work || budget.expired())
+                {
                     return Err(Stop::Budget);
                 }
                 // Merging with `set2` gives f >= cost(set) + f(set2) (the merge costs at
@@ -370,7 +392,14 @@ fn solve_component<const W: usize>(
                     starved = true;
                     continue;
                 }
-                let prop = Proposal { f: fr, cost: c, labels: legs, left: fid, right: id2, done: false };
+                let prop = Proposal {
+                    f: fr,
+                    cost: c,
+                    labels: legs,
+                    left: fid,
+                    right: id2,
+                    done: false,
+                };
                 match existing {
                     Some(q) => props[q as usize] = prop,
                     None => {
@@ -388,7 +417,11 @@ fn solve_component<const W: usize>(
             by_tensor[t].push((set, fid, f));
         }
     }
-    Err(if starved { Stop::Starved } else { Stop::Infeasible })
+    Err(if starved {
+        Stop::Starved
+    } else {
+        Stop::Infeasible
+    })
 }
 
 fn build_entries<const W: usize>(tree: &mut Tree, entries: &[Entry<W>], id: u32) -> u32 {

@@ -13,7 +13,7 @@
 //! trials are seeded from the user's seed and the trial number, so runs repeat exactly.
 
 use super::dp::Budget;
-use super::problem::{contract_lists, mul, product, Problem};
+use super::problem::{contract_lists, mul, product, Found, Problem};
 use super::rng::Rng;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -29,7 +29,10 @@ pub(crate) struct Params {
 }
 
 impl Params {
-    pub(crate) const PLAIN: Params = Params { costmod: 1.0, temperature: 0.0 };
+    pub(crate) const PLAIN: Params = Params {
+        costmod: 1.0,
+        temperature: 0.0,
+    };
 }
 
 #[derive(Clone, Copy)]
@@ -53,7 +56,10 @@ impl PartialOrd for Cand {
 impl Ord for Cand {
     /// Reversed, so that `BinaryHeap` pops the least score, then the least ids.
     fn cmp(&self, o: &Self) -> Ordering {
-        o.score.total_cmp(&self.score).then(o.a.cmp(&self.a)).then(o.b.cmp(&self.b))
+        o.score
+            .total_cmp(&self.score)
+            .then(o.a.cmp(&self.a))
+            .then(o.b.cmp(&self.b))
     }
 }
 
@@ -115,7 +121,9 @@ impl<'p> Greedy<'p> {
                 deg[l as usize] += 1;
             }
         }
-        let proposes = (0..p.nlabels()).map(|l| !p.in_output[l] && deg[l] >= 2 && deg[l] < n).collect();
+        let proposes = (0..p.nlabels())
+            .map(|l| !p.in_output[l] && deg[l] >= 2 && deg[l] < n)
+            .collect();
         Greedy {
             p,
             proposes,
@@ -136,7 +144,11 @@ impl<'p> Greedy<'p> {
         self.nodes.clear();
         self.nodes.extend(p.inputs.iter().cloned());
         self.size.clear();
-        self.size.extend(p.inputs.iter().map(|v| product(v.iter().map(|&l| p.sizes[l as usize]))));
+        self.size.extend(
+            p.inputs
+                .iter()
+                .map(|v| product(v.iter().map(|&l| p.sizes[l as usize]))),
+        );
         self.alive.clear();
         self.alive.resize(n, true);
         self.count.clear();
@@ -196,7 +208,10 @@ impl<'p> Greedy<'p> {
     }
 
     fn contract(&mut self, a: u32, b: u32) -> (u32, f64, f64) {
-        let (la, lb) = (std::mem::take(&mut self.nodes[a as usize]), std::mem::take(&mut self.nodes[b as usize]));
+        let (la, lb) = (
+            std::mem::take(&mut self.nodes[a as usize]),
+            std::mem::take(&mut self.nodes[b as usize]),
+        );
         let (keep, step) = contract_lists(&la, &lb, &mut self.count, &self.p.sizes);
         let size = product(keep.iter().map(|&l| self.p.sizes[l as usize]));
         self.alive[a as usize] = false;
@@ -229,7 +244,8 @@ impl<'p> Greedy<'p> {
         let over = |flops: f64| abort_at.is_finite() && flops >= abort_at;
 
         // Multiply out inputs with identical label sets first (opt_einsum does too).
-        let mut first_with: std::collections::HashMap<&[u32], u32> = std::collections::HashMap::new();
+        let mut first_with: std::collections::HashMap<&[u32], u32> =
+            std::collections::HashMap::new();
         for t in 0..n as u32 {
             match first_with.get(p.inputs[t as usize].as_slice()).copied() {
                 Some(prev) => {
@@ -255,7 +271,11 @@ impl<'p> Greedy<'p> {
             if !self.proposes[l] {
                 continue;
             }
-            let hs: Vec<u32> = self.holders[l].iter().copied().filter(|&h| self.alive[h as usize]).collect();
+            let hs: Vec<u32> = self.holders[l]
+                .iter()
+                .copied()
+                .filter(|&h| self.alive[h as usize])
+                .collect();
             let span = if hs.len() > HYPER_CAP { 2 } else { hs.len() };
             for i in 0..hs.len() {
                 for j in i + 1..hs.len().min(i + 1 + span) {
@@ -303,10 +323,16 @@ impl<'p> Greedy<'p> {
         // Nothing left shares a summed label: join the two smallest until one is left.
         let mut rest: BinaryHeap<Cand> = (0..self.nodes.len() as u32)
             .filter(|&v| self.alive[v as usize])
-            .map(|v| Cand { score: self.size[v as usize], a: v, b: v })
+            .map(|v| Cand {
+                score: self.size[v as usize],
+                a: v,
+                b: v,
+            })
             .collect();
         while rest.len() > 1 {
-            let (Some(x), Some(y)) = (rest.pop(), rest.pop()) else { break };
+            let (Some(x), Some(y)) = (rest.pop(), rest.pop()) else {
+                break;
+            };
             let (a, b) = (x.a.min(y.a), x.a.max(y.a));
             let (k, step, size) = self.contract(a, b);
             if limit.is_some_and(|lim| size > lim) {
@@ -317,7 +343,11 @@ impl<'p> Greedy<'p> {
             if over(flops) {
                 return None;
             }
-            rest.push(Cand { score: size, a: k, b: k });
+            rest.push(Cand {
+                score: size,
+                a: k,
+                b: k,
+            });
         }
         Some((ssa, flops))
     }
@@ -333,7 +363,10 @@ fn trial_params(rng: &mut Rng) -> Params {
     // Log-uniform cost modifier in [1/4, 4] and temperature in [1/256, 1].
     let costmod = (4f64.ln() * (2.0 * rng.uniform() - 1.0)).exp();
     let temperature = (256f64.ln() * (rng.uniform() - 1.0)).exp();
-    Params { costmod, temperature }
+    Params {
+        costmod,
+        temperature,
+    }
 }
 
 /// The best `keep` of the greedy runs numbered `trials` (run 0 is the plain greedy run;
@@ -346,13 +379,13 @@ pub(crate) fn random_greedy(
     seed: u64,
     limit: Option<f64>,
     budget: Budget,
-    known: Vec<(Vec<(u32, u32)>, f64)>,
+    known: Vec<Found>,
     keep: usize,
-) -> (Vec<(Vec<(u32, u32)>, f64)>, bool) {
+) -> (Vec<Found>, bool) {
     let keep = keep.max(1);
     let mut g = Greedy::new(p);
-    let mut best: Vec<(Vec<(u32, u32)>, f64)> = Vec::new();
-    let offer = |best: &mut Vec<(Vec<(u32, u32)>, f64)>, f: (Vec<(u32, u32)>, f64)| {
+    let mut best: Vec<Found> = Vec::new();
+    let offer = |best: &mut Vec<Found>, f: Found| {
         if !best.iter().any(|b| b.1 == f.1) {
             let at = best.partition_point(|b| b.1 < f.1);
             best.insert(at, f);
@@ -363,18 +396,21 @@ pub(crate) fn random_greedy(
         offer(&mut best, k);
     }
     let mut timed_out = false;
-    let mut first = true;
     for r in trials {
-        if !first && g.work >= budget.work {
+        // Without any path yet, one run always happens (greedy is the fallback).
+        if !best.is_empty() && g.work >= budget.work {
             break;
         }
-        if !first && budget.expired() {
+        if !best.is_empty() && budget.expired() {
             timed_out = true;
             break;
         }
-        first = false;
         // A run only matters if it beats the worst kept one.
-        let bound = if best.len() < keep { f64::INFINITY } else { best.last().map_or(f64::INFINITY, |b| b.1) };
+        let bound = if best.len() < keep {
+            f64::INFINITY
+        } else {
+            best.last().map_or(f64::INFINITY, |b| b.1)
+        };
         let found = if r == 0 {
             g.run(Params::PLAIN, None, limit, bound)
         } else {
