@@ -444,12 +444,12 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
     if n == 2 {
         let ssa = vec![(0, 1)];
         p.ssa_cost(&ssa, limit)?;
-        return Some(solution(p, ssa, "trivial", true, false));
+        return Some(solution(ssa, "trivial", true, false));
     }
     match opts.method {
         Method::Greedy => {
             let (ssa, _) = greedy::greedy(p, limit)?;
-            Some(solution(p, ssa, "greedy", false, false))
+            Some(solution(ssa, "greedy", false, false))
         }
         Method::RandomGreedy { trials, seed } => {
             let (best, timed_out) = greedy::random_greedy(
@@ -462,18 +462,18 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
                 1,
             );
             let (ssa, _) = best.into_iter().next()?;
-            Some(solution(p, ssa, "random-greedy", false, timed_out))
+            Some(solution(ssa, "random-greedy", false, timed_out))
         }
         Method::BranchBound => {
             let g = greedy::greedy(p, limit);
             if !fits_bits {
-                return g.map(|(ssa, _)| solution(p, ssa, "greedy", false, false));
+                return g.map(|(ssa, _)| solution(ssa, "greedy", false, false));
             }
             let bound = g.as_ref().map_or(f64::INFINITY, |x| x.1);
             let (found, complete) =
                 with_width!(p.nlabels(), run_bb(p, limit, None, bound, unlimited(1.0)))?;
             let ssa = found.map(|x| x.0).or(g.map(|x| x.0))?;
-            Some(solution(p, ssa, "branch-bound", complete, !complete))
+            Some(solution(ssa, "branch-bound", complete, !complete))
         }
         Method::Optimal | Method::Auto => {
             let auto = opts.method == Method::Auto;
@@ -529,7 +529,7 @@ fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
                 timed_out |= cut;
             }
             let (ssa, method, cut) = heuristic(p, limit, opts, start, known, auto)?;
-            Some(solution(p, ssa, method, false, timed_out || cut))
+            Some(solution(ssa, method, false, timed_out || cut))
         }
     }
 }
@@ -542,17 +542,9 @@ fn deadline(start: Instant, budget: Duration, share: f64) -> Option<Instant> {
         .and_then(|d| start.checked_add(d))
 }
 
-fn solution(
-    p: &Problem,
-    ssa: Vec<(u32, u32)>,
-    method: &'static str,
-    optimal: bool,
-    timed_out: bool,
-) -> Solution {
-    let cost = p.ssa_cost(&ssa, None).map_or(f64::INFINITY, |c| c.0);
+fn solution(ssa: Ssa, method: &'static str, optimal: bool, timed_out: bool) -> Solution {
     Solution {
         ssa,
-        cost,
         method,
         optimal,
         timed_out,
@@ -570,11 +562,11 @@ fn run_exact<const W: usize>(
     let bp = BitProblem::<W>::new(p);
     if p.n() <= FULL_DP_MAX {
         let (ssa, _) = dp::full_dp(&bp, limit)?;
-        return Some(solution(p, ssa, "dp", true, false));
+        return Some(solution(ssa, "dp", true, false));
     }
     let mut work = 0;
     let (ssa, exact) = dp::connected_dp(&bp, limit, upper, budget, &mut work).ok()?;
-    Some(solution(p, ssa, "dp", exact, false))
+    Some(solution(ssa, "dp", exact, false))
 }
 
 fn run_bb<const W: usize>(

@@ -45,8 +45,7 @@ pub(crate) type Found = (Ssa, f64);
 /// A search result in SSA form: inputs are `0..n`, the k-th step creates `n + k`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Solution {
-    pub(crate) ssa: Vec<(u32, u32)>,
-    pub(crate) cost: f64,
+    pub(crate) ssa: Ssa,
     pub(crate) method: &'static str,
     pub(crate) optimal: bool,
     /// True when the wall-clock budget stopped a search early (such results are not
