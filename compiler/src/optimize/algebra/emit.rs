@@ -399,8 +399,9 @@ impl Emitter<'_> {
         if label_pos.len() != spec.n_out {
             return Err(internal("a contraction read with the wrong number of positions"));
         }
+        let bound_sizes = spec.sizes.get(spec.n_out..).ok_or_else(|| internal("a contraction with too few sizes"))?;
         let mut bound = Vec::new();
-        for s in &spec.sizes[spec.n_out..] {
+        for s in bound_sizes {
             let v = vars.fresh(s.clone());
             bound.push(v);
             label_pos.push(vec![v]);
@@ -421,7 +422,11 @@ impl Emitter<'_> {
                 continue;
             }
             let touches = labels.iter().any(|&l| spec.is_bound(l));
-            let p: Vec<Position> = labels.iter().map(|&l| label_pos[l as usize].clone()).collect();
+            let p = labels
+                .iter()
+                .map(|&l| label_pos.get(l as usize).cloned())
+                .collect::<Option<Vec<Position>>>()
+                .ok_or_else(|| internal("an operand label without a size"))?;
             let id = self.eg.find(id);
             let node = self.node(id)?.clone();
             // A reciprocal read once divides where it is read: one division per element
