@@ -619,3 +619,25 @@ fn constant_tensors_stay_defined() {
         assert_eq!(g.tensor(b.tensor).kind, TensorKind::Const);
     }
 }
+
+/// A long chain of statements goes through (bounded work, shallow recursion).
+#[test]
+fn long_chains_stay_bounded() {
+    let mut body = vec!["T0[i] = A[i, j] * x[j]".to_string()];
+    for k in 1..1500 {
+        body.push(format!("T{k}[i] = A[i, j] * T{}[j] + 0.5 * x[i]", k - 1));
+    }
+    body.push("y[i] = T1499[i] - x[i]".to_string());
+    let src = format!("fn chain(A: f64[n, n], x: f64[n]) -> y: f64[n] {{\n{}\n}}", body.join("\n"));
+    let f = check(&src);
+    let b = bind(&f, &[("n", 3)]);
+    let (g, r) = optimize(&f, &b, &AlgebraOptions::default()).expect("runs");
+    tir::verify(&g).expect("verifies");
+    assert!(r.cost_after <= r.cost_before);
+    assert_same(&f, &g, &b, 4, false);
+    // Without a node limit the e-graph grows past the time limit; the result still holds.
+    let opts = AlgebraOptions { node_limit: 1_000_000, iter_limit: 2, ..AlgebraOptions::default() };
+    let (g, _) = optimize(&f, &b, &opts).expect("runs");
+    tir::verify(&g).expect("verifies");
+    assert_same(&f, &g, &b, 5, false);
+}
