@@ -92,11 +92,7 @@ pub fn optimize_with_rules(
     let start = Instant::now();
     let Saturated { mut built, egraph: eg, cost_model, before, mut report } = saturate(f, sizes, opts, rules)?;
     let roots: Vec<egg::Id> = built.roots.iter().map(|&r| eg.find(r)).collect();
-    let t_ex = Instant::now();
     let after = extract::extract(&eg, &roots, &cost_model).map_err(AlgebraError::Internal)?;
-    if std::env::var("TESSERA_ALGEBRA_TRACE").is_ok() {
-        eprintln!("extract {:?}", t_ex.elapsed());
-    }
     let out = if after.cost < before * (1.0 - 1e-9) {
         built.roots = roots;
         let g = emit::emit(f, &eg, &built, &after)?;
@@ -131,7 +127,6 @@ fn saturate(f: &Function, sizes: &Bindings, opts: &AlgebraOptions, rules: &[Rule
     let mut egraph = std::mem::replace(&mut built.egraph, lang::EG::new(lang::TAnalysis::default()));
     let classes = egraph.number_of_classes();
     egraph.analysis.node_budget = opts.node_limit;
-    let t_run = Instant::now();
     let runner = Runner::default()
         .with_egraph(egraph)
         // Matches are counted per e-class, so the limit before a rule is banned for a
@@ -157,14 +152,6 @@ fn saturate(f: &Function, sizes: &Bindings, opts: &AlgebraOptions, rules: &[Rule
         }
     }
     let iterations = runner.iterations.len();
-    if std::env::var("TESSERA_ALGEBRA_TRACE").is_ok() {
-        eprintln!("runner {:?}", t_run.elapsed());
-    }
-    if std::env::var("TESSERA_ALGEBRA_TRACE").is_ok() {
-        for it in &runner.iterations {
-            eprintln!("nodes {} classes {} search {:.3} apply {:.3} rebuild {:.3} applied {:?}", it.egraph_nodes, it.egraph_classes, it.search_time, it.apply_time, it.rebuild_time, it.applied);
-        }
-    }
     let eg = runner.egraph;
     if let Some(e) = eg.analysis.errors.first() {
         return Err(AlgebraError::Internal(e.clone()));
