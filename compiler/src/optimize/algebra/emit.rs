@@ -66,6 +66,9 @@ struct Emitter<'a> {
     temp_counter: usize,
 }
 
+/// Longest chain of classes written without a tensor in between.
+const MAX_INLINE_DEPTH: usize = 24;
+
 const INDEX_NAMES: [&str; 23] =
     ["i", "j", "k", "l", "p", "q", "r", "s", "t", "u", "v", "w", "a", "b", "c", "e", "g", "h", "m", "o", "x", "y", "z"];
 
@@ -119,6 +122,21 @@ pub fn emit(f: &Function, eg: &EG, built: &Built, ex: &Extraction) -> Result<Fun
             for (&ch, &t) in kids.iter().zip(reads.iter()) {
                 em.home.entry(eg.find(ch)).or_insert(t);
             }
+        }
+    }
+    // Writing a class writes what it reads first, recursively. Going bottom-up, named
+    // classes are written in order and a class far from any written one is written
+    // too, so that recursion stays shallow however long the chain of statements.
+    let mut depth: HashMap<Id, usize> = HashMap::new();
+    for &c in &ex.order {
+        let node = em.node(c)?.clone();
+        let below = node.children().iter().map(|ch| depth.get(&eg.find(*ch)).copied().unwrap_or(0)).max().unwrap_or(0);
+        let leaf = matches!(node, TNode::Input(_) | TNode::Num(_));
+        if !leaf && (em.home.contains_key(&c) || below + 1 >= MAX_INLINE_DEPTH) {
+            em.materialize(c)?;
+            depth.insert(c, 0);
+        } else {
+            depth.insert(c, below + 1);
         }
     }
     for (&o, &r) in f.outputs.iter().zip(&built.roots) {
@@ -399,8 +417,9 @@ impl Emitter<'_> {
         if label_pos.len() != spec.n_out {
             return Err(internal("a contraction read with the wrong number of positions"));
         }
+        let bound_sizes = spec.sizes.get(spec.n_out..).ok_or_else(|| internal("a contraction with too few sizes"))?;
         let mut bound = Vec::new();
-        for s in &spec.sizes[spec.n_out..] {
+        for s in bound_sizes {
             let v = vars.fresh(s.clone());
             bound.push(v);
             label_pos.push(vec![v]);
@@ -421,7 +440,11 @@ impl Emitter<'_> {
                 continue;
             }
             let touches = labels.iter().any(|&l| spec.is_bound(l));
-            let p: Vec<Position> = labels.iter().map(|&l| label_pos[l as usize].clone()).collect();
+            let p = labels
+                .iter()
+                .map(|&l| label_pos.get(l as usize).cloned())
+                .collect::<Option<Vec<Position>>>()
+                .ok_or_else(|| internal("an operand label without a size"))?;
             let id = self.eg.find(id);
             let node = self.node(id)?.clone();
             // A reciprocal read once divides where it is read: one division per element

@@ -4,23 +4,70 @@
 //! First a greedy fixpoint where each class's cost is the cost of its whole sub-DAG
 //! (a map from class to local cost, so shared classes count once); ties go to the node
 //! whose sub-DAG has more classes, since a finer decomposition exposes more sharing.
-//! Then a bounded local search switches single classes to other nodes while the total
-//! cost of the roots' DAG drops.
+//! Large e-graphs, where those maps would grow quadratically on long chains, use tree
+//! costs instead. Then a bounded local search switches single classes to other nodes
+//! while the total cost of the roots' DAG drops.
 
 use super::cost::CostModel;
 use super::lang::{TNode, EG};
 use egg::{Id, Language};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 /// The chosen node of every class reachable from the roots, and the total cost.
 pub struct Extraction {
     pub choice: BTreeMap<Id, TNode>,
+    /// The chosen classes, each after the classes it reads.
+    pub order: Vec<Id>,
     pub cost: f64,
 }
 
+const MAX_PASSES: usize = 64;
+/// Work budget of the local search: evaluations times the size of the DAG.
+const SEARCH_WORK: usize = 4_000_000;
+/// Above this many classes the sub-DAG sets get too expensive (a long chain makes them
+/// quadratic); a tree-cost choice is used instead.
+const MAX_SET_CLASSES: usize = 3_000;
+
+/// The e-graph with classes numbered densely.
+struct Dense {
+    ids: Vec<Id>,
+    /// Per class, per node: local cost and children (dense).
+    nodes: Vec<Vec<(f64, Vec<usize>)>>,
+}
+
+impl Dense {
+    fn new(eg: &EG, cm: &CostModel) -> Dense {
+        let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
+        ids.sort();
+        let max = ids.iter().map(|&i| usize::from(i)).max().unwrap_or(0);
+        let mut at = vec![usize::MAX; max + 1];
+        for (k, &i) in ids.iter().enumerate() {
+            at[usize::from(i)] = k;
+        }
+        let nodes = ids
+            .iter()
+            .map(|&c| {
+                eg[c]
+                    .nodes
+                    .iter()
+                    .map(|n| {
+                        let kids = n.children().iter().map(|&ch| at.get(usize::from(eg.find(ch))).copied().unwrap_or(usize::MAX));
+                        (cm.node_cost(eg, n), kids.collect())
+                    })
+                    .collect()
+            })
+            .collect();
+        Dense { ids, nodes }
+    }
+
+    fn index(&self, id: Id) -> Option<usize> {
+        self.ids.binary_search(&id).ok()
+    }
+}
+
 /// Sorted (class, local cost) pairs: a sub-DAG.
-type Set = Rc<Vec<(Id, f64)>>;
+type Set = Rc<Vec<(usize, f64)>>;
 
 struct Best {
     node: usize,
@@ -28,7 +75,7 @@ struct Best {
     set: Set,
 }
 
-fn union(a: &[(Id, f64)], b: &[(Id, f64)]) -> Vec<(Id, f64)> {
+fn union(a: &[(usize, f64)], b: &[(usize, f64)]) -> Vec<(usize, f64)> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
@@ -58,26 +105,67 @@ fn better(total: f64, len: usize, than: &Best) -> bool {
     total < than.total - eps || (total <= than.total + eps && len > than.set.len())
 }
 
-const MAX_PASSES: usize = 64;
-const MAX_SEARCH_EVALS: usize = 20_000;
-
 pub fn extract(eg: &EG, roots: &[Id], cm: &CostModel) -> Result<Extraction, String> {
-    let mut ids: Vec<Id> = eg.classes().map(|c| c.id).collect();
-    ids.sort();
-    let local: HashMap<Id, Vec<f64>> =
-        ids.iter().map(|&c| (c, eg[c].nodes.iter().map(|n| cm.node_cost(eg, n)).collect())).collect();
-    let mut best: HashMap<Id, Best> = HashMap::new();
-    let t0 = std::time::Instant::now();
-    let mut passes = 0;
+    let d = Dense::new(eg, cm);
+    let mut choice = if d.ids.len() <= MAX_SET_CLASSES { greedy_dag(&d) } else { tree_costs(&d) };
+    let roots: Vec<usize> =
+        roots.iter().map(|&r| d.index(eg.find(r))).collect::<Option<_>>().ok_or("a root is not a class")?;
+    let mut cost = dag_cost(&d, &roots, &choice).ok_or("no acyclic choice covers the roots")?;
+
+    // Local search over the classes of the current DAG.
+    let mut evals = 0;
+    'rounds: for _ in 0..4 {
+        let mut improved = false;
+        let mut reach = reachable(&d, &roots, &choice).unwrap_or_default();
+        let max_evals = SEARCH_WORK / reach.len().max(1);
+        reach.sort();
+        for c in reach {
+            let Some(current) = choice[c] else { continue };
+            for k in 0..d.nodes[c].len() {
+                if k == current || !d.nodes[c][k].1.iter().all(|&ch| choice.get(ch).is_some_and(|x| x.is_some())) {
+                    continue;
+                }
+                evals += 1;
+                if evals > max_evals {
+                    break 'rounds;
+                }
+                choice[c] = Some(k);
+                match dag_cost(&d, &roots, &choice) {
+                    Some(t) if t < cost - 1e-9 * cost.abs().max(1.0) => {
+                        cost = t;
+                        improved = true;
+                        break;
+                    }
+                    _ => choice[c] = Some(current),
+                }
+            }
+        }
+        if !improved {
+            break;
+        }
+    }
+    let reach = reachable(&d, &roots, &choice).ok_or("the chosen nodes form a cycle")?;
+    let mut out = BTreeMap::new();
+    let mut order = Vec::with_capacity(reach.len());
+    for &c in &reach {
+        let k = choice[c].ok_or("a reachable class without a choice")?;
+        out.insert(d.ids[c], eg[d.ids[c]].nodes[k].clone());
+        order.push(d.ids[c]);
+    }
+    Ok(Extraction { choice: out, order, cost })
+}
+
+/// The greedy fixpoint over sub-DAG sets (see the module docs).
+fn greedy_dag(d: &Dense) -> Vec<Option<usize>> {
+    let mut best: Vec<Option<Best>> = (0..d.ids.len()).map(|_| None).collect();
     for _ in 0..MAX_PASSES {
-        passes += 1;
         let mut changed = false;
-        for &c in &ids {
-            for (k, node) in eg[c].nodes.iter().enumerate() {
-                let mut set: Vec<(Id, f64)> = Vec::new();
+        for c in 0..d.ids.len() {
+            for (k, (own, kids)) in d.nodes[c].iter().enumerate() {
+                let mut set: Vec<(usize, f64)> = Vec::new();
                 let mut ok = true;
-                for &ch in node.children() {
-                    match best.get(&eg.find(ch)) {
+                for &ch in kids {
+                    match best.get(ch).and_then(|b| b.as_ref()) {
                         Some(b) => set = union(&set, &b.set),
                         None => {
                             ok = false;
@@ -88,16 +176,15 @@ pub fn extract(eg: &EG, roots: &[Id], cm: &CostModel) -> Result<Extraction, Stri
                 if !ok || set.binary_search_by(|p| p.0.cmp(&c)).is_ok() {
                     continue;
                 }
-                let own = local[&c][k];
-                set = union(&set, &[(c, own)]);
+                set = union(&set, &[(c, *own)]);
                 let total: f64 = set.iter().map(|p| p.1).sum();
-                let replace = match best.get(&c) {
+                let replace = match &best[c] {
                     None => true,
                     Some(b) if b.node == k => (b.total - total).abs() > 1e-12 * total.abs().max(1.0) || b.set.len() != set.len(),
                     Some(b) => better(total, set.len(), b),
                 };
                 if replace {
-                    best.insert(c, Best { node: k, total, set: Rc::new(set) });
+                    best[c] = Some(Best { node: k, total, set: Rc::new(set) });
                     changed = true;
                 }
             }
@@ -106,90 +193,62 @@ pub fn extract(eg: &EG, roots: &[Id], cm: &CostModel) -> Result<Extraction, Stri
             break;
         }
     }
-    let mut choice: HashMap<Id, usize> = best.iter().map(|(&c, b)| (c, b.node)).collect();
-    let roots: Vec<Id> = roots.iter().map(|&r| eg.find(r)).collect();
-    let mut cost = dag_cost(eg, &roots, &choice, &local).ok_or("no acyclic choice covers the roots")?;
-    let t1 = std::time::Instant::now();
+    best.iter().map(|b| b.as_ref().map(|b| b.node)).collect()
+}
 
-    // Local search over the classes of the current DAG.
-    let mut evals = 0;
-    'rounds: for _ in 0..4 {
-        let mut improved = false;
-        let mut reach = reachable(eg, &roots, &choice).unwrap_or_default();
-        reach.sort();
-        for c in reach {
-            let current = match choice.get(&c) {
-                Some(&k) => k,
-                None => continue,
-            };
-            for k in 0..eg[c].nodes.len() {
-                if k == current || !eg[c].nodes[k].children().iter().all(|ch| choice.contains_key(&eg.find(*ch))) {
-                    continue;
-                }
-                evals += 1;
-                if evals > MAX_SEARCH_EVALS {
-                    break 'rounds;
-                }
-                let old = choice.insert(c, k);
-                match dag_cost(eg, &roots, &choice, &local) {
-                    Some(t) if t < cost - 1e-9 * cost.abs().max(1.0) => {
-                        cost = t;
-                        improved = true;
-                        break;
-                    }
-                    _ => {
-                        if let Some(o) = old {
-                            choice.insert(c, o);
-                        }
-                    }
+/// The node minimising the cost of its tree (shared terms counted per use), for large
+/// e-graphs. Every node adds a little so that a cycle can never be cheapest.
+fn tree_costs(d: &Dense) -> Vec<Option<usize>> {
+    let mut best: Vec<Option<(usize, f64)>> = vec![None; d.ids.len()];
+    for _ in 0..MAX_PASSES {
+        let mut changed = false;
+        for c in 0..d.ids.len() {
+            for (k, (own, kids)) in d.nodes[c].iter().enumerate() {
+                let below: Option<f64> = kids.iter().map(|&ch| best.get(ch).copied().flatten().map(|b| b.1)).sum();
+                let Some(below) = below else { continue };
+                let total = below + own + 1e-6;
+                if best[c].is_none_or(|b| total < b.1 - 1e-9 * b.1.abs()) {
+                    best[c] = Some((k, total));
+                    changed = true;
                 }
             }
         }
-        if !improved {
+        if !changed {
             break;
         }
     }
-    let reach = reachable(eg, &roots, &choice).ok_or("the chosen nodes form a cycle")?;
-    if std::env::var("TESSERA_ALGEBRA_TRACE").is_ok() {
-        eprintln!("extract: {} classes, {passes} passes {:?}, search {:?} ({evals} evals)", ids.len(), t1 - t0, t1.elapsed());
-    }
-    let mut out = BTreeMap::new();
-    for c in reach {
-        let k = choice[&c];
-        out.insert(c, eg[c].nodes[k].clone());
-    }
-    Ok(Extraction { choice: out, cost })
+    best.iter().map(|b| b.map(|b| b.0)).collect()
 }
 
-/// Classes reachable from the roots through chosen nodes, or `None` on a cycle or a
-/// class without a choice.
-fn reachable(eg: &EG, roots: &[Id], choice: &HashMap<Id, usize>) -> Option<Vec<Id>> {
+/// Classes reachable from the roots through chosen nodes, each after its children, or
+/// `None` on a cycle or a class without a choice.
+fn reachable(d: &Dense, roots: &[usize], choice: &[Option<usize>]) -> Option<Vec<usize>> {
     // 0: unseen, 1: on the stack, 2: done.
-    let mut state: HashMap<Id, u8> = HashMap::new();
+    let mut state = vec![0u8; d.ids.len()];
     let mut order = Vec::new();
-    let mut stack: Vec<(Id, usize)> = Vec::new();
+    let mut stack: Vec<(usize, usize)> = Vec::new();
     for &r in roots {
-        if state.get(&r).copied().unwrap_or(0) == 2 {
+        if state[r] == 2 {
             continue;
         }
         stack.push((r, 0));
-        state.insert(r, 1);
-        while let Some(&mut (c, ref mut next)) = stack.last_mut() {
-            let node = &eg[c].nodes[*choice.get(&c)?];
-            let kids = node.children();
-            if *next < kids.len() {
-                let ch = eg.find(kids[*next]);
-                *next += 1;
-                match state.get(&ch).copied().unwrap_or(0) {
+        state[r] = 1;
+        while let Some(top) = stack.last_mut() {
+            let (c, next) = *top;
+            let kids = &d.nodes[c].get(choice.get(c).copied().flatten()?)?.1;
+            if next < kids.len() {
+                top.1 += 1;
+                let ch = kids[next];
+                match state.get(ch)? {
                     0 => {
-                        state.insert(ch, 1);
+                        state[ch] = 1;
                         stack.push((ch, 0));
                     }
                     1 => return None,
                     _ => {}
                 }
             } else {
-                state.insert(c, 2);
+                state[c] = 2;
                 order.push(c);
                 stack.pop();
             }
@@ -198,7 +257,7 @@ fn reachable(eg: &EG, roots: &[Id], choice: &HashMap<Id, usize>) -> Option<Vec<I
     Some(order)
 }
 
-fn dag_cost(eg: &EG, roots: &[Id], choice: &HashMap<Id, usize>, local: &HashMap<Id, Vec<f64>>) -> Option<f64> {
-    let reach = reachable(eg, roots, choice)?;
-    Some(reach.iter().map(|c| local[c][choice[c]]).sum())
+fn dag_cost(d: &Dense, roots: &[usize], choice: &[Option<usize>]) -> Option<f64> {
+    let reach = reachable(d, roots, choice)?;
+    reach.iter().map(|&c| choice[c].map(|k| d.nodes[c][k].0)).sum()
 }

@@ -390,7 +390,7 @@ pub fn canonical<K: Ord + Copy>(sizes: &[Size], out: &[u32], ops: &[(K, Vec<u32>
         ls.iter().map(|l| out.iter().position(|o| o == l).map_or(u32::MAX, |p| p as u32)).collect()
     };
     let mut sorted: Vec<&(K, Vec<u32>)> = ops.iter().collect();
-    sorted.sort_by(|a, b| (a.0, key(&a.1)).cmp(&(b.0, key(&b.1))));
+    sorted.sort_by_key(|a| (a.0, key(&a.1)));
     let mut map: Vec<(u32, u32)> = out.iter().enumerate().map(|(k, &l)| (l, k as u32)).collect();
     let mut new_sizes: Vec<Size> = Vec::with_capacity(out.len());
     for &l in out {

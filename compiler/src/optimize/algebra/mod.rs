@@ -125,10 +125,13 @@ fn saturate(f: &Function, sizes: &Bindings, opts: &AlgebraOptions, rules: &[Rule
     let before = extract::extract(&built.egraph, &built.roots, &cost_model).map_err(AlgebraError::Internal)?.cost;
     let rewrites = rules.iter().map(rules::to_rewrite).collect::<Result<Vec<_>, _>>().map_err(AlgebraError::Internal)?;
     let mut egraph = std::mem::replace(&mut built.egraph, lang::EG::new(lang::TAnalysis::default()));
+    let classes = egraph.number_of_classes();
     egraph.analysis.node_budget = opts.node_limit;
     let runner = Runner::default()
         .with_egraph(egraph)
-        .with_scheduler(BackoffScheduler::default())
+        // Matches are counted per e-class, so the limit before a rule is banned for a
+        // while grows with the program.
+        .with_scheduler(BackoffScheduler::default().with_initial_match_limit(1_000 + 2 * classes))
         .with_node_limit(opts.node_limit)
         .with_iter_limit(opts.iter_limit)
         .with_time_limit(opts.time_limit)
@@ -149,11 +152,6 @@ fn saturate(f: &Function, sizes: &Bindings, opts: &AlgebraOptions, rules: &[Rule
         }
     }
     let iterations = runner.iterations.len();
-    if std::env::var("TESSERA_ALGEBRA_TRACE").is_ok() {
-        for it in &runner.iterations {
-            eprintln!("nodes {} classes {} search {:.3} apply {:.3} rebuild {:.3} applied {:?}", it.egraph_nodes, it.egraph_classes, it.search_time, it.apply_time, it.rebuild_time, it.applied);
-        }
-    }
     let eg = runner.egraph;
     if let Some(e) = eg.analysis.errors.first() {
         return Err(AlgebraError::Internal(e.clone()));

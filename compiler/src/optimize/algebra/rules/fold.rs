@@ -137,15 +137,15 @@ fn pow_expand(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
     let shape = eg[*x].data.shape.clone();
     let labels: Vec<u32> = (0..shape.len() as u32).collect();
     let power = |eg: &mut EG, n: usize| lang::einsum(eg, &shape, &labels, &vec![(*x, labels.clone()); n], &[]).ok();
-    let r = match p {
-        p if p == 0.0 => Some(lang::constant(eg, 1.0, &shape)),
-        p if p == 1.0 => Some(eg.find(*x)),
-        p if p == 2.0 => power(eg, 2),
-        p if p == 3.0 => power(eg, 3),
-        p if p == 4.0 => power(eg, 4),
-        p if p == -1.0 => Some(eg.add(TNode::Recip([*x]))),
-        p if p == -2.0 => power(eg, 2).map(|sq| eg.add(TNode::Recip([sq]))),
-        _ => None,
+    if p.fract() != 0.0 || !(-2.0..=4.0).contains(&p) {
+        return Vec::new();
+    }
+    let r = match p as i64 {
+        0 => Some(lang::constant(eg, 1.0, &shape)),
+        1 => Some(eg.find(*x)),
+        -1 => Some(eg.add(TNode::Recip([*x]))),
+        -2 => power(eg, 2).map(|sq| eg.add(TNode::Recip([sq]))),
+        k => power(eg, k as usize),
     };
     r.into_iter().collect()
 }
