@@ -38,49 +38,24 @@ pub fn build(f: &tir::Function) -> ContractionGraph {
     ContractionGraph { statements: f.stmts.iter().enumerate().map(|(k, s)| stmt_graph(k, s)).collect() }
 }
 
-fn reads(e: &Expr, out: &mut Vec<(TensorId, Vec<IndexId>)>) {
-    match e {
-        Expr::Access(t, pos) => {
-            let mut ids: Vec<IndexId> = Vec::new();
-            for i in pos.iter().flatten() {
-                if !ids.contains(i) {
-                    ids.push(*i);
-                }
+/// Each tensor read with its distinct indices, in order.
+fn reads(e: &Expr) -> Vec<(TensorId, Vec<IndexId>)> {
+    let mut out = Vec::new();
+    e.for_each_access(&mut |t, pos| {
+        let mut ids: Vec<IndexId> = Vec::new();
+        for i in pos.iter().flatten() {
+            if !ids.contains(i) {
+                ids.push(*i);
             }
-            out.push((*t, ids));
         }
-        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) => {}
-        Expr::Neg(a) | Expr::Reduce(_, _, a) => reads(a, out),
-        Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().for_each(|x| reads(x, out)),
-        Expr::Sub(a, b) | Expr::Div(a, b) => {
-            reads(a, out);
-            reads(b, out);
-        }
-        Expr::Select(c, a, b) => {
-            let mut inner = Vec::new();
-            cond_reads(c, &mut inner);
-            out.extend(inner);
-            reads(a, out);
-            reads(b, out);
-        }
-    }
-}
-
-fn cond_reads(c: &tir::Cond, out: &mut Vec<(TensorId, Vec<IndexId>)>) {
-    match c {
-        tir::Cond::Cmp(_, a, b) => {
-            reads(a, out);
-            reads(b, out);
-        }
-        tir::Cond::And(cs) | tir::Cond::Or(cs) => cs.iter().for_each(|x| cond_reads(x, out)),
-        tir::Cond::Not(x) => cond_reads(x, out),
-    }
+        out.push((t, ids));
+    });
+    out
 }
 
 fn stmt_graph(k: usize, s: &Stmt) -> StmtGraph {
     let mut g: UnGraph<Node, IndexId> = UnGraph::new_undirected();
-    let mut operands = Vec::new();
-    reads(&s.rhs, &mut operands);
+    let operands = reads(&s.rhs);
     let mut nodes: Vec<(NodeIndex, Vec<IndexId>)> = Vec::new();
     for (n, (t, ids)) in operands.into_iter().enumerate() {
         let idx = g.add_node(Node::Operand { tensor: t, operand: n, indices: ids.clone() });

@@ -128,14 +128,7 @@ pub(super) fn call_stmt(c: &mut Checker, cx: &mut FnCx, s: &ast::Stmt) -> Result
         targets.push(cx.target(&t.name, &mut c.diags)?);
     }
     for (k, (&o, t)) in callee.outputs.iter().zip(&s.targets).enumerate() {
-        let decl = callee.tensor(o);
-        let Some(shape) = decl.shape.iter().map(subst).collect::<Option<Vec<Size>>>() else {
-            overflow(c);
-            return Err(());
-        };
-        let factors: Option<Vec<Vec<Size>>> =
-            decl.factors.iter().map(|fs| fs.iter().map(subst).collect()).collect();
-        let Some(factors) = factors else {
+        let Some((shape, factors)) = substituted(callee.tensor(o), &subst) else {
             overflow(c);
             return Err(());
         };
@@ -170,13 +163,7 @@ pub(super) fn call_stmt(c: &mut Checker, cx: &mut FnCx, s: &ast::Stmt) -> Result
         if tmap[k].is_some() {
             continue;
         }
-        let Some(shape) = decl.shape.iter().map(subst).collect::<Option<Vec<Size>>>() else {
-            overflow(c);
-            return Err(());
-        };
-        let factors: Option<Vec<Vec<Size>>> =
-            decl.factors.iter().map(|fs| fs.iter().map(subst).collect()).collect();
-        let Some(factors) = factors else {
+        let Some((shape, factors)) = substituted(decl, &subst) else {
             overflow(c);
             return Err(());
         };
@@ -228,6 +215,13 @@ pub(super) fn call_stmt(c: &mut Checker, cx: &mut FnCx, s: &ast::Stmt) -> Result
         }
     }
     Ok(())
+}
+
+/// A callee tensor's shape and factors in the caller's dims (`None` on overflow).
+fn substituted(decl: &TensorDecl, subst: &dyn Fn(&Size) -> Option<Size>) -> Option<(Vec<Size>, Vec<Vec<Size>>)> {
+    let shape = decl.shape.iter().map(subst).collect::<Option<Vec<Size>>>()?;
+    let factors = decl.factors.iter().map(|fs| fs.iter().map(subst).collect()).collect::<Option<Vec<Vec<Size>>>>()?;
+    Some((shape, factors))
 }
 
 /// Finds each callee dim as a caller size from the argument shapes.

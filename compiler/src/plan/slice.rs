@@ -59,27 +59,15 @@ fn step_axes(plan: &Plan) -> Vec<Vec<(TensorId, usize, u32)>> {
         .collect()
 }
 
+/// The plain (ungrouped) positions of every tensor read, as `(tensor, axis, index)`.
 fn reads(e: &Expr, out: &mut Vec<(TensorId, usize, u32)>) {
-    match e {
-        Expr::Access(t, pos) => {
-            for (axis, p) in pos.iter().enumerate() {
-                if p.len() == 1 {
-                    out.push((*t, axis, p[0].0));
-                }
+    e.for_each_access(&mut |t, pos| {
+        for (axis, p) in pos.iter().enumerate() {
+            if p.len() == 1 {
+                out.push((t, axis, p[0].0));
             }
         }
-        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) => {}
-        Expr::Neg(a) | Expr::Reduce(_, _, a) => reads(a, out),
-        Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().for_each(|x| reads(x, out)),
-        Expr::Sub(a, b) | Expr::Div(a, b) => {
-            reads(a, out);
-            reads(b, out);
-        }
-        Expr::Select(_, a, b) => {
-            reads(a, out);
-            reads(b, out);
-        }
-    }
+    });
 }
 
 fn classes(plan: &Plan, axes: &[Vec<(TensorId, usize, u32)>]) -> Classes {

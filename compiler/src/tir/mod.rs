@@ -440,6 +440,25 @@ impl Expr {
         }
     }
 
+    /// Calls `f` on every tensor read with its positions (conditions of `select` included).
+    pub fn for_each_access(&self, f: &mut dyn FnMut(TensorId, &[Position])) {
+        match self {
+            Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) => {}
+            Expr::Access(t, pos) => f(*t, pos),
+            Expr::Neg(a) | Expr::Reduce(_, _, a) => a.for_each_access(f),
+            Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().for_each(|x| x.for_each_access(f)),
+            Expr::Sub(a, b) | Expr::Div(a, b) => {
+                a.for_each_access(f);
+                b.for_each_access(f);
+            }
+            Expr::Select(c, a, b) => {
+                c.for_each_access(f);
+                a.for_each_access(f);
+                b.for_each_access(f);
+            }
+        }
+    }
+
     /// Every tensor the expression reads.
     pub fn tensors(&self, out: &mut Vec<TensorId>) {
         match self {
@@ -465,6 +484,18 @@ impl Expr {
 }
 
 impl Cond {
+    /// Calls `f` on every tensor read inside the condition.
+    pub fn for_each_access(&self, f: &mut dyn FnMut(TensorId, &[Position])) {
+        match self {
+            Cond::Cmp(_, a, b) => {
+                a.for_each_access(f);
+                b.for_each_access(f);
+            }
+            Cond::And(cs) | Cond::Or(cs) => cs.iter().for_each(|c| c.for_each_access(f)),
+            Cond::Not(c) => c.for_each_access(f),
+        }
+    }
+
     pub fn free_indices(&self, out: &mut Vec<IndexId>) {
         match self {
             Cond::Cmp(_, a, b) => {
