@@ -13,6 +13,15 @@ use tessera_runtime::DType;
 
 mod common;
 
+/// Plan options with or without the algebra pass.
+fn opts(algebra: bool) -> PlanOptions {
+    let mut o = PlanOptions::default();
+    if !algebra {
+        o.algebra = None;
+    }
+    o
+}
+
 fn inputs_for(f: &Function, b: &Bindings) -> Vec<ArrayD<f64>> {
     f.inputs
         .iter()
@@ -72,20 +81,20 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn planned_einsums_equal_direct((spec, shapes) in einsum_case()) {
+    fn planned_einsums_equal_direct((spec, shapes) in einsum_case(), algebra in any::<bool>()) {
         let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
         let e = tessera_compiler::einsum::translate(&spec, &refs, DType::F64, FileId(0))
             .map_err(|d| TestCaseError::fail(format!("{spec}: {}", d.message)))?;
-        same(&e.function, &e.bindings, &PlanOptions::default())?;
+        same(&e.function, &e.bindings, &opts(algebra))?;
     }
 
     #[test]
-    fn planned_programs_equal_direct(src in common::typed_program(), n in 1usize..4) {
+    fn planned_programs_equal_direct(src in common::typed_program(), n in 1usize..4, algebra in any::<bool>()) {
         let mut sm = SourceMap::new();
         let id = sm.add("p.tsr", src.as_str());
         let c = check_file(&mut sm, id);
         let f = &c.functions[0];
         let b = bind_dims(f, &[&[n, n], &[n], &[n * n], &[]], &[]).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        same(f, &b, &PlanOptions::default())?;
+        same(f, &b, &opts(algebra))?;
     }
 }

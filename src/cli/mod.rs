@@ -207,9 +207,9 @@ struct PlanArgs {
     /// Slice loops so that no intermediate exceeds this size, e.g. 64MiB.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, allow_hyphen_values = true)]
     memory_limit: Option<u64>,
-    /// Also run the algebraic rewriting (egg) before ordering contractions (experimental).
+    /// Skip the algebraic rewriting (egg) and only order contractions.
     #[arg(long)]
-    algebra: bool,
+    no_algebra: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

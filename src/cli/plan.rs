@@ -5,8 +5,8 @@ use tessera::{Module, PlanOptions};
 
 pub(super) fn plan(args: &PlanArgs) -> Result<(), CliError> {
     let mut opts = PlanOptions { memory_limit: args.memory_limit, ..PlanOptions::default() };
-    if args.algebra {
-        opts.algebra = Some(tessera_compiler::optimize::algebra::AlgebraOptions::default());
+    if args.no_algebra {
+        opts.algebra = None;
     }
     let plan = match (&args.einsum, &args.file) {
         (Some(spec), _) => {

@@ -575,35 +575,72 @@ impl Scx<'_> {
         })
     }
 
-    /// Warns about top-level terms of a summed right side that lack a summed index:
-    /// such a term is added once per value of the index.
+    /// Warns about added terms of a summed right side that lack a summed index which no
+    /// enclosing factor supplies either: such a term is added once per value of the index
+    /// (`W[i,j] * (M[i,j] - U[i,s] * V[j,s])` adds `M` r times). Looks through products,
+    /// negation and numerators; not into calls or denominators, where it is not linear.
     fn warn_additive_terms(&mut self, rhs: &ast::Expr, reduced: &[IndexId]) {
-        let ExprKind::Add { first, rest } = &rhs.kind else { return };
-        let terms = std::iter::once(first.as_ref()).chain(rest.iter().map(|(_, x)| x));
-        for t in terms {
-            let mut names = Vec::new();
-            stmt_level_names(t, &mut Vec::new(), &mut names);
-            let missing: Vec<&str> = reduced
-                .iter()
-                .map(|r| self.idx[r.index()].name.as_str())
-                .filter(|n| !names.iter().any(|x| x == n))
-                .collect();
-            if !missing.is_empty() {
-                let sizes: Vec<String> = reduced
-                    .iter()
-                    .filter(|r| missing.contains(&self.idx[r.index()].name.as_str()))
-                    .map(|r| self.idx[r.index()].range.as_ref().map_or("?".into(), |s| self.cx.size_text(s)))
-                    .collect();
-                self.diags.push(
-                    Diagnostic::warning(
-                        "check::term-missing-index",
-                        format!("summed index `{}` does not occur in this term", missing.join("`, `")),
-                    )
-                    .label(t.span, format!("this term is added {} times", sizes.join(" * ")))
-                    .help("the sum covers the whole right side; to add the term once, sum the rest in its own statement"),
-                );
+        let names: Vec<(String, String)> = reduced
+            .iter()
+            .map(|r| {
+                let i = &self.idx[r.index()];
+                (i.name.clone(), i.range.as_ref().map_or("?".into(), |s| self.cx.size_text(s)))
+            })
+            .collect();
+        let mut found = Vec::new();
+        additive_terms(rhs, &[], &names, &mut found);
+        for (span, missing, sizes) in found {
+            self.diags.push(
+                Diagnostic::warning(
+                    "check::term-missing-index",
+                    format!("summed index `{}` does not occur in this term", missing.join("`, `")),
+                )
+                .label(span, format!("this term is added {} times", sizes.join(" * ")))
+                .help("the sum covers the whole right side; to add the term once, sum the rest in its own statement"),
+            );
+        }
+    }
+}
+
+/// Collects `(term span, missing index names, their sizes)` for added terms that lack a
+/// summed index not supplied by `outside` (indices of the enclosing factors).
+fn additive_terms(e: &ast::Expr, outside: &[String], reduced: &[(String, String)], out: &mut Vec<(Span, Vec<String>, Vec<String>)>) {
+    let names_of = |x: &ast::Expr| {
+        let mut v = Vec::new();
+        stmt_level_names(x, &mut Vec::new(), &mut v);
+        v
+    };
+    match &e.kind {
+        ExprKind::Add { first, rest } => {
+            for t in std::iter::once(first.as_ref()).chain(rest.iter().map(|(_, x)| x)) {
+                let have = names_of(t);
+                let missing: Vec<&(String, String)> =
+                    reduced.iter().filter(|(n, _)| !have.contains(n) && !outside.contains(n)).collect();
+                if missing.is_empty() {
+                    additive_terms(t, outside, reduced, out);
+                } else {
+                    out.push((t.span, missing.iter().map(|m| m.0.clone()).collect(), missing.iter().map(|m| m.1.clone()).collect()));
+                }
             }
         }
+        ExprKind::Mul { first, rest } => {
+            let factors: Vec<(bool, &ast::Expr)> =
+                std::iter::once((false, first.as_ref())).chain(rest.iter().map(|(op, x)| (*op == MulOp::Div, x))).collect();
+            for (k, (is_den, f)) in factors.iter().enumerate() {
+                if *is_den {
+                    continue;
+                }
+                let mut around: Vec<String> = outside.to_vec();
+                for (j, (_, g)) in factors.iter().enumerate() {
+                    if j != k {
+                        around.extend(names_of(g));
+                    }
+                }
+                additive_terms(f, &around, reduced, out);
+            }
+        }
+        ExprKind::Neg(a) => additive_terms(a, outside, reduced, out),
+        _ => {}
     }
 }
 

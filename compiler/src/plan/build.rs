@@ -23,10 +23,18 @@ pub struct PlanOptions {
 }
 
 impl Default for PlanOptions {
-    /// No memory limit, `auto` path search, and the algebra pass off until it passes the
-    /// planner's equivalence property tests (`compiler/tests/plan_props.rs`).
+    /// No memory limit, `auto` path search, and the algebra pass bounded by nodes and
+    /// iterations; its time limit is only a safety net, so that plans do not depend on
+    /// how busy the machine is.
     fn default() -> Self {
-        PlanOptions { memory_limit: None, path: PathOptions::default(), algebra: None }
+        PlanOptions {
+            memory_limit: None,
+            path: PathOptions::default(),
+            algebra: Some(crate::optimize::algebra::AlgebraOptions {
+                time_limit: Duration::from_secs(20),
+                ..Default::default()
+            }),
+        }
     }
 }
 

@@ -22,6 +22,8 @@ pub fn human_bytes(b: u64) -> String {
 
 /// FLOPs in scientific notation with three significant digits (`2.62e5`), or plain below 1000.
 pub fn human_flops(f: f64) -> String {
+    // `Sum` of no f64s is -0.0; show it as 0.
+    let f = f + 0.0;
     if f < 1000.0 {
         format!("{f}")
     } else {

@@ -25,6 +25,14 @@ impl Classes {
         x
     }
 
+    /// `find` without path compression, for shared borrows.
+    fn root(&self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            x = self.parent[x];
+        }
+        x
+    }
+
     fn union(&mut self, a: usize, b: usize) {
         let (ra, rb) = (self.find(a), self.find(b));
         if ra != rb {
@@ -166,10 +174,11 @@ fn bindings_of(plan: &Plan) -> Bindings {
 
 /// Slices until every intermediate fits `limit` bytes, or says why it cannot.
 pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<(), PlanError> {
-    let axes = step_axes(plan);
-    let mut c = classes(plan, &axes);
+    let mut c = classes(plan, &step_axes(plan));
     let mut chosen: Vec<(usize, Slice)> = Vec::new();
     for _ in 0..8 {
+        // Hoisting reorders steps, so the per-step axes are read afresh each round.
+        let axes = step_axes(plan);
         let bytes = sliced_bytes(plan, b, &chosen, &mut c);
         let worst = plan
             .program
@@ -205,6 +214,29 @@ pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<
                 .map(|(k, _)| k)
                 .collect();
             let (Some(&first), Some(&last)) = (touching.first(), touching.last()) else { continue };
+            // A step that reduces over the sliced index accumulates across iterations, so
+            // its result is complete only after the loop: nothing inside may read it.
+            let in_class = |&(tt, aa, _): &(TensorId, usize, u32)| c.root(c.base[tt.index()] + aa) == class;
+            let partial: Vec<TensorId> = (first..=last)
+                .filter(|&k| {
+                    let s = &plan.program.stmts[k];
+                    let writes_class = axes[k].iter().any(|x| x.0 == s.target && in_class(x));
+                    let reads_class = axes[k].iter().any(|x| x.0 != s.target && in_class(x));
+                    reads_class && !writes_class
+                })
+                .map(|k| plan.program.stmts[k].target)
+                .collect();
+            let reads_partial = (first..=last).any(|k| {
+                let mut r = Vec::new();
+                plan.program.stmts[k].rhs.tensors(&mut r);
+                r.iter().any(|t| {
+                    partial.contains(t)
+                        && plan.program.stmts.iter().position(|s| s.target == *t).is_some_and(|p| p < k)
+                })
+            });
+            if reads_partial {
+                continue;
+            }
             let extra: f64 = (first..=last)
                 .filter(|k| !touching.contains(k))
                 .map(|k| plan.steps[k].flops * (count - 1) as f64)
@@ -224,7 +256,10 @@ pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<
             }
         }
         match best {
-            Some((_, _, class, slice)) => chosen.push((class, slice)),
+            Some((_, _, class, slice)) => {
+                chosen.push((class, slice));
+                hoist_invariants(plan, &mut c, &mut chosen);
+            }
             None => {
                 return Err(PlanError::Size(format!(
                     "cannot fit under the memory limit of {}: intermediate {} needs {} even after slicing",
@@ -239,4 +274,62 @@ pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<
         "cannot fit under the memory limit of {} with up to 8 slice loops",
         super::print::human_bytes(limit)
     )))
+}
+
+/// Moves steps that do not touch a slice's index and read nothing computed inside its
+/// loop to just before the loop, so they run once instead of once per iteration; then
+/// recomputes every slice's range and extra cost.
+fn hoist_invariants(plan: &mut Plan, c: &mut Classes, chosen: &mut [(usize, Slice)]) {
+    for n in 0..chosen.len() {
+        let class = chosen[n].0;
+        let axes = step_axes(plan);
+        let touching: Vec<usize> = (0..axes.len())
+            .filter(|&k| axes[k].iter().any(|&(t, a, _)| c.root(c.base[t.index()] + a) == class))
+            .collect();
+        let (Some(&first), Some(&last)) = (touching.first(), touching.last()) else { continue };
+        let mut inside: Vec<TensorId> = Vec::new();
+        let mut hoisted = Vec::new();
+        let mut kept = Vec::new();
+        for k in first..=last {
+            let s = &plan.program.stmts[k];
+            let mut reads = Vec::new();
+            s.rhs.tensors(&mut reads);
+            if !touching.contains(&k) && !reads.iter().any(|t| inside.contains(t)) {
+                hoisted.push(k);
+            } else {
+                inside.push(s.target);
+                kept.push(k);
+            }
+        }
+        if hoisted.is_empty() {
+            continue;
+        }
+        let order: Vec<usize> = (0..first).chain(hoisted.iter().copied()).chain(kept).chain(last + 1..axes.len()).collect();
+        let stmts = std::mem::take(&mut plan.program.stmts);
+        let steps = std::mem::take(&mut plan.steps);
+        let mut stmts: Vec<Option<_>> = stmts.into_iter().map(Some).collect();
+        let mut steps: Vec<Option<_>> = steps.into_iter().map(Some).collect();
+        for &k in &order {
+            if let (Some(s), Some(st)) = (stmts[k].take(), steps[k].take()) {
+                plan.program.stmts.push(s);
+                plan.steps.push(st);
+            }
+        }
+    }
+    // Ranges and costs of every slice after the reordering.
+    let axes = step_axes(plan);
+    for (class, slice) in chosen.iter_mut() {
+        let touching: Vec<usize> = (0..axes.len())
+            .filter(|&k| axes[k].iter().any(|&(t, a, _)| c.root(c.base[t.index()] + a) == *class))
+            .collect();
+        if let (Some(&first), Some(&last)) = (touching.first(), touching.last()) {
+            slice.first = first;
+            slice.last = last;
+            slice.extra_flops = (first..=last)
+                .filter(|k| !touching.contains(k))
+                .map(|k| plan.steps[k].flops * (slice.count - 1) as f64)
+                .sum::<f64>()
+                + 0.0;
+        }
+    }
 }

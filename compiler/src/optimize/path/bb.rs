@@ -9,7 +9,7 @@
 
 use super::bits::Bits;
 use super::dp::{Budget, SetHasher};
-use super::problem::BitProblem;
+use super::problem::{BitProblem, Found};
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
@@ -45,7 +45,7 @@ pub(crate) fn branch_bound<const W: usize>(
     nbranch: Option<usize>,
     bound: f64,
     budget: Budget,
-) -> (Option<(Vec<(u32, u32)>, f64)>, bool) {
+) -> (Option<Found>, bool) {
     let mut s = Search {
         bp,
         limit,
@@ -57,7 +57,13 @@ pub(crate) fn branch_bound<const W: usize>(
         best_path: None,
         memo: Memo::default(),
     };
-    let ops: Vec<Op<W>> = (0..bp.n).map(|t| Op { set: 1u128 << t, labels: bp.labels[t], id: t as u32 }).collect();
+    let ops: Vec<Op<W>> = (0..bp.n)
+        .map(|t| Op {
+            set: 1u128 << t,
+            labels: bp.labels[t],
+            id: t as u32,
+        })
+        .collect();
     let mut path = Vec::with_capacity(bp.n);
     s.dfs(ops, &mut path, 0.0, bp.n as u32);
     let complete = !s.stopped && nbranch.is_none();
@@ -112,7 +118,11 @@ impl<const W: usize> Search<'_, W> {
                 cands.push((h, new_flops, i, j, legs));
             }
         }
-        cands.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.total_cmp(&y.1)).then((x.2, x.3).cmp(&(y.2, y.3))));
+        cands.sort_by(|x, y| {
+            x.0.total_cmp(&y.0)
+                .then(x.1.total_cmp(&y.1))
+                .then((x.2, x.3).cmp(&(y.2, y.3)))
+        });
         if let Some(nb) = self.nbranch {
             cands.truncate(nb.max(1));
         }
@@ -121,8 +131,17 @@ impl<const W: usize> Search<'_, W> {
                 continue;
             }
             let mut next: Vec<Op<W>> = Vec::with_capacity(ops.len() - 1);
-            next.extend(ops.iter().enumerate().filter(|&(k, _)| k != i && k != j).map(|(_, o)| *o));
-            next.push(Op { set: ops[i].set | ops[j].set, labels: legs, id: next_id });
+            next.extend(
+                ops.iter()
+                    .enumerate()
+                    .filter(|&(k, _)| k != i && k != j)
+                    .map(|(_, o)| *o),
+            );
+            next.push(Op {
+                set: ops[i].set | ops[j].set,
+                labels: legs,
+                id: next_id,
+            });
             let mut key: Vec<u128> = next.iter().map(|o| o.set).collect();
             key.sort_unstable();
             let key = key.into_boxed_slice();

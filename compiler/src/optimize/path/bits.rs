@@ -57,7 +57,7 @@ impl<const W: usize> Bits<W> {
         for k in 0..W {
             let mut w = self.0[k];
             while w != 0 {
-                p *= sizes[k * 64 + w.trailing_zeros() as usize];
+                p = super::problem::mul(p, sizes[k * 64 + w.trailing_zeros() as usize]);
                 w &= w - 1;
             }
         }
@@ -66,7 +66,11 @@ impl<const W: usize> Bits<W> {
 
     /// The members in increasing order.
     pub(crate) fn ones(&self) -> Ones<'_, W> {
-        Ones { bits: self, word: 0, cur: self.0.first().copied().unwrap_or(0) }
+        Ones {
+            bits: self,
+            word: 0,
+            cur: self.0.first().copied().unwrap_or(0),
+        }
     }
 }
 

@@ -23,7 +23,13 @@ pub(crate) fn canonicalize(p: &Problem) -> (Vec<usize>, Problem) {
             deg[l as usize] += 1;
         }
     }
-    let lsig = |l: u32| (p.sizes[l as usize].to_bits(), deg[l as usize], p.in_output[l as usize]);
+    let lsig = |l: u32| {
+        (
+            p.sizes[l as usize].to_bits(),
+            deg[l as usize],
+            p.in_output[l as usize],
+        )
+    };
     // Input order from label signatures alone.
     let mut order: Vec<usize> = (0..n).collect();
     let sigs: Vec<Vec<(u64, u32, bool)>> = p
@@ -161,7 +167,12 @@ impl PathCache {
     /// A cache holding at most `capacity` results (the oldest is evicted first).
     pub fn new(capacity: usize) -> PathCache {
         PathCache {
-            inner: Mutex::new(Inner { map: HashMap::new(), order: VecDeque::new(), hits: 0, misses: 0 }),
+            inner: Mutex::new(Inner {
+                map: HashMap::new(),
+                order: VecDeque::new(),
+                hits: 0,
+                misses: 0,
+            }),
             capacity,
         }
     }
@@ -174,7 +185,11 @@ impl PathCache {
 
     pub fn stats(&self) -> CacheStats {
         let g = self.lock();
-        CacheStats { entries: g.map.len(), hits: g.hits, misses: g.misses }
+        CacheStats {
+            entries: g.map.len(),
+            hits: g.hits,
+            misses: g.misses,
+        }
     }
 
     pub fn clear(&self) {
@@ -189,7 +204,13 @@ impl PathCache {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(crate) fn get(&self, p: &Problem, method: Method, budget: Duration, limit: Option<f64>) -> Option<Solution> {
+    pub(crate) fn get(
+        &self,
+        p: &Problem,
+        method: Method,
+        budget: Duration,
+        limit: Option<f64>,
+    ) -> Option<Solution> {
         let key = Key::new(p, method, budget, limit);
         let mut g = self.lock();
         let found = g.map.get(&key).cloned();
@@ -201,7 +222,14 @@ impl PathCache {
         found
     }
 
-    pub(crate) fn insert(&self, p: &Problem, method: Method, budget: Duration, limit: Option<f64>, sol: &Solution) {
+    pub(crate) fn insert(
+        &self,
+        p: &Problem,
+        method: Method,
+        budget: Duration,
+        limit: Option<f64>,
+        sol: &Solution,
+    ) {
         if self.capacity == 0 {
             return;
         }

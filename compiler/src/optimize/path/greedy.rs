@@ -13,7 +13,7 @@
 //! trials are seeded from the user's seed and the trial number, so runs repeat exactly.
 
 use super::dp::Budget;
-use super::problem::{contract_lists, Problem};
+use super::problem::{contract_lists, mul, product, Found, Problem};
 use super::rng::Rng;
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -29,7 +29,10 @@ pub(crate) struct Params {
 }
 
 impl Params {
-    pub(crate) const PLAIN: Params = Params { costmod: 1.0, temperature: 0.0 };
+    pub(crate) const PLAIN: Params = Params {
+        costmod: 1.0,
+        temperature: 0.0,
+    };
 }
 
 #[derive(Clone, Copy)]
@@ -53,17 +56,43 @@ impl PartialOrd for Cand {
 impl Ord for Cand {
     /// Reversed, so that `BinaryHeap` pops the least score, then the least ids.
     fn cmp(&self, o: &Self) -> Ordering {
-        o.score.total_cmp(&self.score).then(o.a.cmp(&self.a)).then(o.b.cmp(&self.b))
+        o.score
+            .total_cmp(&self.score)
+            .then(o.a.cmp(&self.a))
+            .then(o.b.cmp(&self.b))
     }
 }
 
-/// Monotone, sign-preserving log scale, finite at zero.
+/// Monotone, sign-preserving log scale, finite at zero (approximate: it only shapes
+/// the noise of randomised runs).
 fn slog(x: f64) -> f64 {
     if x >= 0.0 {
-        (1.0 + x).ln()
+        fast_ln(1.0 + x)
     } else {
-        -(1.0 - x).ln()
+        -fast_ln(1.0 - x)
     }
+}
+
+/// Natural logarithm to about 1e-4 absolute error for finite `x >= 1e-300`, from the
+/// float's exponent and a short series in its mantissa; several times cheaper than
+/// `ln`, which dominated randomised greedy runs.
+fn fast_ln(x: f64) -> f64 {
+    if !(x > 0.0 && x.is_finite()) {
+        return x.ln();
+    }
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7FF) as i64 - 1023;
+    // Mantissa m in [1, 2); write m = (1 + t) / (1 - t), so ln m = 2 atanh t.
+    let m = f64::from_bits((bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000);
+    let t = (m - 1.0) / (m + 1.0);
+    let t2 = t * t;
+    let ln_m = 2.0 * t * (1.0 + t2 * (1.0 / 3.0 + t2 * (1.0 / 5.0 + t2 / 7.0)));
+    exp as f64 * std::f64::consts::LN_2 + ln_m
+}
+
+/// A standard Gumbel sample with [`fast_ln`].
+fn fast_gumbel(rng: &mut Rng) -> f64 {
+    -fast_ln(-fast_ln(rng.uniform()))
 }
 
 /// Reusable buffers, so that thousands of random trials allocate little.
@@ -79,6 +108,8 @@ pub(crate) struct Greedy<'p> {
     holders: Vec<Vec<u32>>,
     mark: Vec<u32>,
     heap: BinaryHeap<Cand>,
+    /// Candidates pushed so far, over all runs (the unit of the work limits).
+    work: u64,
 }
 
 impl<'p> Greedy<'p> {
@@ -90,7 +121,9 @@ impl<'p> Greedy<'p> {
                 deg[l as usize] += 1;
             }
         }
-        let proposes = (0..p.nlabels()).map(|l| !p.in_output[l] && deg[l] >= 2 && deg[l] < n).collect();
+        let proposes = (0..p.nlabels())
+            .map(|l| !p.in_output[l] && deg[l] >= 2 && deg[l] < n)
+            .collect();
         Greedy {
             p,
             proposes,
@@ -101,6 +134,7 @@ impl<'p> Greedy<'p> {
             holders: Vec::new(),
             mark: Vec::new(),
             heap: BinaryHeap::new(),
+            work: 0,
         }
     }
 
@@ -110,7 +144,11 @@ impl<'p> Greedy<'p> {
         self.nodes.clear();
         self.nodes.extend(p.inputs.iter().cloned());
         self.size.clear();
-        self.size.extend(p.inputs.iter().map(|v| v.iter().map(|&l| p.sizes[l as usize]).product::<f64>()));
+        self.size.extend(
+            p.inputs
+                .iter()
+                .map(|v| product(v.iter().map(|&l| p.sizes[l as usize]))),
+        );
         self.alive.clear();
         self.alive.resize(n, true);
         self.count.clear();
@@ -145,7 +183,7 @@ impl<'p> Greedy<'p> {
                 (la[i - 1], 2)
             };
             if self.count[l as usize] > k {
-                size *= self.p.sizes[l as usize];
+                size = mul(size, self.p.sizes[l as usize]);
             }
         }
         size
@@ -158,17 +196,24 @@ impl<'p> Greedy<'p> {
             return;
         }
         let (sa, sb) = (self.size[a as usize], self.size[b as usize]);
-        let mut score = slog(s / params.costmod - params.costmod * (sa + sb));
-        if let Some(r) = rng.as_mut() {
-            score -= params.temperature * r.gumbel();
-        }
+        let x = s / params.costmod - params.costmod * (sa + sb);
+        // The plain run ranks by the raw heuristic (exactly opt_einsum's order); noisy
+        // runs perturb it on a log scale, so the noise is relative to its magnitude.
+        let score = match rng.as_mut() {
+            Some(r) => slog(x) - params.temperature * fast_gumbel(r),
+            None => x,
+        };
+        self.work += 1;
         self.heap.push(Cand { score, a, b });
     }
 
     fn contract(&mut self, a: u32, b: u32) -> (u32, f64, f64) {
-        let (la, lb) = (std::mem::take(&mut self.nodes[a as usize]), std::mem::take(&mut self.nodes[b as usize]));
+        let (la, lb) = (
+            std::mem::take(&mut self.nodes[a as usize]),
+            std::mem::take(&mut self.nodes[b as usize]),
+        );
         let (keep, step) = contract_lists(&la, &lb, &mut self.count, &self.p.sizes);
-        let size: f64 = keep.iter().map(|&l| self.p.sizes[l as usize]).product();
+        let size = product(keep.iter().map(|&l| self.p.sizes[l as usize]));
         self.alive[a as usize] = false;
         self.alive[b as usize] = false;
         let k = self.nodes.len() as u32;
@@ -195,10 +240,12 @@ impl<'p> Greedy<'p> {
         let n = p.n();
         let mut ssa: Vec<(u32, u32)> = Vec::with_capacity(n.saturating_sub(1));
         let mut flops = 0.0;
-        let over = |flops: f64| flops >= abort_at;
+        // An infinite bound means "no bound" (costs themselves may overflow to infinity).
+        let over = |flops: f64| abort_at.is_finite() && flops >= abort_at;
 
         // Multiply out inputs with identical label sets first (opt_einsum does too).
-        let mut first_with: std::collections::HashMap<&[u32], u32> = std::collections::HashMap::new();
+        let mut first_with: std::collections::HashMap<&[u32], u32> =
+            std::collections::HashMap::new();
         for t in 0..n as u32 {
             match first_with.get(p.inputs[t as usize].as_slice()).copied() {
                 Some(prev) => {
@@ -224,7 +271,11 @@ impl<'p> Greedy<'p> {
             if !self.proposes[l] {
                 continue;
             }
-            let hs: Vec<u32> = self.holders[l].iter().copied().filter(|&h| self.alive[h as usize]).collect();
+            let hs: Vec<u32> = self.holders[l]
+                .iter()
+                .copied()
+                .filter(|&h| self.alive[h as usize])
+                .collect();
             let span = if hs.len() > HYPER_CAP { 2 } else { hs.len() };
             for i in 0..hs.len() {
                 for j in i + 1..hs.len().min(i + 1 + span) {
@@ -272,10 +323,16 @@ impl<'p> Greedy<'p> {
         // Nothing left shares a summed label: join the two smallest until one is left.
         let mut rest: BinaryHeap<Cand> = (0..self.nodes.len() as u32)
             .filter(|&v| self.alive[v as usize])
-            .map(|v| Cand { score: self.size[v as usize], a: v, b: v })
+            .map(|v| Cand {
+                score: self.size[v as usize],
+                a: v,
+                b: v,
+            })
             .collect();
         while rest.len() > 1 {
-            let (Some(x), Some(y)) = (rest.pop(), rest.pop()) else { break };
+            let (Some(x), Some(y)) = (rest.pop(), rest.pop()) else {
+                break;
+            };
             let (a, b) = (x.a.min(y.a), x.a.max(y.a));
             let (k, step, size) = self.contract(a, b);
             if limit.is_some_and(|lim| size > lim) {
@@ -286,7 +343,11 @@ impl<'p> Greedy<'p> {
             if over(flops) {
                 return None;
             }
-            rest.push(Cand { score: size, a: k, b: k });
+            rest.push(Cand {
+                score: size,
+                a: k,
+                b: k,
+            });
         }
         Some((ssa, flops))
     }
@@ -302,28 +363,54 @@ fn trial_params(rng: &mut Rng) -> Params {
     // Log-uniform cost modifier in [1/4, 4] and temperature in [1/256, 1].
     let costmod = (4f64.ln() * (2.0 * rng.uniform() - 1.0)).exp();
     let temperature = (256f64.ln() * (rng.uniform() - 1.0)).exp();
-    Params { costmod, temperature }
+    Params {
+        costmod,
+        temperature,
+    }
 }
 
-/// Best of `trials` greedy runs (the first one plain). Returns the path, its cost and
-/// whether the deadline cut the trials short.
+/// The best `keep` of the greedy runs numbered `trials` (run 0 is the plain greedy run;
+/// run r > 0 is randomised with a generator seeded from `seed` and r), merged with the
+/// paths in `known`; cheapest first, distinct in cost. Runs stop early once they have
+/// pushed `budget.work` candidates in all (deterministic) or at the deadline (reported).
 pub(crate) fn random_greedy(
     p: &Problem,
-    trials: usize,
+    trials: std::ops::Range<usize>,
     seed: u64,
     limit: Option<f64>,
     budget: Budget,
-    start_from: Option<(Vec<(u32, u32)>, f64)>,
-) -> (Option<(Vec<(u32, u32)>, f64)>, bool) {
+    known: Vec<Found>,
+    keep: usize,
+) -> (Vec<Found>, bool) {
+    let keep = keep.max(1);
     let mut g = Greedy::new(p);
-    let mut best = start_from;
+    let mut best: Vec<Found> = Vec::new();
+    let offer = |best: &mut Vec<Found>, f: Found| {
+        if !best.iter().any(|b| b.1 == f.1) {
+            let at = best.partition_point(|b| b.1 < f.1);
+            best.insert(at, f);
+            best.truncate(keep);
+        }
+    };
+    for k in known {
+        offer(&mut best, k);
+    }
     let mut timed_out = false;
-    for r in 0..trials.max(1) {
-        if r > 0 && budget.expired() {
+    for r in trials {
+        // Without any path yet, one run always happens (greedy is the fallback).
+        if !best.is_empty() && g.work >= budget.work {
+            break;
+        }
+        if !best.is_empty() && budget.expired() {
             timed_out = true;
             break;
         }
-        let bound = best.as_ref().map_or(f64::INFINITY, |b| b.1);
+        // A run only matters if it beats the worst kept one.
+        let bound = if best.len() < keep {
+            f64::INFINITY
+        } else {
+            best.last().map_or(f64::INFINITY, |b| b.1)
+        };
         let found = if r == 0 {
             g.run(Params::PLAIN, None, limit, bound)
         } else {
@@ -332,8 +419,8 @@ pub(crate) fn random_greedy(
             g.run(params, Some(rng), limit, bound)
         };
         if let Some(f) = found {
-            if f.1 < bound {
-                best = Some(f);
+            if f.1 < bound || best.len() < keep {
+                offer(&mut best, f);
             }
         }
     }

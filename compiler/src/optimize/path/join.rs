@@ -49,7 +49,13 @@ pub(crate) fn join_units<const W: usize>(
 fn unit_problem<const W: usize>(bp: &BitProblem<W>, units: &[Unit]) -> BitProblem<W> {
     let labels: Vec<Bits<W>> = units
         .iter()
-        .map(|u| if u.set.count_ones() == 1 { bp.labels[u.set.trailing_zeros() as usize] } else { bp.legs_of(u.set) })
+        .map(|u| {
+            if u.set.count_ones() == 1 {
+                bp.labels[u.set.trailing_zeros() as usize]
+            } else {
+                bp.legs_of(u.set)
+            }
+        })
         .collect();
     let mut inc = vec![0u128; 64 * W];
     for (i, l) in labels.iter().enumerate() {
@@ -57,7 +63,14 @@ fn unit_problem<const W: usize>(bp: &BitProblem<W>, units: &[Unit]) -> BitProble
             inc[x] |= 1u128 << i;
         }
     }
-    BitProblem { n: units.len(), labels, out: bp.out, sizes: bp.sizes.clone(), inc, adj: vec![0; units.len()] }
+    BitProblem {
+        n: units.len(),
+        labels,
+        out: bp.out,
+        sizes: bp.sizes.clone(),
+        inc,
+        adj: vec![0; units.len()],
+    }
 }
 
 fn graft(tree: &mut Tree, units: &[Unit], ssa: &[(u32, u32)]) -> u32 {
@@ -71,7 +84,12 @@ fn graft(tree: &mut Tree, units: &[Unit], ssa: &[(u32, u32)]) -> u32 {
 
 /// opt_einsum `dp`'s order: a left-deep chain over the pieces by increasing size.
 fn ascending_order<const W: usize>(sub: &BitProblem<W>) -> Vec<(u32, u32)> {
-    let mut order: Vec<(f64, u32)> = sub.labels.iter().enumerate().map(|(i, l)| (l.size(&sub.sizes), i as u32)).collect();
+    let mut order: Vec<(f64, u32)> = sub
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.size(&sub.sizes), i as u32))
+        .collect();
     order.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
     let n = sub.n as u32;
     let mut ssa = Vec::with_capacity(order.len().saturating_sub(1));
@@ -85,12 +103,20 @@ fn ascending_order<const W: usize>(sub: &BitProblem<W>) -> Vec<(u32, u32)> {
 
 /// Repeatedly joins the two smallest operands.
 fn smallest_pairs<const W: usize>(sub: &BitProblem<W>) -> Vec<(u32, u32)> {
-    let mut live: Vec<(u32, u128, Bits<W>)> =
-        sub.labels.iter().enumerate().map(|(i, l)| (i as u32, 1u128 << i, *l)).collect();
+    let mut live: Vec<(u32, u128, Bits<W>)> = sub
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u32, 1u128 << i, *l))
+        .collect();
     let mut ssa = Vec::new();
     let mut next = sub.n as u32;
     while live.len() > 1 {
-        live.sort_by(|x, y| x.2.size(&sub.sizes).total_cmp(&y.2.size(&sub.sizes)).then(x.0.cmp(&y.0)));
+        live.sort_by(|x, y| {
+            x.2.size(&sub.sizes)
+                .total_cmp(&y.2.size(&sub.sizes))
+                .then(x.0.cmp(&y.0))
+        });
         let (a, b) = (live[0], live[1]);
         let s = a.1 | b.1;
         let (legs, _) = sub.step(s, &a.2, &b.2);
@@ -103,7 +129,11 @@ fn smallest_pairs<const W: usize>(sub: &BitProblem<W>) -> Vec<(u32, u32)> {
 }
 
 /// Cost of an SSA path on a bitset problem, or `None` when a result breaks `limit`.
-pub(crate) fn ssa_cost_bits<const W: usize>(bp: &BitProblem<W>, ssa: &[(u32, u32)], limit: Option<f64>) -> Option<f64> {
+pub(crate) fn ssa_cost_bits<const W: usize>(
+    bp: &BitProblem<W>,
+    ssa: &[(u32, u32)],
+    limit: Option<f64>,
+) -> Option<f64> {
     let mut ops: Vec<(u128, Bits<W>)> = (0..bp.n).map(|t| (1u128 << t, bp.labels[t])).collect();
     let mut total = 0.0;
     for &(a, b) in ssa {

@@ -14,8 +14,9 @@
 //! three or more inputs) and batch labels (kept in the output) are handled exactly. A
 //! label that occurs in only one input and not in the output is summed by the first
 //! step that uses that input, as opt_einsum counts it. An input that repeats a label (a
-//! diagonal) counts as its set of distinct labels. Costs are `f64`: no overflow, and
-//! sizes beyond `f64`'s range saturate to infinity.
+//! diagonal) counts as its set of distinct labels. Costs are `f64`: no overflow; a
+//! cost beyond `f64`'s range is infinite, and a zero size makes a product zero even
+//! next to an infinite one.
 //!
 //! Networks with fewer than two inputs need no pairwise step: the path is empty, the
 //! largest intermediate is 0, and the cost is 0 except for a single input that sums
@@ -24,16 +25,25 @@
 //!
 //! # Algorithms
 //!
-//! * Exact dynamic programming: every split of every subset for up to
-//!   [`FULL_DP_MAX`] inputs (so outer products are considered too); above that,
-//!   opt_einsum's `dp` over connected subsets with an iteratively raised cost cap, with
-//!   components joined exactly afterwards (see `dp.rs`).
-//! * Branch-and-bound over pairs, bounded by the best path so far.
-//! * opt_einsum's greedy heuristic, and randomised greedy: many seeded, perturbed
-//!   greedy runs, best kept.
-//! * [`Method::Auto`] tries the exact search within a work limit derived from the time
-//!   budget, then falls back to randomised greedy (with a narrow branch-and-bound
-//!   polish for medium sizes); it always returns a path when no memory limit is set.
+//! * Exact dynamic programming (`dp.rs`): every split of every subset for up to
+//!   [`FULL_DP_MAX`] inputs, so outer products are considered too; above that, the
+//!   search space of opt_einsum's `dp` (subsets connected through summed labels), but
+//!   searched best-first with an admissible bound instead of opt_einsum's repeated
+//!   level sweeps under a rising cost cap, and pruned by the cost of a known path;
+//!   components are joined exactly afterwards.
+//! * Branch-and-bound over pairs (`bb.rs`), bounded by the best path so far.
+//! * opt_einsum's greedy heuristic and randomised greedy (`greedy.rs`): seeded,
+//!   perturbed greedy runs, best kept; then subtree reconfiguration (`reconf.rs`),
+//!   which re-solves subtrees of up to 8 operands exactly.
+//! * [`Method::Auto`]: the exact search outright up to [`FULL_DP_MAX`] inputs; above,
+//!   greedy, then the exact search bounded by the greedy cost with a small work limit
+//!   (chains and trees finish here), then 63 randomised greedy runs for a tighter
+//!   bound and the exact search again with the work limit of half the budget (a fifth
+//!   above 40 inputs). If that gives up: more randomised greedy runs (a work count per
+//!   budget second), reconfiguration of the best four paths, and a narrow
+//!   branch-and-bound polish up to 40 inputs. A path is always returned when no memory
+//!   limit is set; the floor is one greedy run, which may exceed a tiny budget on huge
+//!   networks.
 //!
 //! "Optimal" ([`ContractionPath::optimal`]) means proven optimal for the convention
 //! over all contraction trees for up to [`FULL_DP_MAX`] inputs, and above that over the
@@ -43,14 +53,15 @@
 //!
 //! # Determinism and memoisation
 //!
-//! Limits inside the searches are counts of work derived from the time budget, so the
-//! same input and options give the same path; the wall-clock budget is only a safety
-//! net (a search it cuts short is reported by a shorter path quality, never a panic,
-//! and is not cached). Every search runs on a canonical form of the network (labels
-//! merged and renumbered, inputs reordered; see `cache.rs`) and is memoised in a
-//! bounded [`PathCache`] keyed by that form plus sizes and options, so a repeated
-//! sub-problem costs only its canonicalisation; the cached path is mapped back through
-//! the input permutation.
+//! The searches stop on counts of work derived from the time budget, so the same
+//! input and options give the same path. The wall-clock budget is only a safety net
+//! for slow or loaded machines: a search it cuts short still returns its best path so
+//! far (such a result is not cached, as it may not repeat). Every search runs on a
+//! canonical form of the network (labels merged and renumbered, inputs reordered; see
+//! `cache.rs`) and is memoised in a bounded [`PathCache`] keyed by that form plus the
+//! options, so a repeated sub-problem costs only its canonicalisation, and a result
+//! never depends on what the cache held before; the cached path is mapped back
+//! through the input permutation.
 
 mod bb;
 mod bits;
@@ -71,7 +82,7 @@ pub use dp::FULL_DP_MAX;
 
 use bits::{with_width, MAX_BIT_LABELS};
 use dp::Budget;
-use problem::{BitProblem, Problem, Solution};
+use problem::{BitProblem, Found, Problem, Solution, Ssa};
 use std::time::{Duration, Instant};
 
 /// An index label; its size is `Network::sizes[label]`.
@@ -119,7 +130,11 @@ pub struct PathOptions {
 
 impl Default for PathOptions {
     fn default() -> Self {
-        PathOptions { method: Method::Auto, time_budget: Duration::from_secs(1), max_intermediate: None }
+        PathOptions {
+            method: Method::Auto,
+            time_budget: Duration::from_secs(1),
+            max_intermediate: None,
+        }
     }
 }
 
@@ -150,8 +165,14 @@ pub struct PathCost {
 
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum PathError {
-    #[error("input {input} uses label {label}, but sizes are given only for labels 0..{num_sizes}")]
-    LabelOutOfRange { input: usize, label: Label, num_sizes: usize },
+    #[error(
+        "input {input} uses label {label}, but sizes are given only for labels 0..{num_sizes}"
+    )]
+    LabelOutOfRange {
+        input: usize,
+        label: Label,
+        num_sizes: usize,
+    },
     #[error("output label {label} has no size: sizes are given only for labels 0..{num_sizes}")]
     OutputLabelOutOfRange { label: Label, num_sizes: usize },
     #[error("output label {label} occurs in no input")]
@@ -177,7 +198,7 @@ pub fn pairwise_flops(a: &[Label], b: &[Label], keep: &[Label], sizes: &[u64]) -
     all.sort_unstable();
     all.dedup();
     let size = |l: Label| sizes.get(l as usize).map_or(1.0, |&s| s as f64);
-    let product: f64 = all.iter().map(|&l| size(l)).product();
+    let product = problem::product(all.iter().map(|&l| size(l)));
     let summed = all.iter().any(|l| !keep.contains(l));
     if summed {
         2.0 * product
@@ -193,7 +214,7 @@ pub fn naive_flops(net: &Network) -> Result<f64, PathError> {
     let mut all: Vec<Label> = net.inputs.iter().flatten().copied().collect();
     all.sort_unstable();
     all.dedup();
-    let product: f64 = all.iter().map(|&l| net.sizes[l as usize] as f64).product();
+    let product = problem::product(all.iter().map(|&l| net.sizes[l as usize] as f64));
     let summed = all.iter().any(|l| !net.output.contains(l));
     let terms = net.inputs.len().saturating_sub(1).max(1) as f64;
     Ok(product * (terms + if summed { 1.0 } else { 0.0 }))
@@ -228,7 +249,10 @@ pub fn path_cost(net: &Network, pairs: &[(usize, usize)]) -> Result<PathCost, Pa
             let reason = format!("pair ({a}, {b}) but the network has {} input(s)", ops.len());
             return Err(PathError::InvalidPath { step: 0, reason });
         }
-        return Ok(PathCost { flops: single_operand_flops(net), largest_intermediate: 0.0 });
+        return Ok(PathCost {
+            flops: single_operand_flops(net),
+            largest_intermediate: 0.0,
+        });
     }
     let (mut flops, mut largest) = (0.0, 0.0f64);
     for (step, &(i, j)) in pairs.iter().enumerate() {
@@ -240,16 +264,25 @@ pub fn path_cost(net: &Network, pairs: &[(usize, usize)]) -> Result<PathCost, Pa
         let b = ops.remove(hi);
         let a = ops.remove(lo);
         let (keep, cost) = problem::contract_lists(&a, &b, &mut count, &sizes);
-        largest = largest.max(keep.iter().map(|&l| sizes[l as usize]).product());
+        largest = largest.max(problem::product(keep.iter().map(|&l| sizes[l as usize])));
         flops += cost;
         ops.push(keep);
     }
     let mut out = net.output.clone();
     out.sort_unstable();
     match ops.as_slice() {
-        [last] if *last == out => Ok(PathCost { flops, largest_intermediate: largest }),
-        [_] => Err(PathError::InvalidPath { step: pairs.len(), reason: "the result's labels differ from the output".into() }),
-        _ => Err(PathError::InvalidPath { step: pairs.len(), reason: format!("{} operands left", ops.len()) }),
+        [last] if *last == out => Ok(PathCost {
+            flops,
+            largest_intermediate: largest,
+        }),
+        [_] => Err(PathError::InvalidPath {
+            step: pairs.len(),
+            reason: "the result's labels differ from the output".into(),
+        }),
+        _ => Err(PathError::InvalidPath {
+            step: pairs.len(),
+            reason: format!("{} operands left", ops.len()),
+        }),
     }
 }
 
@@ -260,7 +293,7 @@ fn single_operand_flops(net: &Network) -> f64 {
             ls.sort_unstable();
             ls.dedup();
             if ls.iter().any(|l| !net.output.contains(l)) {
-                ls.iter().map(|&l| net.sizes[l as usize] as f64).product()
+                problem::product(ls.iter().map(|&l| net.sizes[l as usize] as f64))
             } else {
                 0.0
             }
@@ -275,7 +308,11 @@ fn validate(net: &Network) -> Result<(), PathError> {
     for (input, labels) in net.inputs.iter().enumerate() {
         for &label in labels {
             if label as usize >= num_sizes {
-                return Err(PathError::LabelOutOfRange { input, label, num_sizes });
+                return Err(PathError::LabelOutOfRange {
+                    input,
+                    label,
+                    num_sizes,
+                });
             }
             used.insert(label);
         }
@@ -331,7 +368,9 @@ pub fn optimize_path_with_cache(
     let sol = match cached {
         Some(s) => s,
         None => {
-            let s = solve(&canon, opts, start).ok_or(PathError::MemoryLimit { limit: limit.unwrap_or(f64::INFINITY) })?;
+            let s = solve(&canon, opts, start).ok_or(PathError::MemoryLimit {
+                limit: limit.unwrap_or(f64::INFINITY),
+            })?;
             if let Some(c) = cache {
                 if !s.timed_out {
                     c.insert(&canon, opts.method, opts.time_budget, limit, &s);
@@ -350,7 +389,8 @@ pub fn optimize_path_with_cache(
         })
         .collect();
     let pairs = problem::ssa_to_linear(&ssa, n);
-    let cost = path_cost(net, &pairs).map_err(|e| PathError::Internal(format!("search returned a bad path: {e}")))?;
+    let cost = path_cost(net, &pairs)
+        .map_err(|e| PathError::Internal(format!("search returned a bad path: {e}")))?;
     Ok(ContractionPath {
         pairs,
         flops: cost.flops,
@@ -361,85 +401,172 @@ pub fn optimize_path_with_cache(
     })
 }
 
-/// Exact-search evaluations per second assumed when sizing Auto's work limit from the
-/// time budget (measured on the project's 2-core Zen 4 machine, halved for margin).
-const DP_EVALS_PER_SEC: f64 = 2.0e7;
+/// Exact-search work units per second assumed when sizing Auto's work limit from the
+/// time budget (about half what the project's 2-core Zen 4 machine does under load).
+const DP_WORK_PER_SEC: f64 = 2.0e7;
 
-/// Share of the budget Auto gives the exact search before falling back.
+/// Share of the budget Auto gives the exact search before falling back: half up to
+/// [`AUTO_DP_LARGE`] inputs, less above, where a search that finishes at all finishes
+/// fast (sparse, tree-like networks) and the heuristics need the time.
 const AUTO_DP_SHARE: f64 = 0.5;
+const AUTO_DP_SHARE_LARGE: f64 = 0.2;
+const AUTO_DP_LARGE: usize = 40;
 
-/// Randomised-greedy trials Auto runs (bounded by the deadline as well).
-const AUTO_TRIALS: usize = 256;
+/// Randomised-greedy work allowed per second of budget, in candidate pairs pushed (a
+/// trial on 100 inputs pushes about a thousand; the machine above does several million
+/// a second).
+const RG_PUSHES_PER_SEC: f64 = 1.5e6;
+
+/// The quick randomised-greedy pass that tightens the bound of the exact search when
+/// the plain greedy bound did not let it finish within [`EASY_WORK`] units: its trials
+/// and its share of the randomised-greedy work.
+const QUICK_TRIALS: usize = 64;
+const QUICK_SHARE: f64 = 0.1;
+const EASY_WORK: u64 = 20_000;
+
+/// Most randomised-greedy trials Auto runs, and how many of the best it reconfigures.
+const AUTO_TRIALS: usize = 4096;
+const AUTO_KEEP: usize = 4;
+
+/// Branch-and-bound polish: opt_einsum's `branch-2` breadth, for networks this size.
+const POLISH_MAX_INPUTS: usize = 40;
+const POLISH_WORK: u64 = 20_000;
 
 fn solve(p: &Problem, opts: &PathOptions, start: Instant) -> Option<Solution> {
     let n = p.n();
     let limit = opts.max_intermediate;
-    let at = |share: f64| start.checked_add(opts.time_budget.mul_f64(share));
-    let unlimited = |share: f64| Budget { work: u64::MAX, deadline: at(share) };
+    let at = |share: f64| deadline(start, opts.time_budget, share);
+    let unlimited = |share: f64| Budget {
+        work: u64::MAX,
+        deadline: at(share),
+    };
     let fits_bits = n <= 128 && p.nlabels() <= MAX_BIT_LABELS;
     if n == 2 {
         let ssa = vec![(0, 1)];
         p.ssa_cost(&ssa, limit)?;
-        return Some(solution(p, ssa, "trivial", true, false));
+        return Some(solution(ssa, "trivial", true, false));
     }
     match opts.method {
         Method::Greedy => {
             let (ssa, _) = greedy::greedy(p, limit)?;
-            Some(solution(p, ssa, "greedy", false, false))
+            Some(solution(ssa, "greedy", false, false))
         }
         Method::RandomGreedy { trials, seed } => {
-            let (best, timed_out) = greedy::random_greedy(p, trials, seed, limit, unlimited(1.0), None);
-            let (ssa, _) = best?;
-            Some(solution(p, ssa, "random-greedy", false, timed_out))
+            let (best, timed_out) = greedy::random_greedy(
+                p,
+                0..trials.max(1),
+                seed,
+                limit,
+                unlimited(1.0),
+                Vec::new(),
+                1,
+            );
+            let (ssa, _) = best.into_iter().next()?;
+            Some(solution(ssa, "random-greedy", false, timed_out))
         }
         Method::BranchBound => {
             let g = greedy::greedy(p, limit);
             if !fits_bits {
-                return g.map(|(ssa, _)| solution(p, ssa, "greedy", false, false));
+                return g.map(|(ssa, _)| solution(ssa, "greedy", false, false));
             }
             let bound = g.as_ref().map_or(f64::INFINITY, |x| x.1);
-            let (found, complete) = with_width!(p.nlabels(), run_bb(p, limit, None, bound, unlimited(1.0)))?;
+            let (found, complete) =
+                with_width!(p.nlabels(), run_bb(p, limit, None, bound, unlimited(1.0)))?;
             let ssa = found.map(|x| x.0).or(g.map(|x| x.0))?;
-            Some(solution(p, ssa, "branch-bound", complete, !complete))
+            Some(solution(ssa, "branch-bound", complete, !complete))
         }
-        Method::Optimal => {
-            if fits_bits {
-                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, unlimited(1.0)))? {
+        Method::Optimal | Method::Auto => {
+            let auto = opts.method == Method::Auto;
+            if fits_bits && n <= FULL_DP_MAX {
+                if let Some(found) = with_width!(
+                    p.nlabels(),
+                    run_exact(p, limit, f64::INFINITY, unlimited(1.0))
+                )? {
                     return Some(found);
                 }
             }
-            heuristic(p, limit, opts, start, true)
-        }
-        Method::Auto => {
+            // Bound the exact search by a known path's cost: the search then scans far
+            // fewer partners, and the path is the fallback when the search gives up.
+            // Easy problems (chains, trees, small graphs) finish under the plain greedy
+            // bound with little work; the others first get a better bound.
+            let (mut known, mut timed_out) =
+                greedy::random_greedy(p, 0..1, 0, limit, unlimited(1.0), Vec::new(), AUTO_KEEP);
             if fits_bits {
-                let secs = opts.time_budget.as_secs_f64();
-                let work = (secs * AUTO_DP_SHARE * DP_EVALS_PER_SEC).max(1e5) as u64;
-                let budget = Budget { work, deadline: at(AUTO_DP_SHARE) };
-                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, budget))? {
+                let budget = if auto {
+                    let share = if n > AUTO_DP_LARGE {
+                        AUTO_DP_SHARE_LARGE
+                    } else {
+                        AUTO_DP_SHARE
+                    };
+                    let work =
+                        (opts.time_budget.as_secs_f64() * share * DP_WORK_PER_SEC).max(1e5) as u64;
+                    Budget {
+                        work,
+                        deadline: at(share),
+                    }
+                } else {
+                    unlimited(1.0)
+                };
+                let upper = known.first().map_or(f64::INFINITY, |x| x.1);
+                let easy = Budget {
+                    work: EASY_WORK.min(budget.work),
+                    ..budget
+                };
+                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, upper, easy))? {
                     return Some(found);
                 }
+                let cut;
+                (known, cut) = quick_heuristic(p, limit, opts, start, known);
+                timed_out |= cut;
+                let upper = known.first().map_or(f64::INFINITY, |x| x.1);
+                if let Some(found) = with_width!(p.nlabels(), run_exact(p, limit, upper, budget))? {
+                    return Some(found);
+                }
+                timed_out |= budget.expired();
+            } else {
+                let cut;
+                (known, cut) = quick_heuristic(p, limit, opts, start, known);
+                timed_out |= cut;
             }
-            heuristic(p, limit, opts, start, false)
+            let (ssa, method, cut) = heuristic(p, limit, opts, start, known, auto)?;
+            Some(solution(ssa, method, false, timed_out || cut))
         }
     }
 }
 
-fn solution(p: &Problem, ssa: Vec<(u32, u32)>, method: &'static str, optimal: bool, timed_out: bool) -> Solution {
-    let cost = p.ssa_cost(&ssa, None).map_or(f64::INFINITY, |c| c.0);
-    Solution { ssa, cost, method, optimal, timed_out }
+/// `start + share * budget`, or no deadline when that is past what `Instant` holds
+/// (`Duration::mul_f64` itself would panic near `Duration::MAX`).
+fn deadline(start: Instant, budget: Duration, share: f64) -> Option<Instant> {
+    Duration::try_from_secs_f64(budget.as_secs_f64() * share)
+        .ok()
+        .and_then(|d| start.checked_add(d))
+}
+
+fn solution(ssa: Ssa, method: &'static str, optimal: bool, timed_out: bool) -> Solution {
+    Solution {
+        ssa,
+        method,
+        optimal,
+        timed_out,
+    }
 }
 
 /// The exact search: [`dp::full_dp`] for small networks, [`dp::connected_dp`] above.
 /// `None` when the budget ran out or the memory limit rules out the search space.
-fn run_exact<const W: usize>(p: &Problem, limit: Option<f64>, budget: Budget) -> Option<Solution> {
+fn run_exact<const W: usize>(
+    p: &Problem,
+    limit: Option<f64>,
+    upper: f64,
+    budget: Budget,
+) -> Option<Solution> {
     let bp = BitProblem::<W>::new(p);
     if p.n() <= FULL_DP_MAX {
         let (ssa, _) = dp::full_dp(&bp, limit)?;
-        return Some(solution(p, ssa, "dp", true, false));
+        return Some(solution(ssa, "dp", true, false));
     }
     let mut work = 0;
-    let (ssa, exact) = dp::connected_dp(&bp, limit, budget, &mut work).ok()?;
-    Some(solution(p, ssa, "dp", exact, false))
+    let (ssa, exact) = dp::connected_dp(&bp, limit, upper, budget, &mut work).ok()?;
+    Some(solution(ssa, "dp", exact, false))
 }
 
 fn run_bb<const W: usize>(
@@ -448,39 +575,83 @@ fn run_bb<const W: usize>(
     nbranch: Option<usize>,
     bound: f64,
     budget: Budget,
-) -> (Option<(Vec<(u32, u32)>, f64)>, bool) {
+) -> (Option<Found>, bool) {
     bb::branch_bound(&BitProblem::<W>::new(p), limit, nbranch, bound, budget)
 }
 
-/// Branch-and-bound polish: opt_einsum's `branch-2` breadth, for networks this size.
-const POLISH_MAX_INPUTS: usize = 40;
-const POLISH_WORK: u64 = 20_000;
+/// Randomised greedy runs 1 to [`QUICK_TRIALS`] on top of the `known` paths: the best
+/// few paths, cheapest first, and whether the deadline cut them short.
+fn quick_heuristic(
+    p: &Problem,
+    limit: Option<f64>,
+    opts: &PathOptions,
+    start: Instant,
+    known: Vec<Found>,
+) -> (Vec<Found>, bool) {
+    let work = (QUICK_SHARE * RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
+    let budget = Budget {
+        work,
+        deadline: deadline(start, opts.time_budget, 0.1),
+    };
+    greedy::random_greedy(p, 1..QUICK_TRIALS, 0, limit, budget, known, AUTO_KEEP)
+}
 
-/// The heuristic pipeline: randomised greedy, subtree reconfiguration, and a narrow
-/// branch-and-bound for medium sizes. `after_exact` marks a fallback from
-/// [`Method::Optimal`], whose budget is then already spent in part.
-fn heuristic(p: &Problem, limit: Option<f64>, opts: &PathOptions, start: Instant, after_exact: bool) -> Option<Solution> {
-    let at = |share: f64| start.checked_add(opts.time_budget.mul_f64(share));
-    let budget = Budget { work: u64::MAX, deadline: at(0.8) };
-    let (best, mut timed_out) = greedy::random_greedy(p, AUTO_TRIALS, 0, limit, budget, None);
-    let (mut ssa, mut cost) = best?;
+/// The rest of the heuristic pipeline after [`quick_heuristic`]: more randomised greedy
+/// runs, subtree reconfiguration of the best few, and for Auto a narrow
+/// branch-and-bound on medium sizes. Returns the path, the method that found it and
+/// whether the deadline cut a stage short.
+fn heuristic(
+    p: &Problem,
+    limit: Option<f64>,
+    opts: &PathOptions,
+    start: Instant,
+    known: Vec<Found>,
+    polish: bool,
+) -> Option<(Ssa, &'static str, bool)> {
+    let at = |share: f64| deadline(start, opts.time_budget, share);
+    let work = ((1.0 - QUICK_SHARE) * RG_PUSHES_PER_SEC * opts.time_budget.as_secs_f64()) as u64;
+    let budget = Budget {
+        work,
+        deadline: at(0.75),
+    };
+    let (cands, mut timed_out) = greedy::random_greedy(
+        p,
+        QUICK_TRIALS..AUTO_TRIALS,
+        0,
+        limit,
+        budget,
+        known,
+        AUTO_KEEP,
+    );
+    let (mut ssa, mut cost) = cands.first().cloned()?;
     let mut method = "random-greedy";
-    let budget = Budget { work: u64::MAX, deadline: at(0.95) };
-    if let Some((better, c, cut)) = reconf::reconfigure(p, &ssa, limit, budget) {
-        timed_out |= cut;
-        if c < cost {
-            ssa = better;
-            cost = c;
+    let budget = Budget {
+        work: u64::MAX,
+        deadline: at(0.9),
+    };
+    for (cand, _) in &cands {
+        if let Some((better, c, cut)) = reconf::reconfigure(p, cand, limit, budget, reconf::SUBTREE)
+        {
+            timed_out |= cut;
+            if c < cost {
+                ssa = better;
+                cost = c;
+            }
         }
     }
-    if p.n() <= POLISH_MAX_INPUTS && p.nlabels() <= MAX_BIT_LABELS && !after_exact {
-        let budget = Budget { work: POLISH_WORK, deadline: at(1.0) };
-        if let Some((Some((better, c)), _)) = with_width!(p.nlabels(), run_bb(p, limit, Some(2), cost, budget)) {
+    if polish && p.n() <= POLISH_MAX_INPUTS && p.nlabels() <= MAX_BIT_LABELS {
+        let budget = Budget {
+            work: POLISH_WORK,
+            deadline: at(1.0),
+        };
+        if let Some((Some((better, c)), _)) =
+            with_width!(p.nlabels(), run_bb(p, limit, Some(2), cost, budget))
+        {
             if c < cost {
                 ssa = better;
                 method = "branch-bound";
             }
         }
     }
-    Some(solution(p, ssa, method, false, timed_out))
+    Some((ssa, method, timed_out))
 }

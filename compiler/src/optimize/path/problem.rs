@@ -20,11 +20,32 @@ pub(crate) struct Problem {
     pub(crate) in_output: Vec<bool>,
 }
 
+/// `a * b` where a zero factor wins over an infinite one: a zero-sized label makes a
+/// tensor empty however large its other labels (and keeps costs free of NaN).
+#[inline]
+pub(crate) fn mul(a: f64, b: f64) -> f64 {
+    if a == 0.0 || b == 0.0 {
+        0.0
+    } else {
+        a * b
+    }
+}
+
+/// Product of sizes under [`mul`].
+pub(crate) fn product(sizes: impl IntoIterator<Item = f64>) -> f64 {
+    sizes.into_iter().fold(1.0, mul)
+}
+
+/// A path in SSA form: inputs are `0..n`, the k-th step creates `n + k`.
+pub(crate) type Ssa = Vec<(u32, u32)>;
+
+/// A path with its cost.
+pub(crate) type Found = (Ssa, f64);
+
 /// A search result in SSA form: inputs are `0..n`, the k-th step creates `n + k`.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Solution {
-    pub(crate) ssa: Vec<(u32, u32)>,
-    pub(crate) cost: f64,
+    pub(crate) ssa: Ssa,
     pub(crate) method: &'static str,
     pub(crate) optimal: bool,
     /// True when the wall-clock budget stopped a search early (such results are not
@@ -44,13 +65,17 @@ impl Problem {
     /// Merges labels by where they occur. The network must already be validated.
     pub(crate) fn from_network(net: &Network) -> Problem {
         let inputs: Vec<&[Label]> = net.inputs.iter().map(|v| v.as_slice()).collect();
-        Self::build(&inputs, &net.output, |l| net.sizes.get(l as usize).map_or(1.0, |&s| s as f64))
+        Self::build(&inputs, &net.output, |l| {
+            net.sizes.get(l as usize).map_or(1.0, |&s| s as f64)
+        })
     }
 
     /// Builds a problem from label lists over some label space with `f64` sizes (the
     /// sub-problems of subtree reconfiguration), merging labels as above.
     pub(crate) fn from_parts(inputs: &[&[u32]], output: &[u32], sizes: &[f64]) -> Problem {
-        Self::build(inputs, output, |l| sizes.get(l as usize).copied().unwrap_or(1.0))
+        Self::build(inputs, output, |l| {
+            sizes.get(l as usize).copied().unwrap_or(1.0)
+        })
     }
 
     fn build(inputs: &[&[u32]], output: &[u32], size_of: impl Fn(u32) -> f64) -> Problem {
@@ -90,18 +115,26 @@ impl Problem {
                 in_output.push(out);
                 (sizes.len() - 1) as u32
             });
-            sizes[id as usize] *= size_of(l);
+            sizes[id as usize] = mul(sizes[id as usize], size_of(l));
             compact_of.insert(l, id);
         }
         let compact = |v: &[u32]| -> Vec<u32> {
-            let mut c: Vec<u32> = v.iter().filter_map(|l| compact_of.get(l).copied()).collect();
+            let mut c: Vec<u32> = v
+                .iter()
+                .filter_map(|l| compact_of.get(l).copied())
+                .collect();
             c.sort_unstable();
             c.dedup();
             c
         };
         let inputs = distinct.iter().map(|v| compact(v)).collect();
         let output = compact(output);
-        Problem { inputs, output, sizes, in_output }
+        Problem {
+            inputs,
+            output,
+            sizes,
+            in_output,
+        }
     }
 
     /// Replays an SSA path; returns (flops, largest result) or `None` when the path is
@@ -109,7 +142,11 @@ impl Problem {
     pub(crate) fn ssa_cost(&self, ssa: &[(u32, u32)], limit: Option<f64>) -> Option<(f64, f64)> {
         let n = self.n();
         if n == 0 {
-            return if ssa.is_empty() { Some((0.0, 0.0)) } else { None };
+            return if ssa.is_empty() {
+                Some((0.0, 0.0))
+            } else {
+                None
+            };
         }
         if ssa.len() + 1 != n {
             return None;
@@ -133,7 +170,7 @@ impl Problem {
             let la = nodes[a].take()?;
             let lb = nodes[b].take()?;
             let (keep, step) = contract_lists(&la, &lb, &mut count, &self.sizes);
-            let size: f64 = keep.iter().map(|&l| self.sizes[l as usize]).product();
+            let size = product(keep.iter().map(|&l| self.sizes[l as usize]));
             if let Some(lim) = limit {
                 if size > lim {
                     return None;
@@ -150,7 +187,12 @@ impl Problem {
 /// Contracts two sorted label lists, updating the live occurrence counts (inputs and
 /// intermediates alive, plus one for the output); returns the kept labels and the
 /// step's flops under the documented convention.
-pub(crate) fn contract_lists(a: &[u32], b: &[u32], count: &mut [u32], sizes: &[f64]) -> (Vec<u32>, f64) {
+pub(crate) fn contract_lists(
+    a: &[u32],
+    b: &[u32],
+    count: &mut [u32],
+    sizes: &[f64],
+) -> (Vec<u32>, f64) {
     let mut keep = Vec::with_capacity(a.len() + b.len());
     let mut all = 1.0;
     let mut summed = false;
@@ -167,7 +209,7 @@ pub(crate) fn contract_lists(a: &[u32], b: &[u32], count: &mut [u32], sizes: &[f
             j += 1;
             (a[i - 1], true)
         };
-        all *= sizes[l as usize];
+        all = mul(all, sizes[l as usize]);
         let c = &mut count[l as usize];
         *c = c.saturating_sub(if both { 2 } else { 1 });
         if *c > 0 {
@@ -255,7 +297,14 @@ impl<const W: usize> BitProblem<W> {
                 adj[t] |= m & !(1u128 << t);
             }
         }
-        BitProblem { n, labels, out, sizes, inc, adj }
+        BitProblem {
+            n,
+            labels,
+            out,
+            sizes,
+            inc,
+            adj,
+        }
     }
 
     /// Contracts the operands with label sets `a` and `b` that together cover the

@@ -1,17 +1,17 @@
 //! Subtree reconfiguration (the local search of cotengra's `subtree_reconfigure`): take
 //! a node of a contraction tree, expand its subtree down to a frontier of at most
-//! [`SUBTREE`] operands (always opening the most expensive step), and replace the steps
+//! `subtree` operands (always opening the most expensive step), and replace the steps
 //! between the frontier and the node by the exact optimum over that frontier. The
 //! node's labels depend only on which inputs it covers, so the rest of the tree is
 //! unaffected and the total cost can only fall.
 
 use super::bits::with_width;
 use super::dp::{full_dp, Budget};
-use super::problem::{BitProblem, Problem};
+use super::problem::{BitProblem, Problem, Ssa};
 use super::tree::Tree;
 
-/// Frontier size of each local problem (3^8 / 2 splits: cheap).
-const SUBTREE: usize = 8;
+/// Default frontier size of each local problem (3^8 / 2 splits: cheap).
+pub(crate) const SUBTREE: usize = 8;
 
 /// Passes over the tree; stops earlier when a pass improves nothing.
 const MAX_PASSES: usize = 6;
@@ -56,7 +56,7 @@ impl State<'_> {
                 j += 1;
                 (a[i - 1].0, a[i - 1].1 + b[j - 1].1)
             };
-            all *= sizes[l as usize];
+            all = super::problem::mul(all, sizes[l as usize]);
             if c < self.total[l as usize] {
                 out.push((l, c));
             } else {
@@ -81,7 +81,8 @@ pub(crate) fn reconfigure(
     ssa: &[(u32, u32)],
     limit: Option<f64>,
     budget: Budget,
-) -> Option<(Vec<(u32, u32)>, f64, bool)> {
+    subtree: usize,
+) -> Option<(Ssa, f64, bool)> {
     let n = p.n();
     if n < 3 || ssa.len() + 1 != n {
         return None;
@@ -100,12 +101,15 @@ pub(crate) fn reconfigure(
         total,
         n,
         kids: ssa.to_vec(),
-        legs: p.inputs.iter().map(|v| v.iter().map(|&l| (l, 1)).collect()).collect(),
+        legs: p
+            .inputs
+            .iter()
+            .map(|v| v.iter().map(|&l| (l, 1)).collect())
+            .collect(),
         cost: vec![0.0; 2 * n - 1],
     };
     st.legs.resize(2 * n - 1, Vec::new());
-    for k in 0..ssa.len() {
-        let (a, b) = ssa[k];
+    for (k, &(a, b)) in ssa.iter().enumerate() {
         if a as usize >= n + k || b as usize >= n + k {
             return None;
         }
@@ -115,14 +119,18 @@ pub(crate) fn reconfigure(
     let mut cut = false;
     'passes: for _ in 0..MAX_PASSES {
         let mut order: Vec<u32> = (n as u32..=root).collect();
-        order.sort_by(|&x, &y| st.cost[y as usize].total_cmp(&st.cost[x as usize]).then(x.cmp(&y)));
+        order.sort_by(|&x, &y| {
+            st.cost[y as usize]
+                .total_cmp(&st.cost[x as usize])
+                .then(x.cmp(&y))
+        });
         let mut improved = false;
         for v in order {
             if budget.expired() {
                 cut = true;
                 break 'passes;
             }
-            improved |= improve_at(&mut st, v, limit);
+            improved |= improve_at(&mut st, v, limit, subtree);
         }
         if !improved {
             break;
@@ -135,18 +143,22 @@ pub(crate) fn reconfigure(
 }
 
 /// Re-optimises the steps under `v` down to a frontier; true when the cost fell.
-fn improve_at(st: &mut State<'_>, v: u32, limit: Option<f64>) -> bool {
+fn improve_at(st: &mut State<'_>, v: u32, limit: Option<f64>, subtree: usize) -> bool {
     let mut frontier: Vec<u32> = {
         let (a, b) = st.kids_of(v);
         vec![a, b]
     };
     let mut inner: Vec<u32> = vec![v];
-    while frontier.len() < SUBTREE {
+    while frontier.len() < subtree.clamp(3, 16) {
         let pick = frontier
             .iter()
             .enumerate()
             .filter(|(_, &u)| !st.is_leaf(u))
-            .max_by(|(_, &x), (_, &y)| st.cost[x as usize].total_cmp(&st.cost[y as usize]).then(y.cmp(&x)))
+            .max_by(|(_, &x), (_, &y)| {
+                st.cost[x as usize]
+                    .total_cmp(&st.cost[y as usize])
+                    .then(y.cmp(&x))
+            })
             .map(|(i, _)| i);
         let Some(i) = pick else { break };
         let u = frontier.swap_remove(i);
@@ -159,14 +171,18 @@ fn improve_at(st: &mut State<'_>, v: u32, limit: Option<f64>) -> bool {
         return false;
     }
     let old: f64 = inner.iter().map(|&u| st.cost[u as usize]).sum();
-    let labels: Vec<Vec<u32>> = frontier.iter().map(|&u| st.legs[u as usize].iter().map(|x| x.0).collect()).collect();
+    let labels: Vec<Vec<u32>> = frontier
+        .iter()
+        .map(|&u| st.legs[u as usize].iter().map(|x| x.0).collect())
+        .collect();
     let out: Vec<u32> = st.legs[v as usize].iter().map(|x| x.0).collect();
     let refs: Vec<&[u32]> = labels.iter().map(|v| v.as_slice()).collect();
     let sub = Problem::from_parts(&refs, &out, &st.p.sizes);
     let Some(Some((ssa, new))) = with_width!(sub.nlabels(), solve_small(&sub, limit)) else {
         return false;
     };
-    if !(new < old * (1.0 - 1e-12)) {
+    let improved = new < old * (1.0 - 1e-12);
+    if !improved {
         return false;
     }
     // Rebuild: step k of the local path reuses one of the freed internal nodes, the
@@ -183,6 +199,9 @@ fn improve_at(st: &mut State<'_>, v: u32, limit: Option<f64>) -> bool {
     true
 }
 
-fn solve_small<const W: usize>(sub: &Problem, limit: Option<f64>) -> Option<(Vec<(u32, u32)>, f64)> {
+fn solve_small<const W: usize>(
+    sub: &Problem,
+    limit: Option<f64>,
+) -> Option<(Vec<(u32, u32)>, f64)> {
     full_dp(&BitProblem::<W>::new(sub), limit)
 }

@@ -21,9 +21,4 @@ impl Rng {
     pub(crate) fn uniform(&mut self) -> f64 {
         ((self.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64
     }
-
-    /// A standard Gumbel sample.
-    pub(crate) fn gumbel(&mut self) -> f64 {
-        -(-self.uniform().ln()).ln()
-    }
 }

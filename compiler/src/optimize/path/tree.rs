@@ -11,7 +11,10 @@ pub(crate) struct Tree {
 
 impl Tree {
     pub(crate) fn new(n: usize) -> Self {
-        Tree { n, kids: Vec::with_capacity(n.saturating_sub(1)) }
+        Tree {
+            n,
+            kids: Vec::with_capacity(n.saturating_sub(1)),
+        }
     }
 
     pub(crate) fn push(&mut self, a: u32, b: u32) -> u32 {
@@ -21,7 +24,10 @@ impl Tree {
 
     /// Builds a tree from an SSA path (whose ids are already in this numbering).
     pub(crate) fn from_ssa(n: usize, ssa: &[(u32, u32)]) -> Self {
-        Tree { n, kids: ssa.to_vec() }
+        Tree {
+            n,
+            kids: ssa.to_vec(),
+        }
     }
 
     /// The SSA path that contracts the subtree under `root` in post-order, renumbering
@@ -32,8 +38,12 @@ impl Tree {
         // Explicit stack: (node, children done?) so that deep chains do not overflow.
         let mut stack = vec![(root, false)];
         while let Some((v, done)) = stack.pop() {
-            let Some(k) = (v as usize).checked_sub(self.n) else { continue };
-            let Some(&(a, b)) = self.kids.get(k) else { continue };
+            let Some(k) = (v as usize).checked_sub(self.n) else {
+                continue;
+            };
+            let Some(&(a, b)) = self.kids.get(k) else {
+                continue;
+            };
             if done {
                 let map = |x: u32| -> u32 {
                     match (x as usize).checked_sub(self.n) {
