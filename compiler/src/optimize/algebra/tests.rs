@@ -751,7 +751,6 @@ fn every_case_file_function_stays_equivalent() {
             }
             if (0..f.dims.len()).all(|k| b.get(DimId(k as u32)).is_some()) {
                 let (g, r) = optimize(f, &b, &AlgebraOptions::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
-                if std::env::var("SHOWCASE").is_ok_and(|v| name.contains(&v)) { eprintln!("{f}\n{g}\n{r:?}"); }
                 tir::verify(&g).unwrap_or_else(|e| panic!("{what}: {e}\n{g}"));
                 assert!(r.cost_after <= r.cost_before, "{what}: {r:?}");
             }
