@@ -380,8 +380,9 @@ def write_report(rows, args, mach, np_version, oe_version, wall):
                       f"{ratio_str(r['ours_cost_oe'] / d['cost'])} | {fmt_t(t['time_s'])} | {t['method']} | "
                       f"{fmt_t(d['time_s'])} | {d['time_s'] / max(t['time_s'], 1e-9):.0f}x |")
                 else:
+                    dp_t = f"> {args.dp_timeout:g} s" if d == "timeout" else "not run"
                     w(f"| {r['name']} | {r['tensors']} | {r['ours_cost_oe']:.4e} | {d} | - | {fmt_t(t['time_s'])} | "
-                      f"{t['method']} | > {args.dp_timeout:g} s | - |")
+                      f"{t['method']} | {dp_t} | - |")
         else:
             w("| network | tensors | Tessera cost | rg-128 cost | log10 difference | Tessera time | method | "
               "rg-128 time |")

@@ -10,7 +10,7 @@
 use super::problem::{Problem, Solution};
 use super::Method;
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Returns `(perm, canonical)`: canonical input `c` is original input `perm[c]`.
@@ -140,16 +140,30 @@ impl Key {
     }
 }
 
+impl Key {
+    /// Rough size in words, for the cache's memory bound.
+    fn weight(&self, sol: &Solution) -> usize {
+        let labels: usize = self.inputs.iter().map(|v| v.len() + 3).sum();
+        16 + labels + self.output.len() + 2 * self.sizes.len() + 2 * sol.ssa.len()
+    }
+}
+
 struct Inner {
-    map: HashMap<Key, Solution>,
-    /// Insertion order, for evicting the oldest entry when full.
-    order: VecDeque<Key>,
+    /// Keys are shared with `order`, so each is stored once.
+    map: HashMap<Arc<Key>, Solution>,
+    /// Insertion order with weights, for evicting the oldest entries when full.
+    order: VecDeque<(Arc<Key>, usize)>,
+    weight: usize,
     hits: u64,
     misses: u64,
 }
 
-/// A bounded memo of path searches (see the module docs of [`crate::optimize::path`]).
-/// Safe to share between threads.
+/// Most words all entries of one cache may hold (about 16-32 MB); a single result
+/// heavier than an eighth of this is not cached.
+const MAX_WEIGHT: usize = 1 << 22;
+
+/// A bounded memo of path searches (see the module docs of [`crate::optimize::path`]),
+/// limited both in entries and in total size. Safe to share between threads.
 pub struct PathCache {
     inner: Mutex<Inner>,
     capacity: usize,
@@ -164,12 +178,14 @@ pub struct CacheStats {
 }
 
 impl PathCache {
-    /// A cache holding at most `capacity` results (the oldest is evicted first).
+    /// A cache holding at most `capacity` results (the oldest is evicted first), and
+    /// at most some tens of megabytes.
     pub fn new(capacity: usize) -> PathCache {
         PathCache {
             inner: Mutex::new(Inner {
                 map: HashMap::new(),
                 order: VecDeque::new(),
+                weight: 0,
                 hits: 0,
                 misses: 0,
             }),
@@ -196,6 +212,7 @@ impl PathCache {
         let mut g = self.lock();
         g.map.clear();
         g.order.clear();
+        g.weight = 0;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -234,19 +251,26 @@ impl PathCache {
             return;
         }
         let key = Key::new(p, method, budget, limit);
+        let weight = key.weight(sol);
+        if weight > MAX_WEIGHT / 8 {
+            return;
+        }
         let mut g = self.lock();
         if g.map.contains_key(&key) {
             return;
         }
-        while g.map.len() >= self.capacity {
+        while g.map.len() >= self.capacity || g.weight + weight > MAX_WEIGHT {
             match g.order.pop_front() {
-                Some(old) => {
+                Some((old, w)) => {
                     g.map.remove(&old);
+                    g.weight -= w;
                 }
                 None => break,
             }
         }
-        g.order.push_back(key.clone());
+        let key = Arc::new(key);
+        g.order.push_back((Arc::clone(&key), weight));
+        g.weight += weight;
         g.map.insert(key, sol.clone());
     }
 }
