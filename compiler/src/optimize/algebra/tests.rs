@@ -758,3 +758,24 @@ fn every_case_file_function_stays_equivalent() {
     }
     assert!(seen >= 20, "only {seen} functions found in {}", dir.display());
 }
+
+/// Outputs that fold to constants, copies of inputs, transposes and twice the same
+/// value are all written under their own names.
+#[test]
+fn degenerate_outputs_keep_their_names() {
+    let (_, g, r) = run(
+        "fn f(A: f64[n, m], B: f64[n]) -> (Z: f64[n], C: f64[m, n], D: f64[n], E: f64[n], S: f64) {
+            Z[i] = A[i, j] * B[i] - B[i] * A[i, j]
+            C[j, i] = A[i, j]
+            D[i] = B[i] * 2 + B[i]
+            E[i] = 3 * B[i]
+            S = 2 * 3
+        }",
+        &[("n", 3), ("m", 4)],
+        false,
+    );
+    assert!(r.cost_after < r.cost_before, "{r:?}");
+    let text = g.to_string();
+    assert!(text.contains("Z[i] = 0.0"), "{g}");
+    assert!(text.contains("S = 6.0"), "{g}");
+}
