@@ -58,6 +58,9 @@ struct Emitter<'a> {
     /// Original temporaries with the same value as a class: their names are reused.
     old_temps: HashMap<Id, Vec<TensorId>>,
     done: HashSet<Id>,
+    /// Temporaries written with the opposite sign (a negative multiple is stored
+    /// positive and subtracted where read).
+    negated: HashSet<Id>,
     in_progress: HashSet<Id>,
     defined: Vec<bool>,
     tensors: Vec<TensorDecl>,
@@ -98,6 +101,7 @@ pub fn emit(f: &Function, eg: &EG, built: &Built, ex: &Extraction) -> Result<Fun
         home: HashMap::new(),
         old_temps,
         done: HashSet::new(),
+        negated: HashSet::new(),
         in_progress: HashSet::new(),
         defined: f.tensors.iter().map(|t| super::build::is_leaf(t.kind)).collect(),
         tensors: f.tensors.clone(),
@@ -181,7 +185,8 @@ impl Emitter<'_> {
         let mut vars = Vars::new(&self.index_names);
         let shape = self.shape(c).to_vec();
         let lhs: Vec<Position> = shape.into_iter().map(|s| vec![vars.fresh(s)]).collect();
-        let rhs = Expr::Access(h, lhs.clone());
+        let read = Expr::Access(h, lhs.clone());
+        let rhs = if self.negated.contains(&self.eg.find(c)) { Expr::Neg(Box::new(read)) } else { read };
         self.push(t, lhs, rhs, vars)
     }
 
@@ -207,6 +212,7 @@ impl Emitter<'_> {
             self.mark_defined(t);
             t
         } else {
+            let named = self.home.contains_key(&c);
             let target = self.target_for(c, &node)?;
             let mut vars = Vars::new(&self.index_names);
             let (lhs, rhs) = match &node {
@@ -226,7 +232,13 @@ impl Emitter<'_> {
                     let shape = self.shape(c).to_vec();
                     let lhs: Vec<Position> = shape.into_iter().map(|s| vec![vars.fresh(s)]).collect();
                     let ctx = Ctx { top: true, domain: self.numel(c) };
-                    let rhs = self.node_expr(&node, &lhs, ctx, &mut vars)?;
+                    let rhs = match &node {
+                        TNode::Einsum(spec, ids) if !named && !spec.is_view() && self.coefficient(ids) < 0.0 => {
+                            self.negated.insert(c);
+                            self.einsum(spec, ids, &lhs, ctx, &mut vars, true)?
+                        }
+                        _ => self.node_expr(&node, &lhs, ctx, &mut vars)?,
+                    };
                     (lhs, rhs)
                 }
             };
@@ -328,8 +340,14 @@ impl Emitter<'_> {
             self.node_expr(&node, pos, ctx, vars)
         } else {
             let t = self.materialize(c)?;
-            Ok(Expr::Access(t, pos.to_vec()))
+            let read = Expr::Access(t, pos.to_vec());
+            Ok(if self.negated.contains(&c) { Expr::Neg(Box::new(read)) } else { read })
         }
+    }
+
+    /// The product of an einsum's constant operands.
+    fn coefficient(&self, ids: &[Id]) -> f64 {
+        ids.iter().filter_map(|&i| self.konst(i)).product()
     }
 
     /// Follows inline views and splits down to the class they read.
@@ -359,10 +377,15 @@ impl Emitter<'_> {
     fn signed(&mut self, c: Id, pos: &[Position], ctx: Ctx, vars: &mut Vars) -> Result<(bool, Expr), AlgebraError> {
         let (r, rpos) = self.resolve(c, pos)?;
         let node = self.node(r)?.clone();
-        if let TNode::Einsum(spec, ids) = &node {
-            let coef: f64 = ids.iter().filter_map(|&i| self.konst(i)).product();
-            if coef < 0.0 && self.konst(r).is_none() && self.inline(r, &node, ctx) {
-                return Ok((true, self.einsum(spec, ids, &rpos, ctx, vars, true)?));
+        if self.konst(r).is_none() {
+            if let TNode::Einsum(spec, ids) = &node {
+                if self.coefficient(ids) < 0.0 && self.inline(r, &node, ctx) {
+                    return Ok((true, self.einsum(spec, ids, &rpos, ctx, vars, true)?));
+                }
+            }
+            if !self.inline(r, &node, ctx) {
+                let t = self.materialize(r)?;
+                return Ok((self.negated.contains(&r), Expr::Access(t, rpos)));
             }
         }
         Ok((false, self.class(c, pos, ctx, vars)?))

@@ -2,13 +2,14 @@
 //! every class once however many nodes read it, is low.
 //!
 //! First a greedy fixpoint where each class's cost is the cost of its whole sub-DAG
-//! (a map from class to local cost, so shared classes count once); ties go to the node
-//! whose sub-DAG has more classes, since a finer decomposition exposes more sharing.
+//! (a map from class to local cost, so shared classes count once). Ties in FLOPs go to
+//! the smaller largest array, then to the node whose sub-DAG has more classes, since a
+//! finer decomposition exposes more sharing.
 //! Large e-graphs, where those maps would grow quadratically on long chains, use tree
 //! costs instead. Then a bounded local search switches single classes to other nodes
 //! while the total cost of the roots' DAG drops.
 
-use super::cost::CostModel;
+use super::cost::{Cost, CostModel};
 use super::lang::{TNode, EG};
 use egg::{Id, Language};
 use std::collections::BTreeMap;
@@ -33,7 +34,7 @@ const MAX_SET_CLASSES: usize = 3_000;
 struct Dense {
     ids: Vec<Id>,
     /// Per class, per node: local cost and children (dense).
-    nodes: Vec<Vec<(f64, Vec<usize>)>>,
+    nodes: Vec<Vec<(Cost, Vec<usize>)>>,
 }
 
 impl Dense {
@@ -67,15 +68,17 @@ impl Dense {
 }
 
 /// Sorted (class, local cost) pairs: a sub-DAG.
-type Set = Rc<Vec<(usize, f64)>>;
+type Set = Rc<Vec<(usize, Cost)>>;
 
 struct Best {
     node: usize,
     total: f64,
+    /// The largest array of the sub-DAG.
+    peak: f64,
     set: Set,
 }
 
-fn union(a: &[(usize, f64)], b: &[(usize, f64)]) -> Vec<(usize, f64)> {
+fn union(a: &[(usize, Cost)], b: &[(usize, Cost)]) -> Vec<(usize, Cost)> {
     let mut out = Vec::with_capacity(a.len() + b.len());
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
@@ -100,9 +103,20 @@ fn union(a: &[(usize, f64)], b: &[(usize, f64)]) -> Vec<(usize, f64)> {
     out
 }
 
-fn better(total: f64, len: usize, than: &Best) -> bool {
-    let eps = 1e-9 * than.total.abs().max(1.0);
-    total < than.total - eps || (total <= than.total + eps && len > than.set.len())
+/// Lexicographic: FLOPs, then the largest array, each up to rounding.
+fn lower(a: (f64, f64), b: (f64, f64)) -> Option<bool> {
+    let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * x.abs().max(y.abs()).max(1.0);
+    if !close(a.0, b.0) {
+        Some(a.0 < b.0)
+    } else if !close(a.1, b.1) {
+        Some(a.1 < b.1)
+    } else {
+        None
+    }
+}
+
+fn better(total: f64, peak: f64, len: usize, than: &Best) -> bool {
+    lower((total, peak), (than.total, than.peak)).unwrap_or(len > than.set.len())
 }
 
 pub fn extract(eg: &EG, roots: &[Id], cm: &CostModel) -> Result<Extraction, String> {
@@ -131,7 +145,7 @@ pub fn extract(eg: &EG, roots: &[Id], cm: &CostModel) -> Result<Extraction, Stri
                 }
                 choice[c] = Some(k);
                 match dag_cost(&d, &roots, &choice) {
-                    Some(t) if t < cost - 1e-9 * cost.abs().max(1.0) => {
+                    Some(t) if lower(t, cost) == Some(true) => {
                         cost = t;
                         improved = true;
                         break;
@@ -152,7 +166,7 @@ pub fn extract(eg: &EG, roots: &[Id], cm: &CostModel) -> Result<Extraction, Stri
         out.insert(d.ids[c], eg[d.ids[c]].nodes[k].clone());
         order.push(d.ids[c]);
     }
-    Ok(Extraction { choice: out, order, cost })
+    Ok(Extraction { choice: out, order, cost: cost.0 })
 }
 
 /// The greedy fixpoint over sub-DAG sets (see the module docs).
@@ -162,7 +176,7 @@ fn greedy_dag(d: &Dense) -> Vec<Option<usize>> {
         let mut changed = false;
         for c in 0..d.ids.len() {
             for (k, (own, kids)) in d.nodes[c].iter().enumerate() {
-                let mut set: Vec<(usize, f64)> = Vec::new();
+                let mut set: Vec<(usize, Cost)> = Vec::new();
                 let mut ok = true;
                 for &ch in kids {
                     match best.get(ch).and_then(|b| b.as_ref()) {
@@ -177,14 +191,15 @@ fn greedy_dag(d: &Dense) -> Vec<Option<usize>> {
                     continue;
                 }
                 set = union(&set, &[(c, *own)]);
-                let total: f64 = set.iter().map(|p| p.1).sum();
+                let total: f64 = set.iter().map(|p| p.1.flops).sum();
+                let peak = set.iter().map(|p| p.1.mem).fold(0.0, f64::max);
                 let replace = match &best[c] {
                     None => true,
-                    Some(b) if b.node == k => (b.total - total).abs() > 1e-12 * total.abs().max(1.0) || b.set.len() != set.len(),
-                    Some(b) => better(total, set.len(), b),
+                    Some(b) if b.node == k => lower((total, peak), (b.total, b.peak)).is_some() || b.set.len() != set.len(),
+                    Some(b) => better(total, peak, set.len(), b),
                 };
                 if replace {
-                    best[c] = Some(Best { node: k, total, set: Rc::new(set) });
+                    best[c] = Some(Best { node: k, total, peak, set: Rc::new(set) });
                     changed = true;
                 }
             }
@@ -206,7 +221,7 @@ fn tree_costs(d: &Dense) -> Vec<Option<usize>> {
             for (k, (own, kids)) in d.nodes[c].iter().enumerate() {
                 let below: Option<f64> = kids.iter().map(|&ch| best.get(ch).copied().flatten().map(|b| b.1)).sum();
                 let Some(below) = below else { continue };
-                let total = below + own + 1e-6;
+                let total = below + own.flops + 1e-6;
                 if best[c].is_none_or(|b| total < b.1 - 1e-9 * b.1.abs()) {
                     best[c] = Some((k, total));
                     changed = true;
@@ -257,7 +272,14 @@ fn reachable(d: &Dense, roots: &[usize], choice: &[Option<usize>]) -> Option<Vec
     Some(order)
 }
 
-fn dag_cost(d: &Dense, roots: &[usize], choice: &[Option<usize>]) -> Option<f64> {
+/// FLOPs and largest array of the DAG the roots choose.
+fn dag_cost(d: &Dense, roots: &[usize], choice: &[Option<usize>]) -> Option<(f64, f64)> {
     let reach = reachable(d, roots, choice)?;
-    reach.iter().map(|&c| choice[c].map(|k| d.nodes[c][k].0)).sum()
+    let (mut flops, mut peak) = (0.0, 0.0f64);
+    for &c in &reach {
+        let cost = d.nodes[c].get(choice[c]?)?.0;
+        flops += cost.flops;
+        peak = peak.max(cost.mem);
+    }
+    Some((flops, peak))
 }

@@ -29,10 +29,6 @@ pub struct Spec {
 }
 
 impl Spec {
-    pub fn n_labels(&self) -> usize {
-        self.sizes.len()
-    }
-
     /// True when the label is summed (not an output axis).
     pub fn is_bound(&self, l: u32) -> bool {
         l as usize >= self.n_out

@@ -74,7 +74,7 @@ pub(super) fn assert_same(f: &Function, g: &Function, b: &Bindings, seed: u64, p
         let scale = w.iter().fold(1.0f64, |m, x| m.max(x.abs()));
         for (x, y) in w.iter().zip(o.iter()) {
             assert!(
-                (x - y).abs() <= 1e-9 * scale || (x.is_nan() && y.is_nan()),
+                x == y || (x - y).abs() <= 1e-9 * scale || (x.is_nan() && y.is_nan()),
                 "output {k}: {x} vs {y}\noriginal:\n{f}\nrewritten:\n{g}"
             );
         }
@@ -428,6 +428,23 @@ fn a_max_reduction_blocks_nothing_it_should_not() {
     assert!(g.tensor_by_name("T").is_some(), "T must exist for the max:\n{g}");
 }
 
+/// Variance is not expanded into E[x²] - E[x]², which cancels catastrophically.
+#[test]
+fn squares_of_differences_are_not_expanded() {
+    let (_, g, _) = run(
+        "fn var(x: f64[b, d]) -> v: f64[b] {
+            mu[i] = x[i, j] / d
+            v[i] = (x[i, j] - mu[i]) * (x[i, j] - mu[i]) / d
+        }",
+        &[("b", 8), ("d", 16)],
+        false,
+    );
+    // The expansion would square x itself; the mean is computed once and subtracted.
+    let text = g.to_string();
+    assert!(!text.contains("x[i, j] * x[i, j]"), "x² appears:\n{g}");
+    assert!(text.contains(" - "), "no difference left:\n{g}");
+}
+
 #[test]
 fn errors_are_values() {
     let f = check("fn f(A: f64[n, m]) -> B: f64[n] { B[i] = A[i, j] }");
@@ -675,3 +692,90 @@ fn long_chains_stay_bounded() {
     assert_same(&f, &g, &b, 5, false);
 }
 
+
+/// The `# dims:` line of a case file: `n=100, d=4`.
+fn case_dims(src: &str) -> Vec<(String, u64)> {
+    src.lines()
+        .find_map(|l| l.strip_prefix("# dims:"))
+        .map(|l| {
+            l.split(',')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.trim().to_string(), v.trim().parse().ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Every function of every valid file-driven case (the workloads among them) comes back
+/// verified and equivalent at small sizes, and verified and never costlier at the sizes
+/// the case is planned for.
+#[test]
+fn every_case_file_function_stays_equivalent() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("tests/cases").filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    let mut seen = 0;
+    for path in files {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        if !name.ends_with(".tsr") || name.starts_with("err_") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).expect("readable");
+        let mut sm = SourceMap::new();
+        let id = sm.add(name.clone(), src.clone());
+        let c = check_file(&mut sm, id);
+        if c.has_errors() {
+            continue;
+        }
+        for f in &c.functions {
+            seen += 1;
+            let what = format!("{name}: fn {}", f.name);
+            // Small sizes, checked against the oracle.
+            let mut b = Bindings::new(f.dims.len());
+            for k in 0..f.dims.len() {
+                b.set(DimId(k as u32), 3);
+            }
+            let opts = AlgebraOptions { time_limit: std::time::Duration::from_secs(60), ..AlgebraOptions::default() };
+            let (g, r) = optimize(f, &b, &opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+            tir::verify(&g).unwrap_or_else(|e| panic!("{what}: {e}\n{g}"));
+            assert!(r.cost_after <= r.cost_before, "{what}: {r:?}");
+            assert_same(f, &g, &b, 11, true);
+            // The sizes the case plans for.
+            let mut b = Bindings::new(f.dims.len());
+            for (k, v) in case_dims(&src) {
+                if let Some(d) = f.dim_by_name(&k) {
+                    b.set(d, v);
+                }
+            }
+            if (0..f.dims.len()).all(|k| b.get(DimId(k as u32)).is_some()) {
+                let (g, r) = optimize(f, &b, &AlgebraOptions::default()).unwrap_or_else(|e| panic!("{what}: {e}"));
+                tir::verify(&g).unwrap_or_else(|e| panic!("{what}: {e}\n{g}"));
+                assert!(r.cost_after <= r.cost_before, "{what}: {r:?}");
+            }
+        }
+    }
+    assert!(seen >= 20, "only {seen} functions found in {}", dir.display());
+}
+
+/// Outputs that fold to constants, copies of inputs, transposes and twice the same
+/// value are all written under their own names.
+#[test]
+fn degenerate_outputs_keep_their_names() {
+    let (_, g, r) = run(
+        "fn f(A: f64[n, m], B: f64[n]) -> (Z: f64[n], C: f64[m, n], D: f64[n], E: f64[n], S: f64) {
+            Z[i] = A[i, j] * B[i] - B[i] * A[i, j]
+            C[j, i] = A[i, j]
+            D[i] = B[i] * 2 + B[i]
+            E[i] = 3 * B[i]
+            S = 2 * 3
+        }",
+        &[("n", 3), ("m", 4)],
+        false,
+    );
+    assert!(r.cost_after < r.cost_before, "{r:?}");
+    let text = g.to_string();
+    assert!(text.contains("Z[i] = 0.0"), "{g}");
+    assert!(text.contains("S = 6.0"), "{g}");
+}

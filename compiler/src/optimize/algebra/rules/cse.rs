@@ -1,8 +1,9 @@
 //! Common subexpressions. Hash-consing already shares identical terms, with index
 //! names canonicalised; these rules expose more of them: a contraction is split into a
 //! pairwise sub-contraction and the rest (so `Σ_k A[i,k]·v[k]` becomes a class of its
-//! own that other terms can share), and nodes whose operands changed identity are put
-//! back in canonical order.
+//! own that other terms can share), a contraction that broadcasts its result is split
+//! into the contraction and the broadcast (so the small result is computed once), and
+//! nodes whose operands changed identity are put back in canonical order.
 
 use super::limits::MAX_SPLIT_OPERANDS;
 use super::{is_add, is_einsum, Rule};
@@ -17,6 +18,13 @@ pub fn rules() -> Vec<Rule> {
             summary: "Σ Π(a, b, c..) → Σ Π((Σ' a·b), c..) for a pair that sums an index only it uses",
             applies_to: is_einsum,
             apply: split_pair,
+        },
+        Rule {
+            name: "compact-broadcast",
+            theme: "cse",
+            summary: "Σ Π with output axes no operand reads → a broadcast view of the contraction without them",
+            applies_to: is_einsum,
+            apply: compact_broadcast,
         },
         Rule {
             name: "canonical-order",
@@ -63,6 +71,21 @@ fn split_pair(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
         }
     }
     out
+}
+
+fn compact_broadcast(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
+    let TNode::Einsum(spec, ids) = node else { return Vec::new() };
+    if spec.is_view() {
+        return Vec::new();
+    }
+    let open = Open::new(spec, ids);
+    let used: Vec<u32> = open.out().into_iter().filter(|l| open.ops.iter().any(|(_, ls)| ls.contains(l))).collect();
+    if used.len() == open.n_out {
+        return Vec::new();
+    }
+    let bound: Vec<u32> = (open.n_out as u32..open.sizes.len() as u32).collect();
+    let Ok(inner) = lang::einsum(eg, &open.sizes, &used, &open.ops, &bound) else { return Vec::new() };
+    lang::einsum(eg, &open.sizes, &open.out(), &[(inner, used)], &[]).ok().into_iter().collect()
 }
 
 fn canonical_order(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {

@@ -37,11 +37,16 @@ fn distribute(eg: &mut EG, node: &TNode, product: bool) -> Vec<Id> {
     }
     let mut out = Vec::new();
     for &k in &vars {
-        let sums: Vec<Vec<Id>> = eg[open.ops[k].0]
+        let class = eg.find(open.ops[k].0);
+        let squared = open.ops.iter().filter(|(c, _)| eg.find(*c) == class).count() > 1;
+        let sums: Vec<Vec<Id>> = eg[class]
             .nodes
             .iter()
             .filter_map(|n| if let TNode::Add(xs) = n { Some(xs.clone()) } else { None })
             .filter(|xs| xs.len() <= MAX_DISTRIBUTE_TERMS)
+            // Expanding the square of a difference, (x - μ)² → x² - 2xμ + μ², trades a
+            // few FLOPs for cancellation (the textbook unstable variance): not done.
+            .filter(|xs| !(squared && xs.iter().any(|&t| negative(eg, t))))
             .collect();
         for terms in sums {
             let want = terms.len();
@@ -60,4 +65,15 @@ fn distribute(eg: &mut EG, node: &TNode, product: bool) -> Vec<Id> {
         }
     }
     out
+}
+
+/// True when a term is a negative constant or a negative multiple of something.
+fn negative(eg: &EG, t: Id) -> bool {
+    if eg[t].data.konst.is_some_and(|c| c < 0.0) {
+        return true;
+    }
+    eg[t].nodes.iter().any(|n| match n {
+        TNode::Einsum(_, ids) => ids.iter().filter_map(|&i| eg[i].data.konst).product::<f64>() < 0.0,
+        _ => false,
+    })
 }

@@ -37,9 +37,9 @@ pub struct Rule {
     /// One line: what the rule does.
     pub summary: &'static str,
     /// Which nodes the rule reads.
-    pub applies_to: fn(&TNode) -> bool,
+    pub(crate) applies_to: fn(&TNode) -> bool,
     /// Builds terms equal to the class `Id` from one of its matching nodes.
-    pub apply: fn(&mut EG, Id, &TNode) -> Vec<Id>,
+    pub(crate) apply: fn(&mut EG, Id, &TNode) -> Vec<Id>,
 }
 
 /// Every rule, in the order the runner tries them.
@@ -113,7 +113,7 @@ impl Applier<TNode, TAnalysis> for NodeApplier {
     }
 }
 
-pub fn to_rewrite(r: &Rule) -> Result<Rewrite<TNode, TAnalysis>, String> {
+pub(crate) fn to_rewrite(r: &Rule) -> Result<Rewrite<TNode, TAnalysis>, String> {
     Rewrite::new(
         r.name,
         NodeSearcher { applies_to: r.applies_to },

@@ -22,6 +22,7 @@ const CASES: &[(&str, &str)] = &[
     ("split-of-merge", "fn f(A: f64[n], B: f64[m]) -> C: f64[n, m] { K[(i, k)] = A[i] * B[k]\n C[i, k] = K[(i, k)] }"),
     ("merge-of-split", "fn f(X: f64[n * m]) -> Y: f64[n * m] { Y[(i, k)] = X[(i, k)] }"),
     ("split-into-einsum", "fn f(A: f64[n * m], B: f64[n * m]) -> C: f64[n, m] { T[p] = A[p] * B[p]\n C[i, k] = T[(i, k)] }"),
+    ("compact-broadcast", "fn f(A: f64[n, n]) -> C: f64[n, m] { C[i, k] = sum[j](A[i, j]) * 2 }"),
     ("split-pair", "fn f(A: f64[n, n], B: f64[n, m], D: f64[m]) -> C: f64[n] { C[i] = A[i, k] * B[k, l] * D[l] }"),
 ];
 
