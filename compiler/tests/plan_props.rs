@@ -97,4 +97,22 @@ proptest! {
         let b = bind_dims(f, &[&[n, n], &[n], &[n * n], &[]], &[]).map_err(|e| TestCaseError::fail(e.to_string()))?;
         same(f, &b, &opts(algebra))?;
     }
+
+}
+
+proptest! {
+    // Each case plans twice with the algebra pass's e-graph; fewer cases keep it brisk.
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_algebra_pass_never_makes_a_plan_costlier(src in common::typed_program(), n in 1usize..5) {
+        let mut sm = SourceMap::new();
+        let id = sm.add("p.tsr", src.as_str());
+        let c = check_file(&mut sm, id);
+        let f = &c.functions[0];
+        let b = bind_dims(f, &[&[n, n], &[n], &[n * n], &[]], &[]).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let with = plan(f, &b, &opts(true)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let without = plan(f, &b, &opts(false)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(with.flops <= without.flops, "{} > {}\n{}\n{}", with.flops, without.flops, with, without);
+    }
 }

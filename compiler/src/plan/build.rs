@@ -72,21 +72,40 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
                     rules_fired: rep.rules_fired,
                 }),
             ),
-            Err(e) => return Err(PlanError::Internal(format!("algebra pass: {e}"))),
+            // The rewrite is an optimisation: without it the plan is still right, so a
+            // failure (even an internal one) is reported rather than fatal.
+            Err(e) => (
+                f.clone(),
+                Some(AlgebraSummary {
+                    stop_reason: format!("skipped ({e})"),
+                    iterations: 0,
+                    nodes: 0,
+                    cost_before: 0.0,
+                    cost_after: 0.0,
+                    rules_fired: Vec::new(),
+                }),
+            ),
         },
         None => (f.clone(), None),
     };
-    let mut prog = source.clone();
-    prog.stmts.clear();
-    let mut bld = Builder { b, prog, steps: Vec::new(), origin: 0, search: Duration::ZERO, path_opts: &opts.path, single_path: None, temps: 0, contractions: 0, seen: Vec::new() };
-    for (k, s) in source.stmts.iter().enumerate() {
-        bld.origin = k;
-        bld.lower(Target::Existing(s.target), s.lhs.clone(), s.op, s.rhs.clone(), &s.indices)?;
+    let mut bld = lower_all(&source, b, &opts.path)?;
+    let mut flops: f64 = bld.steps.iter().map(|s| s.flops).sum();
+    let mut source = source;
+    let mut algebra = algebra;
+    // The rewrite's cost model and the plan's FLOP count can disagree in details; keep
+    // the rewrite only when the plan of the function as written is not cheaper.
+    if algebra.is_some() && source != *f {
+        let plain = lower_all(f, b, &opts.path)?;
+        let plain_flops: f64 = plain.steps.iter().map(|s| s.flops).sum();
+        if plain_flops < flops {
+            bld = plain;
+            flops = plain_flops;
+            source = f.clone();
+            if let Some(a) = algebra.as_mut() {
+                a.stop_reason = format!("{}; rewrite not used (the plan as written is cheaper)", a.stop_reason);
+            }
+        }
     }
-    if let Err(e) = tir::verify(&bld.prog) {
-        return Err(PlanError::Internal(format!("planned program does not verify: {e}")));
-    }
-    let flops: f64 = bld.steps.iter().map(|s| s.flops).sum();
     let single = source.stmts.len() == 1 && f.stmts.len() == 1 && bld.contractions == 1;
     let path = if single { bld.single_path.take() } else { None };
     let search_ms = bld.search.as_secs_f64() * 1e3;
@@ -112,6 +131,21 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
     }
     plan.search_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(plan)
+}
+
+/// Lowers every statement of `source` into steps.
+fn lower_all<'a>(source: &tir::Function, b: &'a Bindings, path: &'a PathOptions) -> R<Builder<'a>> {
+    let mut prog = source.clone();
+    prog.stmts.clear();
+    let mut bld = Builder { b, prog, steps: Vec::new(), origin: 0, search: Duration::ZERO, path_opts: path, single_path: None, temps: 0, contractions: 0, seen: Vec::new() };
+    for (k, s) in source.stmts.iter().enumerate() {
+        bld.origin = k;
+        bld.lower(Target::Existing(s.target), s.lhs.clone(), s.op, s.rhs.clone(), &s.indices)?;
+    }
+    if let Err(e) = tir::verify(&bld.prog) {
+        return Err(PlanError::Internal(format!("planned program does not verify: {e}")));
+    }
+    Ok(bld)
 }
 
 enum Target {
