@@ -559,15 +559,7 @@ impl Scx<'_> {
     fn cond(&mut self, c: &ast::Cond) -> R<tir::Cond> {
         Ok(match c {
             ast::Cond::Cmp { op, lhs, rhs, .. } => {
-                let op = match op {
-                    ast::CmpOp::Lt => tir::CmpOp::Lt,
-                    ast::CmpOp::Le => tir::CmpOp::Le,
-                    ast::CmpOp::Gt => tir::CmpOp::Gt,
-                    ast::CmpOp::Ge => tir::CmpOp::Ge,
-                    ast::CmpOp::Eq => tir::CmpOp::Eq,
-                    ast::CmpOp::Ne => tir::CmpOp::Ne,
-                };
-                tir::Cond::Cmp(op, self.expr(lhs)?, self.expr(rhs)?)
+                tir::Cond::Cmp(*op, self.expr(lhs)?, self.expr(rhs)?)
             }
             ast::Cond::And(cs, _) => tir::Cond::And(cs.iter().map(|x| self.cond(x)).collect::<R<_>>()?),
             ast::Cond::Or(cs, _) => tir::Cond::Or(cs.iter().map(|x| self.cond(x)).collect::<R<_>>()?),

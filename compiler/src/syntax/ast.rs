@@ -161,15 +161,8 @@ pub enum ExprKind {
     Reduce { kw: ReduceKw, kw_span: Span, indices: Vec<Ident>, body: Box<Expr> },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CmpOp {
-    Lt,
-    Le,
-    Gt,
-    Ge,
-    Eq,
-    Ne,
-}
+/// Comparison operators are the same in the AST and the TIR.
+pub use crate::tir::CmpOp;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Cond {

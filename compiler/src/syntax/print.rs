@@ -165,14 +165,7 @@ fn write_expr(out: &mut String, e: &Expr) {
 pub fn cond_text(c: &Cond) -> String {
     match c {
         Cond::Cmp { op, lhs, rhs, .. } => {
-            let op = match op {
-                CmpOp::Lt => "<",
-                CmpOp::Le => "<=",
-                CmpOp::Gt => ">",
-                CmpOp::Ge => ">=",
-                CmpOp::Eq => "==",
-                CmpOp::Ne => "!=",
-            };
+            let op = op.symbol();
             format!("{} {op} {}", expr(lhs), expr(rhs))
         }
         Cond::Or(parts, _) => parts
