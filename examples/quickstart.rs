@@ -49,6 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let f = module.function("attend")?;
     println!("Checked in {:.1} ms. The typed program, with the call inlined:\n", t0.elapsed().as_secs_f64() * 1e3);
     println!("{}", f.emit_tir());
+    let plan = f.plan_for(&[("n", n as u64), ("d", d as u64)])?;
+    println!("The plan Tessera finds for these sizes (FLOPs per step against the naive loop nest):\n");
+    println!("{plan}");
 
     let (q, k, v) = (data(n, d, 1), data(n, d, 2), data(n, d, 3));
     let t1 = Instant::now();
