@@ -7,6 +7,7 @@ pub mod check;
 pub mod constants;
 pub mod eval;
 pub mod graph;
+pub mod loops;
 pub mod optimize;
 pub mod plan;
 pub mod stdlib;

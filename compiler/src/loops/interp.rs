@@ -1,0 +1,226 @@
+//! The loop-IR interpreter: runs a program one scalar at a time in the program's dtype.
+//! With the TIR oracle it is the second reference of the differential tests, so it is
+//! plain on purpose: GEMMs are triple loops, parallel loops run in order, and memory
+//! slots start filled with NaN so that a read before a write shows in the results.
+
+use super::*;
+use crate::eval::Scalar;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum InterpError {
+    #[error("{0}")]
+    Input(String),
+    /// An invariant failed. Always a bug.
+    #[error("internal error (this is a bug in Tessera): loop interpreter: {0}")]
+    Internal(String),
+}
+
+/// Runs `p` on contiguous row-major inputs; returns the outputs, row-major.
+pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>, InterpError> {
+    if T::DTYPE != p.dtype {
+        return Err(InterpError::Input(format!("the program is {}, the inputs {}", p.dtype.name(), T::DTYPE.name())));
+    }
+    if inputs.len() != p.inputs.len() {
+        return Err(InterpError::Input(format!("{} inputs for {} parameters", inputs.len(), p.inputs.len())));
+    }
+    let (ni, no) = (p.inputs.len(), p.outputs.len());
+    let mut mem: Vec<Vec<T>> = Vec::new();
+    for (k, &b) in p.inputs.iter().enumerate() {
+        if inputs[k].len() != p.buf(b).len() {
+            return Err(InterpError::Input(format!("input {} has {} elements, not {}", p.buf(b).name, inputs[k].len(), p.buf(b).len())));
+        }
+        mem.push(inputs[k].to_vec());
+    }
+    for &b in &p.outputs {
+        mem.push(vec![T::nan(); p.buf(b).len()]);
+    }
+    for &s in &p.slots {
+        mem.push(vec![T::nan(); s]);
+    }
+    let mut region = Vec::new();
+    for b in &p.bufs {
+        region.push(match &b.kind {
+            BufKind::Input(k) => *k,
+            BufKind::Output(k) => ni + k,
+            BufKind::Temp { slot } => ni + no + slot,
+            BufKind::Const(v) => {
+                mem.push(v.iter().map(|&x| T::from_f64(x)).collect());
+                mem.len() - 1
+            }
+        });
+    }
+    let mut m = Machine { region, mem, loops: Vec::new(), vars: Vec::new() };
+    for (k, kern) in p.kernels.iter().enumerate() {
+        let r = match kern {
+            Kernel::Gemm(g) => m.gemm(g),
+            Kernel::Loops(l) => {
+                m.loops = vec![0; l.loops.len()];
+                m.vars = vec![T::nan(); l.vars.len()];
+                m.block(&l.body)
+            }
+        };
+        r.map_err(|e| InterpError::Internal(format!("kernel {k}: {e}")))?;
+    }
+    let mut outs = Vec::new();
+    for k in 0..no {
+        outs.push(std::mem::take(&mut m.mem[ni + k]));
+    }
+    Ok(outs)
+}
+
+struct Machine<T> {
+    region: Vec<usize>,
+    mem: Vec<Vec<T>>,
+    loops: Vec<i64>,
+    vars: Vec<T>,
+}
+
+impl<T: Scalar> Machine<T> {
+    fn addr(&self, b: BufId, a: &Affine) -> Result<(usize, usize), String> {
+        let mut off = a.offset;
+        for &(l, s) in &a.terms {
+            off += self.loops[l.index()] * s;
+        }
+        let r = self.region[b.index()];
+        usize::try_from(off)
+            .ok()
+            .filter(|&o| o < self.mem[r].len())
+            .map(|o| (r, o))
+            .ok_or_else(|| format!("address {off} of buffer {b} is out of bounds"))
+    }
+
+    fn block(&mut self, body: &[Stmt]) -> Result<(), String> {
+        for s in body {
+            match s {
+                Stmt::For { id, extent, body, .. } => {
+                    for i in 0..*extent {
+                        self.loops[id.index()] = i as i64;
+                        self.block(body)?;
+                    }
+                }
+                Stmt::Let { var, value } => self.vars[var.index()] = self.expr(value)?,
+                Stmt::Update { var, op, value } => {
+                    let v = self.expr(value)?;
+                    let old = self.vars[var.index()];
+                    self.vars[var.index()] = match op {
+                        Accum::Sum => old + v,
+                        Accum::Max => old.max(v),
+                        Accum::Min => old.min(v),
+                    };
+                }
+                Stmt::Store { buf, index, value } => {
+                    let v = self.expr(value)?;
+                    let (r, o) = self.addr(*buf, index)?;
+                    self.mem[r][o] = v;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn expr(&self, e: &Expr) -> Result<T, String> {
+        Ok(match e {
+            Expr::Const(v) => T::from_f64(*v),
+            Expr::Load(b, a) => {
+                let (r, o) = self.addr(*b, a)?;
+                self.mem[r][o]
+            }
+            Expr::Var(v) => self.vars[v.index()],
+            Expr::Index(l) => T::from_f64(self.loops[l.index()] as f64),
+            Expr::Unary(op, a) => {
+                let x = self.expr(a)?;
+                if T::DTYPE == DType::F32 {
+                    T::from_f64(f64::from(op.apply_f32(x.to_f64() as f32)))
+                } else {
+                    T::from_f64(op.apply(x.to_f64()))
+                }
+            }
+            Expr::Binary(op, a, b) => {
+                let (x, y) = (self.expr(a)?, self.expr(b)?);
+                match op {
+                    BinOp::Add => x + y,
+                    BinOp::Sub => x - y,
+                    BinOp::Mul => x * y,
+                    BinOp::Div => x / y,
+                    BinOp::Max => x.max(y),
+                    BinOp::Min => x.min(y),
+                    BinOp::Pow => x.powf(y),
+                }
+            }
+            Expr::Select(c, a, b) => {
+                if self.pred(c)? {
+                    self.expr(a)?
+                } else {
+                    self.expr(b)?
+                }
+            }
+        })
+    }
+
+    fn pred(&self, p: &Pred) -> Result<bool, String> {
+        Ok(match p {
+            Pred::Cmp(op, a, b) => op.apply(self.expr(a)?.to_f64(), self.expr(b)?.to_f64()),
+            Pred::And(ps) => {
+                for x in ps {
+                    if !self.pred(x)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Pred::Or(ps) => {
+                for x in ps {
+                    if self.pred(x)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Pred::Not(x) => !self.pred(x)?,
+        })
+    }
+
+    /// The GEMM as loops, with the runtime's semantics: a C element is overwritten the
+    /// first time it is written (unless accumulating), later sum iterations add.
+    fn gemm(&mut self, g: &Gemm) -> Result<(), String> {
+        let (ra, rb, rc) = (self.region[g.a.index()], self.region[g.b.index()], self.region[g.c.index()]);
+        let total: usize = g.outer.iter().map(|l| l.extent).product();
+        let alpha = T::from_f64(g.alpha);
+        let at = |base: isize, i: usize, s: isize| base + i as isize * s;
+        for flat in 0..total {
+            let (mut oa, mut ob, mut oc) = (0isize, 0isize, 0isize);
+            let mut rest = flat;
+            let mut first = !g.accumulate;
+            for l in g.outer.iter().rev() {
+                let i = rest % l.extent;
+                rest /= l.extent;
+                oa += i as isize * l.stride_a;
+                ob += i as isize * l.stride_b;
+                oc += i as isize * l.stride_c;
+                if l.stride_c == 0 && i > 0 {
+                    first = false;
+                }
+            }
+            for i in 0..g.m {
+                for j in 0..g.n {
+                    let mut acc = T::zero();
+                    for k in 0..g.k {
+                        let a = at(at(oa, i, g.a_strides[0]), k, g.a_strides[1]);
+                        let b = at(at(ob, k, g.b_strides[0]), j, g.b_strides[1]);
+                        let (a, b) = (self.get(ra, a)?, self.get(rb, b)?);
+                        acc = acc + a * b;
+                    }
+                    let c = at(at(oc, i, g.c_strides[0]), j, g.c_strides[1]);
+                    let c = usize::try_from(c).ok().filter(|&c| c < self.mem[rc].len()).ok_or("gemm C out of bounds")?;
+                    let v = alpha * acc;
+                    self.mem[rc][c] = if first { v } else { self.mem[rc][c] + v };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn get(&self, r: usize, off: isize) -> Result<T, String> {
+        usize::try_from(off).ok().and_then(|o| self.mem[r].get(o).copied()).ok_or_else(|| "gemm operand out of bounds".into())
+    }
+}

@@ -1,0 +1,717 @@
+//! Plan → loop IR.
+//!
+//! 1. Elementwise steps whose result has a single reader are inlined into that reader
+//!    (TIR substitution), so a chain of maps and the reduction after it become one loop
+//!    nest and their intermediates never exist.
+//! 2. Contraction steps become one strided `Gemm` when their operands are plain reads
+//!    and every other factor is a constant: indices are labelled batch/M/N/K by where
+//!    they occur, adjacent axes with one role are merged, leftover axes become loops
+//!    around the call.
+//! 3. Every other step becomes a loop nest: the result's indices outside (the outermost
+//!    parallel), its reduced indices inside with a scalar accumulator.
+//! 4. Consecutive loop kernels over the same outer index whose later members read the
+//!    earlier ones only at that index are fused into one parallel loop (row fusion).
+//! 5. Temporaries share memory slots when their lifetimes do not overlap.
+
+use super::*;
+use crate::plan::{Plan, StepKind};
+use crate::tir::{self, Bindings, Builtin, Cond, IndexId, IndexVar, Position, ReduceOp, TensorId, TensorKind};
+
+/// What the lowering may do.
+#[derive(Clone, Debug)]
+pub struct LowerOptions {
+    /// Contractions become GEMM calls (else generated loops).
+    pub gemm: bool,
+    /// Inline single-use elementwise steps and fuse row-wise loop kernels.
+    pub fuse: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> Self {
+        LowerOptions { gemm: true, fuse: true }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum LowerError {
+    /// A size does not fit the machine.
+    #[error("{0}")]
+    Size(String),
+    /// An invariant failed. Always a bug.
+    #[error("internal error (this is a bug in Tessera): lowering: {0}")]
+    Internal(String),
+}
+
+type R<T> = Result<T, LowerError>;
+
+fn internal<T>(msg: impl Into<String>) -> R<T> {
+    Err(LowerError::Internal(msg.into()))
+}
+
+/// Lowers a plan. Slice loops of the plan are not materialised yet: every step runs
+/// over its whole range (the caller checks the memory this needs).
+pub fn lower(plan: &Plan, opts: &LowerOptions) -> R<Program> {
+    let f = &plan.program;
+    let mut b = Bindings::new(plan.dims.len());
+    for (k, d) in plan.dims.iter().enumerate() {
+        b.set(tir::DimId(k as u32), d.size);
+    }
+    if plan.steps.len() != f.stmts.len() {
+        return internal("the plan's steps and program disagree");
+    }
+    let mut stmts: Vec<(tir::Stmt, Vec<usize>, bool)> = f
+        .stmts
+        .iter()
+        .zip(&plan.steps)
+        .enumerate()
+        .map(|(k, (s, st))| (s.clone(), vec![k], matches!(st.kind, StepKind::Contract { .. })))
+        .collect();
+    if opts.fuse {
+        inline_maps(f, &b, &mut stmts)?;
+    }
+    let mut l = Lowerer { f, b: &b, bufs: Vec::new(), of_tensor: vec![None; f.tensors.len()] };
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    for &t in &f.inputs {
+        inputs.push(l.buf(t)?);
+    }
+    for &t in &f.outputs {
+        outputs.push(l.buf(t)?);
+    }
+    let mut kernels = Vec::new();
+    for (s, steps, contract) in &stmts {
+        let gemm = if *contract && opts.gemm { l.gemm(s, steps[0])? } else { None };
+        match gemm {
+            Some(g) => kernels.push(Kernel::Gemm(g)),
+            None => kernels.push(Kernel::Loops(l.loops(s, steps.clone())?)),
+        }
+    }
+    if opts.fuse {
+        kernels = super::memory::fuse_rows(kernels);
+    }
+    let mut p = Program {
+        name: f.name.clone(),
+        dtype: f.dtype,
+        bufs: l.bufs,
+        slots: Vec::new(),
+        inputs,
+        outputs,
+        kernels,
+    };
+    super::memory::plan_slots(&mut p);
+    if let Err(e) = verify(&p) {
+        return internal(format!("the loop program does not verify: {e}\n{p}"));
+    }
+    Ok(p)
+}
+
+fn size_of(s: &tir::Size, b: &Bindings) -> R<usize> {
+    s.eval(b)
+        .ok()
+        .and_then(|v| usize::try_from(v).ok())
+        .ok_or_else(|| LowerError::Size("a size does not fit this machine's address space".into()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Inlining single-use elementwise steps.
+
+/// Substitutes elementwise statements into their only reader while that does not
+/// recompute expensive work. Contraction steps are never inlined into (their operands
+/// must be buffers for the GEMM).
+fn inline_maps(f: &tir::Function, b: &Bindings, stmts: &mut Vec<(tir::Stmt, Vec<usize>, bool)>) -> R<()> {
+    loop {
+        let mut changed = false;
+        for p in 0..stmts.len() {
+            let prod = &stmts[p].0;
+            if !prod.reduced.is_empty() || f.tensor(prod.target).kind != TensorKind::Temp || stmts[p].2 {
+                continue;
+            }
+            if prod.lhs.iter().any(|pos| pos.len() != 1) {
+                continue;
+            }
+            let t = prod.target;
+            let readers: Vec<usize> = (0..stmts.len()).filter(|&k| reads(&stmts[k].0, t) > 0).collect();
+            let [c] = readers.as_slice() else { continue };
+            let c = *c;
+            if stmts[c].2 {
+                continue;
+            }
+            let n_reads = reads(&stmts[c].0, t);
+            let mut all_simple = true;
+            stmts[c].0.rhs.for_each_access(&mut |tt, pos| {
+                if tt == t && pos.iter().any(|x| x.len() != 1) {
+                    all_simple = false;
+                }
+            });
+            if !all_simple {
+                continue;
+            }
+            // Recomputing is fine for cheap expressions; an expensive one is inlined only
+            // when the reader evaluates it once per element of the producer.
+            let cheap = !expensive(&prod.rhs) && ops(&prod.rhs) <= 8;
+            let prod_dom = domain(prod, b)?;
+            let cons_dom = domain(&stmts[c].0, b)? * n_reads as f64;
+            if !cheap && cons_dom > prod_dom {
+                continue;
+            }
+            let prod = stmts[p].0.clone();
+            let mut cons = stmts[c].0.clone();
+            let rhs = std::mem::replace(&mut cons.rhs, tir::Expr::Lit(0.0));
+            cons.rhs = substitute(rhs, &prod, &mut cons.indices);
+            let mut steps = stmts[p].1.clone();
+            steps.extend(stmts[c].1.iter().copied());
+            steps.sort();
+            stmts[c].0 = cons;
+            stmts[c].1 = steps;
+            stmts.remove(p);
+            changed = true;
+            break;
+        }
+        if !changed {
+            return Ok(());
+        }
+    }
+}
+
+fn reads(s: &tir::Stmt, t: TensorId) -> usize {
+    let mut n = 0;
+    s.rhs.for_each_access(&mut |tt, _| n += usize::from(tt == t));
+    n
+}
+
+fn expensive(e: &tir::Expr) -> bool {
+    use tir::Expr as E;
+    match e {
+        E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) => false,
+        E::Call(f, xs) => !matches!(f, Builtin::Relu | Builtin::Abs | Builtin::Max | Builtin::Min) || xs.iter().any(expensive),
+        E::Div(..) | E::Reduce(..) => true,
+        E::Neg(a) => expensive(a),
+        E::Sub(a, b) => expensive(a) || expensive(b),
+        E::Add(xs) | E::Mul(xs) => xs.iter().any(expensive),
+        E::Select(_, a, b) => expensive(a) || expensive(b),
+    }
+}
+
+fn ops(e: &tir::Expr) -> usize {
+    use tir::Expr as E;
+    match e {
+        E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) => 0,
+        E::Neg(a) => 1 + ops(a),
+        E::Sub(a, b) | E::Div(a, b) => 1 + ops(a) + ops(b),
+        E::Add(xs) | E::Mul(xs) | E::Call(_, xs) => xs.len() + xs.iter().map(ops).sum::<usize>(),
+        E::Select(_, a, b) => 2 + ops(a) + ops(b),
+        E::Reduce(_, _, a) => 1 + ops(a),
+    }
+}
+
+/// Elements of a statement's loop nest.
+fn domain(s: &tir::Stmt, b: &Bindings) -> R<f64> {
+    let mut d = 1.0;
+    for i in s.lhs.iter().flatten().chain(&s.reduced) {
+        d *= size_of(&s.indices[i.index()].range, b)? as f64;
+    }
+    Ok(d)
+}
+
+/// Replaces every read of `prod.target` in `e` by `prod.rhs` with the producer's indices
+/// renamed to the reader's; indices the producer binds itself become new reader indices.
+fn substitute(e: tir::Expr, prod: &tir::Stmt, indices: &mut Vec<IndexVar>) -> tir::Expr {
+    use tir::Expr as E;
+    let sub = |x: tir::Expr, indices: &mut Vec<IndexVar>| Box::new(substitute(x, prod, indices));
+    match e {
+        E::Access(t, pos) if t == prod.target => {
+            let mut map: Vec<Option<IndexId>> = vec![None; prod.indices.len()];
+            for (lp, rp) in prod.lhs.iter().zip(&pos) {
+                map[lp[0].index()] = Some(rp[0]);
+            }
+            for (k, m) in map.iter_mut().enumerate() {
+                if m.is_none() {
+                    *m = Some(IndexId(indices.len() as u32));
+                    indices.push(prod.indices[k].clone());
+                }
+            }
+            rename(prod.rhs.clone(), &|i: IndexId| map[i.index()].unwrap_or(i))
+        }
+        E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) => e,
+        E::Neg(a) => E::Neg(sub(*a, indices)),
+        E::Sub(a, c) => E::Sub(sub(*a, indices), sub(*c, indices)),
+        E::Div(a, c) => E::Div(sub(*a, indices), sub(*c, indices)),
+        E::Add(xs) => E::Add(xs.into_iter().map(|x| substitute(x, prod, indices)).collect()),
+        E::Mul(xs) => E::Mul(xs.into_iter().map(|x| substitute(x, prod, indices)).collect()),
+        E::Call(f, xs) => E::Call(f, xs.into_iter().map(|x| substitute(x, prod, indices)).collect()),
+        E::Select(c, a, d) => E::Select(Box::new(substitute_cond(*c, prod, indices)), sub(*a, indices), sub(*d, indices)),
+        E::Reduce(op, bound, a) => E::Reduce(op, bound, sub(*a, indices)),
+    }
+}
+
+fn substitute_cond(c: Cond, prod: &tir::Stmt, indices: &mut Vec<IndexVar>) -> Cond {
+    match c {
+        Cond::Cmp(op, a, b) => Cond::Cmp(op, substitute(a, prod, indices), substitute(b, prod, indices)),
+        Cond::And(cs) => Cond::And(cs.into_iter().map(|x| substitute_cond(x, prod, indices)).collect()),
+        Cond::Or(cs) => Cond::Or(cs.into_iter().map(|x| substitute_cond(x, prod, indices)).collect()),
+        Cond::Not(x) => Cond::Not(Box::new(substitute_cond(*x, prod, indices))),
+    }
+}
+
+fn rename(e: tir::Expr, m: &dyn Fn(IndexId) -> IndexId) -> tir::Expr {
+    use tir::Expr as E;
+    let r = |x: tir::Expr| Box::new(rename(x, m));
+    let rv = |xs: Vec<tir::Expr>| xs.into_iter().map(|x| rename(x, m)).collect();
+    match e {
+        E::Lit(_) | E::Size(_) => e,
+        E::Index(i) => E::Index(m(i)),
+        E::Access(t, pos) => E::Access(t, pos.into_iter().map(|p| p.into_iter().map(m).collect()).collect()),
+        E::Neg(a) => E::Neg(r(*a)),
+        E::Sub(a, b) => E::Sub(r(*a), r(*b)),
+        E::Div(a, b) => E::Div(r(*a), r(*b)),
+        E::Add(xs) => E::Add(rv(xs)),
+        E::Mul(xs) => E::Mul(rv(xs)),
+        E::Call(f, xs) => E::Call(f, rv(xs)),
+        E::Select(c, a, b) => E::Select(Box::new(rename_cond(*c, m)), r(*a), r(*b)),
+        E::Reduce(op, bound, a) => E::Reduce(op, bound.into_iter().map(m).collect(), r(*a)),
+    }
+}
+
+fn rename_cond(c: Cond, m: &dyn Fn(IndexId) -> IndexId) -> Cond {
+    match c {
+        Cond::Cmp(op, a, b) => Cond::Cmp(op, rename(a, m), rename(b, m)),
+        Cond::And(cs) => Cond::And(cs.into_iter().map(|x| rename_cond(x, m)).collect()),
+        Cond::Or(cs) => Cond::Or(cs.into_iter().map(|x| rename_cond(x, m)).collect()),
+        Cond::Not(x) => Cond::Not(Box::new(rename_cond(*x, m))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Kernels.
+
+struct Lowerer<'a> {
+    f: &'a tir::Function,
+    b: &'a Bindings,
+    bufs: Vec<Buffer>,
+    of_tensor: Vec<Option<BufId>>,
+}
+
+/// An index of a statement with its stride in each operand.
+#[derive(Clone, Copy, Debug)]
+struct Axis {
+    extent: usize,
+    a: i64,
+    b: i64,
+    c: i64,
+}
+
+impl Lowerer<'_> {
+    fn buf(&mut self, t: TensorId) -> R<BufId> {
+        if let Some(b) = self.of_tensor[t.index()] {
+            return Ok(b);
+        }
+        let decl = self.f.tensor(t);
+        let shape = decl.shape.iter().map(|s| size_of(s, self.b)).collect::<R<Vec<_>>>()?;
+        shape
+            .iter()
+            .try_fold(1usize, |a, &x| a.checked_mul(x))
+            .filter(|n| n.checked_mul(8).is_some())
+            .ok_or_else(|| LowerError::Size(format!("tensor {} is too large for this machine", decl.name)))?;
+        let kind = match decl.kind {
+            TensorKind::Input => BufKind::Input(self.f.inputs.iter().position(|x| *x == t).unwrap_or(0)),
+            TensorKind::Output => BufKind::Output(self.f.outputs.iter().position(|x| *x == t).unwrap_or(0)),
+            TensorKind::Temp => BufKind::Temp { slot: 0 },
+            TensorKind::Const => match self.f.constant(t) {
+                Some(c) => BufKind::Const(c.values.clone()),
+                None => return internal(format!("constant {} has no values", decl.name)),
+            },
+        };
+        let id = BufId(self.bufs.len() as u32);
+        self.bufs.push(Buffer { name: decl.name.clone(), kind, shape });
+        self.of_tensor[t.index()] = Some(id);
+        Ok(id)
+    }
+
+    fn range(&self, s: &tir::Stmt, i: IndexId) -> R<usize> {
+        match s.indices.get(i.index()) {
+            Some(v) => size_of(&v.range, self.b),
+            None => internal("index out of range"),
+        }
+    }
+
+    /// The element offset of `t[pos]` as a sum over indices: (index, stride) pairs,
+    /// strides of a repeated index added up.
+    fn strides(&mut self, s: &tir::Stmt, t: TensorId, pos: &[Position]) -> R<(BufId, Vec<(IndexId, i64)>)> {
+        let buf = self.buf(t)?;
+        let shape = self.bufs[buf.index()].shape.clone();
+        if shape.len() != pos.len() {
+            return internal(format!("access of {} has the wrong rank", self.bufs[buf.index()].name));
+        }
+        let mut out: Vec<(IndexId, i64)> = Vec::new();
+        let mut stride: i64 = 1;
+        for (p, group) in pos.iter().enumerate().rev() {
+            let mut inner: i64 = 1;
+            for &i in group.iter().rev() {
+                let st = stride * inner;
+                match out.iter_mut().find(|x| x.0 == i) {
+                    Some(x) => x.1 += st,
+                    None => out.push((i, st)),
+                }
+                inner *= self.range(s, i)? as i64;
+            }
+            stride *= shape[p] as i64;
+        }
+        Ok((buf, out))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // GEMM.
+
+    /// The contraction as a GEMM call, or None when it is not one (other factors that
+    /// depend on indices, an empty range, ...), in which case generated loops run it.
+    fn gemm(&mut self, s: &tir::Stmt, step: usize) -> R<Option<Gemm>> {
+        let tir::Expr::Mul(xs) = &s.rhs else { return Ok(None) };
+        let mut operands = Vec::new();
+        let mut alpha = 1.0;
+        for x in xs {
+            match x {
+                tir::Expr::Access(t, pos) => operands.push((*t, pos)),
+                other => match const_value(other, self.b) {
+                    Some(v) => alpha *= v,
+                    None => return Ok(None),
+                },
+            }
+        }
+        let [(ta, pa), (tb, pb)] = operands.as_slice() else { return Ok(None) };
+        if s.op != ReduceOp::Sum {
+            return Ok(None);
+        }
+        let (a, sa) = self.strides(s, *ta, pa)?;
+        let (b, sb) = self.strides(s, *tb, pb)?;
+        let lhs: Vec<Position> = s.lhs.clone();
+        let (c, sc) = self.strides(s, s.target, &lhs)?;
+        if c == a || c == b {
+            return Ok(None);
+        }
+        let mut axes: Vec<(IndexId, Axis)> = Vec::new();
+        for k in 0..s.indices.len() {
+            let i = IndexId(k as u32);
+            let get = |v: &[(IndexId, i64)]| v.iter().find(|x| x.0 == i).map(|x| x.1);
+            let (xa, xb, xc) = (get(&sa), get(&sb), get(&sc));
+            if xa.is_none() && xb.is_none() && xc.is_none() {
+                continue;
+            }
+            let extent = self.range(s, i)?;
+            if extent == 0 {
+                return Ok(None);
+            }
+            axes.push((i, Axis { extent, a: xa.unwrap_or(0), b: xb.unwrap_or(0), c: xc.unwrap_or(0) }));
+        }
+        let name = |i: IndexId| s.indices[i.index()].name.clone();
+        let present = |v: &[(IndexId, i64)], i: IndexId| v.iter().any(|x| x.0 == i);
+        let role = |(i, _): &(IndexId, Axis)| -> u8 {
+            match (present(&sa, *i), present(&sb, *i), present(&sc, *i)) {
+                (true, false, true) => 1,  // M
+                (false, true, true) => 2,  // N
+                (true, true, false) => 3,  // K
+                _ => 0,                    // batch or loop
+            }
+        };
+        let pick = |r: u8, key: fn(&Axis) -> (i64, i64)| -> (Vec<String>, Vec<Axis>) {
+            let mut v: Vec<(IndexId, Axis)> = axes.iter().filter(|x| role(x) == r).cloned().collect();
+            v.sort_by_key(|(_, x)| std::cmp::Reverse(key(x).0.abs()));
+            (v.iter().map(|(i, _)| name(*i)).collect(), merge(v.into_iter().map(|x| x.1).collect(), key))
+        };
+        let (mn, mut ms) = pick(1, |x| (x.c, x.a));
+        let (nn, mut ns) = pick(2, |x| (x.c, x.b));
+        let (kn, mut ks) = pick(3, |x| (x.a, x.b));
+        let others: Vec<(IndexId, Axis)> = axes.iter().filter(|x| role(x) == 0).cloned().collect();
+        let mut outer: Vec<GemmLoop> = Vec::new();
+        let take = |v: &mut Vec<Axis>| -> Option<Axis> {
+            let best = (0..v.len()).max_by_key(|&k| v[k].extent)?;
+            Some(v.remove(best))
+        };
+        let m = take(&mut ms).unwrap_or(Axis { extent: 1, a: 0, b: 0, c: 0 });
+        let n = take(&mut ns).unwrap_or(Axis { extent: 1, a: 0, b: 0, c: 0 });
+        let k = take(&mut ks).unwrap_or(Axis { extent: 1, a: 0, b: 0, c: 0 });
+        // Dot products and thin matrix-vector shapes run faster as generated loops (one
+        // vectorised pass, fusable with their neighbours) than as library calls.
+        if (m.extent < 4 || n.extent < 4) && m.extent * n.extent * k.extent < 65536 {
+            return Ok(None);
+        }
+        for x in others.iter().map(|x| x.1).chain(ms).chain(ns).chain(ks) {
+            outer.push(GemmLoop { extent: x.extent, stride_a: x.a as isize, stride_b: x.b as isize, stride_c: x.c as isize });
+        }
+        // Independent loops outside, sums inside: the runtime parallelises the former.
+        outer.sort_by_key(|l| (l.stride_c == 0, std::cmp::Reverse(l.stride_c.abs())));
+        let roles = format!(
+            "[batch {}; M {}; N {}; K {}]",
+            others.iter().map(|x| name(x.0)).collect::<Vec<_>>().join(" "),
+            mn.join(" "),
+            nn.join(" "),
+            kn.join(" ")
+        );
+        Ok(Some(Gemm {
+            a,
+            b,
+            c,
+            m: m.extent,
+            n: n.extent,
+            k: k.extent,
+            a_strides: [m.a as isize, k.a as isize],
+            b_strides: [k.b as isize, n.b as isize],
+            c_strides: [m.c as isize, n.c as isize],
+            outer,
+            alpha,
+            accumulate: false,
+            step,
+            roles,
+        }))
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Loop nests.
+
+    fn loops(&mut self, s: &tir::Stmt, steps: Vec<usize>) -> R<LoopKernel> {
+        let target = self.buf(s.target)?;
+        let mut k = KernelBuilder { k: LoopKernel { name: self.bufs[target.index()].name.clone(), steps, loops: Vec::new(), vars: Vec::new(), body: Vec::new() }, of_index: vec![None; s.indices.len()] };
+        let lhs: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
+        for (n, i) in lhs.iter().enumerate() {
+            if lhs[..n].contains(i) {
+                return internal("an index repeats on the left");
+            }
+        }
+        let all: Vec<IndexId> = lhs.iter().chain(&s.reduced).copied().collect();
+        for &i in &all {
+            let extent = self.range(s, i)?;
+            k.declare(s, i, extent);
+        }
+        let (_, st) = self.strides(s, s.target, &s.lhs)?;
+        let index = k.affine(&st);
+        let mut body = Vec::new();
+        if s.reduced.is_empty() {
+            let v = self.expr(s, &mut k, &mut body, &s.rhs)?;
+            body.push(Stmt::Store { buf: target, index, value: v });
+        } else {
+            let op = accum(s.op);
+            let acc = k.var("acc");
+            let mut inner = Vec::new();
+            let v = self.expr(s, &mut k, &mut inner, &s.rhs)?;
+            inner.push(Stmt::Update { var: acc, op, value: v });
+            let red = k.nest(&s.reduced, inner, false);
+            body.push(Stmt::Let { var: acc, value: Expr::Const(op.identity()) });
+            body.extend(red);
+            body.push(Stmt::Store { buf: target, index, value: Expr::Var(acc) });
+        }
+        let elems = self.bufs[target.index()].len();
+        let parallel = elems > 0 && lhs.first().is_some_and(|&i| k.extent(i) > 1);
+        k.k.body = k.nest(&lhs, body, parallel);
+        Ok(k.k)
+    }
+
+    /// Lowers an expression; inline reductions push their loops onto `pre`.
+    fn expr(&mut self, s: &tir::Stmt, k: &mut KernelBuilder, pre: &mut Vec<Stmt>, e: &tir::Expr) -> R<Expr> {
+        use tir::Expr as E;
+        Ok(match e {
+            E::Lit(v) => Expr::Const(*v),
+            E::Size(sz) => Expr::Const(size_of(sz, self.b)? as f64),
+            E::Index(i) => Expr::Index(k.loop_of(*i)?),
+            E::Access(t, pos) => {
+                let (buf, st) = self.strides(s, *t, pos)?;
+                Expr::Load(buf, k.affine(&st))
+            }
+            E::Neg(a) => fold_un(UnOp::Neg, self.expr(s, k, pre, a)?),
+            E::Add(xs) => self.chain(s, k, pre, xs, BinOp::Add)?,
+            E::Mul(xs) => self.chain(s, k, pre, xs, BinOp::Mul)?,
+            E::Sub(a, b) => {
+                let (a, b) = (self.expr(s, k, pre, a)?, self.expr(s, k, pre, b)?);
+                fold_bin(BinOp::Sub, a, b)
+            }
+            E::Div(a, b) => {
+                let (a, b) = (self.expr(s, k, pre, a)?, self.expr(s, k, pre, b)?);
+                fold_bin(BinOp::Div, a, b)
+            }
+            E::Call(f, args) => {
+                let mut xs = Vec::new();
+                for a in args {
+                    xs.push(self.expr(s, k, pre, a)?);
+                }
+                let un = |op| fold_un(op, xs[0].clone());
+                match (f, xs.len()) {
+                    (Builtin::Exp, 1) => un(UnOp::Exp),
+                    (Builtin::Log, 1) => un(UnOp::Log),
+                    (Builtin::Sqrt, 1) => un(UnOp::Sqrt),
+                    (Builtin::Rsqrt, 1) => un(UnOp::Rsqrt),
+                    (Builtin::Tanh, 1) => un(UnOp::Tanh),
+                    (Builtin::Sigmoid, 1) => un(UnOp::Sigmoid),
+                    (Builtin::Relu, 1) => un(UnOp::Relu),
+                    (Builtin::Abs, 1) => un(UnOp::Abs),
+                    (Builtin::Sin, 1) => un(UnOp::Sin),
+                    (Builtin::Cos, 1) => un(UnOp::Cos),
+                    (Builtin::Pow, 2) => fold_bin(BinOp::Pow, xs[0].clone(), xs[1].clone()),
+                    (Builtin::Max, 2) => fold_bin(BinOp::Max, xs[0].clone(), xs[1].clone()),
+                    (Builtin::Min, 2) => fold_bin(BinOp::Min, xs[0].clone(), xs[1].clone()),
+                    _ => return internal(format!("{} with {} arguments", f.name(), xs.len())),
+                }
+            }
+            E::Select(c, a, b) => {
+                let c = self.cond(s, k, pre, c)?;
+                let (a, b) = (self.expr(s, k, pre, a)?, self.expr(s, k, pre, b)?);
+                Expr::Select(Box::new(c), Box::new(a), Box::new(b))
+            }
+            E::Reduce(op, bound, body) => {
+                let op = accum(*op);
+                for &i in bound {
+                    let extent = self.range(s, i)?;
+                    k.declare(s, i, extent);
+                }
+                let acc = k.var("r");
+                let mut inner = Vec::new();
+                let v = self.expr(s, k, &mut inner, body)?;
+                inner.push(Stmt::Update { var: acc, op, value: v });
+                pre.push(Stmt::Let { var: acc, value: Expr::Const(op.identity()) });
+                let loops = k.nest(bound, inner, false);
+                pre.extend(loops);
+                Expr::Var(acc)
+            }
+        })
+    }
+
+    fn chain(&mut self, s: &tir::Stmt, k: &mut KernelBuilder, pre: &mut Vec<Stmt>, xs: &[tir::Expr], op: BinOp) -> R<Expr> {
+        let mut acc: Option<Expr> = None;
+        for x in xs {
+            let v = self.expr(s, k, pre, x)?;
+            acc = Some(match acc {
+                None => v,
+                Some(a) => fold_bin(op, a, v),
+            });
+        }
+        acc.map_or_else(|| internal("empty chain"), Ok)
+    }
+
+    fn cond(&mut self, s: &tir::Stmt, k: &mut KernelBuilder, pre: &mut Vec<Stmt>, c: &Cond) -> R<Pred> {
+        Ok(match c {
+            Cond::Cmp(op, a, b) => Pred::Cmp(*op, self.expr(s, k, pre, a)?, self.expr(s, k, pre, b)?),
+            Cond::And(cs) => Pred::And(cs.iter().map(|x| self.cond(s, k, pre, x)).collect::<R<_>>()?),
+            Cond::Or(cs) => Pred::Or(cs.iter().map(|x| self.cond(s, k, pre, x)).collect::<R<_>>()?),
+            Cond::Not(x) => Pred::Not(Box::new(self.cond(s, k, pre, x)?)),
+        })
+    }
+}
+
+/// Axes of one GEMM role, merged where the outer one steps exactly over the inner one in
+/// every operand (`key` gives the two strides that matter), sorted outermost first.
+fn merge(v: Vec<Axis>, key: fn(&Axis) -> (i64, i64)) -> Vec<Axis> {
+    let mut out: Vec<Axis> = Vec::new();
+    for x in v {
+        if let Some(last) = out.last_mut() {
+            let (l0, l1) = key(last);
+            let (x0, x1) = key(&x);
+            let e = x.extent as i64;
+            if l0 == x0 * e && l1 == x1 * e && last.a == x.a * e && last.b == x.b * e && last.c == x.c * e {
+                *last = Axis { extent: last.extent * x.extent, a: x.a, b: x.b, c: x.c };
+                continue;
+            }
+        }
+        out.push(x);
+    }
+    out
+}
+
+fn const_value(e: &tir::Expr, b: &Bindings) -> Option<f64> {
+    use tir::Expr as E;
+    match e {
+        E::Lit(v) => Some(*v),
+        E::Size(s) => s.eval(b).ok().map(|v| v as f64),
+        E::Neg(a) => const_value(a, b).map(|v| -v),
+        E::Mul(xs) => xs.iter().map(|x| const_value(x, b)).product(),
+        E::Add(xs) => xs.iter().map(|x| const_value(x, b)).sum(),
+        E::Sub(a, c) => Some(const_value(a, b)? - const_value(c, b)?),
+        E::Div(a, c) => Some(const_value(a, b)? / const_value(c, b)?),
+        E::Call(f, xs) if xs.len() == f.arity() => {
+            let a = const_value(&xs[0], b)?;
+            let c = if xs.len() > 1 { const_value(&xs[1], b)? } else { 0.0 };
+            Some(f.apply(a, c))
+        }
+        _ => None,
+    }
+}
+
+fn accum(op: ReduceOp) -> Accum {
+    match op {
+        ReduceOp::Sum => Accum::Sum,
+        ReduceOp::Max => Accum::Max,
+        ReduceOp::Min => Accum::Min,
+    }
+}
+
+fn fold_un(op: UnOp, a: Expr) -> Expr {
+    match a {
+        Expr::Const(v) => Expr::Const(op.apply(v)),
+        a => Expr::un(op, a),
+    }
+}
+
+fn fold_bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+    match (op, &a, &b) {
+        (BinOp::Mul, Expr::Const(x), _) if *x == 1.0 => b,
+        (BinOp::Mul | BinOp::Div, _, Expr::Const(x)) if *x == 1.0 => a,
+        (BinOp::Add, Expr::Const(x), _) if *x == 0.0 => b,
+        (BinOp::Add | BinOp::Sub, _, Expr::Const(x)) if *x == 0.0 => a,
+        _ => Expr::bin(op, a, b),
+    }
+}
+
+struct KernelBuilder {
+    k: LoopKernel,
+    of_index: Vec<Option<LoopId>>,
+}
+
+impl KernelBuilder {
+    fn declare(&mut self, s: &tir::Stmt, i: IndexId, extent: usize) {
+        if self.of_index.len() <= i.index() {
+            self.of_index.resize(i.index() + 1, None);
+        }
+        let id = LoopId(self.k.loops.len() as u32);
+        let base = s.indices[i.index()].name.clone();
+        let taken = |n: &str| self.k.loops.iter().any(|l| l.name == n);
+        let mut name = base.clone();
+        let mut n = 1;
+        while taken(&name) {
+            name = format!("{base}{n}");
+            n += 1;
+        }
+        self.k.loops.push(LoopInfo { name, extent });
+        self.of_index[i.index()] = Some(id);
+    }
+
+    fn loop_of(&self, i: IndexId) -> R<LoopId> {
+        self.of_index.get(i.index()).copied().flatten().map_or_else(|| internal("index without a loop"), Ok)
+    }
+
+    fn extent(&self, i: IndexId) -> usize {
+        self.loop_of(i).map_or(0, |l| self.k.loops[l.index()].extent)
+    }
+
+    fn var(&mut self, base: &str) -> VarId {
+        let id = VarId(self.k.vars.len() as u32);
+        self.k.vars.push(format!("{base}{}", id.0));
+        id
+    }
+
+    fn affine(&self, st: &[(IndexId, i64)]) -> Affine {
+        let mut a = Affine::default();
+        for &(i, s) in st {
+            if let Ok(l) = self.loop_of(i) {
+                a.add_term(l, s);
+            }
+        }
+        a
+    }
+
+    /// Wraps `body` in loops over `indices`, outermost first; the outermost may be parallel.
+    fn nest(&self, indices: &[IndexId], body: Vec<Stmt>, parallel: bool) -> Vec<Stmt> {
+        let mut body = body;
+        for (n, &i) in indices.iter().enumerate().rev() {
+            let Ok(id) = self.loop_of(i) else { continue };
+            let extent = self.k.loops[id.index()].extent;
+            body = vec![Stmt::For { id, extent, parallel: parallel && n == 0, body }];
+        }
+        body
+    }
+}

@@ -1,0 +1,472 @@
+//! The loop IR (IR level 5): a plan at concrete sizes as a sequence of kernels over typed
+//! buffers. A kernel is either a library call (`Gemm`, a strided batched GEMM) or a
+//! loop nest of scalar code (`Loops`). Nothing here knows about Cranelift, LLVM or CUDA:
+//! each backend reads this IR, and `interp` executes it directly as a second reference.
+//!
+//! A loop kernel's only parallel loop is its outermost one, and iterations of a parallel
+//! loop write disjoint memory, so a CPU backend can split it over threads and a GPU
+//! backend can map it to blocks. Addresses are affine in the loop counters (element
+//! offsets), which keeps vectorisation and bounds checking a matter of reading strides.
+
+mod interp;
+mod lower;
+mod memory;
+mod print;
+mod verify;
+
+pub use interp::{interpret, InterpError};
+pub use lower::{lower, LowerError, LowerOptions};
+pub use verify::verify;
+
+use std::sync::Arc;
+use tessera_runtime::DType;
+
+macro_rules! id_type {
+    ($(#[$m:meta])* $name:ident, $prefix:literal) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub u32);
+        impl $name {
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!($prefix, "{}"), self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// A buffer of a program.
+    BufId,
+    "b"
+);
+id_type!(
+    /// A loop of a kernel.
+    LoopId,
+    "l"
+);
+id_type!(
+    /// A scalar variable of a kernel (a register: accumulators and shared subexpressions).
+    VarId,
+    "v"
+);
+
+/// Where a buffer's memory comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BufKind {
+    /// The k-th argument of the function (row-major, contiguous).
+    Input(usize),
+    /// The k-th result of the function (row-major, contiguous).
+    Output(usize),
+    /// An intermediate; it lives in memory slot `slot` of the program's memory plan.
+    Temp { slot: usize },
+    /// Compile-time constant values, row-major.
+    Const(Arc<Vec<f64>>),
+}
+
+/// A dense row-major buffer of the program's dtype.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Buffer {
+    pub name: String,
+    pub kind: BufKind,
+    pub shape: Vec<usize>,
+}
+
+impl Buffer {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A function at concrete sizes, ready for a backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub name: String,
+    pub dtype: DType,
+    pub bufs: Vec<Buffer>,
+    /// Sizes, in elements, of the memory slots temporaries share (the memory plan).
+    pub slots: Vec<usize>,
+    pub inputs: Vec<BufId>,
+    pub outputs: Vec<BufId>,
+    /// Run in order.
+    pub kernels: Vec<Kernel>,
+}
+
+impl Program {
+    pub fn buf(&self, b: BufId) -> &Buffer {
+        &self.bufs[b.index()]
+    }
+
+    /// Bytes of all memory slots together: the peak memory of intermediates.
+    pub fn temp_bytes(&self) -> usize {
+        self.slots.iter().sum::<usize>() * self.dtype.size_of()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kernel {
+    Gemm(Gemm),
+    Loops(LoopKernel),
+}
+
+impl Kernel {
+    /// The plan steps this kernel computes.
+    pub fn steps(&self) -> &[usize] {
+        match self {
+            Kernel::Gemm(g) => std::slice::from_ref(&g.step),
+            Kernel::Loops(k) => &k.steps,
+        }
+    }
+}
+
+/// One loop around a GEMM; a loop that does not advance C (`stride_c == 0`) sums into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GemmLoop {
+    pub extent: usize,
+    pub stride_a: isize,
+    pub stride_b: isize,
+    pub stride_c: isize,
+}
+
+/// `C[m, n] (+)= alpha * Σ_k A[m, k] B[k, n]` for every combination of the outer loops.
+/// Strides are in elements and may be zero (broadcast) or non-unit (a permuted view), so
+/// no operand is ever copied into another layout.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gemm {
+    pub a: BufId,
+    pub b: BufId,
+    pub c: BufId,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Strides of A per m and per k, of B per k and per n, of C per m and per n.
+    pub a_strides: [isize; 2],
+    pub b_strides: [isize; 2],
+    pub c_strides: [isize; 2],
+    /// Outermost first.
+    pub outer: Vec<GemmLoop>,
+    pub alpha: f64,
+    /// Add to C instead of overwriting it.
+    pub accumulate: bool,
+    /// The plan step, and the index names of each role for the printer.
+    pub step: usize,
+    pub roles: String,
+}
+
+impl Gemm {
+    /// FLOPs of the call (a multiply-add counts two).
+    pub fn flops(&self) -> f64 {
+        let outer: f64 = self.outer.iter().map(|l| l.extent as f64).product();
+        2.0 * outer * self.m as f64 * self.n as f64 * self.k as f64
+    }
+}
+
+/// Printing information about a loop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoopInfo {
+    pub name: String,
+    pub extent: usize,
+}
+
+/// A loop nest of scalar code.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoopKernel {
+    pub name: String,
+    pub steps: Vec<usize>,
+    /// Indexed by `LoopId`.
+    pub loops: Vec<LoopInfo>,
+    /// Names of the scalar variables, indexed by `VarId`.
+    pub vars: Vec<String>,
+    pub body: Vec<Stmt>,
+}
+
+impl LoopKernel {
+    /// The loop a CPU backend splits over threads: the outermost loop when it is the
+    /// whole body and marked parallel.
+    pub fn parallel_loop(&self) -> Option<(LoopId, usize)> {
+        match self.body.as_slice() {
+            [Stmt::For { id, extent, parallel: true, .. }] => Some((*id, *extent)),
+            _ => None,
+        }
+    }
+
+    /// Every buffer read and written, in first-use order.
+    pub fn buffers(&self) -> (Vec<BufId>, Vec<BufId>) {
+        let (mut reads, mut writes) = (Vec::new(), Vec::new());
+        fn expr(e: &Expr, reads: &mut Vec<BufId>) {
+            e.visit(&mut |x| {
+                if let Expr::Load(b, _) = x {
+                    if !reads.contains(b) {
+                        reads.push(*b);
+                    }
+                }
+            });
+        }
+        fn walk(s: &[Stmt], reads: &mut Vec<BufId>, writes: &mut Vec<BufId>) {
+            for st in s {
+                match st {
+                    Stmt::For { body, .. } => walk(body, reads, writes),
+                    Stmt::Let { value, .. } | Stmt::Update { value, .. } => expr(value, reads),
+                    Stmt::Store { buf, value, .. } => {
+                        expr(value, reads);
+                        if !writes.contains(buf) {
+                            writes.push(*buf);
+                        }
+                    }
+                }
+            }
+        }
+        walk(&self.body, &mut reads, &mut writes);
+        (reads, writes)
+    }
+}
+
+/// An element offset `offset + Σ stride·loop`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Affine {
+    pub offset: i64,
+    /// At most one term per loop, no zero strides.
+    pub terms: Vec<(LoopId, i64)>,
+}
+
+impl Affine {
+    pub fn constant(offset: i64) -> Affine {
+        Affine { offset, terms: Vec::new() }
+    }
+
+    /// Adds `stride·l`, merging with an existing term.
+    pub fn add_term(&mut self, l: LoopId, stride: i64) {
+        if stride == 0 {
+            return;
+        }
+        if let Some(t) = self.terms.iter_mut().find(|t| t.0 == l) {
+            t.1 += stride;
+        } else {
+            self.terms.push((l, stride));
+        }
+        self.terms.retain(|t| t.1 != 0);
+    }
+
+    /// The stride of loop `l` (0 when the offset does not depend on it).
+    pub fn stride(&self, l: LoopId) -> i64 {
+        self.terms.iter().find(|t| t.0 == l).map_or(0, |t| t.1)
+    }
+}
+
+/// Kinds of accumulation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Accum {
+    Sum,
+    Max,
+    Min,
+}
+
+impl Accum {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accum::Sum => "+",
+            Accum::Max => "max",
+            Accum::Min => "min",
+        }
+    }
+
+    /// The neutral element.
+    pub fn identity(self) -> f64 {
+        match self {
+            Accum::Sum => 0.0,
+            Accum::Max => f64::NEG_INFINITY,
+            Accum::Min => f64::INFINITY,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Stmt {
+    /// `for id in 0..extent { body }`; a parallel loop's iterations are independent.
+    For { id: LoopId, extent: usize, parallel: bool, body: Vec<Stmt> },
+    /// Defines (or redefines) a scalar variable.
+    Let { var: VarId, value: Expr },
+    /// `var = var ⊕ value`: an accumulator update, which a backend may reassociate
+    /// (vector lanes) when it sits in a loop the variable is defined outside of.
+    Update { var: VarId, op: Accum, value: Expr },
+    /// `buf[index] = value`.
+    Store { buf: BufId, index: Affine, value: Expr },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnOp {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Tanh,
+    Sigmoid,
+    Relu,
+    Abs,
+    Sin,
+    Cos,
+}
+
+impl UnOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            UnOp::Neg => "neg",
+            UnOp::Exp => "exp",
+            UnOp::Log => "log",
+            UnOp::Sqrt => "sqrt",
+            UnOp::Rsqrt => "rsqrt",
+            UnOp::Tanh => "tanh",
+            UnOp::Sigmoid => "sigmoid",
+            UnOp::Relu => "relu",
+            UnOp::Abs => "abs",
+            UnOp::Sin => "sin",
+            UnOp::Cos => "cos",
+        }
+    }
+
+    /// The reference semantics (std's functions, as the TIR oracle).
+    pub fn apply(self, a: f64) -> f64 {
+        use crate::tir::Builtin as B;
+        match self {
+            UnOp::Neg => -a,
+            UnOp::Exp => B::Exp.apply(a, 0.0),
+            UnOp::Log => B::Log.apply(a, 0.0),
+            UnOp::Sqrt => B::Sqrt.apply(a, 0.0),
+            UnOp::Rsqrt => B::Rsqrt.apply(a, 0.0),
+            UnOp::Tanh => B::Tanh.apply(a, 0.0),
+            UnOp::Sigmoid => B::Sigmoid.apply(a, 0.0),
+            UnOp::Relu => B::Relu.apply(a, 0.0),
+            UnOp::Abs => B::Abs.apply(a, 0.0),
+            UnOp::Sin => B::Sin.apply(a, 0.0),
+            UnOp::Cos => B::Cos.apply(a, 0.0),
+        }
+    }
+
+    /// f32 semantics: the same functions evaluated in single precision.
+    pub fn apply_f32(self, a: f32) -> f32 {
+        match self {
+            UnOp::Neg => -a,
+            UnOp::Exp => a.exp(),
+            UnOp::Log => a.ln(),
+            UnOp::Sqrt => a.sqrt(),
+            UnOp::Rsqrt => 1.0 / a.sqrt(),
+            UnOp::Tanh => a.tanh(),
+            UnOp::Sigmoid => 1.0 / (1.0 + (-a).exp()),
+            UnOp::Relu => {
+                if a > 0.0 {
+                    a
+                } else {
+                    0.0
+                }
+            }
+            UnOp::Abs => a.abs(),
+            UnOp::Sin => a.sin(),
+            UnOp::Cos => a.cos(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Pow,
+}
+
+impl BinOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Div => "/",
+            BinOp::Max => "max",
+            BinOp::Min => "min",
+            BinOp::Pow => "pow",
+        }
+    }
+
+    pub fn is_infix(self) -> bool {
+        matches!(self, BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Div)
+    }
+}
+
+pub use crate::tir::CmpOp;
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Const(f64),
+    Load(BufId, Affine),
+    Var(VarId),
+    /// A loop counter as a number.
+    Index(LoopId),
+    Unary(UnOp, Box<Expr>),
+    Binary(BinOp, Box<Expr>, Box<Expr>),
+    Select(Box<Pred>, Box<Expr>, Box<Expr>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pred {
+    Cmp(CmpOp, Expr, Expr),
+    And(Vec<Pred>),
+    Or(Vec<Pred>),
+    Not(Box<Pred>),
+}
+
+impl Expr {
+    pub fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+        Expr::Binary(op, Box::new(a), Box::new(b))
+    }
+
+    pub fn un(op: UnOp, a: Expr) -> Expr {
+        Expr::Unary(op, Box::new(a))
+    }
+
+    /// Calls `f` on this expression and every subexpression (conditions included).
+    pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Const(_) | Expr::Load(..) | Expr::Var(_) | Expr::Index(_) => {}
+            Expr::Unary(_, a) => a.visit(f),
+            Expr::Binary(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Expr::Select(p, a, b) => {
+                p.visit(f);
+                a.visit(f);
+                b.visit(f);
+            }
+        }
+    }
+}
+
+impl Pred {
+    pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
+        match self {
+            Pred::Cmp(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            Pred::And(ps) | Pred::Or(ps) => ps.iter().for_each(|p| p.visit(f)),
+            Pred::Not(p) => p.visit(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+use super::*;
+use crate::check::check_file;
+use crate::diag::SourceMap;
+use crate::eval::{evaluate, EvalOptions};
+use crate::plan::{plan, PlanOptions};
+use crate::tir::bind_dims;
+use ndarray::ArrayD;
+
+/// Checks, plans (with the algebra pass) and lowers the first function of `src`.
+pub(crate) fn lower_src(src: &str, dims: &[(&str, u64)], opts: &LowerOptions) -> (crate::tir::Function, crate::tir::Bindings, Program) {
+    let mut sm = SourceMap::new();
+    let id = sm.add("p.tsr", src);
+    let c = check_file(&mut sm, id);
+    assert!(!c.has_errors(), "{}", crate::diag::render_all(&c.diagnostics, &sm, false));
+    let f = c.functions[0].clone();
+    let explicit: Vec<(String, u64)> = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+    let mut given = crate::tir::Bindings::new(f.dims.len());
+    for (n, v) in dims {
+        given.set(f.dim_by_name(n).expect("a dim of the function"), *v);
+    }
+    let shapes: Vec<Vec<usize>> = f.inputs.iter().map(|&t| f.shape(t, &given).expect("dims for every input")).collect();
+    let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+    let b = bind_dims(&f, &refs, &explicit).expect("binds");
+    let p = plan(&f, &b, &PlanOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let prog = lower(&p, opts).unwrap_or_else(|e| panic!("{e}\n{p}"));
+    (f, b, prog)
+}
+
+fn inputs(f: &crate::tir::Function, b: &crate::tir::Bindings, seed: u64) -> Vec<ArrayD<f64>> {
+    let mut rng = crate::eval::testutil::Rng::new(seed);
+    f.inputs.iter().map(|&t| rng.array(&f.shape(t, b).expect("bound"))).collect()
+}
+
+/// The interpreter's outputs equal the oracle's, in f64 and f32.
+fn check_against_oracle(src: &str, dims: &[(&str, u64)], opts: &LowerOptions) -> Program {
+    let (f, b, prog) = lower_src(src, dims, opts);
+    let ins = inputs(&f, &b, 7);
+    let views: Vec<_> = ins.iter().map(|a| a.view()).collect();
+    let want = evaluate(&f, &b, &views, &EvalOptions::default()).expect("oracle");
+    let flat: Vec<Vec<f64>> = ins.iter().map(|a| a.iter().copied().collect()).collect();
+    let refs: Vec<&[f64]> = flat.iter().map(|v| v.as_slice()).collect();
+    let got = interpret(&prog, &refs).unwrap_or_else(|e| panic!("{e}\n{prog}"));
+    for (w, g) in want.iter().zip(&got) {
+        let scale = w.iter().fold(1.0f64, |a, x| a.max(x.abs()));
+        assert_eq!(w.len(), g.len());
+        for (x, y) in w.iter().zip(g) {
+            assert!((x - y).abs() <= 1e-10 * scale || (x.is_nan() && y.is_nan()) || x == y, "interp {y} vs oracle {x}\n{prog}");
+        }
+    }
+    prog
+}
+
+const ATTENTION: &str = "fn softmax(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] {
+    S[i, j] = Q[i, a] * K[j, a] / sqrt(d)
+    M[i] max= S[i, j]
+    P[i, j] = exp(S[i, j] - M[i])
+    Z[i] = P[i, j]
+    O[i, c] = P[i, j] * V[j, c] / Z[i]
+}";
+
+#[test]
+fn matmul_is_one_gemm() {
+    let prog = check_against_oracle(
+        "fn f(A: f64[m, k], B: f64[k, n]) -> C: f64[m, n] { C[i, j] = A[i, l] * B[l, j] }",
+        &[("m", 16), ("k", 7), ("n", 12)],
+        &LowerOptions::default(),
+    );
+    assert_eq!(prog.kernels.len(), 1, "{prog}");
+    let Kernel::Gemm(g) = &prog.kernels[0] else { panic!("{prog}") };
+    assert_eq!((g.m, g.n, g.k), (16, 12, 7));
+    assert_eq!((g.a_strides, g.b_strides, g.c_strides), ([7, 1], [12, 1], [12, 1]));
+}
+
+#[test]
+fn batched_transposed_gemm_merges_axes() {
+    // b is batch; (i, p) are M and merge; the transposed B reads with swapped strides.
+    let prog = check_against_oracle(
+        "fn f(A: f64[b, m, p, k], B: f64[b, n, k]) -> C: f64[b, m, p, n] { C[x, i, q, j] = A[x, i, q, l] * B[x, j, l] }",
+        &[("b", 3), ("m", 4), ("p", 2), ("k", 5), ("n", 6)],
+        &LowerOptions::default(),
+    );
+    let Kernel::Gemm(g) = &prog.kernels[0] else { panic!("{prog}") };
+    assert_eq!((g.m, g.n, g.k, g.outer.len()), (8, 6, 5, 1), "{prog}");
+    assert_eq!(g.b_strides, [1, 5]);
+}
+
+#[test]
+fn attention_interprets_like_the_oracle() {
+    for opts in [LowerOptions::default(), LowerOptions { gemm: false, fuse: false }] {
+        check_against_oracle(ATTENTION, &[("n", 6), ("d", 4), ("m", 5), ("e", 3)], &opts);
+    }
+}
+
+#[test]
+fn row_fusion_joins_the_softmax_passes() {
+    let prog = check_against_oracle(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &LowerOptions::default());
+    let loops = prog.kernels.iter().filter(|k| matches!(k, Kernel::Loops(_))).count();
+    assert!(loops <= 2, "{prog}");
+}
+
+#[test]
+fn elementwise_chains_are_inlined() {
+    let prog = check_against_oracle(
+        "fn f(x: f64[n, d], g: f64[d]) -> y: f64[n, d] {
+            m[i] = x[i, j] / d
+            c[i, j] = x[i, j] - m[i]
+            v[i] = c[i, j] * c[i, j] / d
+            y[i, j] = c[i, j] * rsqrt(v[i] + 1e-5) * g[j]
+        }",
+        &[("n", 4), ("d", 8)],
+        &LowerOptions::default(),
+    );
+    // c is read by two statements, so it stays; everything runs in one row-wise kernel.
+    assert_eq!(prog.kernels.len(), 1, "{prog}");
+}
+
+#[test]
+fn inline_reductions_selects_indices_and_groups() {
+    check_against_oracle(
+        "fn f(A: f64[n, n], x: f64[n * 2]) -> (y: f64[n], z: f64[n, 2]) {
+            y[i] = select(j <= i && A[i, j] > 0, A[i, j] * max[k](A[k, j]), -j)
+            z[i, p] = x[(i, p)] + sum[q](A[i, q] * i)
+        }",
+        &[("n", 5)],
+        &LowerOptions::default(),
+    );
+}
+
+#[test]
+fn empty_and_unit_sizes() {
+    for n in [0, 1] {
+        check_against_oracle(ATTENTION, &[("n", n), ("d", 3), ("m", 2), ("e", 1)], &LowerOptions::default());
+        check_against_oracle(ATTENTION, &[("n", 2), ("d", 2), ("m", 2), ("e", n)], &LowerOptions::default());
+        check_against_oracle(ATTENTION, &[("n", 2), ("d", 2), ("m", n), ("e", 2)], &LowerOptions::default());
+    }
+}
+
+#[test]
+fn memory_slots_are_reused() {
+    let prog = check_against_oracle(
+        "fn f(A: f64[n, n], C: f64[n, n], D: f64[n, n], E: f64[n, n]) -> B: f64[n, n] {
+            T1[i, j] = A[i, k] * C[k, j]
+            T2[i, j] = T1[i, k] * D[k, j]
+            T3[i, j] = T2[i, k] * E[k, j]
+            B[i, j] = T3[i, k] * A[k, j]
+        }",
+        &[("n", 4)],
+        &LowerOptions::default(),
+    );
+    let temps = prog.bufs.iter().filter(|b| matches!(b.kind, BufKind::Temp { .. })).count();
+    assert!(prog.slots.len() < temps, "{prog}");
+}
+
+#[test]
+fn printer_shows_kernels() {
+    let (_, _, prog) = lower_src(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &LowerOptions::default());
+    let text = prog.to_string();
+    assert!(text.contains("kernel 0 gemm"), "{text}");
+    assert!(text.contains("parallel for i in 0..8"), "{text}");
+}
+
+#[test]
+fn verifier_rejects_out_of_bounds_and_races() {
+    let (_, _, mut prog) = lower_src(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &LowerOptions::default());
+    assert_eq!(verify(&prog), Ok(()));
+    let mut bad = prog.clone();
+    if let Kernel::Gemm(g) = &mut bad.kernels[0] {
+        g.m += 1;
+    }
+    assert!(verify(&bad).unwrap_err().contains("outside"), "{bad}");
+    let k = prog.kernels.iter().position(|k| matches!(k, Kernel::Loops(_))).expect("a loop kernel");
+    if let Kernel::Loops(l) = &mut prog.kernels[k] {
+        fn strip(s: &mut [Stmt]) {
+            for x in s {
+                match x {
+                    Stmt::For { body, .. } => strip(body),
+                    Stmt::Store { index, .. } => index.terms.clear(),
+                    _ => {}
+                }
+            }
+        }
+        strip(&mut l.body);
+    }
+    assert!(verify(&prog).unwrap_err().contains("race"), "{prog}");
+}

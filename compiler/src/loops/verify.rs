@@ -1,0 +1,214 @@
+//! The loop IR verifier: ids resolve, loops and variables are in scope, every address
+//! any kernel touches lies inside its buffer, nothing writes an input or a constant, and
+//! the stores of a parallel loop depend on its counter. A failure is always a bug.
+
+use super::*;
+
+/// Checks `p`; the error names the kernel and what is wrong.
+pub fn verify(p: &Program) -> Result<(), String> {
+    for (k, b) in p.bufs.iter().enumerate() {
+        if let BufKind::Temp { slot } = b.kind {
+            let size = p.slots.get(slot).ok_or_else(|| format!("buffer {} uses missing slot {slot}", b.name))?;
+            if *size < b.len() {
+                return Err(format!("buffer {} ({} elements) does not fit slot {slot} ({size})", b.name, b.len()));
+            }
+        }
+        if let BufKind::Const(v) = &b.kind {
+            if v.len() != b.len() {
+                return Err(format!("constant {} has {} values for {} elements", b.name, v.len(), b.len()));
+            }
+        }
+        let listed = |ids: &[BufId], i: usize| ids.get(i) == Some(&BufId(k as u32));
+        match b.kind {
+            BufKind::Input(i) if !listed(&p.inputs, i) => return Err(format!("input {} is not argument {i}", b.name)),
+            BufKind::Output(i) if !listed(&p.outputs, i) => return Err(format!("output {} is not result {i}", b.name)),
+            _ => {}
+        }
+    }
+    for &b in p.inputs.iter().chain(&p.outputs) {
+        if b.index() >= p.bufs.len() {
+            return Err(format!("argument or result {b} does not exist"));
+        }
+    }
+    for (k, kern) in p.kernels.iter().enumerate() {
+        let r = match kern {
+            Kernel::Gemm(g) => gemm(p, g),
+            Kernel::Loops(l) => loops(p, l),
+        };
+        r.map_err(|e| format!("kernel {k}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn writable(p: &Program, b: BufId) -> Result<(), String> {
+    match p.bufs.get(b.index()).map(|x| &x.kind) {
+        None => Err(format!("buffer {b} does not exist")),
+        Some(BufKind::Input(_)) | Some(BufKind::Const(_)) => Err(format!("writes {}, which is read-only", p.buf(b).name)),
+        Some(_) => Ok(()),
+    }
+}
+
+/// The lowest and highest offset of `base + Σ extent_i·stride_i`, or None if empty.
+fn span(base: i64, dims: &[(usize, i64)]) -> Option<(i64, i64)> {
+    let (mut lo, mut hi) = (base, base);
+    for &(extent, stride) in dims {
+        if extent == 0 {
+            return None;
+        }
+        let reach = (extent as i64 - 1).checked_mul(stride)?;
+        if reach < 0 {
+            lo += reach;
+        } else {
+            hi += reach;
+        }
+    }
+    Some((lo, hi))
+}
+
+fn in_bounds(p: &Program, b: BufId, base: i64, dims: &[(usize, i64)], what: &str) -> Result<(), String> {
+    let buf = p.bufs.get(b.index()).ok_or_else(|| format!("{what}: buffer {b} does not exist"))?;
+    if let Some((lo, hi)) = span(base, dims) {
+        if lo < 0 || hi >= buf.len() as i64 {
+            return Err(format!("{what}: {} is accessed at {lo}..={hi}, outside its {} elements", buf.name, buf.len()));
+        }
+    }
+    Ok(())
+}
+
+fn gemm(p: &Program, g: &Gemm) -> Result<(), String> {
+    writable(p, g.c)?;
+    let outer = |f: fn(&GemmLoop) -> isize| g.outer.iter().map(|l| (l.extent, f(l) as i64)).collect::<Vec<_>>();
+    let mut a = outer(|l| l.stride_a);
+    a.extend([(g.m, g.a_strides[0] as i64), (g.k, g.a_strides[1] as i64)]);
+    let mut b = outer(|l| l.stride_b);
+    b.extend([(g.k, g.b_strides[0] as i64), (g.n, g.b_strides[1] as i64)]);
+    let mut c = outer(|l| l.stride_c);
+    c.extend([(g.m, g.c_strides[0] as i64), (g.n, g.c_strides[1] as i64)]);
+    if g.m * g.n * g.outer.iter().map(|l| l.extent).product::<usize>() > 0 && g.k > 0 {
+        in_bounds(p, g.a, 0, &a, "gemm A")?;
+        in_bounds(p, g.b, 0, &b, "gemm B")?;
+    }
+    in_bounds(p, g.c, 0, &c, "gemm C")?;
+    if g.a == g.c || g.b == g.c {
+        return Err("gemm reads the buffer it writes".into());
+    }
+    Ok(())
+}
+
+struct Scope<'a> {
+    p: &'a Program,
+    k: &'a LoopKernel,
+    loops: Vec<(LoopId, usize)>,
+    seen_loops: Vec<bool>,
+    vars: Vec<bool>,
+    parallel: Option<LoopId>,
+}
+
+fn loops(p: &Program, k: &LoopKernel) -> Result<(), String> {
+    let mut s = Scope {
+        p,
+        k,
+        loops: Vec::new(),
+        seen_loops: vec![false; k.loops.len()],
+        vars: vec![false; k.vars.len()],
+        parallel: None,
+    };
+    for (n, st) in k.body.iter().enumerate() {
+        if let Stmt::For { parallel: true, .. } = st {
+            if k.body.len() != 1 {
+                return Err(format!("parallel loop at position {n} is not the kernel's whole body"));
+            }
+        }
+    }
+    s.block(&k.body, 0)
+}
+
+impl Scope<'_> {
+    fn block(&mut self, body: &[Stmt], depth: usize) -> Result<(), String> {
+        let defined = self.vars.clone();
+        for st in body {
+            match st {
+                Stmt::For { id, extent, parallel, body } => {
+                    let info = self.k.loops.get(id.index()).ok_or_else(|| format!("loop {id} is not declared"))?;
+                    if info.extent != *extent {
+                        return Err(format!("loop {} has extent {extent}, declared {}", info.name, info.extent));
+                    }
+                    if std::mem::replace(&mut self.seen_loops[id.index()], true) {
+                        return Err(format!("loop {} is used twice", info.name));
+                    }
+                    if *parallel {
+                        if depth != 0 {
+                            return Err(format!("parallel loop {} is not outermost", info.name));
+                        }
+                        self.parallel = Some(*id);
+                    }
+                    self.loops.push((*id, *extent));
+                    self.block(body, depth + 1)?;
+                    self.loops.pop();
+                }
+                Stmt::Let { var, value } => {
+                    self.expr(value)?;
+                    *self.vars.get_mut(var.index()).ok_or_else(|| format!("variable {var} is not declared"))? = true;
+                }
+                Stmt::Update { var, value, .. } => {
+                    self.expr(value)?;
+                    self.var(*var)?;
+                }
+                Stmt::Store { buf, index, value } => {
+                    self.expr(value)?;
+                    writable(self.p, *buf)?;
+                    self.address(*buf, index, "store")?;
+                    if let Some(par) = self.parallel {
+                        if index.stride(par) == 0 {
+                            return Err(format!(
+                                "store to {} does not depend on the parallel loop, so threads would race",
+                                self.p.buf(*buf).name
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        // Variables defined in a block go out of scope with it.
+        self.vars = defined;
+        Ok(())
+    }
+
+    fn var(&self, v: VarId) -> Result<(), String> {
+        match self.vars.get(v.index()) {
+            Some(true) => Ok(()),
+            Some(false) => Err(format!("variable {} is used before it is defined", self.k.vars[v.index()])),
+            None => Err(format!("variable {v} is not declared")),
+        }
+    }
+
+    fn address(&self, b: BufId, a: &Affine, what: &str) -> Result<(), String> {
+        let mut dims = Vec::new();
+        for &(l, stride) in &a.terms {
+            let &(_, extent) =
+                self.loops.iter().find(|x| x.0 == l).ok_or_else(|| format!("{what}: loop {l} is not in scope"))?;
+            dims.push((extent, stride));
+        }
+        // An address inside an empty loop is never computed.
+        if self.loops.iter().any(|x| x.1 == 0) {
+            return Ok(());
+        }
+        in_bounds(self.p, b, a.offset, &dims, what)
+    }
+
+    fn expr(&self, e: &Expr) -> Result<(), String> {
+        let mut err = Ok(());
+        e.visit(&mut |x| {
+            if err.is_err() {
+                return;
+            }
+            err = match x {
+                Expr::Load(b, a) => self.address(*b, a, "load"),
+                Expr::Var(v) => self.var(*v),
+                Expr::Index(l) if !self.loops.iter().any(|x| x.0 == *l) => Err(format!("index of loop {l} out of scope")),
+                Expr::Const(_) | Expr::Index(_) | Expr::Unary(..) | Expr::Binary(..) | Expr::Select(..) => Ok(()),
+            };
+        });
+        err
+    }
+}
