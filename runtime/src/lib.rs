@@ -1,8 +1,15 @@
 //! Tessera's runtime: the values that flow in and out of compiled programs.
 //!
-//! This crate never depends on the compiler (see ARCHITECTURE.md). Today it holds the
-//! dtype and the dynamically typed tensor; the kernel ABI, GEMM dispatch and the thread
-//! pool join it with code generation.
+//! This crate never depends on the compiler (see ARCHITECTURE.md). It holds the dtype, the
+//! dynamically typed tensor and aligned buffers ([`buffer`]).
+
+pub mod buffer;
+pub mod error;
+pub mod scalar;
+
+pub use buffer::{AlignedBuf, BUFFER_ALIGN};
+pub use error::RuntimeError;
+pub use scalar::Element;
 
 use ndarray::ArrayD;
 use std::fmt;
