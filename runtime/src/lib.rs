@@ -1,14 +1,17 @@
 //! Tessera's runtime: the values that flow in and out of compiled programs.
 //!
-//! This crate never depends on the compiler (see ARCHITECTURE.md). It holds the dtype, the
-//! dynamically typed tensor and aligned buffers ([`buffer`]).
+//! This crate never depends on the compiler (see ARCHITECTURE.md). It holds the dtype and
+//! the dynamically typed tensor, aligned buffers ([`buffer`]) and the thread pool
+//! ([`pool`]). It is the only crate that starts threads.
 
 pub mod buffer;
 pub mod error;
+pub mod pool;
 pub mod scalar;
 
 pub use buffer::{AlignedBuf, BUFFER_ALIGN};
 pub use error::RuntimeError;
+pub use pool::{parallel_for, threads, with_threads};
 pub use scalar::Element;
 
 use ndarray::ArrayD;
