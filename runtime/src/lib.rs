@@ -1,16 +1,19 @@
 //! Tessera's runtime: the values that flow in and out of compiled programs.
 //!
 //! This crate never depends on the compiler (see ARCHITECTURE.md). It holds the dtype and
-//! the dynamically typed tensor, aligned buffers ([`buffer`]) and the thread pool
-//! ([`pool`]). It is the only crate that starts threads.
+//! the dynamically typed tensor, aligned buffers ([`buffer`]), the thread pool ([`pool`]),
+//! and strided batched GEMM ([`mod@gemm`]).
+//! It is the only crate that starts threads.
 
 pub mod buffer;
 pub mod error;
+pub mod gemm;
 pub mod pool;
 pub mod scalar;
 
 pub use buffer::{AlignedBuf, BUFFER_ALIGN};
 pub use error::RuntimeError;
+pub use gemm::{check_gemm, gemm_slices, GemmDesc, GemmLoop, GemmScalar};
 pub use pool::{parallel_for, threads, with_threads};
 pub use scalar::Element;
 
