@@ -2,15 +2,17 @@
 //!
 //! This crate never depends on the compiler (see ARCHITECTURE.md). It holds the dtype and
 //! the dynamically typed tensor, aligned buffers ([`buffer`]), the thread pool ([`pool`]),
-//! and strided batched GEMM ([`mod@gemm`]).
+//! strided batched GEMM ([`mod@gemm`]) and the `extern "C"` ABI compiled kernels call ([`abi`]).
 //! It is the only crate that starts threads.
 
+pub mod abi;
 pub mod buffer;
 pub mod error;
 pub mod gemm;
 pub mod pool;
 pub mod scalar;
 
+pub use abi::{tessera_rt_gemm_f32, tessera_rt_gemm_f64, tessera_rt_parallel_for, KernelFn};
 pub use buffer::{AlignedBuf, BUFFER_ALIGN};
 pub use error::RuntimeError;
 pub use gemm::{check_gemm, gemm_slices, GemmDesc, GemmLoop, GemmScalar};
