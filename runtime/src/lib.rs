@@ -1,8 +1,23 @@
 //! Tessera's runtime: the values that flow in and out of compiled programs.
 //!
-//! This crate never depends on the compiler (see ARCHITECTURE.md). Today it holds the
-//! dtype and the dynamically typed tensor; the kernel ABI, GEMM dispatch and the thread
-//! pool join it with code generation.
+//! This crate never depends on the compiler (see ARCHITECTURE.md). It holds the dtype and
+//! the dynamically typed tensor, aligned buffers ([`buffer`]), the thread pool ([`pool`]),
+//! strided batched GEMM ([`mod@gemm`]) and the `extern "C"` ABI compiled kernels call ([`abi`]).
+//! It is the only crate that starts threads.
+
+pub mod abi;
+pub mod buffer;
+pub mod error;
+pub mod gemm;
+pub mod pool;
+pub mod scalar;
+
+pub use abi::{tessera_rt_gemm_f32, tessera_rt_gemm_f64, tessera_rt_parallel_for, KernelFn};
+pub use buffer::{AlignedBuf, BUFFER_ALIGN};
+pub use error::RuntimeError;
+pub use gemm::{check_gemm, gemm_slices, GemmDesc, GemmLoop, GemmScalar};
+pub use pool::{parallel_for, threads, with_threads};
+pub use scalar::Element;
 
 use ndarray::ArrayD;
 use std::fmt;

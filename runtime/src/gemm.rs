@@ -1,0 +1,517 @@
+//! Strided batched GEMM on top of the `gemm` crate.
+//!
+//! The compiler labels each index of a contraction batch/M/N/K and passes strides instead
+//! of transposing (DESIGN.md §6). Here a [`GemmDesc`] is one GEMM with arbitrary element
+//! strides, and [`GemmLoop`]s are the loops around it: batch loops (each iteration writes
+//! its own C) and reduction loops (`stride_c == 0`, iterations accumulate into one C).
+//!
+//! The `gemm` crate computes `dst := alpha*dst + beta*lhs*rhs` and ignores `alpha` when
+//! `read_dst` is false: its alpha/beta roles are the reverse of BLAS. Everything here
+//! uses BLAS naming (`alpha` scales the product) and translates at the single call site.
+
+use crate::pool;
+use crate::{Element, RuntimeError};
+use gemm::Parallelism;
+
+/// One loop around a GEMM: `extent` iterations, advancing A, B and C by these element strides.
+/// A loop with stride_c == 0 is a reduction: its iterations accumulate into the same C.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmLoop {
+    pub extent: usize,
+    pub stride_a: isize,
+    pub stride_b: isize,
+    pub stride_c: isize,
+}
+
+/// C[m, n] (+)= alpha * sum_k A[m, k] * B[k, n], element strides (may be any sign, 0, or non-unit).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GemmDesc {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// A: stride per m (row).
+    pub a_rs: isize,
+    /// A: stride per k (column).
+    pub a_cs: isize,
+    /// B: stride per k (row).
+    pub b_rs: isize,
+    /// B: stride per n (column).
+    pub b_cs: isize,
+    /// C: stride per m.
+    pub c_rs: isize,
+    /// C: stride per n.
+    pub c_cs: isize,
+    pub alpha: f64,
+    /// false: C is overwritten (its old contents ignored, even NaN); true: C += ...
+    pub accumulate: bool,
+}
+
+impl GemmDesc {
+    /// A row-major, contiguous `C = A·B` of the given sizes (overwriting, alpha 1).
+    pub fn row_major(m: usize, n: usize, k: usize) -> GemmDesc {
+        GemmDesc {
+            m,
+            n,
+            k,
+            a_rs: k as isize,
+            a_cs: 1,
+            b_rs: n as isize,
+            b_cs: 1,
+            c_rs: n as isize,
+            c_cs: 1,
+            alpha: 1.0,
+            accumulate: false,
+        }
+    }
+}
+
+/// An element type the GEMM library handles: `f32` or `f64` (sealed through [`Element`]).
+pub trait GemmScalar: Element + Copy + Send + Sync + 'static {}
+impl GemmScalar for f32 {}
+impl GemmScalar for f64 {}
+
+/// Runs the GEMM for every combination of the outer loops (outermost first).
+///
+/// Within one C region (one combination of the non-reduction loops) the reduction
+/// iterations run in order; the first overwrites C unless `desc.accumulate`, the rest
+/// accumulate. `k == 0` zeroes C (or leaves it, when accumulating); an outer loop of
+/// extent 0, `m == 0` or `n == 0` touch nothing.
+///
+/// `threads` bounds the parallelism (0 and 1: single-threaded; more than the current
+/// rayon pool has is capped to the pool). Many small independent GEMMs run in parallel
+/// over the outer iterations, each single-threaded; otherwise each GEMM is threaded by
+/// the `gemm` crate.
+///
+/// # Safety
+/// Every address touched must be inside the allocations a, b, c point into; C regions of
+/// different non-reduction iterations must not overlap, and within one GEMM distinct
+/// (m, n) must be distinct C elements. C must not overlap A or B.
+/// [`check_gemm`] checks all of this for slices.
+pub unsafe fn gemm<T: GemmScalar>(
+    desc: &GemmDesc,
+    outer: &[GemmLoop],
+    a: *const T,
+    b: *const T,
+    c: *mut T,
+    threads: usize,
+) {
+    let d = *desc;
+    if d.m == 0 || d.n == 0 || outer.iter().any(|l| l.extent == 0) {
+        return;
+    }
+    // Loops of extent 1 change nothing; dropping them keeps the odometers short.
+    let (independent, mut reductions): (Vec<GemmLoop>, Vec<GemmLoop>) = outer
+        .iter()
+        .filter(|l| l.extent > 1)
+        .partition(|l| l.stride_c != 0);
+    if d.k == 0 {
+        // Every reduction iteration would add zero: the first alone sets C.
+        reductions.clear();
+    }
+    let regions = independent
+        .iter()
+        .fold(1usize, |acc, l| acc.saturating_mul(l.extent));
+    let pool_threads = pool::threads();
+    let threads = threads.min(pool_threads);
+    let work = d.m.saturating_mul(d.n).saturating_mul(d.k);
+    let alpha = T::from_f64(d.alpha);
+    let ptrs = Ptrs { a, b, c };
+
+    if use_parallel_outer(threads, regions, work) {
+        // More chunks than threads lets idle threads steal, but only when the caller
+        // allows the whole pool; otherwise one chunk per allowed thread bounds concurrency.
+        let max_chunks = if threads < pool_threads {
+            threads
+        } else {
+            pool_threads.saturating_mul(4)
+        };
+        pool::parallel_for_max_chunks(regions, 1, max_chunks, &|begin, end| {
+            // SAFETY: the caller's contract covers every region; chunks are disjoint sets
+            // of regions, whose C ranges do not overlap, so the threads write disjoint memory.
+            unsafe {
+                run_regions(
+                    &d,
+                    &independent,
+                    &reductions,
+                    ptrs.get(),
+                    begin,
+                    end,
+                    alpha,
+                    Parallelism::None,
+                )
+            }
+        });
+    } else {
+        let par = if threads <= 1 {
+            Parallelism::None
+        } else {
+            Parallelism::Rayon(threads)
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            run_regions(
+                &d,
+                &independent,
+                &reductions,
+                ptrs.get(),
+                0,
+                regions,
+                alpha,
+                par,
+            )
+        }
+    }
+}
+
+/// Whether to run independent outer iterations in parallel, each GEMM single-threaded.
+///
+/// Below the `gemm` crate's threading threshold each GEMM would run on one thread anyway,
+/// so two or more regions are worth spreading; above it, only when every thread gets
+/// several whole GEMMs (the crate's own threading balances one large GEMM better).
+fn use_parallel_outer(threads: usize, regions: usize, work_per_gemm: usize) -> bool {
+    threads > 1
+        && regions >= 2
+        && (work_per_gemm < gemm::get_threading_threshold() || regions >= 4 * threads)
+}
+
+/// The three base pointers, shareable across threads for the parallel outer loop.
+#[derive(Clone, Copy)]
+struct Ptrs<T> {
+    a: *const T,
+    b: *const T,
+    c: *mut T,
+}
+
+// SAFETY: the pointers are only dereferenced under `gemm`'s contract, which makes the
+// memory written by different threads disjoint; A and B are only read.
+unsafe impl<T: Send + Sync> Send for Ptrs<T> {}
+// SAFETY: see `Send`.
+unsafe impl<T: Send + Sync> Sync for Ptrs<T> {}
+
+impl<T> Ptrs<T> {
+    /// Copies the pointers out; a method, so closures capture the whole `Sync` struct
+    /// rather than its raw-pointer fields.
+    fn get(&self) -> (*const T, *const T, *mut T) {
+        (self.a, self.b, self.c)
+    }
+}
+
+/// Position in a nest of loops with the running element offsets of A, B and C.
+struct Odometer<'a> {
+    loops: &'a [GemmLoop],
+    idx: Vec<usize>,
+    off: [isize; 3],
+}
+
+impl<'a> Odometer<'a> {
+    /// The odometer at linear position `linear` (innermost loop fastest).
+    fn at(loops: &'a [GemmLoop], mut linear: usize) -> Self {
+        let mut idx = vec![0; loops.len()];
+        let mut off = [0isize; 3];
+        for (i, l) in loops.iter().enumerate().rev() {
+            let v = linear % l.extent;
+            linear /= l.extent;
+            idx[i] = v;
+            let v = v as isize;
+            off[0] = off[0].wrapping_add(v.wrapping_mul(l.stride_a));
+            off[1] = off[1].wrapping_add(v.wrapping_mul(l.stride_b));
+            off[2] = off[2].wrapping_add(v.wrapping_mul(l.stride_c));
+        }
+        Odometer { loops, idx, off }
+    }
+
+    /// Steps to the next position; false after the last one (it wraps to the first).
+    fn advance(&mut self) -> bool {
+        for (i, l) in self.loops.iter().enumerate().rev() {
+            self.idx[i] += 1;
+            if self.idx[i] < l.extent {
+                self.off[0] = self.off[0].wrapping_add(l.stride_a);
+                self.off[1] = self.off[1].wrapping_add(l.stride_b);
+                self.off[2] = self.off[2].wrapping_add(l.stride_c);
+                return true;
+            }
+            self.idx[i] = 0;
+            let back = (l.extent - 1) as isize;
+            self.off[0] = self.off[0].wrapping_sub(back.wrapping_mul(l.stride_a));
+            self.off[1] = self.off[1].wrapping_sub(back.wrapping_mul(l.stride_b));
+            self.off[2] = self.off[2].wrapping_sub(back.wrapping_mul(l.stride_c));
+        }
+        false
+    }
+}
+
+/// Runs regions `begin..end` of the independent loops, each with all its reduction
+/// iterations in order.
+///
+/// # Safety
+/// As for [`gemm()`], for the regions in range.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_regions<T: GemmScalar>(
+    d: &GemmDesc,
+    independent: &[GemmLoop],
+    reductions: &[GemmLoop],
+    (a, b, c): (*const T, *const T, *mut T),
+    begin: usize,
+    end: usize,
+    alpha: T,
+    par: Parallelism,
+) {
+    if begin >= end {
+        return;
+    }
+    let mut region = Odometer::at(independent, begin);
+    for _ in begin..end {
+        let [ra, rb, rc] = region.off;
+        let mut red = Odometer::at(reductions, 0);
+        let mut read_dst = d.accumulate;
+        loop {
+            let [oa, ob, oc] = red.off;
+            // SAFETY: the offsets are those of an outer iteration, inside the allocations
+            // by the caller's contract; wrapping_offset itself is always sound.
+            unsafe {
+                one_gemm(
+                    d,
+                    a.wrapping_offset(ra.wrapping_add(oa)),
+                    b.wrapping_offset(rb.wrapping_add(ob)),
+                    c.wrapping_offset(rc.wrapping_add(oc)),
+                    read_dst,
+                    alpha,
+                    par,
+                );
+            }
+            read_dst = true;
+            if !red.advance() {
+                break;
+            }
+        }
+        region.advance();
+    }
+}
+
+/// One GEMM through the `gemm` crate, in BLAS terms: `C = alpha*A*B (+ C if read_dst)`.
+///
+/// # Safety
+/// As for [`gemm()`], for this one GEMM.
+unsafe fn one_gemm<T: GemmScalar>(
+    d: &GemmDesc,
+    a: *const T,
+    b: *const T,
+    c: *mut T,
+    read_dst: bool,
+    alpha: T,
+    par: Parallelism,
+) {
+    // SAFETY: forwarded from the caller. The crate takes (dst, dst_cs, dst_rs, ...) —
+    // column stride first — and its `alpha` scales the old dst while `beta` scales the
+    // product: the reverse of BLAS. With read_dst false it never reads dst.
+    unsafe {
+        gemm::gemm(
+            d.m,
+            d.n,
+            d.k,
+            c,
+            d.c_cs,
+            d.c_rs,
+            read_dst,
+            a,
+            d.a_cs,
+            d.a_rs,
+            b,
+            d.b_cs,
+            d.b_rs,
+            T::ONE,
+            alpha,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// The lowest and highest element offsets an operand's strides reach over the given
+/// dimensions `(extent, stride)`, or None when one is empty or the offsets overflow.
+fn reach(dims: &[(usize, isize)]) -> Option<(isize, isize)> {
+    let (mut lo, mut hi) = (0isize, 0isize);
+    for &(e, s) in dims {
+        if e == 0 {
+            return None;
+        }
+        let span = isize::try_from(e - 1).ok()?.checked_mul(s)?;
+        if span < 0 {
+            lo = lo.checked_add(span)?;
+        } else {
+            hi = hi.checked_add(span)?;
+        }
+    }
+    Some((lo, hi))
+}
+
+/// Whether distinct indices of the dimensions `(extent, stride)` always reach distinct
+/// offsets. The test is conservative (it may refuse some exotic interleaved layouts):
+/// sorted by |stride|, each stride must step past everything the smaller ones reach.
+fn injective(dims: &[(usize, isize)]) -> bool {
+    let mut dims: Vec<(usize, usize)> = dims
+        .iter()
+        .filter(|&&(e, _)| e > 1)
+        .map(|&(e, s)| (e, s.unsigned_abs()))
+        .collect();
+    dims.sort_by_key(|&(_, s)| s);
+    let mut span = 0usize;
+    for (e, s) in dims {
+        if s <= span {
+            return false;
+        }
+        match (e - 1).checked_mul(s).and_then(|x| x.checked_add(span)) {
+            Some(x) => span = x,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Checks that a GEMM over slices is safe to run: every element touched is inside its
+/// slice (`*_origin` is the index of element (0, 0, outer 0) in each slice), C regions of
+/// independent iterations do not overlap, and C does not alias A or B (distinct slices).
+///
+/// Used by [`gemm_slices`] and useful to validate what a compiler produced.
+pub fn check_gemm(
+    desc: &GemmDesc,
+    outer: &[GemmLoop],
+    (a_len, a_origin): (usize, usize),
+    (b_len, b_origin): (usize, usize),
+    (c_len, c_origin): (usize, usize),
+) -> Result<(), RuntimeError> {
+    let d = desc;
+    if d.m == 0 || d.n == 0 || outer.iter().any(|l| l.extent == 0) {
+        return Ok(());
+    }
+    let mut dims_a = vec![(d.m, d.a_rs), (d.k, d.a_cs)];
+    let mut dims_b = vec![(d.k, d.b_rs), (d.n, d.b_cs)];
+    let mut dims_c = vec![(d.m, d.c_rs), (d.n, d.c_cs)];
+    for l in outer {
+        dims_a.push((l.extent, l.stride_a));
+        dims_b.push((l.extent, l.stride_b));
+        if l.stride_c != 0 {
+            dims_c.push((l.extent, l.stride_c));
+        }
+    }
+    let inside = |name: &str, dims: &[(usize, isize)], len: usize, origin: usize| {
+        let bad = || {
+            RuntimeError::Invalid(format!(
+                "GEMM operand {name} reaches outside its {len} elements (origin {origin})"
+            ))
+        };
+        let (lo, hi) = reach(dims).ok_or_else(bad)?;
+        let origin = isize::try_from(origin).map_err(|_| bad())?;
+        let first = origin.checked_add(lo).ok_or_else(bad)?;
+        let last = origin.checked_add(hi).ok_or_else(bad)?;
+        if first < 0 || last >= isize::try_from(len).map_err(|_| bad())? {
+            return Err(bad());
+        }
+        Ok(())
+    };
+    if d.k > 0 {
+        inside("A", &dims_a, a_len, a_origin)?;
+        inside("B", &dims_b, b_len, b_origin)?;
+    }
+    inside("C", &dims_c, c_len, c_origin)?;
+    if !injective(&dims_c) {
+        return Err(RuntimeError::Invalid(
+            "GEMM output C: distinct elements or independent iterations share memory".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// [`gemm()`] on slices, after [`check_gemm`]; `*_origin` is the index of element
+/// (0, 0, outer 0) in each slice, so negative strides can walk down from it.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_slices<T: GemmScalar>(
+    desc: &GemmDesc,
+    outer: &[GemmLoop],
+    (a, a_origin): (&[T], usize),
+    (b, b_origin): (&[T], usize),
+    (c, c_origin): (&mut [T], usize),
+    threads: usize,
+) -> Result<(), RuntimeError> {
+    check_gemm(
+        desc,
+        outer,
+        (a.len(), a_origin),
+        (b.len(), b_origin),
+        (c.len(), c_origin),
+    )?;
+    if desc.m == 0 || desc.n == 0 || outer.iter().any(|l| l.extent == 0) {
+        return Ok(());
+    }
+    // The origins are in bounds (checked above: the origin is reached at index zero),
+    // except for A and B when k == 0, which are then never read.
+    let a_ptr = a.as_ptr().wrapping_add(a_origin);
+    let b_ptr = b.as_ptr().wrapping_add(b_origin);
+    let c_ptr = c.as_mut_ptr().wrapping_add(c_origin);
+    // SAFETY: check_gemm proved every touched element inside its slice and the C regions
+    // disjoint; `&mut [T]` for C cannot alias the shared A and B slices.
+    unsafe { gemm(desc, outer, a_ptr, b_ptr, c_ptr, threads) };
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_outer_only_for_many_small_gemms() {
+        assert!(use_parallel_outer(2, 100, 8 * 8 * 8));
+        assert!(use_parallel_outer(2, 2, 8 * 8 * 8));
+        assert!(!use_parallel_outer(1, 100, 8 * 8 * 8));
+        assert!(!use_parallel_outer(2, 1, 8 * 8 * 8));
+        assert!(!use_parallel_outer(2, 3, 1024 * 1024 * 1024));
+        assert!(use_parallel_outer(2, 8, 1024 * 1024 * 1024));
+    }
+
+    #[test]
+    fn odometer_walks_every_position_in_order() {
+        let loops = [
+            GemmLoop {
+                extent: 2,
+                stride_a: 100,
+                stride_b: -1,
+                stride_c: 0,
+            },
+            GemmLoop {
+                extent: 3,
+                stride_a: 1,
+                stride_b: 10,
+                stride_c: 7,
+            },
+        ];
+        let mut o = Odometer::at(&loops, 0);
+        let mut seen = vec![];
+        loop {
+            seen.push(o.off);
+            if !o.advance() {
+                break;
+            }
+        }
+        let want: Vec<[isize; 3]> = (0..2)
+            .flat_map(|i| (0..3).map(move |j| [100 * i + j, -i + 10 * j, 7 * j]))
+            .collect();
+        assert_eq!(seen, want);
+        for (lin, w) in want.iter().enumerate() {
+            assert_eq!(Odometer::at(&loops, lin).off, *w);
+        }
+        assert_eq!(o.off, [0, 0, 0], "wraps to the start");
+    }
+
+    #[test]
+    fn injectivity_check() {
+        assert!(injective(&[(4, 1), (3, 4)]));
+        assert!(injective(&[(4, -1), (3, 8), (2, -100)]));
+        assert!(!injective(&[(4, 1), (3, 3)]));
+        assert!(!injective(&[(4, 0)]));
+        assert!(injective(&[(1, 0), (5, 1)]));
+    }
+}
