@@ -1,11 +1,11 @@
 //! Tessera's compiler: the `.tsr` front end, the typed program (TIR), the reference
 //! evaluator and the numpy einsum translation. See ARCHITECTURE.md for the map.
 
+pub mod diag;
+pub mod einsum;
 pub mod check;
 pub mod codegen;
 pub mod constants;
-pub mod diag;
-pub mod einsum;
 pub mod eval;
 pub mod graph;
 pub mod optimize;
