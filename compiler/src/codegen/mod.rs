@@ -1,0 +1,3 @@
+//! Native code generation with Cranelift.
+
+pub mod clif_math;
