@@ -402,7 +402,7 @@ ROWS = [
     Row("lowrank::galore", std("lowrank"), "galore", dict(n=2048, m=2048, r=32), galore),
     Row("lowrank::galore_residual", std("lowrank"), "galore_residual", dict(n=2048, m=2048, r=32),
         galore_residual),
-    Row("lowrank::adalora", std("lowrank"), "adalora", dict(b=2048, d=1024, r=16, o=1024), adalora),
+    Row("lowrank::adalora", std("lowrank"), "adalora", dict(b=8192, d=1024, r=16, o=1024), adalora),
     Row("kron::matvec", std("kron"), "matvec", dict(m1=64, n1=64, m2=64, n2=64), kron_matvec,
         note="baselines build K = A⊗B as the .tsr writes it"),
     Row("kron::kfac_precondition", std("kron"), "kfac_precondition", dict(a=1024, g=512), kfac_precondition),
@@ -644,6 +644,14 @@ def check_against_run(tessera, row, lib):
 # The machine.
 
 
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def command_output(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout.strip()
@@ -704,6 +712,7 @@ def machine_info(torch_note, threads):
     info["rustc"] = command_output(["rustc", "--version"]) or "not found"
     info["removed_env"] = os.environ.get(REMOVED_MARK) or "none was set"
     info["threads"] = threads
+    info["load_start"] = loadavg()
     return info
 
 
@@ -780,7 +789,8 @@ def report(rows, results, libs, info, args, with_tessera, wall_s):
     out.append(f"- Date: {datetime.date.today().isoformat()}; command: `python3 bench/compare/compare.py "
                f"{' '.join(sys.argv[1:])}` (whole run {wall_s / 60:.1f} min).")
     commit = command_output(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    out.append(f"- Tessera commit: {commit or '?'}; binary: `{os.path.relpath(args.tessera, ROOT)}`"
+    binary = os.path.relpath(args.tessera, ROOT) if args.tessera.startswith(ROOT + os.sep) else args.tessera
+    out.append(f"- Tessera commit: {commit or '?'}; binary: `{binary}`"
                if with_tessera else f"- Repository commit: {commit or '?'}")
     out.append("\n## Machine\n")
     out.append(f"- CPU: {info['cpu']}; {info['cores']}; {info['caches']}; SIMD: {info['simd']}")
@@ -794,14 +804,17 @@ def report(rows, results, libs, info, args, with_tessera, wall_s):
     tess_threads = {r["tessera"].get("threads") for r in results.values() if "tessera" in r and "threads" in r["tessera"]}
     if with_tessera:
         out.append(f"- Tessera threads (from its JSON): {', '.join(str(t) for t in sorted(tess_threads)) or '?'}")
+    out.append(f"- Load average (1 min) at the start and the end of the run: {info['load_start']} / "
+               f"{loadavg()}; a busy machine makes every column noisy")
     out.append(f"- Environment: OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=MKL_NUM_THREADS={info['threads']}, "
                f"torch.set_num_threads({info['threads']}); removed for this run: {info['removed_env']}")
 
     work = [r for r in rows if not r.gemm and r.name in results]
     if with_tessera and work:
         out.append("\n## Summary\n")
+        ran = sum(1 for r in work if tessera_ms(results[r.name]))
         out.append("Speed-up = baseline median / Tessera median (> 1: Tessera faster), over the "
-                   f"{len(work)} workload rows (GEMM rows excluded).\n")
+                   f"{ran} workload rows that Tessera ran, of {len(work)} (GEMM rows excluded).\n")
         lines = []
         for name in names:
             ups = [(speedup(results[r.name], name), r.name) for r in work]
@@ -820,7 +833,8 @@ def report(rows, results, libs, info, args, with_tessera, wall_s):
     gemm = [r for r in rows if r.gemm and r.name in results]
     if gemm:
         out.append("\n## GEMM rows (f32), GFLOP/s\n")
-        out.append("numpy `A @ B` is the machine's ceiling: numpy's BLAS with no einsum in between.\n")
+        out.append("numpy `A @ B` is the machine's ceiling: numpy's BLAS with no einsum in between. "
+                   "Cells: GFLOP/s (median ms), counting 2·m·n·k (·b) FLOPs.\n")
         header = ["row", "sizes"] + (["Tessera"] if with_tessera else []) + ["numpy A @ B"] + \
             [f"{n} einsum" if n != "opt_einsum" else "opt_einsum" for n in names] + \
             (["Tessera / A @ B"] if with_tessera else [])
@@ -947,6 +961,9 @@ def main():
         print(f"note: torch column skipped: {torch_note}", file=sys.stderr)
     info = machine_info(torch_note, args.threads)
     print(f"numpy BLAS: {info['numpy_blas']}; removed: {info['removed_env']}", file=sys.stderr)
+    if (info["load_start"] or 0) > 0.5:
+        print(f"warning: load average {info['load_start']} before the run: something else is using the "
+              "CPUs, so the timings will be noisy", file=sys.stderr)
 
     start = time.perf_counter()
     results = {}
