@@ -857,7 +857,7 @@ def report(rows, results, libs, info, args, with_tessera, wall_s):
 
     if work:
         out.append("\n## Workload rows\n")
-        out.append("Median ms (min ms in parentheses for Tessera); ⚠ marks a speed-up below "
+        out.append("Median ms (min ms in parentheses); ⚠ marks a speed-up below "
                    f"{SLOW}. \"agree\" is the largest error of opt_einsum and torch against numpy, "
                    "relative to numpy's largest entry.\n")
         header = ["row", "sizes", "dtype"]
@@ -880,7 +880,8 @@ def report(rows, results, libs, info, args, with_tessera, wall_s):
                               f"{t['gflops']:.1f}" if isinstance(t.get("gflops"), (int, float)) else "—"]
             for n in names:
                 e = res["libs"].get(n, {})
-                cells.append(fmt_ms(e.get("median_ms")) if "error" not in e else f"error: {e['error']}")
+                cells.append(f"{fmt_ms(e.get('median_ms'))} ({fmt_ms(e.get('min_ms'))})" if "error" not in e
+                             else f"error: {e['error']}")
             if with_tessera:
                 cells += [fmt_ratio(speedup(res, n)) for n in names]
                 cells.append(fmt_bytes(res.get("tessera", {}).get("peak_bytes")))
