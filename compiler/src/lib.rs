@@ -4,6 +4,7 @@
 pub mod diag;
 pub mod einsum;
 pub mod check;
+pub mod codegen;
 pub mod constants;
 pub mod eval;
 pub mod graph;

@@ -1,0 +1,3 @@
+//! Native code generation from the loop IR.
+
+pub mod clif;
