@@ -73,6 +73,7 @@ pub(super) fn generate(
         depth,
         uses: vectorize::var_uses(k),
         bases: vec![None; p.bufs.len()],
+        written: vec![false; p.bufs.len()],
         vars: Vec::new(),
         cur: vec![None; k.loops.len()],
         refs: HashMap::new(),
@@ -137,6 +138,8 @@ struct Gen<'a, 'f> {
     depth: Vec<usize>,
     uses: Vec<usize>,
     bases: Vec<Option<Value>>,
+    /// Buffers the kernel stores to; loads of the others may be hoisted and shared.
+    written: Vec<bool>,
     vars: Vec<Variable>,
     /// The counter of each loop while its body is generated.
     cur: Vec<Option<Value>>,
@@ -166,6 +169,11 @@ impl Gen<'_, '_> {
             self.vars.push(v);
         }
         let (reads, writes) = self.k.buffers();
+        for w in &writes {
+            if let Some(x) = self.written.get_mut(w.index()) {
+                *x = true;
+            }
+        }
         for buf in reads.into_iter().chain(writes) {
             if self.bases.get(buf.index()).is_none() {
                 return Err(internal(format!("buffer {buf} is not in the program")));
@@ -632,7 +640,18 @@ impl Gen<'_, '_> {
     }
 
     fn load(&mut self, buf: BufId, a: &Affine) -> R<Val> {
-        let flags = MemFlagsData::new().with_notrap();
+        // A buffer this kernel does not write is constant while it runs (buffers never
+        // overlap), and every address the code computes is in bounds (the program is
+        // verified and empty loops emit nothing), so such loads are pure: Cranelift may
+        // hoist them out of loops and merge repeats.
+        let flags = if self.written.get(buf.index()).copied().unwrap_or(true) {
+            MemFlagsData::new().with_notrap()
+        } else {
+            MemFlagsData::new()
+                .with_notrap()
+                .with_readonly()
+                .with_can_move()
+        };
         let addr = self.addr(buf, a)?;
         let stride = self.vec.as_ref().map_or(0, |c| a.stride(c.l));
         Ok(match stride {

@@ -668,3 +668,114 @@ fn clif_of_a_row_reduction() {
     };
     insta::assert_snapshot!(emit_clif(&p, &opts).expect("emits"));
 }
+
+/// Compile time and throughput; run with
+/// `cargo test --release -p tessera-compiler --lib measure -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_compile_time_and_throughput() {
+    use std::time::Instant;
+    let ten =
+        "fn f(x: f32[n, d], g: f32[d], b: f32[d]) -> (y: f32[n, d], z: f32[n, d], s: f32[n]) {
+        mu[i] = x[i, j] / d
+        c[i, j] = x[i, j] - mu[i]
+        v[i] = c[i, j] * c[i, j] / d
+        r[i] = rsqrt(v[i] + 1e-5)
+        h[i, j] = c[i, j] * r[i] * g[j] + b[j]
+        a[i, j] = relu(h[i, j])
+        e[i, j] = exp(a[i, j] - 1)
+        m[i] max= e[i, j]
+        y[i, j] = e[i, j] / m[i]
+        z[i, j] = tanh(h[i, j]) * sigmoid(a[i, j])
+        s[i] = sum[j](z[i, j])
+    }";
+    for (what, lo) in [
+        ("fused", LowerOptions::default()),
+        (
+            "unfused",
+            LowerOptions {
+                gemm: false,
+                fuse: false,
+            },
+        ),
+    ] {
+        let p = lower_src(ten, &[("n", 64), ("d", 256)], &lo).2;
+        let loops = p
+            .kernels
+            .iter()
+            .filter(|k| matches!(k, Kernel::Loops(_)))
+            .count();
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            let t = Instant::now();
+            let r = compile(&p, &JitOptions::default()).expect("compiles");
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            drop(r);
+        }
+        times.sort_by(f64::total_cmp);
+        eprintln!(
+            "11-statement program, {what}, {loops} loop kernels: compile median {:.2} ms, min {:.2} ms",
+            times[5], times[0]
+        );
+    }
+
+    let time = |p: &Program, opts: &JitOptions, bufs: &mut [Vec<f32>], reps: usize| -> f64 {
+        let (_m, ks) = compile(p, opts).expect("compiles");
+        let k = ks.into_iter().flatten().next().expect("a loop kernel");
+        let args: Vec<*mut u8> = bufs
+            .iter_mut()
+            .map(|b| b.as_mut_ptr().cast::<u8>())
+            .collect();
+        let n = k.parallel_extent().unwrap_or(1);
+        let mut best = f64::INFINITY;
+        for _ in 0..5 {
+            let t = Instant::now();
+            for _ in 0..reps {
+                // SAFETY: one full-size buffer per program buffer, in order.
+                unsafe { (k.func())(args.as_ptr(), 0, n) };
+            }
+            best = best.min(t.elapsed().as_secs_f64() / reps as f64);
+        }
+        best
+    };
+    let scalar = JitOptions {
+        vectorize: false,
+        ..JitOptions::default()
+    };
+    for (n, reps) in [(16usize << 20, 1), (4096, 4000)] {
+        let p = lower(
+            "fn f(x: f32[n], z: f32[n]) -> y: f32[n] { y[i] = x[i] * z[i] + 1 }",
+            &[("n", n as u64)],
+        );
+        let mut bufs = vec![vec![1.5f32; n], vec![0.5f32; n], vec![0.0f32; n]];
+        for (name, o) in [
+            ("vector", JitOptions::default()),
+            ("scalar", scalar.clone()),
+        ] {
+            let s = time(&p, &o, &mut bufs, reps);
+            eprintln!(
+                "y = x*z + 1, {n} f32, {name}: {:.2} GB/s, {:.2} Gelem/s",
+                12.0 * n as f64 / s / 1e9,
+                n as f64 / s / 1e9
+            );
+        }
+        let rows = 16;
+        let m = n / rows;
+        let p = lower(
+            "fn f(x: f32[n, m]) -> y: f32[n] { y[i] = abs(x[i, j]) }",
+            &[("n", rows as u64), ("m", m as u64)],
+        );
+        let mut bufs = vec![vec![0.5f32; n], vec![0.0f32; rows]];
+        for (name, o) in [
+            ("vector", JitOptions::default()),
+            ("scalar", scalar.clone()),
+        ] {
+            let s = time(&p, &o, &mut bufs, reps);
+            eprintln!(
+                "row sum of abs, {n} f32, {name}: {:.2} GB/s, {:.2} Gelem/s",
+                4.0 * n as f64 / s / 1e9,
+                n as f64 / s / 1e9
+            );
+        }
+    }
+}
