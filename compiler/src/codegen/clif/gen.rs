@@ -457,7 +457,11 @@ impl Gen<'_, '_> {
             self.b.switch_to_block(reduce);
             self.b.seal_block(reduce);
             for &(v, op) in &plan.accs {
-                let copies = &ctx.accs[&v].1;
+                let copies = &ctx
+                    .accs
+                    .get(&v)
+                    .ok_or_else(|| internal("accumulator lost"))?
+                    .1;
                 let mut x = self.b.use_var(copies[0]);
                 for c in &copies[1..] {
                     let y = self.b.use_var(*c);

@@ -669,6 +669,172 @@ fn clif_of_a_row_reduction() {
     insta::assert_snapshot!(emit_clif(&p, &opts).expect("emits"));
 }
 
+/// Random expressions that never produce NaN (where `max` would differ by design).
+struct Gen {
+    rng: Rng,
+}
+
+impl Gen {
+    fn pick(&mut self, n: usize) -> usize {
+        (((self.rng.next() + 1.0) / 2.0 * n as f64) as usize).min(n - 1)
+    }
+
+    /// An expression over `leaves` of at most `depth` operators.
+    fn expr(&mut self, depth: usize, leaves: &[Expr]) -> Expr {
+        if depth == 0 || self.pick(4) == 0 {
+            return match self.pick(leaves.len() + 1) {
+                k if k < leaves.len() => leaves[k].clone(),
+                _ => Expr::Const((self.rng.next() * 4.0).round() / 2.0),
+            };
+        }
+        let mut sub = |g: &mut Gen| g.expr(depth - 1, leaves);
+        let pos = |e: Expr, c: f64| Expr::bin(BinOp::Add, Expr::un(UnOp::Abs, e), Expr::Const(c));
+        match self.pick(17) {
+            0 => Expr::un(UnOp::Neg, sub(self)),
+            1 => Expr::un(UnOp::Abs, sub(self)),
+            2 => Expr::un(UnOp::Relu, sub(self)),
+            3 => Expr::un(UnOp::Tanh, sub(self)),
+            4 => Expr::un(UnOp::Sigmoid, sub(self)),
+            5 => Expr::un([UnOp::Sin, UnOp::Cos][self.pick(2)], sub(self)),
+            6 => Expr::un(UnOp::Exp, Expr::un(UnOp::Sin, sub(self))),
+            7 => Expr::un(
+                [UnOp::Log, UnOp::Sqrt, UnOp::Rsqrt][self.pick(3)],
+                pos(sub(self), 1.0),
+            ),
+            8 => {
+                let (a, b) = (sub(self), sub(self));
+                Expr::bin(BinOp::Div, a, pos(b, 0.5))
+            }
+            9 => {
+                let (a, b) = (sub(self), sub(self));
+                Expr::bin(BinOp::Pow, pos(a, 0.5), Expr::un(UnOp::Sin, b))
+            }
+            10 | 11 => {
+                let op = [BinOp::Max, BinOp::Min][self.pick(2)];
+                let (a, b) = (sub(self), sub(self));
+                Expr::bin(op, a, b)
+            }
+            12 => {
+                let p = self.pred(depth - 1, leaves);
+                let (a, b) = (sub(self), sub(self));
+                Expr::Select(Box::new(p), Box::new(a), Box::new(b))
+            }
+            _ => {
+                let op = [BinOp::Add, BinOp::Sub, BinOp::Mul][self.pick(3)];
+                let (a, b) = (sub(self), sub(self));
+                Expr::bin(op, a, b)
+            }
+        }
+    }
+
+    fn pred(&mut self, depth: usize, leaves: &[Expr]) -> Pred {
+        use crate::loops::CmpOp as C;
+        match self.pick(5) {
+            0 if depth > 0 => Pred::And(vec![
+                self.pred(depth - 1, leaves),
+                self.pred(depth - 1, leaves),
+            ]),
+            1 if depth > 0 => Pred::Or(vec![
+                self.pred(depth - 1, leaves),
+                self.pred(depth - 1, leaves),
+            ]),
+            2 if depth > 0 => Pred::Not(Box::new(self.pred(depth - 1, leaves))),
+            _ => {
+                let op = [C::Lt, C::Le, C::Gt, C::Ge, C::Eq, C::Ne][self.pick(6)];
+                Pred::Cmp(
+                    op,
+                    self.expr(depth.min(1), leaves),
+                    self.expr(depth.min(1), leaves),
+                )
+            }
+        }
+    }
+}
+
+#[test]
+fn random_kernels_match_the_interpreter() {
+    // parallel for i < n { v0 = id; for j < m { v0 op= E1; v1 = E2; out1[i, j] = E3(v1) }; out0[i] = v0 + E4 }
+    let mut g = Gen { rng: Rng::new(42) };
+    let mut vectorised = 0;
+    for case in 0..150 {
+        let dtype = if case % 2 == 0 {
+            DType::F32
+        } else {
+            DType::F64
+        };
+        let n = [0, 1, 2, 3, 5][g.pick(5)];
+        let m = [1, 2, 3, 4, 5, 7, 8, 9, 33][g.pick(9)];
+        let (i, j) = (LoopId(0), LoopId(1));
+        let inner = vec![
+            load(0, at(&[(0, m as i64), (1, 1)])),
+            load(1, at(&[(1, 1)])),
+            load(2, at(&[(0, 1)])),
+            load(3, at(&[(1, n.max(1) as i64), (0, 1)])),
+            Expr::Index(i),
+            Expr::Index(j),
+        ];
+        let mut with_local = inner.clone();
+        with_local.push(Expr::Var(VarId(1)));
+        let outer = [load(2, at(&[(0, 1)])), Expr::Index(i)];
+        let op = [Accum::Sum, Accum::Max, Accum::Min][g.pick(3)];
+        let body = vec![Stmt::For {
+            id: i,
+            extent: n,
+            parallel: true,
+            body: vec![
+                Stmt::Let {
+                    var: VarId(0),
+                    value: Expr::Const(op.identity()),
+                },
+                Stmt::For {
+                    id: j,
+                    extent: m,
+                    parallel: false,
+                    body: vec![
+                        Stmt::Update {
+                            var: VarId(0),
+                            op,
+                            value: g.expr(3, &inner),
+                        },
+                        Stmt::Let {
+                            var: VarId(1),
+                            value: g.expr(3, &inner),
+                        },
+                        Stmt::Store {
+                            buf: BufId(5),
+                            index: at(&[(0, m as i64), (1, 1)]),
+                            value: g.expr(3, &with_local),
+                        },
+                    ],
+                },
+                Stmt::Store {
+                    buf: BufId(4),
+                    index: at(&[(0, 1)]),
+                    value: Expr::bin(BinOp::Add, Expr::Var(VarId(0)), g.expr(2, &outer)),
+                },
+            ],
+        }];
+        let p = program(
+            dtype,
+            vec![
+                buffer("x", BufKind::Input(0), &[n, m]),
+                buffer("y", BufKind::Input(1), &[m]),
+                buffer("c", BufKind::Input(2), &[n]),
+                buffer("xt", BufKind::Input(3), &[m, n]),
+                buffer("out0", BufKind::Output(0), &[n]),
+                buffer("out1", BufKind::Output(1), &[n, m]),
+            ],
+            vec![kernel(&[n, m], 2, body)],
+        );
+        for o in all_opts() {
+            check(&p, &o, 1 + case % 3);
+        }
+        let clif = emit_clif(&p, &JitOptions::default()).expect("emits");
+        vectorised += usize::from(clif.contains("x4") || clif.contains("x2"));
+    }
+    assert!(vectorised >= 60, "only {vectorised} of 150 kernels vectorised");
+}
+
 /// Compile time and throughput; run with
 /// `cargo test --release -p tessera-compiler --lib measure -- --ignored --nocapture`.
 #[test]
