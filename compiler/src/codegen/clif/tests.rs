@@ -687,7 +687,7 @@ impl Gen {
                 _ => Expr::Const((self.rng.next() * 4.0).round() / 2.0),
             };
         }
-        let mut sub = |g: &mut Gen| g.expr(depth - 1, leaves);
+        let sub = |g: &mut Gen| g.expr(depth - 1, leaves);
         let pos = |e: Expr, c: f64| Expr::bin(BinOp::Add, Expr::un(UnOp::Abs, e), Expr::Const(c));
         match self.pick(17) {
             0 => Expr::un(UnOp::Neg, sub(self)),
