@@ -5,11 +5,14 @@
 //! program has a slot, in `p.bufs` order), and `begin..end` selects iterations of the
 //! kernel's parallel loop (ignored when it has none). GEMM kernels are the runtime's job.
 //!
-//! Code is scalar by default and vectorised (f32x4 / f64x2, unrolled twice, with a scalar
-//! tail) for innermost loops whose stores are contiguous in the loop counter; see
-//! [`vectorize`] for the exact conditions. The scalar semantics follow the loop
-//! interpreter, with one documented difference: `max`/`min` (binary operators and
-//! accumulators) propagate NaN, where Rust's `f64::max` ignores a NaN operand.
+//! Innermost loops whose stores are contiguous in the loop counter run in vectors
+//! (f32x4 / f64x2, unrolled twice, then a scalar tail); the rest is scalar code. The
+//! conditions are in `vectorize.rs`. Buffers must not overlap: loads of buffers a kernel
+//! does not write are treated as constant.
+//!
+//! Results follow the loop interpreter up to reassociation of vectorised accumulators
+//! and FMA contraction, with one difference: `max`/`min` (operators and accumulators)
+//! propagate NaN, where the interpreter's `f64::max` ignores a NaN operand.
 
 mod gen;
 mod libm;
@@ -215,6 +218,7 @@ pub fn emit_clif(p: &Program, opts: &JitOptions) -> Result<String, CodegenError>
     for (k, kern) in p.kernels.iter().enumerate() {
         if let Kernel::Loops(l) = kern {
             jit.build(p, l)?;
+            jit.ctx.func.name = ir::UserFuncName::user(0, k as u32);
             out.push_str(&format!(
                 "; kernel {k} {}\n{}\n",
                 l.name,
