@@ -469,4 +469,4 @@ impl Pred {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,0 +1,327 @@
+//! The Cranelift backend for loop kernels.
+//!
+//! Every loop kernel of a [`Program`] becomes one native function with the runtime's
+//! [`KernelFn`] ABI: `args[i]` is the base pointer of buffer `BufId(i)` (every buffer of the
+//! program has a slot, in `p.bufs` order), and `begin..end` selects iterations of the
+//! kernel's parallel loop (ignored when it has none). GEMM kernels are the runtime's job.
+//!
+//! Innermost loops whose stores are contiguous in the loop counter run in vectors
+//! (f32x4 / f64x2, unrolled twice, then a scalar tail); the rest is scalar code. The
+//! conditions are in `vectorize.rs`. Buffers must not overlap: loads of buffers a kernel
+//! does not write are treated as constant.
+//!
+//! Results follow the loop interpreter up to reassociation of vectorised accumulators
+//! and FMA contraction, with one difference: `max`/`min` (operators and accumulators)
+//! propagate NaN, where the interpreter's `f64::max` ignores a NaN operand.
+
+mod gen;
+mod libm;
+mod vectorize;
+
+#[cfg(test)]
+mod tests;
+
+use crate::loops::{Kernel, LoopKernel, Program};
+use cranelift_codegen::ir::{self, AbiParam};
+use cranelift_codegen::isa::OwnedTargetIsa;
+use cranelift_codegen::{settings, settings::Configurable, Context};
+use cranelift_frontend::FunctionBuilderContext;
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module};
+use std::sync::Arc;
+use tessera_runtime::abi::KernelFn;
+
+/// Choices of the code generator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JitOptions {
+    /// Vectorise innermost loops where that is valid.
+    pub vectorize: bool,
+    /// Fuse `a*b + c` into one rounding; ignored when the host has no FMA unit.
+    pub fma: bool,
+}
+
+impl Default for JitOptions {
+    fn default() -> Self {
+        JitOptions {
+            vectorize: true,
+            fma: host_has_fma(),
+        }
+    }
+}
+
+/// Whether the host can run Cranelift's `fma` without a library call.
+fn host_has_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        false
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CodegenError {
+    /// Cranelift cannot generate code for this machine.
+    #[error("Cranelift does not support this host: {0}")]
+    Host(String),
+    /// The program fails the loop-IR verifier, so its code could touch memory outside
+    /// its buffers. Always a bug in an earlier stage.
+    #[error("the program is not valid loop IR: {0}")]
+    Invalid(String),
+    /// Cranelift rejected a function or could not map its code.
+    #[error("Cranelift failed: {0}")]
+    Cranelift(String),
+    /// An invariant of this backend failed. Always a bug.
+    #[error("internal error (this is a bug in Tessera): Cranelift backend: {0}")]
+    Internal(String),
+}
+
+/// The executable memory of one compilation. It is freed when the last [`JitModule`] or
+/// [`CompiledKernel`] that shares it is dropped.
+struct Code(Option<JITModule>);
+
+impl Drop for Code {
+    fn drop(&mut self) {
+        if let Some(m) = self.0.take() {
+            // SAFETY: every function pointer into this memory is handed out only through a
+            // `CompiledKernel`, which holds this `Code` alive; none is left once we drop.
+            unsafe { m.free_memory() };
+        }
+    }
+}
+
+// SAFETY: after `finalize_definitions` the module is never used again except to free it in
+// `drop`, which has exclusive access. The code it owns is immutable and its functions
+// only touch the memory their callers pass, so sharing or moving it between threads
+// cannot race (the `RefCell` and raw pointers inside `JITModule` are not reachable).
+unsafe impl Send for Code {}
+// SAFETY: see `Send`; `&Code` exposes nothing.
+unsafe impl Sync for Code {}
+
+/// The native code of one program's loop kernels; dropping it (and every
+/// [`CompiledKernel`]) frees the code.
+#[derive(Clone)]
+pub struct JitModule {
+    _code: Arc<Code>,
+    kernels: usize,
+}
+
+impl JitModule {
+    /// Number of loop kernels compiled into this module.
+    pub fn kernel_count(&self) -> usize {
+        self.kernels
+    }
+}
+
+impl std::fmt::Debug for JitModule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JitModule({} kernels)", self.kernels)
+    }
+}
+
+/// One compiled loop kernel; it keeps its module's code alive.
+#[derive(Clone)]
+pub struct CompiledKernel {
+    _code: Arc<Code>,
+    func: KernelFn,
+    parallel: Option<usize>,
+}
+
+impl CompiledKernel {
+    /// Runs iterations `begin..end` of the kernel's parallel loop (or the whole kernel when
+    /// it has none: call it with `0..1`). `end` is clamped to the loop's extent.
+    ///
+    /// The pointer is valid while this `CompiledKernel` lives. Calling it requires an
+    /// `args` array with one pointer per buffer of the program, each valid for the
+    /// buffer's length in elements of the program's dtype (element alignment suffices),
+    /// and concurrent calls must run disjoint ranges.
+    pub fn func(&self) -> KernelFn {
+        self.func
+    }
+
+    /// The extent of the loop `begin..end` index, from [`LoopKernel::parallel_loop`].
+    pub fn parallel_extent(&self) -> Option<usize> {
+        self.parallel
+    }
+}
+
+impl std::fmt::Debug for CompiledKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "CompiledKernel({:p}, parallel {:?})",
+            self.func as *const u8, self.parallel
+        )
+    }
+}
+
+/// Compiles every loop kernel of the program (in program order, None for Gemm kernels).
+pub fn compile(
+    p: &Program,
+    opts: &JitOptions,
+) -> Result<(JitModule, Vec<Option<CompiledKernel>>), CodegenError> {
+    crate::loops::verify(p).map_err(CodegenError::Invalid)?;
+    let mut jit = Jit::new(opts)?;
+    let mut ids = Vec::with_capacity(p.kernels.len());
+    for (k, kern) in p.kernels.iter().enumerate() {
+        ids.push(match kern {
+            Kernel::Gemm(_) => None,
+            Kernel::Loops(l) => Some((jit.define(p, k, l)?, l.parallel_loop().map(|x| x.1))),
+        });
+    }
+    jit.module
+        .finalize_definitions()
+        .map_err(|e| CodegenError::Cranelift(e.to_string()))?;
+    let funcs: Vec<Option<(KernelFn, Option<usize>)>> = ids
+        .into_iter()
+        .map(|x| {
+            x.map(|(id, par)| {
+                let ptr = jit.module.get_finalized_function(id);
+                // SAFETY: the function was built with the `KernelFn` signature (pointer,
+                // usize, usize; no results) in the host's default calling convention,
+                // which is `extern "C"`.
+                let f = unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) };
+                (f, par)
+            })
+        })
+        .collect();
+    let code = Arc::new(Code(Some(jit.module)));
+    let kernels = funcs
+        .into_iter()
+        .map(|x| {
+            x.map(|(func, parallel)| CompiledKernel {
+                _code: code.clone(),
+                func,
+                parallel,
+            })
+        })
+        .collect::<Vec<_>>();
+    let module = JitModule {
+        _code: code,
+        kernels: kernels.iter().flatten().count(),
+    };
+    Ok((module, kernels))
+}
+
+/// The Cranelift IR text of every loop kernel, before Cranelift's optimisations (so the
+/// address arithmetic appears where it was generated, not where LICM moves it).
+pub fn emit_clif(p: &Program, opts: &JitOptions) -> Result<String, CodegenError> {
+    crate::loops::verify(p).map_err(CodegenError::Invalid)?;
+    let mut jit = Jit::new(opts)?;
+    let mut out = String::new();
+    for (k, kern) in p.kernels.iter().enumerate() {
+        if let Kernel::Loops(l) = kern {
+            jit.build(p, l)?;
+            jit.ctx.func.name = ir::UserFuncName::user(0, k as u32);
+            out.push_str(&format!(
+                "; kernel {k} {}\n{}\n",
+                l.name,
+                jit.ctx.func.display()
+            ));
+            jit.module.clear_context(&mut jit.ctx);
+        }
+    }
+    Ok(out)
+}
+
+/// A module being filled with kernels, and the contexts reused between them.
+struct Jit {
+    module: JITModule,
+    ctx: Context,
+    fctx: FunctionBuilderContext,
+    helpers: libm::Helpers,
+    opts: gen::Target,
+}
+
+impl Jit {
+    fn new(opts: &JitOptions) -> Result<Jit, CodegenError> {
+        let isa = host_isa()?;
+        let mut builder = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+        for (name, ptr) in libm::symbols() {
+            builder.symbol(name, ptr);
+        }
+        let mut module = JITModule::new(builder);
+        let helpers = libm::Helpers::declare(&mut module)?;
+        let ctx = module.make_context();
+        let opts = gen::Target {
+            vectorize: opts.vectorize,
+            fma: opts.fma && host_has_fma(),
+        };
+        Ok(Jit {
+            module,
+            ctx,
+            fctx: FunctionBuilderContext::new(),
+            helpers,
+            opts,
+        })
+    }
+
+    /// Builds kernel `l` into `self.ctx.func` (verified in debug builds).
+    fn build(&mut self, p: &Program, l: &LoopKernel) -> Result<(), CodegenError> {
+        let ptr = self.module.target_config().pointer_type();
+        let sig = &mut self.ctx.func.signature;
+        sig.params
+            .extend([AbiParam::new(ptr), AbiParam::new(ptr), AbiParam::new(ptr)]);
+        let cfg = self.module.target_config();
+        gen::generate(
+            &mut self.ctx.func,
+            &mut self.fctx,
+            &mut self.module,
+            &self.helpers,
+            p,
+            l,
+            &self.opts,
+            cfg,
+        )?;
+        #[cfg(debug_assertions)]
+        cranelift_codegen::verify_function(&self.ctx.func, self.module.isa()).map_err(|e| {
+            CodegenError::Internal(format!(
+                "invalid Cranelift IR for kernel {}: {e}\n{}",
+                l.name,
+                self.ctx.func.display()
+            ))
+        })?;
+        Ok(())
+    }
+
+    /// Builds and compiles kernel number `k` into the module.
+    fn define(&mut self, p: &Program, k: usize, l: &LoopKernel) -> Result<FuncId, CodegenError> {
+        self.build(p, l)?;
+        let sig = self.ctx.func.signature.clone();
+        let id = self
+            .module
+            .declare_function(&format!("tessera_kernel{k}"), Linkage::Local, &sig)
+            .map_err(|e| CodegenError::Cranelift(e.to_string()))?;
+        self.ctx.func.name = ir::UserFuncName::user(0, id.as_u32());
+        self.module
+            .define_function(id, &mut self.ctx)
+            .map_err(|e| CodegenError::Cranelift(format!("kernel {}: {e:?}", l.name)))?;
+        self.module.clear_context(&mut self.ctx);
+        Ok(id)
+    }
+}
+
+/// The host ISA with `opt_level = speed` and every CPU feature the host has (SSE4.1,
+/// AVX, AVX2, FMA, ... as `cranelift_native` detects them).
+fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
+    let set = |b: &mut settings::Builder, k: &str, v: &str| {
+        b.set(k, v)
+            .map_err(|e| CodegenError::Internal(format!("setting {k}={v}: {e}")))
+    };
+    let mut flags = settings::builder();
+    set(&mut flags, "opt_level", "speed")?;
+    // The JIT places code anywhere in memory, so calls need absolute addresses.
+    set(&mut flags, "use_colocated_libcalls", "false")?;
+    set(&mut flags, "is_pic", "false")?;
+    // `Jit::build` runs the verifier itself in debug builds; release builds skip it.
+    set(&mut flags, "enable_verifier", "false")?;
+    let isa = cranelift_native::builder().map_err(|e| CodegenError::Host(e.to_string()))?;
+    isa.finish(settings::Flags::new(flags))
+        .map_err(|e| CodegenError::Host(e.to_string()))
+}
