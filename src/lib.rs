@@ -1,8 +1,9 @@
 //! Tessera: a tensor-expression compiler.
 //!
 //! Write tensor programs in the einsum-style `.tsr` language (or pass numpy einsum
-//! strings), and evaluate them on `ndarray` arrays. Today the reference evaluator runs
-//! them; the planner and native code generation build on the same typed program.
+//! strings), and evaluate them on `ndarray` arrays. A call plans the function for the
+//! input shapes, lowers the plan to loop kernels and GEMM calls, JIT-compiles them with
+//! Cranelift, caches the result by (function, dtype, sizes), and runs it.
 //!
 //! ```
 //! use ndarray::array;
@@ -18,15 +19,128 @@
 //! ```
 
 use ndarray::{ArrayD, ArrayViewD};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 use tessera_compiler::diag::render_all;
 use tessera_compiler::tir;
 
 pub use tessera_compiler::diag::{Diagnostic, SourceMap};
 pub use tessera_compiler::eval::{EvalError, EvalOptions, Scalar};
 pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions};
-pub use tessera_runtime::{DType, Tensor};
+pub use tessera_compiler::exec::Executable;
+pub use tessera_compiler::loops::{BufId, Program};
+pub use tessera_runtime::{threads, DType, Tensor};
+
+/// What runs a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Backend {
+    /// Native code: Cranelift loop kernels and GEMM calls on the runtime's threads.
+    #[default]
+    Jit,
+    /// The loop-IR interpreter (slow; a reference for the compiled code).
+    Interp,
+    /// The reference evaluator of the typed program (the oracle; no plan involved).
+    Reference,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Jit => "jit",
+            Backend::Interp => "interp",
+            Backend::Reference => "reference",
+        }
+    }
+}
+
+/// A function compiled for one dtype and one set of sizes: its plan, its loop program
+/// and the executable that runs it. Calls with the same shapes reuse it.
+pub struct Compiled {
+    pub plan: Plan,
+    pub exec: Executable,
+    /// Milliseconds spent planning (path search and algebra).
+    pub plan_ms: f64,
+    /// Milliseconds spent lowering and generating code.
+    pub compile_ms: f64,
+}
+
+impl fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Compiled").field("function", &self.plan.function).field("plan_ms", &self.plan_ms).finish()
+    }
+}
+
+impl Compiled {
+    /// The loop program (`emit --stage loops`).
+    pub fn program(&self) -> &Program {
+        &self.exec.program
+    }
+
+    /// The Cranelift IR of every loop kernel (`emit --stage clif`).
+    pub fn emit_clif(&self) -> Result<String, Error> {
+        tessera_compiler::codegen::clif::emit_clif(self.program(), &Default::default())
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+
+    /// Runs the compiled function on inputs of the shapes it was compiled for.
+    pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, Error> {
+        self.exec.run(inputs).map_err(exec_error)
+    }
+}
+
+fn exec_error(e: tessera_compiler::exec::ExecError) -> Error {
+    use tessera_compiler::exec::ExecError as E;
+    match e {
+        E::Input(m) => Error::Input(m),
+        E::Memory(m) => Error::Memory(m),
+        E::Internal(m) => Error::Internal(m),
+    }
+}
+
+type CacheKey = (String, DType, Vec<u64>, Backend);
+
+/// Refuses a compiled function whose intermediates or outputs exceed `limit` bytes each
+/// (before anything is allocated).
+fn check_memory(c: &Compiled, limit: u64) -> Result<(), Error> {
+    let p = c.program();
+    for buf in &p.bufs {
+        let bytes = (buf.len() as u64).saturating_mul(p.dtype.size_of() as u64);
+        let temp = matches!(buf.kind, tessera_compiler::loops::BufKind::Temp { .. });
+        if (temp || matches!(buf.kind, tessera_compiler::loops::BufKind::Output(_))) && bytes > limit {
+            let shape: Vec<String> = buf.shape.iter().map(|x| x.to_string()).collect();
+            return Err(Error::Eval(EvalError::MemoryLimit {
+                what: format!("{} {}", if temp { "intermediate" } else { "output" }, buf.name),
+                shape: format!("[{}]", shape.join(", ")),
+                bytes,
+                limit,
+            }));
+        }
+    }
+    Ok(())
+}
+
+/// Plans, lowers and compiles `f` at the sizes in `b`.
+fn compile_tir(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Backend) -> Result<Compiled, Error> {
+    let start = Instant::now();
+    let mut f = f.clone();
+    f.dtype = dtype;
+    let plan = tessera_compiler::plan::plan(&f, b, &PlanOptions::default())?;
+    let plan_ms = start.elapsed().as_secs_f64() * 1e3;
+    let start = Instant::now();
+    let program = tessera_compiler::loops::lower(&plan, &Default::default()).map_err(|e| match e {
+        tessera_compiler::loops::LowerError::Internal(m) => Error::Internal(m),
+        e => Error::Input(e.to_string()),
+    })?;
+    let exec_backend = match backend {
+        Backend::Interp => tessera_compiler::exec::Backend::Interp,
+        _ => tessera_compiler::exec::Backend::Jit,
+    };
+    let exec = Executable::new(program, exec_backend).map_err(exec_error)?;
+    Ok(Compiled { plan, exec, plan_ms, compile_ms: start.elapsed().as_secs_f64() * 1e3 })
+}
 
 /// Default cap on any one intermediate or output: 4 GiB.
 pub const DEFAULT_MEMORY_LIMIT: u64 = 4 << 30;
@@ -42,6 +156,8 @@ pub enum Error {
     Input(String),
     /// Evaluation failed, e.g. an intermediate over the memory limit.
     Eval(EvalError),
+    /// Memory for intermediates or outputs could not be allocated.
+    Memory(String),
     /// An internal invariant failed. This is always a bug in Tessera; please report it.
     Internal(String),
 }
@@ -67,6 +183,7 @@ impl fmt::Display for Error {
             Error::Io { path, message } => write!(f, "cannot read {path}: {message}"),
             Error::Input(m) => f.write_str(m),
             Error::Eval(e) => write!(f, "{e}"),
+            Error::Memory(m) => f.write_str(m),
             Error::Internal(m) => write!(f, "internal error (this is a bug in Tessera): {m}"),
         }
     }
@@ -114,11 +231,13 @@ pub struct CallOptions {
     pub memory_limit: u64,
     /// Evaluate in this dtype instead of the function's declared one.
     pub dtype: Option<DType>,
+    /// What runs the call (the JIT by default).
+    pub backend: Backend,
 }
 
 impl Default for CallOptions {
     fn default() -> Self {
-        CallOptions { dims: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, dtype: None }
+        CallOptions { dims: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, dtype: None, backend: Backend::Jit }
     }
 }
 
@@ -129,6 +248,8 @@ pub struct Module {
     functions: Vec<tir::Function>,
     warnings: Vec<Diagnostic>,
     ast: Option<tessera_compiler::syntax::ast::Module>,
+    /// Compiled functions by (name, dtype, dim sizes, backend).
+    cache: Mutex<HashMap<CacheKey, Arc<Compiled>>>,
 }
 
 /// One function of a [`Module`], ready to call.
@@ -153,7 +274,7 @@ impl Module {
             return Err(Error::Compile { diagnostics: checked.diagnostics, sources });
         }
         let ast = checked.ast;
-        Ok(Module { sources, functions: checked.functions, warnings: checked.diagnostics, ast })
+        Ok(Module { sources, functions: checked.functions, warnings: checked.diagnostics, ast, cache: Mutex::new(HashMap::new()) })
     }
 
     /// Reads and checks a `.tsr` file.
@@ -278,6 +399,19 @@ impl<'m> Function<'m> {
 
     /// The costed plan for concrete dims; every dim of the signature must be given.
     pub fn plan(&self, dims: &[(&str, u64)], opts: &PlanOptions) -> Result<Plan, Error> {
+        let b = self.bindings(dims, "planning")?;
+        Ok(tessera_compiler::plan::plan(self.tir, &b, opts)?)
+    }
+
+    /// The function compiled for concrete dims (every dim given), as [`Function::compile`]
+    /// does for input shapes; `tessera emit --stage loops` and `tessera bench` use it.
+    pub fn compile_dims(&self, dims: &[(&str, u64)], opts: &CallOptions) -> Result<Arc<Compiled>, Error> {
+        let b = self.bindings(dims, "compiling")?;
+        self.compiled(&b, opts.dtype.unwrap_or(self.tir.dtype), opts)
+    }
+
+    /// Bindings from named dims, with errors that name unknown and missing dims.
+    fn bindings(&self, dims: &[(&str, u64)], what: &str) -> Result<tir::Bindings, Error> {
         let f = self.tir;
         let mut b = tir::Bindings::new(f.dims.len());
         for (name, v) in dims {
@@ -303,13 +437,13 @@ impl<'m> Function<'m> {
         if !missing.is_empty() {
             let example: Vec<String> = missing.iter().map(|m| format!("--dim {m}=64")).collect();
             return Err(Error::Input(format!(
-                "planning `{}` needs a size for every dim; missing: {} (e.g. {})",
+                "{what} `{}` needs a size for every dim; missing: {} (e.g. {})",
                 f.name,
                 missing.join(", "),
                 example.join(" ")
             )));
         }
-        Ok(tessera_compiler::plan::plan(f, &b, opts)?)
+        Ok(b)
     }
 
     /// The module this function belongs to.
@@ -351,8 +485,46 @@ impl<'m> Function<'m> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
         let bindings =
             tir::bind_dims(self.tir, &shapes, &opts.dims).map_err(|e| Error::Input(format!("`{}`: {e}", self.tir.name)))?;
-        let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
-        Ok(tessera_compiler::eval::evaluate(self.tir, &bindings, inputs, &eval_opts)?)
+        if opts.backend == Backend::Reference {
+            let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
+            return Ok(tessera_compiler::eval::evaluate(self.tir, &bindings, inputs, &eval_opts)?);
+        }
+        self.compiled(&bindings, T::DTYPE, opts)?.run(inputs)
+    }
+
+    /// The function compiled for input shapes (and `opts.dims`, `opts.dtype`,
+    /// `opts.backend`); cached, so a second request with the same sizes is free.
+    pub fn compile(&self, shapes: &[&[usize]], opts: &CallOptions) -> Result<Arc<Compiled>, Error> {
+        if shapes.len() != self.tir.inputs.len() {
+            return Err(Error::Input(format!(
+                "`{}` takes {} inputs ({}), but {} shapes were given",
+                self.tir.name,
+                self.tir.inputs.len(),
+                self.input_names().join(", "),
+                shapes.len()
+            )));
+        }
+        let bindings =
+            tir::bind_dims(self.tir, shapes, &opts.dims).map_err(|e| Error::Input(format!("`{}`: {e}", self.tir.name)))?;
+        self.compiled(&bindings, opts.dtype.unwrap_or(self.tir.dtype), opts)
+    }
+
+    fn compiled(&self, b: &tir::Bindings, dtype: DType, opts: &CallOptions) -> Result<Arc<Compiled>, Error> {
+        let sizes: Vec<u64> = (0..self.tir.dims.len()).map(|k| b.get(tir::DimId(k as u32)).unwrap_or(0)).collect();
+        let key: CacheKey = (self.tir.name.clone(), dtype, sizes, opts.backend);
+        let cache = |m: &Module| m.cache.lock().map(|c| c.get(&key).cloned()).ok().flatten();
+        let c = match cache(self.module) {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(compile_tir(self.tir, b, dtype, opts.backend)?);
+                if let Ok(mut m) = self.module.cache.lock() {
+                    m.insert(key, c.clone());
+                }
+                c
+            }
+        };
+        check_memory(&c, opts.memory_limit)?;
+        Ok(c)
     }
 
     /// Calls the function on dynamically typed tensors. Every input must have the
@@ -405,9 +577,53 @@ pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &C
         Ok(e) => e,
         Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
     };
-    let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
-    let mut out = tessera_compiler::eval::evaluate(&e.function, &e.bindings, inputs, &eval_opts)?;
+    let mut out = if opts.backend == Backend::Reference {
+        let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
+        tessera_compiler::eval::evaluate(&e.function, &e.bindings, inputs, &eval_opts)?
+    } else {
+        let c = compile_einsum(spec, &shapes, &e, T::DTYPE, opts.backend)?;
+        check_memory(&c, opts.memory_limit)?;
+        c.run(inputs)?
+    };
     out.pop().ok_or_else(|| Error::Internal("einsum produced no output".into()))
+}
+
+/// Compiled einsums by (spec, dtype, shapes, backend), shared by the whole process.
+type EinsumKey = (String, DType, Vec<Vec<usize>>, Backend);
+static EINSUM_CACHE: OnceLock<Mutex<HashMap<EinsumKey, Arc<Compiled>>>> = OnceLock::new();
+
+/// The einsum compiled for these shapes (cached), ready to call with [`Compiled::run`].
+pub fn compile_einsum_for(spec: &str, shapes: &[&[usize]], dtype: DType, backend: Backend) -> Result<Arc<Compiled>, Error> {
+    let mut sources = SourceMap::new();
+    let file = sources.add("<einsum>", spec);
+    let e = match tessera_compiler::einsum::translate(spec, shapes, dtype, file) {
+        Ok(e) => e,
+        Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
+    };
+    compile_einsum(spec, shapes, &e, dtype, backend)
+}
+
+fn compile_einsum(
+    spec: &str,
+    shapes: &[&[usize]],
+    e: &tessera_compiler::einsum::Einsum,
+    dtype: DType,
+    backend: Backend,
+) -> Result<Arc<Compiled>, Error> {
+    let key: EinsumKey = (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend);
+    let cache = EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(c) = cache.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(c);
+    }
+    let c = Arc::new(compile_tir(&e.function, &e.bindings, dtype, backend)?);
+    if let Ok(mut m) = cache.lock() {
+        // A long-running process compiling many shapes should not grow without bound.
+        if m.len() >= 256 {
+            m.clear();
+        }
+        m.insert(key, c.clone());
+    }
+    Ok(c)
 }
 
 /// [`einsum`] on dynamically typed tensors: f64 if any input is f64, else f32.

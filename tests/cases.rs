@@ -6,7 +6,7 @@ use tessera_compiler::check::check_file;
 use tessera_compiler::diag::{render_all, SourceMap};
 use tessera_compiler::syntax::{parse, print_module};
 
-const STAGES: &[&str] = &["ast", "tir", "graph", "plan", "diagnostics"];
+const STAGES: &[&str] = &["ast", "tir", "graph", "plan", "loops", "clif", "diagnostics"];
 
 fn stages_of(text: &str, path: &Path) -> Vec<String> {
     let first = text.lines().next().unwrap_or("");
@@ -21,7 +21,8 @@ fn stages_of(text: &str, path: &Path) -> Vec<String> {
     stages
 }
 
-/// `# dims: n=64, d=16` on the second line gives the sizes for the `plan` stage.
+/// `# dims: n=64, d=16` on the second line gives the sizes for the `plan`, `loops` and
+/// `clif` stages.
 fn dims_of(text: &str, path: &Path) -> Vec<(String, u64)> {
     let line = text.lines().nth(1).unwrap_or("");
     let list = line
@@ -99,6 +100,30 @@ fn cases() {
                         plans.push(redact_timing(&p.to_string()));
                     }
                     insta::assert_snapshot!("plan", plans.join("\n"));
+                }
+                "loops" | "clif" => {
+                    assert!(!checked.has_errors(), "{name} has errors");
+                    let dims = dims_of(&text, path);
+                    let mut texts = Vec::new();
+                    for f in &checked.functions {
+                        let mut b = tessera_compiler::tir::Bindings::new(f.dims.len());
+                        for (n, v) in &dims {
+                            if let Some(d) = f.dim_by_name(n) {
+                                b.set(d, *v);
+                            }
+                        }
+                        let p = tessera_compiler::plan::plan(f, &b, &tessera_compiler::plan::PlanOptions::default())
+                            .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name));
+                        let prog = tessera_compiler::loops::lower(&p, &Default::default())
+                            .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name));
+                        texts.push(if stage == "loops" {
+                            prog.to_string()
+                        } else {
+                            tessera_compiler::codegen::clif::emit_clif(&prog, &Default::default())
+                                .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name))
+                        });
+                    }
+                    insta::assert_snapshot!(stage.as_str(), texts.join("\n"));
                 }
                 "tir" => {
                     assert!(

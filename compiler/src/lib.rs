@@ -3,6 +3,7 @@
 
 pub mod diag;
 pub mod einsum;
+pub mod exec;
 pub mod check;
 pub mod codegen;
 pub mod constants;

@@ -17,7 +17,7 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
     let module = Module::from_file(&args.file)?;
     let text = match args.stage {
         Stage::Ast => module.emit_ast(),
-        Stage::Tir | Stage::Graph | Stage::Plan => {
+        Stage::Tir | Stage::Graph | Stage::Plan | Stage::Loops | Stage::Clif => {
             let functions = match &args.function {
                 Some(name) => vec![module.function(name)?],
                 None => module
@@ -32,6 +32,8 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
                 texts.push(with_newline(match args.stage {
                     Stage::Graph => format!("fn {}\n{}", f.name(), f.emit_graph()),
                     Stage::Plan => f.plan(&dims, &tessera::PlanOptions::default())?.to_string(),
+                    Stage::Loops => f.compile_dims(&dims, &tessera::CallOptions::default())?.program().to_string(),
+                    Stage::Clif => f.compile_dims(&dims, &tessera::CallOptions::default())?.emit_clif()?,
                     _ => f.emit_tir(),
                 }));
             }

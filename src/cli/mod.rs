@@ -6,6 +6,7 @@ mod check;
 mod einsum;
 mod emit;
 mod npy;
+mod bench;
 mod plan;
 mod run;
 
@@ -30,7 +31,8 @@ Examples:
   tessera run model.tsr --fn matmul A=a.npy B=b.npy -o c.npy
   tessera einsum 'ij,jk->ik' a.npy b.npy
   tessera plan model.tsr --fn attention --dim n=4096 --dim d=64
-  tessera plan --einsum 'ij,jk,kl->il' --sizes i=10,j=100,k=5,l=50";
+  tessera plan --einsum 'ij,jk,kl->il' --sizes i=10,j=100,k=5,l=50
+  tessera bench model.tsr --fn attention --dim n=1024 --dim d=64";
 
 /// Tessera: compile and evaluate einsum-style tensor programs.
 #[derive(Debug, Parser)]
@@ -48,6 +50,7 @@ enum Command {
     Run(RunArgs),
     Einsum(EinsumArgs),
     Plan(PlanArgs),
+    Bench(BenchArgs),
 }
 
 /// Check a .tsr file and report its errors and warnings.
@@ -75,7 +78,7 @@ struct EmitArgs {
     /// Print only this function (for per-function stages) [default: all functions].
     #[arg(long = "fn", value_name = "NAME")]
     function: Option<String>,
-    /// For --stage plan: the size of each dim (repeatable), e.g. --dim n=4096.
+    /// For --stage plan, loops and clif: the size of each dim (repeatable), e.g. --dim n=4096.
     #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
           allow_hyphen_values = true)]
     dims: Vec<DimArg>,
@@ -92,6 +95,10 @@ enum Stage {
     Graph,
     /// The costed plan of each function (needs --dim for every dim).
     Plan,
+    /// The loop program: GEMM calls and fused loop kernels over buffers (needs --dim).
+    Loops,
+    /// The Cranelift IR of each loop kernel (needs --dim).
+    Clif,
 }
 
 /// Evaluate a function of a .tsr file on .npy inputs.
@@ -126,7 +133,7 @@ struct RunArgs {
     #[arg(long, value_enum, value_name = "DTYPE")]
     dtype: Option<DTypeArg>,
     /// The backend that evaluates the function.
-    #[arg(long, value_enum, default_value_t = Backend::Interp)]
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
     backend: Backend,
     /// The largest intermediate or output allowed, e.g. 512MiB, 4GiB, 1e9 (bytes).
     // Hyphens are allowed so that `-1` reaches the parser and gets its message.
@@ -166,6 +173,9 @@ struct EinsumArgs {
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
           allow_hyphen_values = true)]
     memory_limit: u64,
+    /// The backend that evaluates the einsum.
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
+    backend: Backend,
 }
 
 /// Show the plan Tessera finds for a function or an einsum: each step with its FLOPs
@@ -241,8 +251,74 @@ impl From<DTypeArg> for DType {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Backend {
-    /// The reference interpreter.
+    /// Native code: Cranelift loop kernels and GEMM calls, on all cores.
+    Jit,
+    /// The loop-IR interpreter (slow; a reference for the native code).
     Interp,
+    /// The reference evaluator of the typed program (the oracle).
+    Reference,
+}
+
+impl From<Backend> for tessera::Backend {
+    fn from(b: Backend) -> tessera::Backend {
+        match b {
+            Backend::Jit => tessera::Backend::Jit,
+            Backend::Interp => tessera::Backend::Interp,
+            Backend::Reference => tessera::Backend::Reference,
+        }
+    }
+}
+
+/// Time a function (or an einsum) on seeded random inputs.
+///
+/// Compiles once, warms up, then calls it until --min-time has passed (at least 5
+/// calls) and reports the median and fastest call, GFLOP/s from the plan's FLOPs and
+/// the memory a call allocates. Every dim needs a size (--dim), as for `plan`.
+#[derive(Debug, Args)]
+#[command(
+    verbatim_doc_comment,
+    after_help = "Examples:\n  \
+    tessera bench model.tsr --fn matmul --dim m=1024 --dim k=1024 --dim n=1024\n  \
+    tessera bench stdlib/norm.tsr --fn layernorm --dim b=4096 --dim d=1024 --format json\n  \
+    tessera bench --einsum 'bij,bjk->bik' --sizes b=64,i=128,j=128,k=128 --dtype f64"
+)]
+struct BenchArgs {
+    /// The .tsr source file (or use --einsum).
+    #[arg(value_name = "FILE.tsr", required_unless_present = "einsum", conflicts_with = "einsum")]
+    file: Option<PathBuf>,
+    /// Time a numpy einsum instead of a file, e.g. 'ij,jk->ik' (with --sizes).
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true, requires = "sizes")]
+    einsum: Option<String>,
+    /// Label sizes for --einsum, e.g. i=64,j=32,k=8.
+    #[arg(long, value_name = "L=SIZE,...", value_parser = args::parse_sizes)]
+    sizes: Option<args::SizesArg>,
+    /// The function to time [default: the only function, or `main`].
+    #[arg(long = "fn", value_name = "NAME")]
+    function: Option<String>,
+    /// The size of each dim of the function (repeatable), e.g. --dim n=4096.
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
+          allow_hyphen_values = true)]
+    dims: Vec<DimArg>,
+    /// Run in this dtype [default: the function's; f32 for --einsum].
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    dtype: Option<DTypeArg>,
+    /// The backend to time.
+    #[arg(long, value_enum, default_value_t = Backend::Jit)]
+    backend: Backend,
+    /// Keep calling for at least this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    min_time: f64,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
+    format: BenchFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BenchFormat {
+    /// Lines for people.
+    Text,
+    /// One JSON object: compile_ms, plan_ms, median_ms, min_ms, runs, flops, gflops, peak_bytes, ...
+    Json,
 }
 
 /// Everything a subcommand can fail with.
@@ -380,6 +456,7 @@ fn run_cli() -> u8 {
         Command::Run(a) => run::run(&a),
         Command::Einsum(a) => einsum::einsum(&a),
         Command::Plan(a) => plan::plan(&a),
+        Command::Bench(a) => bench::bench(&a),
     };
     match result {
         Ok(()) => 0,

@@ -178,8 +178,8 @@ pub(crate) fn reduce<'x, T: Scalar>(
         ctx.check::<T>(&shape)?;
         let data = match op {
             ReduceOp::Sum => x.data.sum_axis(Axis(axis)),
-            ReduceOp::Max => x.data.fold_axis(Axis(axis), T::neg_infinity(), |&acc, &v| acc.max(v)),
-            ReduceOp::Min => x.data.fold_axis(Axis(axis), T::infinity(), |&acc, &v| acc.min(v)),
+            ReduceOp::Max => x.data.fold_axis(Axis(axis), T::neg_infinity(), |&acc, &v| crate::tir::nan_max(acc, v)),
+            ReduceOp::Min => x.data.fold_axis(Axis(axis), T::infinity(), |&acc, &v| crate::tir::nan_min(acc, v)),
         };
         let mut labels = x.labels;
         labels.remove(axis);

@@ -514,8 +514,8 @@ impl Naive<'_> {
             let x = self.expr(e, env);
             acc = match op {
                 ReduceOp::Sum => acc + x,
-                ReduceOp::Max => acc.max(x),
-                ReduceOp::Min => acc.min(x),
+                ReduceOp::Max => crate::tir::nan_max(acc, x),
+                ReduceOp::Min => crate::tir::nan_min(acc, x),
             };
         });
         for (i, v) in ids.iter().zip(saved) {

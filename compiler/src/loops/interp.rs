@@ -47,6 +47,10 @@ pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>,
                 mem.push(v.iter().map(|&x| T::from_f64(x)).collect());
                 mem.len() - 1
             }
+            BufKind::Scratch => {
+                mem.push(vec![T::nan(); b.len()]);
+                mem.len() - 1
+            }
         });
     }
     let mut m = Machine { region, mem, loops: Vec::new(), vars: Vec::new() };
@@ -104,8 +108,8 @@ impl<T: Scalar> Machine<T> {
                     let old = self.vars[var.index()];
                     self.vars[var.index()] = match op {
                         Accum::Sum => old + v,
-                        Accum::Max => old.max(v),
-                        Accum::Min => old.min(v),
+                        Accum::Max => crate::tir::nan_max(old, v),
+                        Accum::Min => crate::tir::nan_min(old, v),
                     };
                 }
                 Stmt::Store { buf, index, value } => {
@@ -142,8 +146,8 @@ impl<T: Scalar> Machine<T> {
                     BinOp::Sub => x - y,
                     BinOp::Mul => x * y,
                     BinOp::Div => x / y,
-                    BinOp::Max => x.max(y),
-                    BinOp::Min => x.min(y),
+                    BinOp::Max => crate::tir::nan_max(x, y),
+                    BinOp::Min => crate::tir::nan_min(x, y),
                     BinOp::Pow => x.powf(y),
                 }
             }

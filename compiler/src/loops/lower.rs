@@ -98,6 +98,9 @@ pub fn lower(plan: &Plan, opts: &LowerOptions) -> R<Program> {
         outputs,
         kernels,
     };
+    if opts.fuse {
+        super::memory::localize(&mut p);
+    }
     super::memory::plan_slots(&mut p);
     if let Err(e) = verify(&p) {
         return internal(format!("the loop program does not verify: {e}\n{p}"));

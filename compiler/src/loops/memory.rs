@@ -24,6 +24,85 @@ fn lifetimes(p: &Program) -> Vec<Option<(usize, usize)>> {
     life
 }
 
+/// Rows of scratch larger than this stay in shared memory (stack space is limited).
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Replaces each temporary that only one row-parallel loop kernel touches, and only row
+/// by row, by one row of per-thread scratch: iteration r writes row r before it reads
+/// it (the kernel is the row fusion of kernels that ran one after another), so rows of
+/// different iterations never meet and a thread can reuse one row for all of them.
+pub(super) fn localize(p: &mut Program) {
+    let life = lifetimes(p);
+    let elem = p.dtype.size_of();
+    for b in 0..p.bufs.len() {
+        let (BufKind::Temp { .. }, Some((first, last))) = (&p.bufs[b].kind, life[b]) else { continue };
+        if first != last {
+            continue;
+        }
+        let Kernel::Loops(k) = &mut p.kernels[first] else { continue };
+        let Some((outer, extent)) = k.parallel_loop() else { continue };
+        let [Stmt::For { body, .. }] = k.body.as_slice() else { continue };
+        let Some(Some(stride)) = row_stride(body, outer, extent, BufId(b as u32), &k.loops) else { continue };
+        let row = stride as usize;
+        if row.saturating_mul(elem) > SCRATCH_BYTES || row == 0 {
+            continue;
+        }
+        let buf = BufId(b as u32);
+        let drop_outer = |a: &mut Affine| a.terms.retain(|t| t.0 != outer);
+        for_each_access_mut(&mut k.body, buf, &mut |a| drop_outer(a));
+        p.bufs[b].kind = BufKind::Scratch;
+        p.bufs[b].shape = vec![row];
+    }
+}
+
+/// Calls `f` on the address of every load and store of `buf`.
+fn for_each_access_mut(body: &mut [Stmt], buf: BufId, f: &mut dyn FnMut(&mut Affine)) {
+    for st in body {
+        match st {
+            Stmt::For { body, .. } => for_each_access_mut(body, buf, f),
+            Stmt::Let { value, .. } | Stmt::Update { value, .. } => expr_access_mut(value, buf, f),
+            Stmt::Store { buf: b, index, value } => {
+                expr_access_mut(value, buf, f);
+                if *b == buf {
+                    f(index);
+                }
+            }
+        }
+    }
+}
+
+fn expr_access_mut(e: &mut Expr, buf: BufId, f: &mut dyn FnMut(&mut Affine)) {
+    match e {
+        Expr::Load(b, a) => {
+            if *b == buf {
+                f(a)
+            }
+        }
+        Expr::Const(_) | Expr::Var(_) | Expr::Index(_) => {}
+        Expr::Unary(_, a) => expr_access_mut(a, buf, f),
+        Expr::Binary(_, a, c) => {
+            expr_access_mut(a, buf, f);
+            expr_access_mut(c, buf, f);
+        }
+        Expr::Select(p, a, c) => {
+            pred_access_mut(p, buf, f);
+            expr_access_mut(a, buf, f);
+            expr_access_mut(c, buf, f);
+        }
+    }
+}
+
+fn pred_access_mut(p: &mut Pred, buf: BufId, f: &mut dyn FnMut(&mut Affine)) {
+    match p {
+        Pred::Cmp(_, a, b) => {
+            expr_access_mut(a, buf, f);
+            expr_access_mut(b, buf, f);
+        }
+        Pred::And(ps) | Pred::Or(ps) => ps.iter_mut().for_each(|x| pred_access_mut(x, buf, f)),
+        Pred::Not(x) => pred_access_mut(x, buf, f),
+    }
+}
+
 /// Gives every temporary a memory slot; temporaries whose lifetimes do not overlap share
 /// one (best fit by size, growing a free slot rather than opening a new one).
 pub(super) fn plan_slots(p: &mut Program) {

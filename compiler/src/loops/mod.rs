@@ -66,6 +66,9 @@ pub enum BufKind {
     Temp { slot: usize },
     /// Compile-time constant values, row-major.
     Const(Arc<Vec<f64>>),
+    /// Memory private to each invocation of the one kernel that uses it (a row of an
+    /// intermediate that row fusion keeps per thread); a backend puts it on the stack.
+    Scratch,
 }
 
 /// A dense row-major buffer of the program's dtype.

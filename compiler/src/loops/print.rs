@@ -12,6 +12,7 @@ impl fmt::Display for Program {
                 BufKind::Output(i) => format!("output {i}"),
                 BufKind::Temp { slot } => format!("temp, slot {slot}"),
                 BufKind::Const(_) => "const".to_string(),
+                BufKind::Scratch => "scratch, per thread".to_string(),
             };
             writeln!(f, "  buf {} {}{:?}  {kind}", BufId(k as u32), b.name, b.shape)?;
         }

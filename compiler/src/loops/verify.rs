@@ -30,6 +30,28 @@ pub fn verify(p: &Program) -> Result<(), String> {
             return Err(format!("argument or result {b} does not exist"));
         }
     }
+    let mut scratch_user: Vec<Option<usize>> = vec![None; p.bufs.len()];
+    for (k, kern) in p.kernels.iter().enumerate() {
+        let used: Vec<BufId> = match kern {
+            Kernel::Gemm(g) => vec![g.a, g.b, g.c],
+            Kernel::Loops(l) => {
+                let (r, w) = l.buffers();
+                r.into_iter().chain(w).collect()
+            }
+        };
+        for b in used {
+            if matches!(p.bufs.get(b.index()).map(|x| &x.kind), Some(BufKind::Scratch)) {
+                if matches!(kern, Kernel::Gemm(_)) {
+                    return Err(format!("kernel {k}: a GEMM uses scratch buffer {}", p.buf(b).name));
+                }
+                if let Some(other) = scratch_user[b.index()].replace(k) {
+                    if other != k {
+                        return Err(format!("scratch buffer {} is used by kernels {other} and {k}", p.buf(b).name));
+                    }
+                }
+            }
+        }
+    }
     for (k, kern) in p.kernels.iter().enumerate() {
         let r = match kern {
             Kernel::Gemm(g) => gemm(p, g),
@@ -158,7 +180,8 @@ impl Scope<'_> {
                     self.expr(value)?;
                     writable(self.p, *buf)?;
                     self.address(*buf, index, "store")?;
-                    if let Some(par) = self.parallel {
+                    let private = matches!(self.p.buf(*buf).kind, BufKind::Scratch);
+                    if let (Some(par), false) = (self.parallel, private) {
                         if index.stride(par) == 0 {
                             return Err(format!(
                                 "store to {} does not depend on the parallel loop, so threads would race",

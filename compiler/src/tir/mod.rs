@@ -339,9 +339,27 @@ impl Builtin {
             Builtin::Sin => a.sin(),
             Builtin::Cos => a.cos(),
             Builtin::Pow => a.powf(b),
-            Builtin::Max => a.max(b),
-            Builtin::Min => a.min(b),
+            Builtin::Max => nan_max(a, b),
+            Builtin::Min => nan_min(a, b),
         }
+    }
+}
+
+/// `max` as numpy's `maximum` (and the native code) computes it: a NaN operand gives NaN.
+pub fn nan_max<T: num_traits::Float>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        T::nan()
+    } else {
+        a.max(b)
+    }
+}
+
+/// `min` as numpy's `minimum` computes it: a NaN operand gives NaN.
+pub fn nan_min<T: num_traits::Float>(a: T, b: T) -> T {
+    if a.is_nan() || b.is_nan() {
+        T::nan()
+    } else {
+        a.min(b)
     }
 }
 

@@ -33,6 +33,7 @@ type R<T> = Result<T, CodegenError>;
 pub(super) struct Target {
     pub vectorize: bool,
     pub fma: bool,
+    pub inline_math: bool,
 }
 
 /// Vector loops run this many vectors per iteration, with one accumulator per copy, to
@@ -73,6 +74,11 @@ pub(super) fn generate(
         depth,
         uses: vectorize::var_uses(k),
         bases: vec![None; p.bufs.len()],
+        scratch: p
+            .bufs
+            .iter()
+            .map(|b| matches!(b.kind, crate::loops::BufKind::Scratch).then(|| b.len() * p.dtype.size_of()))
+            .collect(),
         written: vec![false; p.bufs.len()],
         vars: Vec::new(),
         cur: vec![None; k.loops.len()],
@@ -138,6 +144,8 @@ struct Gen<'a, 'f> {
     depth: Vec<usize>,
     uses: Vec<usize>,
     bases: Vec<Option<Value>>,
+    /// Bytes of each scratch buffer, which lives in the kernel's stack frame.
+    scratch: Vec<Option<usize>>,
     /// Buffers the kernel stores to; loads of the others may be hoisted and shared.
     written: Vec<bool>,
     vars: Vec<Variable>,
@@ -177,6 +185,15 @@ impl Gen<'_, '_> {
         for buf in reads.into_iter().chain(writes) {
             if self.bases.get(buf.index()).is_none() {
                 return Err(internal(format!("buffer {buf} is not in the program")));
+            }
+            if let (None, Some(bytes)) = (self.bases[buf.index()], self.scratch[buf.index()]) {
+                let size = u32::try_from(bytes).map_err(|_| internal("scratch buffer too large"))?;
+                let slot = self.b.create_sized_stack_slot(cranelift_codegen::ir::StackSlotData::new(
+                    cranelift_codegen::ir::StackSlotKind::ExplicitSlot,
+                    size,
+                    4,
+                ));
+                self.bases[buf.index()] = Some(self.b.ins().stack_addr(self.ptr, slot, 0));
             }
             if self.bases[buf.index()].is_none() {
                 let flags = MemFlagsData::trusted().with_readonly();
@@ -727,7 +744,20 @@ impl Gen<'_, '_> {
     /// A transcendental function of scalars or vectors: the single place the math
     /// library plugs in (`clif_math::emit(&mut self.b, f, x, y, ty)` once it lands).
     fn math(&mut self, f: MathFn, x: Value, y: Option<Value>, ty: Type) -> Value {
-        self.math_call(f, x, y, ty)
+        use crate::codegen::clif_math::{self, MathFn as M};
+        if !self.t.inline_math {
+            return self.math_call(f, x, y, ty);
+        }
+        let m = match f {
+            MathFn::Exp => M::Exp,
+            MathFn::Log => M::Log,
+            MathFn::Tanh => M::Tanh,
+            MathFn::Sigmoid => M::Sigmoid,
+            MathFn::Sin => M::Sin,
+            MathFn::Cos => M::Cos,
+            MathFn::Pow => M::Pow,
+        };
+        clif_math::emit(&mut self.b, m, x, y, ty)
     }
 
     /// Calls the Rust helper, once per lane for vectors.

@@ -11,8 +11,8 @@
 //! does not write are treated as constant.
 //!
 //! Results follow the loop interpreter up to reassociation of vectorised accumulators
-//! and FMA contraction, with one difference: `max`/`min` (operators and accumulators)
-//! propagate NaN, where the interpreter's `f64::max` ignores a NaN operand.
+//! and FMA contraction. `max`/`min` (operators and accumulators) propagate NaN, as
+//! numpy's `maximum` and every reference of Tessera do.
 
 mod gen;
 mod libm;
@@ -38,6 +38,10 @@ pub struct JitOptions {
     pub vectorize: bool,
     /// Fuse `a*b + c` into one rounding; ignored when the host has no FMA unit.
     pub fma: bool,
+    /// Inline the vectorised polynomial transcendentals of `clif_math` (a few ulps, see
+    /// its table; sin/cos are NaN past 2^20 in f32 and 2^40 in f64) instead of calling
+    /// Rust's std functions once per lane (exact std results, several times slower).
+    pub inline_math: bool,
 }
 
 impl Default for JitOptions {
@@ -45,6 +49,7 @@ impl Default for JitOptions {
         JitOptions {
             vectorize: true,
             fma: host_has_fma(),
+            inline_math: true,
         }
     }
 }
@@ -252,6 +257,7 @@ impl Jit {
         let opts = gen::Target {
             vectorize: opts.vectorize,
             fma: opts.fma && host_has_fma(),
+            inline_math: opts.inline_math,
         };
         Ok(Jit {
             module,

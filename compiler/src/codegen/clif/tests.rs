@@ -39,6 +39,11 @@ fn run<T: Scalar + GemmScalar>(
                 mem.push(v.iter().map(|&x| <T as Scalar>::from_f64(x)).collect());
                 mem.len() - 1
             }
+            // Kernels keep scratch on their stacks; the argument is never read.
+            BufKind::Scratch => {
+                mem.push(Vec::new());
+                mem.len() - 1
+            }
         });
     }
     let ptrs: Vec<*mut T> = mem.iter_mut().map(|v| v.as_mut_ptr()).collect();
@@ -146,6 +151,11 @@ fn all_opts() -> Vec<JitOptions> {
         JitOptions {
             vectorize: true,
             fma: false,
+            ..JitOptions::default()
+        },
+        JitOptions {
+            inline_math: false,
+            ..JitOptions::default()
         },
     ]
 }
@@ -652,6 +662,7 @@ fn clif_of_a_vectorised_elementwise_kernel() {
     let opts = JitOptions {
         vectorize: true,
         fma: false,
+        ..JitOptions::default()
     };
     insta::assert_snapshot!(emit_clif(&p, &opts).expect("emits"));
 }
@@ -665,6 +676,7 @@ fn clif_of_a_row_reduction() {
     let opts = JitOptions {
         vectorize: true,
         fma: false,
+        ..JitOptions::default()
     };
     insta::assert_snapshot!(emit_clif(&p, &opts).expect("emits"));
 }

@@ -497,6 +497,17 @@ impl Emitter<'_> {
         if split_out {
             let body = product(1.0, inner_numer, inner_denom);
             numer.push(Expr::Reduce(ReduceOp::Sum, bound, Box::new(body)));
+        } else {
+            // A summed label can vanish from the emitted text (an operand that is
+            // constant along it, such as `min(x[i], 0)` read at [i, j]); the statement
+            // then no longer sums over it, so its multiplicity goes into the coefficient.
+            let mut free = Vec::new();
+            numer.iter().chain(&denom).for_each(|e| e.free_indices(&mut free));
+            for (k, v) in bound.iter().enumerate() {
+                if !free.contains(v) {
+                    coef *= self.eg.analysis.value(&bound_sizes[k]);
+                }
+            }
         }
         Ok(product(coef, numer, denom))
     }

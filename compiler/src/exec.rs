@@ -1,0 +1,229 @@
+//! Runs a loop program on arrays: the JIT (Cranelift kernels, GEMMs through the runtime,
+//! parallel loops on the runtime's thread pool) or the loop-IR interpreter.
+//!
+//! Threads and memory belong to the runtime; this module only hands it pointers. The
+//! kernels index buffers by the program's `BufId`s, so one argument array (a base
+//! pointer per buffer) serves every kernel of a call.
+
+use crate::codegen::clif::{self, CompiledKernel, JitModule, JitOptions};
+use crate::eval::Scalar;
+use crate::loops::{self, BufKind, Kernel, Program, Stmt};
+use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
+use std::time::Instant;
+use tessera_runtime::gemm::gemm;
+use tessera_runtime::{AlignedBuf, DType, GemmDesc, GemmLoop};
+
+/// Which engine runs loop programs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Backend {
+    /// Native code from Cranelift (the default).
+    #[default]
+    Jit,
+    /// The loop-IR interpreter: slow, simple, a reference.
+    Interp,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Jit => "jit",
+            Backend::Interp => "interp",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ExecError {
+    /// Inputs that do not fit the program.
+    #[error("{0}")]
+    Input(String),
+    /// Memory could not be had.
+    #[error("{0}")]
+    Memory(String),
+    /// An invariant failed. Always a bug.
+    #[error("internal error (this is a bug in Tessera): {0}")]
+    Internal(String),
+}
+
+/// A loop program ready to run many times.
+pub struct Executable {
+    pub program: Program,
+    pub backend: Backend,
+    /// Milliseconds spent generating native code.
+    pub compile_ms: f64,
+    jit: Option<(JitModule, Vec<Option<CompiledKernel>>)>,
+    /// Outer iterations per task of each parallel kernel.
+    grains: Vec<usize>,
+    /// Constant buffers in the program's dtype, by buffer.
+    consts: Vec<Option<AlignedBuf>>,
+}
+
+impl std::fmt::Debug for Executable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executable").field("backend", &self.backend).field("compile_ms", &self.compile_ms).finish()
+    }
+}
+
+/// Work below this many innermost statements is not worth another thread.
+const TASK_WORK: usize = 16 * 1024;
+
+fn work(body: &[Stmt]) -> usize {
+    body.iter()
+        .map(|s| match s {
+            Stmt::For { extent, body, .. } => extent.saturating_mul(work(body).max(1)),
+            _ => 1,
+        })
+        .fold(0usize, |a, b| a.saturating_add(b))
+}
+
+impl Executable {
+    pub fn new(program: Program, backend: Backend) -> Result<Executable, ExecError> {
+        let start = Instant::now();
+        let jit = match backend {
+            Backend::Jit => Some(clif::compile(&program, &JitOptions::default()).map_err(|e| ExecError::Internal(e.to_string()))?),
+            Backend::Interp => None,
+        };
+        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        let grains = program
+            .kernels
+            .iter()
+            .map(|k| match k {
+                Kernel::Loops(l) => match l.body.as_slice() {
+                    [Stmt::For { body, .. }] => TASK_WORK.div_ceil(work(body).max(1)).max(1),
+                    _ => 1,
+                },
+                Kernel::Gemm(_) => 1,
+            })
+            .collect();
+        let mut consts = Vec::new();
+        for b in &program.bufs {
+            consts.push(match &b.kind {
+                BufKind::Const(v) => Some(const_buf(v, program.dtype)?),
+                _ => None,
+            });
+        }
+        Ok(Executable { program, backend, compile_ms, jit, grains, consts })
+    }
+
+    /// Runs the program. Inputs may have any strides (non-contiguous ones are copied).
+    pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+        let p = &self.program;
+        if T::DTYPE != p.dtype {
+            return Err(ExecError::Input(format!("the program is {}, the inputs {}", p.dtype.name(), T::DTYPE.name())));
+        }
+        if inputs.len() != p.inputs.len() {
+            return Err(ExecError::Input(format!("{} inputs for {} parameters", inputs.len(), p.inputs.len())));
+        }
+        for (x, &b) in inputs.iter().zip(&p.inputs) {
+            if x.shape() != p.buf(b).shape.as_slice() {
+                return Err(ExecError::Input(format!(
+                    "input {} has shape {:?}, the program was compiled for {:?}",
+                    p.buf(b).name,
+                    x.shape(),
+                    p.buf(b).shape
+                )));
+            }
+        }
+        match &self.jit {
+            None => {
+                let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(|a| a.as_standard_layout()).collect();
+                let slices: Vec<&[T]> = flat.iter().map(|a| a.as_slice().unwrap_or(&[])).collect();
+                let outs = loops::interpret(p, &slices).map_err(|e| ExecError::Internal(e.to_string()))?;
+                outs.into_iter()
+                    .zip(&p.outputs)
+                    .map(|(v, &b)| {
+                        ArrayD::from_shape_vec(IxDyn(&p.buf(b).shape), v).map_err(|e| ExecError::Internal(e.to_string()))
+                    })
+                    .collect()
+            }
+            Some((_, kernels)) => self.run_jit(inputs, kernels),
+        }
+    }
+
+    fn run_jit<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], kernels: &[Option<CompiledKernel>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+        let p = &self.program;
+        let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(|a| a.as_standard_layout()).collect();
+        let mut outs: Vec<ArrayD<T>> = p.outputs.iter().map(|&b| ArrayD::zeros(IxDyn(&p.buf(b).shape))).collect();
+        let mut slots = Vec::new();
+        for &len in &p.slots {
+            slots.push(AlignedBuf::zeroed(len.saturating_mul(p.dtype.size_of())).map_err(|e| ExecError::Memory(format!("intermediates: {e}")))?);
+        }
+        let mut args: Vec<*mut u8> = Vec::with_capacity(p.bufs.len());
+        for (k, b) in p.bufs.iter().enumerate() {
+            args.push(match &b.kind {
+                BufKind::Input(i) => flat[*i].as_ptr() as *mut u8,
+                BufKind::Output(i) => outs[*i].as_mut_ptr() as *mut u8,
+                BufKind::Temp { slot } => slots[*slot].as_mut_ptr(),
+                BufKind::Const(_) => self.consts[k].as_ref().map_or(std::ptr::null_mut(), |c| c.as_ptr() as *mut u8),
+                // Kernels keep their scratch rows on their own stacks.
+                BufKind::Scratch => std::ptr::null_mut(),
+            });
+        }
+        let threads = tessera_runtime::threads();
+        for (k, kern) in p.kernels.iter().enumerate() {
+            match (kern, &kernels[k]) {
+                (Kernel::Gemm(g), _) => {
+                    let desc = GemmDesc {
+                        m: g.m,
+                        n: g.n,
+                        k: g.k,
+                        a_rs: g.a_strides[0],
+                        a_cs: g.a_strides[1],
+                        b_rs: g.b_strides[0],
+                        b_cs: g.b_strides[1],
+                        c_rs: g.c_strides[0],
+                        c_cs: g.c_strides[1],
+                        alpha: g.alpha,
+                        accumulate: g.accumulate,
+                    };
+                    let outer: Vec<GemmLoop> = g
+                        .outer
+                        .iter()
+                        .map(|l| GemmLoop { extent: l.extent, stride_a: l.stride_a, stride_b: l.stride_b, stride_c: l.stride_c })
+                        .collect();
+                    // SAFETY: the verifier proved every address of this GEMM inside its
+                    // buffers, and the pointers come from allocations of those sizes.
+                    // The element type is T, which is f32 or f64 as `p.dtype` says.
+                    let (a, b, c) = (args[g.a.index()], args[g.b.index()], args[g.c.index()]);
+                    unsafe {
+                        match p.dtype {
+                            DType::F32 => gemm::<f32>(&desc, &outer, a as *const f32, b as *const f32, c as *mut f32, threads),
+                            DType::F64 => gemm::<f64>(&desc, &outer, a as *const f64, b as *const f64, c as *mut f64, threads),
+                        }
+                    };
+                }
+                (Kernel::Loops(_), Some(ck)) => {
+                    let f = ck.func();
+                    let argp = args.as_ptr();
+                    match ck.parallel_extent() {
+                        // SAFETY: the kernel reads and writes only inside its buffers (the
+                        // verifier checked every address); chunks of a parallel loop
+                        // write disjoint memory; `args` outlives the call.
+                        Some(n) => unsafe { tessera_runtime::tessera_rt_parallel_for(f, argp, n, self.grains[k]) },
+                        // SAFETY: as above, on one thread.
+                        None => unsafe { f(argp, 0, 1) },
+                    }
+                }
+                (Kernel::Loops(_), None) => return Err(ExecError::Internal(format!("kernel {k} was not compiled"))),
+            }
+        }
+        drop(slots);
+        Ok(outs)
+    }
+}
+
+fn const_buf(v: &[f64], dtype: tessera_runtime::DType) -> Result<AlignedBuf, ExecError> {
+    let oom = |e: tessera_runtime::RuntimeError| ExecError::Memory(format!("constants: {e}"));
+    Ok(match dtype {
+        tessera_runtime::DType::F32 => {
+            let mut b = AlignedBuf::zeroed_elems::<f32>(v.len()).map_err(oom)?;
+            b.as_mut_slice::<f32>().iter_mut().zip(v).for_each(|(x, y)| *x = *y as f32);
+            b
+        }
+        tessera_runtime::DType::F64 => {
+            let mut b = AlignedBuf::zeroed_elems::<f64>(v.len()).map_err(oom)?;
+            b.as_mut_slice::<f64>().copy_from_slice(v);
+            b
+        }
+    })
+}

@@ -1,0 +1,219 @@
+//! `tessera bench`: time a compiled function on seeded random inputs.
+
+use super::{print_text, BenchArgs, BenchFormat, CliError};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+use tessera::{CallOptions, Compiled, DType, Module, Scalar};
+
+/// What one benchmark measured.
+struct Measured {
+    function: String,
+    dims: String,
+    dtype: DType,
+    backend: &'static str,
+    plan_ms: f64,
+    compile_ms: f64,
+    times: Vec<f64>,
+    flops: f64,
+    temp_bytes: usize,
+    output_bytes: usize,
+    input_bytes: usize,
+}
+
+pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
+    if !(args.min_time.is_finite() && args.min_time >= 0.0 && args.min_time <= 3600.0) {
+        return Err(CliError::usage("bench", format!("--min-time {} is not a number of seconds in 0..=3600", args.min_time)));
+    }
+    let backend: tessera::Backend = args.backend.into();
+    if backend == tessera::Backend::Reference {
+        return Err(CliError::usage("bench", "--backend reference has no compiled form to time; use jit or interp"));
+    }
+    let module;
+    let (compiled, dtype) = match (&args.einsum, &args.file) {
+        (Some(spec), _) => {
+            let sizes: Vec<(&str, u64)> =
+                args.sizes.iter().flat_map(|s| s.0.iter()).map(|d| (d.name.as_str(), d.size)).collect();
+            let shapes = einsum_shapes(spec, &sizes)?;
+            let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+            let dtype = args.dtype.map(DType::from).unwrap_or(DType::F32);
+            (tessera::compile_einsum_for(spec, &refs, dtype, backend)?, dtype)
+        }
+        (None, Some(file)) => {
+            module = Module::from_file(file)?;
+            super::print_warnings(&module);
+            let f = module.entry(args.function.as_deref())?;
+            let dims: Vec<(&str, u64)> = args.dims.iter().map(|d| (d.name.as_str(), d.size)).collect();
+            let dtype = args.dtype.map(DType::from).unwrap_or(f.dtype());
+            let opts = CallOptions { dtype: Some(dtype), backend, ..CallOptions::default() };
+            (f.compile_dims(&dims, &opts)?, dtype)
+        }
+        (None, None) => return Err(CliError::usage("bench", "give a FILE.tsr or --einsum SPEC")),
+    };
+    let min_time = Duration::from_secs_f64(args.min_time);
+    let m = match dtype {
+        DType::F32 => measure::<f32>(&compiled, min_time)?,
+        DType::F64 => measure::<f64>(&compiled, min_time)?,
+    };
+    let m = Measured { backend: backend.name(), ..m };
+    print_text(&match args.format {
+        BenchFormat::Text => text(&m),
+        BenchFormat::Json => format!("{}\n", json(&m)),
+    })
+}
+
+/// Shapes of an einsum's operands from label sizes.
+fn einsum_shapes(spec: &str, sizes: &[(&str, u64)]) -> Result<Vec<Vec<usize>>, CliError> {
+    if spec.contains('.') {
+        return Err(CliError::user("label sizes cannot give the shape of `...` axes; bench a .tsr file instead"));
+    }
+    let lhs = spec.split("->").next().unwrap_or("");
+    let mut shapes = Vec::new();
+    for term in lhs.split(',') {
+        let mut shape = Vec::new();
+        for c in term.chars().filter(|c| !c.is_whitespace()) {
+            let label = c.to_string();
+            let (_, v) = sizes
+                .iter()
+                .find(|(n, _)| *n == label)
+                .ok_or_else(|| CliError::with_help(format!("no size for label `{label}`"), format!("add it, e.g. --sizes {label}=64")))?;
+            shape.push(usize::try_from(*v).map_err(|_| CliError::user(format!("size of {label} is too large")))?);
+        }
+        shapes.push(shape);
+    }
+    Ok(shapes)
+}
+
+/// Uniform values in [-1, 1) from a fixed seed, so runs are comparable.
+fn random<T: Scalar>(shape: &[usize], seed: u64) -> ArrayD<T> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    ArrayD::from_shape_simple_fn(IxDyn(shape), || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        T::from_f64((state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+    })
+}
+
+fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliError> {
+    let p = c.program();
+    let inputs: Vec<ArrayD<T>> = p.inputs.iter().enumerate().map(|(k, &b)| random::<T>(&p.buf(b).shape, k as u64 + 1)).collect();
+    let views: Vec<ArrayViewD<'_, T>> = inputs.iter().map(|a| a.view()).collect();
+    let progress = std::io::stderr().is_terminal();
+    if progress {
+        eprint!("warming up...");
+    }
+    // The first call faults in memory and warms caches; a second settles the pool.
+    let warm = Instant::now();
+    c.run(&views)?;
+    if warm.elapsed() < Duration::from_millis(200) {
+        c.run(&views)?;
+    }
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 5 || (start.elapsed() < min_time && times.len() < 100_000) {
+        let t = Instant::now();
+        let out = c.run(&views)?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+        drop(out);
+        if progress && times.len() % 50 == 0 {
+            eprint!("\rtiming... {} calls", times.len());
+        }
+    }
+    if progress {
+        eprint!("\r\x1b[K");
+    }
+    let bytes = |bs: &[tessera::BufId]| -> usize { bs.iter().map(|&b| p.buf(b).len()).sum::<usize>() * p.dtype.size_of() };
+    let dims: Vec<String> = c.plan.dims.iter().map(|d| format!("{} = {}", d.name, d.size)).collect();
+    Ok(Measured {
+        function: c.plan.function.clone(),
+        dims: dims.join(", "),
+        dtype: T::DTYPE,
+        backend: "",
+        plan_ms: c.plan_ms,
+        compile_ms: c.compile_ms,
+        times,
+        flops: c.plan.flops,
+        temp_bytes: p.temp_bytes(),
+        output_bytes: bytes(&p.outputs),
+        input_bytes: bytes(&p.inputs),
+    })
+}
+
+fn stats(times: &[f64]) -> (f64, f64) {
+    let mut t = times.to_vec();
+    t.sort_by(|a, b| a.total_cmp(b));
+    let median = if t.is_empty() { 0.0 } else { t[t.len() / 2] };
+    (median, t.first().copied().unwrap_or(0.0))
+}
+
+fn gflops(m: &Measured, ms: f64) -> f64 {
+    if ms > 0.0 {
+        m.flops / (ms * 1e-3) / 1e9
+    } else {
+        0.0
+    }
+}
+
+fn human(bytes: usize) -> String {
+    let b = bytes as f64;
+    match b {
+        _ if b >= (1u64 << 30) as f64 => format!("{:.1} GiB", b / (1u64 << 30) as f64),
+        _ if b >= (1u64 << 20) as f64 => format!("{:.1} MiB", b / (1u64 << 20) as f64),
+        _ if b >= 1024.0 => format!("{:.1} KiB", b / 1024.0),
+        _ => format!("{bytes} B"),
+    }
+}
+
+fn text(m: &Measured) -> String {
+    let (median, min) = stats(&m.times);
+    format!(
+        "bench `{}` ({}, {}, {} threads; {})\n  \
+         plan      {:.2} ms\n  \
+         compile   {:.2} ms\n  \
+         time      median {:.4} ms, min {:.4} ms over {} calls\n  \
+         speed     {:.2} GFLOP/s at the median ({:.3e} FLOPs per call)\n  \
+         memory    {} intermediates, {} outputs, {} inputs\n",
+        m.function,
+        m.dtype.name(),
+        m.backend,
+        tessera::threads(),
+        m.dims,
+        m.plan_ms,
+        m.compile_ms,
+        median,
+        min,
+        m.times.len(),
+        gflops(m, median),
+        m.flops,
+        human(m.temp_bytes),
+        human(m.output_bytes),
+        human(m.input_bytes)
+    )
+}
+
+fn json(m: &Measured) -> String {
+    let (median, min) = stats(&m.times);
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        "{{\"function\": \"{}\", \"dims\": \"{}\", \"dtype\": \"{}\", \"backend\": \"{}\", \"threads\": {}, \
+         \"plan_ms\": {}, \"compile_ms\": {}, \"median_ms\": {}, \"min_ms\": {}, \"runs\": {}, \"flops\": {}, \
+         \"gflops\": {}, \"peak_bytes\": {}, \"temp_bytes\": {}, \"output_bytes\": {}, \"input_bytes\": {}}}",
+        esc(&m.function),
+        esc(&m.dims),
+        m.dtype.name(),
+        m.backend,
+        tessera::threads(),
+        m.plan_ms,
+        m.compile_ms,
+        median,
+        min,
+        m.times.len(),
+        m.flops,
+        gflops(m, median),
+        m.temp_bytes + m.output_bytes,
+        m.temp_bytes,
+        m.output_bytes,
+        m.input_bytes
+    )
+}
