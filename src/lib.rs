@@ -649,6 +649,13 @@ pub fn einsum_tensors(spec: &str, inputs: &[Tensor], opts: &CallOptions) -> Resu
 /// &[("i", 64), ("j", 32), ("k", 8)], &PlanOptions::default())`. Specs with `...` need
 /// shapes, not label sizes: use [`einsum_shapes_plan`].
 pub fn plan_einsum(spec: &str, sizes: &[(&str, u64)], opts: &PlanOptions) -> Result<Plan, Error> {
+    let shapes = einsum_label_shapes(spec, sizes)?;
+    let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+    einsum_shapes_plan(spec, &refs, opts)
+}
+
+/// The operand shapes of an einsum whose labels have these sizes.
+pub fn einsum_label_shapes(spec: &str, sizes: &[(&str, u64)]) -> Result<Vec<Vec<usize>>, Error> {
     let lhs = spec.split("->").next().unwrap_or("");
     if spec.contains('.') {
         return Err(Error::Input(
@@ -671,8 +678,7 @@ pub fn plan_einsum(spec: &str, sizes: &[(&str, u64)], opts: &PlanOptions) -> Res
         }
         shapes.push(shape);
     }
-    let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
-    einsum_shapes_plan(spec, &refs, opts)
+    Ok(shapes)
 }
 
 /// The plan of a numpy einsum for operand shapes.

@@ -51,6 +51,18 @@ fn redact_timing(plan: &str) -> String {
         .join("\n")
 }
 
+/// The plan of `f` at the case's dims (default options).
+fn plan_of(f: &tessera_compiler::tir::Function, dims: &[(String, u64)], name: &str) -> tessera_compiler::plan::Plan {
+    let mut b = tessera_compiler::tir::Bindings::new(f.dims.len());
+    for (n, v) in dims {
+        if let Some(d) = f.dim_by_name(n) {
+            b.set(d, *v);
+        }
+    }
+    tessera_compiler::plan::plan(f, &b, &tessera_compiler::plan::PlanOptions::default())
+        .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name))
+}
+
 #[test]
 fn cases() {
     insta::glob!("cases/*.tsr", |path| {
@@ -87,18 +99,8 @@ fn cases() {
                         render_all(&checked.diagnostics, &sources, false)
                     );
                     let dims = dims_of(&text, path);
-                    let mut plans = Vec::new();
-                    for f in &checked.functions {
-                        let mut b = tessera_compiler::tir::Bindings::new(f.dims.len());
-                        for (n, v) in &dims {
-                            if let Some(d) = f.dim_by_name(n) {
-                                b.set(d, *v);
-                            }
-                        }
-                        let p = tessera_compiler::plan::plan(f, &b, &tessera_compiler::plan::PlanOptions::default())
-                            .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name));
-                        plans.push(redact_timing(&p.to_string()));
-                    }
+                    let plans: Vec<String> =
+                        checked.functions.iter().map(|f| redact_timing(&plan_of(f, &dims, name).to_string())).collect();
                     insta::assert_snapshot!("plan", plans.join("\n"));
                 }
                 "loops" | "clif" => {
@@ -106,14 +108,7 @@ fn cases() {
                     let dims = dims_of(&text, path);
                     let mut texts = Vec::new();
                     for f in &checked.functions {
-                        let mut b = tessera_compiler::tir::Bindings::new(f.dims.len());
-                        for (n, v) in &dims {
-                            if let Some(d) = f.dim_by_name(n) {
-                                b.set(d, *v);
-                            }
-                        }
-                        let p = tessera_compiler::plan::plan(f, &b, &tessera_compiler::plan::PlanOptions::default())
-                            .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name));
+                        let p = plan_of(f, &dims, name);
                         let prog = tessera_compiler::loops::lower(&p, &Default::default())
                             .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name));
                         texts.push(if stage == "loops" {

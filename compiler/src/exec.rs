@@ -163,24 +163,7 @@ impl Executable {
         for (k, kern) in p.kernels.iter().enumerate() {
             match (kern, &kernels[k]) {
                 (Kernel::Gemm(g), _) => {
-                    let desc = GemmDesc {
-                        m: g.m,
-                        n: g.n,
-                        k: g.k,
-                        a_rs: g.a_strides[0],
-                        a_cs: g.a_strides[1],
-                        b_rs: g.b_strides[0],
-                        b_cs: g.b_strides[1],
-                        c_rs: g.c_strides[0],
-                        c_cs: g.c_strides[1],
-                        alpha: g.alpha,
-                        accumulate: g.accumulate,
-                    };
-                    let outer: Vec<GemmLoop> = g
-                        .outer
-                        .iter()
-                        .map(|l| GemmLoop { extent: l.extent, stride_a: l.stride_a, stride_b: l.stride_b, stride_c: l.stride_c })
-                        .collect();
+                    let (desc, outer) = gemm_args(g);
                     // SAFETY: the verifier proved every address of this GEMM inside its
                     // buffers, and the pointers come from allocations of those sizes.
                     // The element type is T, which is f32 or f64 as `p.dtype` says.
@@ -210,6 +193,29 @@ impl Executable {
         drop(slots);
         Ok(outs)
     }
+}
+
+/// The runtime's description of a GEMM kernel.
+pub(crate) fn gemm_args(g: &loops::Gemm) -> (GemmDesc, Vec<GemmLoop>) {
+    let desc = GemmDesc {
+        m: g.m,
+        n: g.n,
+        k: g.k,
+        a_rs: g.a_strides[0],
+        a_cs: g.a_strides[1],
+        b_rs: g.b_strides[0],
+        b_cs: g.b_strides[1],
+        c_rs: g.c_strides[0],
+        c_cs: g.c_strides[1],
+        alpha: g.alpha,
+        accumulate: g.accumulate,
+    };
+    let outer = g
+        .outer
+        .iter()
+        .map(|l| GemmLoop { extent: l.extent, stride_a: l.stride_a, stride_b: l.stride_b, stride_c: l.stride_c })
+        .collect();
+    (desc, outer)
 }
 
 fn const_buf(v: &[f64], dtype: tessera_runtime::DType) -> Result<AlignedBuf, ExecError> {

@@ -85,27 +85,6 @@ fn run_all<T: Scalar>(f: &Function, b: &Bindings, lower_opts: &LowerOptions, str
     Ok(())
 }
 
-/// A random einsum spec over labels `a..f` with sizes 0..5.
-fn einsum_case() -> impl Strategy<Value = (String, Vec<Vec<usize>>)> {
-    let term = prop::collection::vec(0usize..6, 0..4);
-    (prop::collection::vec(term, 1..5), prop::collection::vec(prop_oneof![1 => Just(0usize), 6 => 1usize..6], 6), any::<u64>())
-        .prop_map(|(terms, sizes, bits)| {
-            let labels: Vec<char> = "abcdef".chars().collect();
-            let mut seen = Vec::new();
-            for t in &terms {
-                for &l in t {
-                    if !seen.contains(&l) {
-                        seen.push(l);
-                    }
-                }
-            }
-            let out: String = seen.iter().enumerate().filter(|(k, _)| bits >> k & 1 == 1).map(|(_, &l)| labels[l]).collect();
-            let ins: Vec<String> = terms.iter().map(|t| t.iter().map(|&l| labels[l]).collect()).collect();
-            let shapes = terms.iter().map(|t| t.iter().map(|&l| sizes[l]).collect()).collect();
-            (format!("{}->{out}", ins.join(",")), shapes)
-        })
-}
-
 fn lower_opts(bits: u8) -> LowerOptions {
     LowerOptions { gemm: bits & 1 == 0, fuse: bits & 2 == 0 }
 }
@@ -114,7 +93,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 200, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn compiled_einsums_equal_the_oracle((spec, shapes) in einsum_case(), bits in any::<u8>(), strided in any::<bool>()) {
+    fn compiled_einsums_equal_the_oracle((spec, shapes) in common::einsum_case(0), bits in any::<u8>(), strided in any::<bool>()) {
         let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
         let e = tessera_compiler::einsum::translate(&spec, &refs, DType::F64, FileId(0))
             .map_err(|d| TestCaseError::fail(format!("{spec}: {}", d.message)))?;

@@ -59,31 +59,11 @@ fn same(f: &Function, b: &Bindings, opts: &PlanOptions) -> Result<(), TestCaseEr
     Ok(())
 }
 
-/// A random einsum spec over labels `a..f` with sizes 1..4.
-fn einsum_case() -> impl Strategy<Value = (String, Vec<Vec<usize>>)> {
-    let term = prop::collection::vec(0usize..6, 0..4);
-    (prop::collection::vec(term, 1..6), prop::collection::vec(1usize..5, 6), any::<u64>()).prop_map(|(terms, sizes, bits)| {
-        let labels: Vec<char> = "abcdef".chars().collect();
-        let mut seen = Vec::new();
-        for t in &terms {
-            for &l in t {
-                if !seen.contains(&l) {
-                    seen.push(l);
-                }
-            }
-        }
-        let out: String = seen.iter().enumerate().filter(|(k, _)| bits >> k & 1 == 1).map(|(_, &l)| labels[l]).collect();
-        let ins: Vec<String> = terms.iter().map(|t| t.iter().map(|&l| labels[l]).collect()).collect();
-        let shapes = terms.iter().map(|t| t.iter().map(|&l| sizes[l]).collect()).collect();
-        (format!("{}->{out}", ins.join(",")), shapes)
-    })
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn planned_einsums_equal_direct((spec, shapes) in einsum_case(), algebra in any::<bool>()) {
+    fn planned_einsums_equal_direct((spec, shapes) in common::einsum_case(1), algebra in any::<bool>()) {
         let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
         let e = tessera_compiler::einsum::translate(&spec, &refs, DType::F64, FileId(0))
             .map_err(|d| TestCaseError::fail(format!("{spec}: {}", d.message)))?;

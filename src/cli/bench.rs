@@ -30,11 +30,11 @@ pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
         return Err(CliError::usage("bench", "--backend reference has no compiled form to time; use jit or interp"));
     }
     let module;
-    let (compiled, dtype) = match (&args.einsum, &args.file) {
+    let (compiled, dtype) = match (&args.target.einsum, &args.target.file) {
         (Some(spec), _) => {
             let sizes: Vec<(&str, u64)> =
-                args.sizes.iter().flat_map(|s| s.0.iter()).map(|d| (d.name.as_str(), d.size)).collect();
-            let shapes = einsum_shapes(spec, &sizes)?;
+                args.target.sizes.iter().flat_map(|s| s.0.iter()).map(|d| (d.name.as_str(), d.size)).collect();
+            let shapes = tessera::einsum_label_shapes(spec, &sizes)?;
             let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
             let dtype = args.dtype.map(DType::from).unwrap_or(DType::F32);
             (tessera::compile_einsum_for(spec, &refs, dtype, backend)?, dtype)
@@ -42,8 +42,8 @@ pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
         (None, Some(file)) => {
             module = Module::from_file(file)?;
             super::print_warnings(&module);
-            let f = module.entry(args.function.as_deref())?;
-            let dims: Vec<(&str, u64)> = args.dims.iter().map(|d| (d.name.as_str(), d.size)).collect();
+            let f = module.entry(args.target.function.as_deref())?;
+            let dims: Vec<(&str, u64)> = args.target.dims.iter().map(|d| (d.name.as_str(), d.size)).collect();
             let dtype = args.dtype.map(DType::from).unwrap_or(f.dtype());
             let opts = CallOptions { dtype: Some(dtype), backend, ..CallOptions::default() };
             (f.compile_dims(&dims, &opts)?, dtype)
@@ -60,28 +60,6 @@ pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
         BenchFormat::Text => text(&m),
         BenchFormat::Json => format!("{}\n", json(&m)),
     })
-}
-
-/// Shapes of an einsum's operands from label sizes.
-fn einsum_shapes(spec: &str, sizes: &[(&str, u64)]) -> Result<Vec<Vec<usize>>, CliError> {
-    if spec.contains('.') {
-        return Err(CliError::user("label sizes cannot give the shape of `...` axes; bench a .tsr file instead"));
-    }
-    let lhs = spec.split("->").next().unwrap_or("");
-    let mut shapes = Vec::new();
-    for term in lhs.split(',') {
-        let mut shape = Vec::new();
-        for c in term.chars().filter(|c| !c.is_whitespace()) {
-            let label = c.to_string();
-            let (_, v) = sizes
-                .iter()
-                .find(|(n, _)| *n == label)
-                .ok_or_else(|| CliError::with_help(format!("no size for label `{label}`"), format!("add it, e.g. --sizes {label}=64")))?;
-            shape.push(usize::try_from(*v).map_err(|_| CliError::user(format!("size of {label} is too large")))?);
-        }
-        shapes.push(shape);
-    }
-    Ok(shapes)
 }
 
 /// Uniform values in [-1, 1) from a fixed seed, so runs are comparable.

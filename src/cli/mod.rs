@@ -195,22 +195,8 @@ struct EinsumArgs {
     tessera plan model.tsr --dim n=4096 --memory-limit 64MiB"
 )]
 struct PlanArgs {
-    /// The .tsr source file (or use --einsum).
-    #[arg(value_name = "FILE.tsr", required_unless_present = "einsum", conflicts_with = "einsum")]
-    file: Option<PathBuf>,
-    /// Plan a numpy einsum instead of a file, e.g. 'ij,jk->ik' (with --sizes).
-    #[arg(long, value_name = "SPEC", allow_hyphen_values = true, requires = "sizes")]
-    einsum: Option<String>,
-    /// Label sizes for --einsum, e.g. i=64,j=32,k=8.
-    #[arg(long, value_name = "L=SIZE,...", value_parser = args::parse_sizes)]
-    sizes: Option<args::SizesArg>,
-    /// The function to plan [default: the only function, or `main`].
-    #[arg(long = "fn", value_name = "NAME")]
-    function: Option<String>,
-    /// The size of each dim of the function (repeatable), e.g. --dim n=4096.
-    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
-          allow_hyphen_values = true)]
-    dims: Vec<DimArg>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Output format.
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     format: PlanFormat,
@@ -220,6 +206,28 @@ struct PlanArgs {
     /// Skip the algebraic rewriting (egg) and only order contractions.
     #[arg(long)]
     no_algebra: bool,
+}
+
+/// What `plan` and `bench` work on: a function of a file at given dims, or an einsum at
+/// given label sizes.
+#[derive(Debug, Args)]
+struct TargetArgs {
+    /// The .tsr source file (or use --einsum).
+    #[arg(value_name = "FILE.tsr", required_unless_present = "einsum", conflicts_with = "einsum")]
+    file: Option<PathBuf>,
+    /// A numpy einsum instead of a file, e.g. 'ij,jk->ik' (with --sizes).
+    #[arg(long, value_name = "SPEC", allow_hyphen_values = true, requires = "sizes")]
+    einsum: Option<String>,
+    /// Label sizes for --einsum, e.g. i=64,j=32,k=8.
+    #[arg(long, value_name = "L=SIZE,...", value_parser = args::parse_sizes)]
+    sizes: Option<args::SizesArg>,
+    /// The function [default: the only function, or `main`].
+    #[arg(long = "fn", value_name = "NAME")]
+    function: Option<String>,
+    /// The size of each dim of the function (repeatable), e.g. --dim n=4096.
+    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
+          allow_hyphen_values = true)]
+    dims: Vec<DimArg>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -283,22 +291,8 @@ impl From<Backend> for tessera::Backend {
     tessera bench --einsum 'bij,bjk->bik' --sizes b=64,i=128,j=128,k=128 --dtype f64"
 )]
 struct BenchArgs {
-    /// The .tsr source file (or use --einsum).
-    #[arg(value_name = "FILE.tsr", required_unless_present = "einsum", conflicts_with = "einsum")]
-    file: Option<PathBuf>,
-    /// Time a numpy einsum instead of a file, e.g. 'ij,jk->ik' (with --sizes).
-    #[arg(long, value_name = "SPEC", allow_hyphen_values = true, requires = "sizes")]
-    einsum: Option<String>,
-    /// Label sizes for --einsum, e.g. i=64,j=32,k=8.
-    #[arg(long, value_name = "L=SIZE,...", value_parser = args::parse_sizes)]
-    sizes: Option<args::SizesArg>,
-    /// The function to time [default: the only function, or `main`].
-    #[arg(long = "fn", value_name = "NAME")]
-    function: Option<String>,
-    /// The size of each dim of the function (repeatable), e.g. --dim n=4096.
-    #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
-          allow_hyphen_values = true)]
-    dims: Vec<DimArg>,
+    #[command(flatten)]
+    target: TargetArgs,
     /// Run in this dtype [default: the function's; f32 for --einsum].
     #[arg(long, value_enum, value_name = "DTYPE")]
     dtype: Option<DTypeArg>,

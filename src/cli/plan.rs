@@ -8,16 +8,16 @@ pub(super) fn plan(args: &PlanArgs) -> Result<(), CliError> {
     if args.no_algebra {
         opts.algebra = None;
     }
-    let plan = match (&args.einsum, &args.file) {
+    let plan = match (&args.target.einsum, &args.target.file) {
         (Some(spec), _) => {
             let sizes: Vec<(&str, u64)> =
-                args.sizes.iter().flat_map(|s| s.0.iter()).map(|d| (d.name.as_str(), d.size)).collect();
+                args.target.sizes.iter().flat_map(|s| s.0.iter()).map(|d| (d.name.as_str(), d.size)).collect();
             tessera::plan_einsum(spec, &sizes, &opts)?
         }
         (None, Some(file)) => {
             let module = Module::from_file(file)?;
-            let f = module.entry(args.function.as_deref())?;
-            let dims: Vec<(&str, u64)> = args.dims.iter().map(|d| (d.name.as_str(), d.size)).collect();
+            let f = module.entry(args.target.function.as_deref())?;
+            let dims: Vec<(&str, u64)> = args.target.dims.iter().map(|d| (d.name.as_str(), d.size)).collect();
             f.plan(&dims, &opts)?
         }
         (None, None) => return Err(CliError::usage("plan", "give a FILE.tsr or --einsum SPEC")),

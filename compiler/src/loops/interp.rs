@@ -131,14 +131,7 @@ impl<T: Scalar> Machine<T> {
             }
             Expr::Var(v) => self.vars[v.index()],
             Expr::Index(l) => T::from_f64(self.loops[l.index()] as f64),
-            Expr::Unary(op, a) => {
-                let x = self.expr(a)?;
-                if T::DTYPE == DType::F32 {
-                    T::from_f64(f64::from(op.apply_f32(x.to_f64() as f32)))
-                } else {
-                    T::from_f64(op.apply(x.to_f64()))
-                }
-            }
+            Expr::Unary(op, a) => op.apply(self.expr(a)?),
             Expr::Binary(op, a, b) => {
                 let (x, y) = (self.expr(a)?, self.expr(b)?);
                 match op {

@@ -337,45 +337,24 @@ impl UnOp {
         }
     }
 
-    /// The reference semantics (std's functions, as the TIR oracle).
-    pub fn apply(self, a: f64) -> f64 {
+    /// The reference semantics (std's functions, as the TIR oracle) in the precision
+    /// of `T`.
+    pub fn apply<T: num_traits::Float>(self, a: T) -> T {
         use crate::tir::Builtin as B;
-        match self {
-            UnOp::Neg => -a,
-            UnOp::Exp => B::Exp.apply(a, 0.0),
-            UnOp::Log => B::Log.apply(a, 0.0),
-            UnOp::Sqrt => B::Sqrt.apply(a, 0.0),
-            UnOp::Rsqrt => B::Rsqrt.apply(a, 0.0),
-            UnOp::Tanh => B::Tanh.apply(a, 0.0),
-            UnOp::Sigmoid => B::Sigmoid.apply(a, 0.0),
-            UnOp::Relu => B::Relu.apply(a, 0.0),
-            UnOp::Abs => B::Abs.apply(a, 0.0),
-            UnOp::Sin => B::Sin.apply(a, 0.0),
-            UnOp::Cos => B::Cos.apply(a, 0.0),
-        }
-    }
-
-    /// f32 semantics: the same functions evaluated in single precision.
-    pub fn apply_f32(self, a: f32) -> f32 {
-        match self {
-            UnOp::Neg => -a,
-            UnOp::Exp => a.exp(),
-            UnOp::Log => a.ln(),
-            UnOp::Sqrt => a.sqrt(),
-            UnOp::Rsqrt => 1.0 / a.sqrt(),
-            UnOp::Tanh => a.tanh(),
-            UnOp::Sigmoid => 1.0 / (1.0 + (-a).exp()),
-            UnOp::Relu => {
-                if a > 0.0 {
-                    a
-                } else {
-                    0.0
-                }
-            }
-            UnOp::Abs => a.abs(),
-            UnOp::Sin => a.sin(),
-            UnOp::Cos => a.cos(),
-        }
+        let f = match self {
+            UnOp::Neg => return -a,
+            UnOp::Exp => B::Exp,
+            UnOp::Log => B::Log,
+            UnOp::Sqrt => B::Sqrt,
+            UnOp::Rsqrt => B::Rsqrt,
+            UnOp::Tanh => B::Tanh,
+            UnOp::Sigmoid => B::Sigmoid,
+            UnOp::Relu => B::Relu,
+            UnOp::Abs => B::Abs,
+            UnOp::Sin => B::Sin,
+            UnOp::Cos => B::Cos,
+        };
+        f.apply(a, T::zero())
     }
 }
 

@@ -319,20 +319,21 @@ impl Builtin {
         }
     }
 
-    /// Applies the function to scalars (the reference semantics every backend matches).
-    pub fn apply(self, a: f64, b: f64) -> f64 {
+    /// Applies the function to scalars (the reference semantics every backend matches),
+    /// in the precision of `T`.
+    pub fn apply<T: num_traits::Float>(self, a: T, b: T) -> T {
         match self {
             Builtin::Exp => a.exp(),
             Builtin::Log => a.ln(),
             Builtin::Sqrt => a.sqrt(),
-            Builtin::Rsqrt => 1.0 / a.sqrt(),
+            Builtin::Rsqrt => T::one() / a.sqrt(),
             Builtin::Tanh => a.tanh(),
-            Builtin::Sigmoid => 1.0 / (1.0 + (-a).exp()),
+            Builtin::Sigmoid => T::one() / (T::one() + (-a).exp()),
             Builtin::Relu => {
-                if a > 0.0 {
+                if a > T::zero() {
                     a
                 } else {
-                    0.0
+                    T::zero()
                 }
             }
             Builtin::Abs => a.abs(),

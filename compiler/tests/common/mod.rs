@@ -33,3 +33,27 @@ pub fn typed_program() -> impl Strategy<Value = String> {
     })
 }
 
+
+// Not every test binary that includes this module uses it.
+#[allow(dead_code)]
+/// A random einsum spec over labels `a..f`, each of size `min..6` (size 0 now and then
+/// when `min` is 0), with a random subset of its labels as the output.
+pub fn einsum_case(min: usize) -> impl Strategy<Value = (String, Vec<Vec<usize>>)> {
+    let term = prop::collection::vec(0usize..6, 0..4);
+    let size = prop_oneof![1 => Just(min), 6 => (min.max(1))..6];
+    (prop::collection::vec(term, 1..5), prop::collection::vec(size, 6), any::<u64>()).prop_map(|(terms, sizes, bits)| {
+        let labels: Vec<char> = "abcdef".chars().collect();
+        let mut seen = Vec::new();
+        for t in &terms {
+            for &l in t {
+                if !seen.contains(&l) {
+                    seen.push(l);
+                }
+            }
+        }
+        let out: String = seen.iter().enumerate().filter(|(k, _)| bits >> k & 1 == 1).map(|(_, &l)| labels[l]).collect();
+        let ins: Vec<String> = terms.iter().map(|t| t.iter().map(|&l| labels[l]).collect()).collect();
+        let shapes = terms.iter().map(|t| t.iter().map(|&l| sizes[l]).collect()).collect();
+        (format!("{}->{out}", ins.join(",")), shapes)
+    })
+}

@@ -744,20 +744,10 @@ impl Gen<'_, '_> {
     /// A transcendental function of scalars or vectors: the single place the math
     /// library plugs in (`clif_math::emit(&mut self.b, f, x, y, ty)` once it lands).
     fn math(&mut self, f: MathFn, x: Value, y: Option<Value>, ty: Type) -> Value {
-        use crate::codegen::clif_math::{self, MathFn as M};
         if !self.t.inline_math {
             return self.math_call(f, x, y, ty);
         }
-        let m = match f {
-            MathFn::Exp => M::Exp,
-            MathFn::Log => M::Log,
-            MathFn::Tanh => M::Tanh,
-            MathFn::Sigmoid => M::Sigmoid,
-            MathFn::Sin => M::Sin,
-            MathFn::Cos => M::Cos,
-            MathFn::Pow => M::Pow,
-        };
-        clif_math::emit(&mut self.b, m, x, y, ty)
+        crate::codegen::clif_math::emit(&mut self.b, f, x, y, ty)
     }
 
     /// Calls the Rust helper, once per lane for vectors.

@@ -1,33 +1,15 @@
-//! Transcendental functions as calls into Rust, until the vectorised Cranelift math
-//! library replaces them. Each helper evaluates exactly what the loop interpreter does
-//! (the same std functions in the program's dtype), so results agree bit for bit.
+//! Transcendental functions as calls into Rust (`JitOptions::inline_math = false`), for
+//! exact std results where the vectorised `clif_math` polynomials are not wanted. Each
+//! helper evaluates what the loop interpreter does, so results agree bit for bit.
 
 use super::CodegenError;
 use cranelift_codegen::ir::{types, AbiParam, Signature, Type};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
 
-/// A function the math library provides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum MathFn {
-    Exp,
-    Log,
-    Tanh,
-    Sigmoid,
-    Sin,
-    Cos,
-    Pow,
-}
+pub use crate::codegen::clif_math::MathFn;
 
-const ALL: [MathFn; 7] = [
-    MathFn::Exp,
-    MathFn::Log,
-    MathFn::Tanh,
-    MathFn::Sigmoid,
-    MathFn::Sin,
-    MathFn::Cos,
-    MathFn::Pow,
-];
+const ALL: [MathFn; 7] = MathFn::ALL;
 
 macro_rules! helpers {
     ($($name:ident: $t:ty, |$x:ident $(, $y:ident)?| $body:expr;)*) => {

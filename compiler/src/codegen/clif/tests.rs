@@ -9,7 +9,7 @@ use crate::loops::{
     interpret, Accum, Affine, BinOp, BufId, BufKind, Buffer, Expr, LoopId, LoopInfo, LowerOptions,
     Pred, Stmt, UnOp, VarId,
 };
-use tessera_runtime::gemm::{gemm, GemmDesc, GemmLoop, GemmScalar};
+use tessera_runtime::gemm::{gemm, GemmScalar};
 use tessera_runtime::DType;
 
 fn lower(src: &str, dims: &[(&str, u64)]) -> Program {
@@ -51,29 +51,7 @@ fn run<T: Scalar + GemmScalar>(
     for (k, kern) in p.kernels.iter().enumerate() {
         match kern {
             Kernel::Gemm(g) => {
-                let desc = GemmDesc {
-                    m: g.m,
-                    n: g.n,
-                    k: g.k,
-                    a_rs: g.a_strides[0],
-                    a_cs: g.a_strides[1],
-                    b_rs: g.b_strides[0],
-                    b_cs: g.b_strides[1],
-                    c_rs: g.c_strides[0],
-                    c_cs: g.c_strides[1],
-                    alpha: g.alpha,
-                    accumulate: g.accumulate,
-                };
-                let outer: Vec<GemmLoop> = g
-                    .outer
-                    .iter()
-                    .map(|l| GemmLoop {
-                        extent: l.extent,
-                        stride_a: l.stride_a,
-                        stride_b: l.stride_b,
-                        stride_c: l.stride_c,
-                    })
-                    .collect();
+                let (desc, outer) = crate::exec::gemm_args(g);
                 let at = |b: BufId| ptrs[region[b.index()]];
                 // SAFETY: the verifier checked every GEMM address against the buffers,
                 // which are allocated at their full sizes above.
