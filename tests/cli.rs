@@ -922,3 +922,52 @@ fn emit_graph_and_plan_stages() {
     let err = env.fails(1, &["emit", "--stage", "plan", "matmul.tsr"]);
     assert!(err.contains("needs a size for every dim"), "{err}");
 }
+
+#[test]
+fn run_on_every_backend_agrees() {
+    let env = Env::new();
+    let a = env.write("a.npy", &arr2(&[[1.0f64, 2.0, 3.0], [4.0, 5.0, 6.0]]));
+    let b = env.write("b.npy", &arr2(&[[1.0f64, 0.0], [0.0, 1.0], [2.0, -1.0]]));
+    let mut results = Vec::new();
+    for backend in ["jit", "interp", "reference"] {
+        let out = env.path(&format!("c_{backend}.npy"));
+        env.succeeds(&["run", "matmul.tsr", &format!("A={a}"), &format!("B={b}"), "--backend", backend, "-o", &out]);
+        results.push(env.read_f64(&format!("c_{backend}.npy")));
+    }
+    assert_eq!(results[0], arr2(&[[7.0, -1.0], [16.0, -1.0]]).into_dyn());
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0], results[2]);
+}
+
+#[test]
+fn emit_loops_and_clif() {
+    let env = Env::new();
+    let out = env.succeeds(&["emit", "--stage", "loops", "model.tsr", "--fn", "matmul", "--dim", "m=8", "--dim", "k=8", "--dim", "n=8"]);
+    assert!(out.stdout.contains("program matmul") && out.stdout.contains("gemm"), "{}", out.stdout);
+    let out = env.succeeds(&["emit", "--stage", "clif", "model.tsr", "--fn", "stats", "--dim", "m=4", "--dim", "n=16"]);
+    assert!(out.stdout.contains("function"), "{}", out.stdout);
+    let err = env.fails(1, &["emit", "--stage", "loops", "model.tsr", "--fn", "matmul"]);
+    assert!(err.contains("needs a size for every dim"), "{err}");
+}
+
+#[test]
+fn bench_reports_text_and_json() {
+    let env = Env::new();
+    let out = env.succeeds(&["bench", "matmul.tsr", "--dim", "m=16", "--dim", "k=8", "--dim", "n=4", "--min-time", "0"]);
+    assert!(out.stdout.contains("median") && out.stdout.contains("GFLOP/s"), "{}", out.stdout);
+    let out = env.succeeds(&[
+        "bench", "--einsum", "ij,jk->ik", "--sizes", "i=8,j=8,k=8", "--dtype", "f64", "--format", "json", "--min-time", "0",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("bench prints one JSON object");
+    for key in ["compile_ms", "plan_ms", "median_ms", "min_ms", "runs", "gflops", "flops", "peak_bytes"] {
+        assert!(v.get(key).is_some_and(|x| x.is_number()), "{key} missing in {v}");
+    }
+    assert_eq!(v["dtype"], "f64");
+    assert!(v["runs"].as_u64().unwrap_or(0) >= 5);
+    let err = env.fails(2, &["bench", "matmul.tsr", "--min-time", "-1"]);
+    assert!(err.contains("--min-time"), "{err}");
+    let err = env.fails(2, &["bench", "matmul.tsr", "--dim", "m=2", "--dim", "k=2", "--dim", "n=2", "--backend", "reference"]);
+    assert!(err.contains("reference"), "{err}");
+    let err = env.fails(1, &["bench", "matmul.tsr", "--dim", "m=2"]);
+    assert!(err.contains("missing"), "{err}");
+}

@@ -300,7 +300,7 @@ struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Backend::Jit)]
     backend: Backend,
     /// Keep calling for at least this many seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 1.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 1.0, allow_hyphen_values = true)]
     min_time: f64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = BenchFormat::Text)]

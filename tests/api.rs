@@ -1,0 +1,105 @@
+//! The Rust API: compile once per shapes, call many times; errors name the argument.
+
+use ndarray::{array, Array2, ArrayD, ShapeBuilder};
+use std::sync::Arc;
+use tessera::{Backend, CallOptions, Error, Module};
+
+const SRC: &str = "fn matmul(A: f64[m, k], B: f64[k, n]) -> C: f64[m, n] { C[i, j] = A[i, l] * B[l, j] }
+fn rows(X: f32[m, n]) -> (s: f32[m], top: f32[m]) {
+    s[i] = X[i, j]
+    top[i] max= X[i, j]
+}";
+
+fn mat(rows: usize, cols: usize) -> Array2<f64> {
+    Array2::from_shape_fn((rows, cols), |(i, j)| (i * cols + j) as f64 * 0.25 - 1.0)
+}
+
+#[test]
+fn calls_reuse_the_compiled_function() {
+    let m = Module::from_source(SRC).expect("compiles");
+    let f = m.function("matmul").expect("exists");
+    let (a, b) = (mat(5, 7), mat(7, 3));
+    let opts = CallOptions::default();
+    let c1 = f.compile(&[a.shape(), b.shape()], &opts).expect("compiles");
+    let c2 = f.compile(&[a.shape(), b.shape()], &opts).expect("compiles");
+    assert!(Arc::ptr_eq(&c1, &c2), "the second compile comes from the cache");
+    let other = f.compile(&[&[2, 7], b.shape()], &opts).expect("compiles");
+    assert!(!Arc::ptr_eq(&c1, &other), "other shapes compile anew");
+    let out = f.call(&[a.view().into_dyn(), b.view().into_dyn()]).expect("runs");
+    assert_eq!(out[0], a.dot(&b).into_dyn());
+    let again = c1.run(&[a.view().into_dyn(), b.view().into_dyn()]).expect("runs");
+    assert_eq!(again[0], out[0]);
+}
+
+#[test]
+fn any_strides_are_accepted() {
+    let m = Module::from_source(SRC).expect("compiles");
+    let f = m.function("matmul").expect("exists");
+    let a = mat(6, 4);
+    let b_fortran = Array2::from_shape_vec((4, 5).f(), (0..20).map(|x| x as f64).collect()).expect("shape");
+    let at = mat(4, 6);
+    let want = a.dot(&b_fortran);
+    let out = f.call(&[at.t().into_dyn(), b_fortran.view().into_dyn()]).expect("runs");
+    assert_eq!(out[0], at.t().dot(&b_fortran).into_dyn());
+    let stepped = mat(12, 4);
+    let every_other = stepped.slice(ndarray::s![..;2, ..]);
+    let out = f.call(&[every_other.into_dyn(), b_fortran.view().into_dyn()]).expect("runs");
+    assert_eq!(out[0], every_other.dot(&b_fortran).into_dyn());
+    assert_eq!(want.shape(), &[6, 5]);
+}
+
+#[test]
+fn every_backend_gives_the_same_results() {
+    let m = Module::from_source(SRC).expect("compiles");
+    let f = m.function("rows").expect("exists");
+    let x: ArrayD<f32> = array![[1.0f32, -2.0, 3.5], [0.5, 0.25, -8.0]].into_dyn();
+    let mut results = Vec::new();
+    for backend in [Backend::Jit, Backend::Interp, Backend::Reference] {
+        let opts = CallOptions { backend, ..CallOptions::default() };
+        results.push(f.call_with(&[x.view()], &opts).expect("runs"));
+    }
+    assert_eq!(results[0][0], array![2.5f32, -7.25].into_dyn());
+    assert_eq!(results[0][1], array![3.5f32, 0.5].into_dyn());
+    assert_eq!(results[0], results[1]);
+    assert_eq!(results[0], results[2]);
+}
+
+#[test]
+fn wrong_arity_shape_and_dtype_are_errors_naming_the_argument() {
+    let m = Module::from_source(SRC).expect("compiles");
+    let f = m.function("matmul").expect("exists");
+    let (a, b) = (mat(5, 7), mat(6, 3));
+    let err = f.call(&[a.view().into_dyn()]).expect_err("one input is missing");
+    assert!(matches!(err, Error::Input(_)) && err.to_string().contains("A, B"), "{err}");
+    let err = f.call(&[a.view().into_dyn(), b.view().into_dyn()]).expect_err("k disagrees");
+    assert!(err.to_string().contains('B') && err.to_string().contains('k'), "{err}");
+    let a32 = a.mapv(|x| x as f32);
+    let b32 = mat(7, 3).mapv(|x| x as f32);
+    let err = f.call(&[a32.view().into_dyn(), b32.view().into_dyn()]).expect_err("f32 inputs for an f64 function");
+    assert!(err.to_string().contains("f64") && err.to_string().contains("f32"), "{err}");
+    let c = f.compile(&[&[5, 7], &[7, 3]], &CallOptions::default()).expect("compiles");
+    let err = c.run(&[a.view().into_dyn(), mat(7, 4).view().into_dyn()]).expect_err("compiled for other shapes");
+    assert!(err.to_string().contains('B') && err.to_string().contains("[7, 3]"), "{err}");
+}
+
+#[test]
+fn the_memory_limit_is_checked_before_allocating() {
+    let m = Module::from_source(SRC).expect("compiles");
+    let f = m.function("matmul").expect("exists");
+    let (a, b) = (mat(64, 8), mat(8, 64));
+    let opts = CallOptions { memory_limit: 1024, ..CallOptions::default() };
+    let err = f.call_with(&[a.view().into_dyn(), b.view().into_dyn()], &opts).expect_err("the output is 32 KiB");
+    assert!(matches!(err, Error::Eval(_)) && err.to_string().contains("memory limit"), "{err}");
+}
+
+#[test]
+fn einsum_runs_on_the_jit_and_matches_the_reference() {
+    let a = mat(4, 5);
+    let b = mat(5, 6);
+    let jit = tessera::einsum("ij,jk->ik", &[a.view().into_dyn(), b.view().into_dyn()]).expect("runs");
+    let opts = CallOptions { backend: Backend::Reference, ..CallOptions::default() };
+    let reference = tessera::einsum_with("ij,jk->ik", &[a.view().into_dyn(), b.view().into_dyn()], &opts).expect("runs");
+    assert_eq!(jit, reference);
+    let trace = tessera::einsum("ii->", &[mat(3, 3).view().into_dyn()]).expect("runs");
+    assert_eq!(trace.into_dimensionality::<ndarray::Ix0>().expect("a scalar")[()], -1.0 + 0.0 + 1.0);
+}
