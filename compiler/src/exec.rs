@@ -56,6 +56,9 @@ pub struct Executable {
     grains: Vec<usize>,
     /// Constant buffers in the program's dtype, by buffer.
     consts: Vec<Option<AlignedBuf>>,
+    /// Memory slots of an earlier call, reused by the next one so that repeated calls
+    /// neither allocate nor fault in fresh pages; concurrent calls allocate their own.
+    spare: std::sync::Mutex<Vec<Vec<AlignedBuf>>>,
 }
 
 impl std::fmt::Debug for Executable {
@@ -102,7 +105,7 @@ impl Executable {
                 _ => None,
             });
         }
-        Ok(Executable { program, backend, compile_ms, jit, grains, consts })
+        Ok(Executable { program, backend, compile_ms, jit, grains, consts, spare: Default::default() })
     }
 
     /// Runs the program. Inputs may have any strides (non-contiguous ones are copied).
@@ -143,11 +146,26 @@ impl Executable {
     fn run_jit<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], kernels: &[Option<CompiledKernel>]) -> Result<Vec<ArrayD<T>>, ExecError> {
         let p = &self.program;
         let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(|a| a.as_standard_layout()).collect();
-        let mut outs: Vec<ArrayD<T>> = p.outputs.iter().map(|&b| ArrayD::zeros(IxDyn(&p.buf(b).shape))).collect();
-        let mut slots = Vec::new();
-        for &len in &p.slots {
-            slots.push(AlignedBuf::zeroed(len.saturating_mul(p.dtype.size_of())).map_err(|e| ExecError::Memory(format!("intermediates: {e}")))?);
+        // Outputs are not zeroed: every element is written by the kernel that defines
+        // it (a statement covers its whole left side, a GEMM all of C), and skipping the
+        // fill saves a pass over memory.
+        let mut outs: Vec<ndarray::Array<std::mem::MaybeUninit<T>, IxDyn>> =
+            p.outputs.iter().map(|&b| ArrayD::uninit(IxDyn(&p.buf(b).shape))).collect();
+        for o in &mut outs {
+            tessera_runtime::advise_huge_pages(o.as_mut_ptr() as *mut u8, o.len() * std::mem::size_of::<T>());
         }
+        let reused = self.spare.lock().ok().and_then(|mut s| s.pop());
+        let mut slots = match reused {
+            Some(s) => s,
+            None => {
+                let mut slots = Vec::new();
+                for &len in &p.slots {
+                    let bytes = len.saturating_mul(p.dtype.size_of());
+                    slots.push(AlignedBuf::zeroed(bytes).map_err(|e| ExecError::Memory(format!("intermediates: {e}")))?);
+                }
+                slots
+            }
+        };
         let mut args: Vec<*mut u8> = Vec::with_capacity(p.bufs.len());
         for (k, b) in p.bufs.iter().enumerate() {
             args.push(match &b.kind {
@@ -190,8 +208,13 @@ impl Executable {
                 (Kernel::Loops(_), None) => return Err(ExecError::Internal(format!("kernel {k} was not compiled"))),
             }
         }
-        drop(slots);
-        Ok(outs)
+        if let Ok(mut s) = self.spare.lock() {
+            if s.len() < 2 {
+                s.push(slots);
+            }
+        }
+        // SAFETY: every output element was written by a kernel (see above).
+        Ok(outs.into_iter().map(|o| unsafe { o.assume_init() }).collect())
     }
 }
 
