@@ -139,3 +139,23 @@ fn builtins_reductions_and_tails() {
     }
 }
 
+/// A case proptest found: a fused row kernel whose scratch row feeds a `pow`.
+#[test]
+fn fused_rows_with_scratch() {
+    let src = "fn f(A: f64[n, n], x: f64[n], y: f64[n * n], s: f64) -> B: f64[n] {
+        T[i, j] = A[i, j] * (A[i, j]) + sum[q](y[(q, i)] * x[q])
+        U[i] = x[i] - (T[i, j])
+        B[i] = U[i] * (pow(abs(U[i]), 0.5) + min(U[i], (A[j, i]) - (A[j, i])))
+    }";
+    let mut sm = SourceMap::new();
+    let id = sm.add("p.tsr", src);
+    let c = check_file(&mut sm, id);
+    let f = &c.functions[0];
+    for n in [1, 2, 5] {
+        let b = bind_dims(f, &[&[n, n], &[n], &[n * n], &[]], &[]).expect("binds");
+        for bits in 0..4 {
+            run_all::<f64>(f, &b, &lower_opts(bits), false, 1e-9).expect("f64");
+            run_all::<f32>(f, &b, &lower_opts(bits), true, 2e-4).expect("f32");
+        }
+    }
+}

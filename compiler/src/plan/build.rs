@@ -385,10 +385,31 @@ impl Builder<'_> {
         Ok(match e {
             Expr::Reduce(op, ids, body) => {
                 let body = rec(*body)?;
-                let out: Vec<IndexId> = free(&body).into_iter().filter(|i| !ids.contains(i)).collect();
+                let body_free = free(&body);
+                let out: Vec<IndexId> = body_free.iter().copied().filter(|i| !ids.contains(i)).collect();
+                // `lower` reduces only the indices the body uses. A reduced index the body
+                // does not use still counts: a sum repeats the body once per value of it
+                // (while the max or min of repeated values is that value).
+                let mut absent = 1u64;
+                for &i in ids.iter().filter(|i| !body_free.contains(i)) {
+                    absent = absent.checked_mul(range(idx, i, self.b)?).ok_or_else(|| PlanError::Size("size overflow".into()))?;
+                }
+                if absent == 0 {
+                    // An empty domain: the reduction is its identity.
+                    return Ok(Expr::Lit(match op {
+                        ReduceOp::Sum => 0.0,
+                        ReduceOp::Max => f64::NEG_INFINITY,
+                        ReduceOp::Min => f64::INFINITY,
+                    }));
+                }
                 let positions: Vec<Position> = out.iter().map(|&i| vec![i]).collect();
                 let t = self.lower(Target::New, positions.clone(), op, body, idx)?;
-                Expr::Access(t, positions)
+                let read = Expr::Access(t, positions);
+                if op == ReduceOp::Sum && absent != 1 {
+                    Expr::Mul(vec![Expr::Lit(absent as f64), read])
+                } else {
+                    read
+                }
             }
             Expr::Neg(a) => Expr::Neg(Box::new(rec(*a)?)),
             Expr::Add(xs) => Expr::Add(xs.into_iter().map(&mut rec).collect::<R<_>>()?),

@@ -132,3 +132,45 @@ fn json_has_the_documented_fields() {
     assert_eq!(v["steps"][0]["kind"], "contract");
     assert!(p.to_dot().starts_with("digraph"));
 }
+
+/// The algebra pass can write an inline reduction whose body no longer uses a reduced
+/// index (`sum[j](min(x[i], 0.0))`); the sum still repeats the body once per value of it.
+#[test]
+fn inline_reductions_count_indices_their_body_does_not_use() {
+    fn zero_out_a(e: &tir::Expr) -> tir::Expr {
+        use tir::Expr::*;
+        match e {
+            Access(t, _) if t.0 == 0 => Lit(0.0),
+            Add(xs) => Add(xs.iter().map(zero_out_a).collect()),
+            Mul(xs) => Mul(xs.iter().map(zero_out_a).collect()),
+            Call(b, xs) => Call(*b, xs.iter().map(zero_out_a).collect()),
+            Reduce(op, ids, body) => Reduce(*op, ids.clone(), Box::new(zero_out_a(body))),
+            other => other.clone(),
+        }
+    }
+    let src = "fn f(A: f64[n, m], x: f64[n]) -> (B: f64[n], C: f64[n], D: f64[n]) {
+        B[i] = x[i] * sum[j](min(x[i], A[i, j]))
+        C[i] = x[i] * max[j](exp(x[i] + A[i, j]))
+        D[i] = x[i] + min[j](x[i] * A[i, j])
+    }";
+    let mut sm = SourceMap::new();
+    let id = sm.add("p.tsr", src);
+    let c = check_file(&mut sm, id);
+    assert!(!c.has_errors(), "{}", crate::diag::render_all(&c.diagnostics, &sm, false));
+    let mut f = c.functions[0].clone();
+    for s in &mut f.stmts {
+        s.rhs = zero_out_a(&s.rhs);
+    }
+    tir::verify(&f).unwrap_or_else(|e| panic!("{e}\n{f}"));
+    for (n, m) in [(2, 0), (1, 1), (2, 2), (3, 4)] {
+        let b = bind_dims(&f, &[&[n, m], &[n]], &[]).expect("binds");
+        let opts = PlanOptions { algebra: None, ..PlanOptions::default() };
+        let p = plan(&f, &b, &opts).unwrap_or_else(|e| panic!("{e}"));
+        let x = ndarray::ArrayD::from_shape_fn(vec![n], |ix| ix[0] as f64 - 1.5);
+        let a = ndarray::ArrayD::<f64>::zeros(vec![n, m]);
+        let views = [a.view(), x.view()];
+        let want = evaluate::<f64>(&f, &b, &views, &EvalOptions::default()).expect("direct");
+        let got = evaluate::<f64>(&p.program, &b, &views, &EvalOptions::default()).expect("planned");
+        assert_eq!(want, got, "n = {n}, m = {m}\n{f}\n{p}");
+    }
+}

@@ -494,20 +494,24 @@ impl Emitter<'_> {
                 (false, true) => denom.push(e),
             }
         }
+        // A summed label can vanish from the emitted text (an operand that is constant
+        // along it, such as `min(x[i], 0)` read at [i, j]). A statement reduces only the
+        // indices its text uses and the planner hoists an inline sum by its body's free
+        // indices, so the label's multiplicity goes into the coefficient instead.
+        let mut free = Vec::new();
+        let (summed, summed_den) = if split_out { (&inner_numer, &inner_denom) } else { (&numer, &denom) };
+        summed.iter().chain(summed_den).for_each(|e| e.free_indices(&mut free));
+        let mut kept = Vec::new();
+        for (k, &v) in bound.iter().enumerate() {
+            if free.contains(&v) {
+                kept.push(v);
+            } else {
+                coef *= self.eg.analysis.value(&bound_sizes[k]);
+            }
+        }
         if split_out {
             let body = product(1.0, inner_numer, inner_denom);
-            numer.push(Expr::Reduce(ReduceOp::Sum, bound, Box::new(body)));
-        } else {
-            // A summed label can vanish from the emitted text (an operand that is
-            // constant along it, such as `min(x[i], 0)` read at [i, j]); the statement
-            // then no longer sums over it, so its multiplicity goes into the coefficient.
-            let mut free = Vec::new();
-            numer.iter().chain(&denom).for_each(|e| e.free_indices(&mut free));
-            for (k, v) in bound.iter().enumerate() {
-                if !free.contains(v) {
-                    coef *= self.eg.analysis.value(&bound_sizes[k]);
-                }
-            }
+            numer.push(if kept.is_empty() { body } else { Expr::Reduce(ReduceOp::Sum, kept, Box::new(body)) });
         }
         Ok(product(coef, numer, denom))
     }

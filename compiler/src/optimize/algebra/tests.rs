@@ -779,3 +779,50 @@ fn degenerate_outputs_keep_their_names() {
     assert!(text.contains("Z[i] = 0.0"), "{g}");
     assert!(text.contains("S = 6.0"), "{g}");
 }
+
+/// True when some inline sum of `e` reduces an index its body does not use.
+fn sums_an_unused_index(e: &Expr) -> bool {
+    match e {
+        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) => false,
+        Expr::Reduce(_, ids, body) => {
+            let mut free = Vec::new();
+            body.free_indices(&mut free);
+            ids.iter().any(|i| !free.contains(i)) || sums_an_unused_index(body)
+        }
+        Expr::Neg(a) => sums_an_unused_index(a),
+        Expr::Sub(a, b) | Expr::Div(a, b) => sums_an_unused_index(a) || sums_an_unused_index(b),
+        Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().any(sums_an_unused_index),
+        Expr::Select(..) => false,
+    }
+}
+
+/// A summed index can vanish from the emitted text when the operand that read it is
+/// constant along it (`A[j, i] - A[j, i]` folds to 0, leaving `min(x[i], 0)` read at
+/// [i, j]). Its multiplicity must survive, also when the sum sits under a product, a
+/// call or a quotient, and through temporaries: the rewritten function, and the plan
+/// built from it, must both still count it.
+#[test]
+fn summed_indices_that_vanish_keep_their_multiplicity() {
+    let bodies = [
+        "B[i] = x[i] * min(x[i], A[j, i] - A[j, i])",
+        "B[i] = min(x[i], A[j, i] - A[j, i])",
+        "B[i] = x[i] * max(x[i], A[j, i] - A[j, i])",
+        "B[i] = x[i] * exp(x[i] + A[j, i] - A[j, i])",
+        "B[i] = x[i] / (2 + x[i] * x[i] + A[j, i] - A[j, i])",
+        "B[i] = x[i] * sum[k](min(x[i], A[j, k] - A[j, k]))",
+        "B[i] = exp(sum[j](min(x[i], A[j, i] - A[j, i])))",
+        "B[i] = x[i] * min(x[i], A[j, i] - A[j, i]) + x[i] * x[i] * min(x[i], A[j, i] - A[j, i])",
+        "T[i, j] = min(x[i], A[j, i] - A[j, i])\n B[i] = x[i] * T[i, j] + exp(x[i]) * T[i, j]",
+        "T[i, j] = max(x[i], A[j, i] - A[j, i])\n U[i] = x[i] * T[i, j]\n B[i] = U[i] * exp(T[i, j])",
+    ];
+    for body in bodies {
+        let src = format!("fn f(A: f64[n, n], x: f64[n]) -> B: f64[n] {{\n {body}\n}}");
+        for n in [1, 2, 3] {
+            let (f, g, _) = run(&src, &[("n", n)], false);
+            assert!(!g.stmts.iter().any(|s| sums_an_unused_index(&s.rhs)), "n = {n}:\n{g}");
+            let b = bind(&f, &[("n", n)]);
+            let p = crate::plan::plan(&f, &b, &crate::plan::PlanOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+            assert_same(&f, &p.program, &b, 5, false);
+        }
+    }
+}
