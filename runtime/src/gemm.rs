@@ -68,7 +68,7 @@ impl GemmDesc {
 }
 
 /// An element type the GEMM library handles: `f32` or `f64` (sealed through [`Element`]).
-pub trait GemmScalar: Element + Copy + Send + Sync + 'static {}
+pub trait GemmScalar: Element + Copy + Send + Sync + std::ops::Add<Output = Self> + 'static {}
 impl GemmScalar for f32 {}
 impl GemmScalar for f64 {}
 
@@ -119,6 +119,12 @@ pub unsafe fn gemm<T: GemmScalar>(
     let alpha = T::from_f64(d.alpha);
     let ptrs = Ptrs { a, b, c };
 
+    let sums = reductions.iter().fold(1usize, |acc, l| acc.saturating_mul(l.extent));
+    if regions == 1 && use_parallel_sums(threads, sums, work, d.m.saturating_mul(d.n)) {
+        // SAFETY: forwarded from the caller.
+        unsafe { parallel_sums(&d, &reductions, ptrs, sums, alpha, threads) };
+        return;
+    }
     if use_parallel_outer(threads, regions, work) {
         // More chunks than threads lets idle threads steal, but only when the caller
         // allows the whole pool; otherwise one chunk per allowed thread bounds concurrency.
@@ -162,6 +168,86 @@ pub unsafe fn gemm<T: GemmScalar>(
                 par,
             )
         }
+    }
+}
+
+/// Whether to split the reduction iterations of a single C over threads, each summing
+/// into a private copy of C: worth it when there are several small GEMMs per thread (one
+/// threaded call per iteration would mostly synchronise) and C is small enough to copy.
+fn use_parallel_sums(threads: usize, sums: usize, work_per_gemm: usize, c_len: usize) -> bool {
+    threads > 1 && sums >= 2 * threads && work_per_gemm < 8 * gemm::get_threading_threshold() && c_len <= 1 << 22
+}
+
+/// Runs the reduction iterations of one C region in `threads` contiguous chunks: the
+/// first sums straight into C, the others into zero-initialised private row-major
+/// partials, which are then added to C.
+///
+/// # Safety
+/// As for [`gemm()`] with a single region.
+unsafe fn parallel_sums<T: GemmScalar>(d: &GemmDesc, reductions: &[GemmLoop], ptrs: Ptrs<T>, sums: usize, alpha: T, threads: usize) {
+    let chunks = threads.min(sums);
+    let (m, n) = (d.m, d.n);
+    let mut partials: Vec<Vec<T>> = (1..chunks).map(|_| vec![T::ZERO; m * n]).collect();
+    let private = PartialPtrs(partials.iter_mut().map(|p| p.as_mut_ptr()).collect());
+    let bounds = |t: usize| (sums * t / chunks, sums * (t + 1) / chunks);
+    pool::parallel_for_max_chunks(chunks, 1, chunks, &|begin, end| {
+        for t in begin..end {
+            let (lo, hi) = bounds(t);
+            let (a, b, c) = ptrs.get();
+            // Chunk 0 writes C as the caller asked; the others own a row-major partial.
+            let (c, desc, first_reads) = if t == 0 {
+                (c, *d, d.accumulate)
+            } else {
+                (private.get(t - 1), GemmDesc { c_rs: n as isize, c_cs: 1, ..*d }, false)
+            };
+            let mut red = Odometer::at(reductions, lo);
+            let mut read_dst = first_reads;
+            for _ in lo..hi {
+                let [oa, ob, oc] = red.off;
+                // SAFETY: reduction iterations stay inside A and B by the caller's
+                // contract; the partials are m×n row-major, written by one thread.
+                unsafe {
+                    one_gemm(
+                        &desc,
+                        a.wrapping_offset(oa),
+                        b.wrapping_offset(ob),
+                        if t == 0 { c.wrapping_offset(oc) } else { c },
+                        read_dst,
+                        alpha,
+                        Parallelism::None,
+                    )
+                };
+                read_dst = true;
+                red.advance();
+            }
+        }
+    });
+    let (_, _, c) = ptrs.get();
+    for p in &partials {
+        for i in 0..m {
+            for j in 0..n {
+                let at = (i as isize).wrapping_mul(d.c_rs).wrapping_add((j as isize).wrapping_mul(d.c_cs));
+                // SAFETY: (i, j) is an element of C, inside its allocation.
+                unsafe {
+                    let dst = c.wrapping_offset(at);
+                    *dst = *dst + p[i * n + j];
+                }
+            }
+        }
+    }
+}
+
+/// The private partials of [`parallel_sums`], one per chunk after the first.
+struct PartialPtrs<T>(Vec<*mut T>);
+
+// SAFETY: each partial is written by the one thread that runs its chunk.
+unsafe impl<T: Send> Send for PartialPtrs<T> {}
+// SAFETY: see `Send`.
+unsafe impl<T: Send> Sync for PartialPtrs<T> {}
+
+impl<T> PartialPtrs<T> {
+    fn get(&self, k: usize) -> *mut T {
+        self.0[k]
     }
 }
 

@@ -363,6 +363,22 @@ fn reduction_outer_loops() {
 }
 
 #[test]
+fn many_reductions_split_over_threads() {
+    // Enough reduction iterations of one C for the parallel-sums path: partial C tiles
+    // per thread, added at the end. C is column-major to check the final addition.
+    let (m, n, k) = (7, 5, 3);
+    for alpha in [1.0, -0.5] {
+        for accumulate in [false, true] {
+            let case = Case::new(GemmDesc { c_rs: 1, c_cs: m as isize, alpha, accumulate, ..rm(m, n, k) })
+                .with_loop(9, (m * k) as isize, (k * n) as isize, 0)
+                .with_loop(2, (9 * m * k) as isize, 1, 0);
+            check_both(&case, 2);
+            check::<f64>(&case, 2, if accumulate { None } else { Some(f64::NAN) }).unwrap();
+        }
+    }
+}
+
+#[test]
 fn accumulate_and_alpha() {
     for alpha in [1.0, 2.5, -0.5, 0.0] {
         for accumulate in [false, true] {

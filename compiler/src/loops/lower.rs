@@ -437,6 +437,13 @@ impl Lowerer<'_> {
         if (m.extent < 4 || n.extent < 4) && m.extent * n.extent * k.extent < 65536 {
             return Ok(None);
         }
+        // A matrix-vector product reading the matrix along K is one streaming dot product
+        // per row: generated loops run it at memory speed on every thread, where a GEMM
+        // library call with one column does not.
+        let single = others.is_empty() && ms.is_empty() && ns.is_empty() && ks.is_empty();
+        if single && ((n.extent == 1 && k.a.abs() == 1) || (m.extent == 1 && k.b.abs() == 1)) {
+            return Ok(None);
+        }
         for x in others.iter().map(|x| x.1).chain(ms).chain(ns).chain(ks) {
             outer.push(GemmLoop { extent: x.extent, stride_a: x.a as isize, stride_b: x.b as isize, stride_c: x.c as isize });
         }
