@@ -894,7 +894,8 @@ fn plans_reach_the_expected_cost() {
 #[test]
 fn plans_from_algebra_and_slicing() {
     // (module, function, dims, FLOPs of the expected plan, memory limit, largest intermediate)
-    let cases: &[(&str, &str, Dims, f64, Option<u64>, u64)] = &[
+    type Case = (&'static str, &'static str, Dims, f64, Option<u64>, u64);
+    let cases: &[Case] = &[
         // Softmax attention sliced over query rows: tile-sized buffers, no extra work.
         ("attention", "softmax", &[("n", 256), ("m", 256), ("d", 64), ("e", 64)], 1.8e7, Some(64 * 1024), 64 * 256 * 4),
         // Exact tensor attention: never all of S (n³); the per-i slices cost nothing extra.

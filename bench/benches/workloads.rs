@@ -6,8 +6,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use tessera::{CallOptions, Module};
 
-/// (stdlib module, function, dims) at sizes that take about a millisecond or more.
-const ROWS: &[(&str, &str, &[(&str, u64)])] = &[
+/// A stdlib module, one of its functions, and the dims to run it at.
+type Row = (&'static str, &'static str, &'static [(&'static str, u64)]);
+
+/// Sizes that take about a millisecond or more.
+const ROWS: &[Row] = &[
     ("attention", "softmax", &[("n", 1024), ("m", 1024), ("d", 64), ("e", 64)]),
     ("attention", "causal", &[("n", 1024), ("d", 64), ("e", 64)]),
     ("tensor_attention", "exact", &[("n", 64), ("m1", 64), ("m2", 64), ("d", 32), ("e", 32)]),

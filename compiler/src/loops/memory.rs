@@ -34,8 +34,8 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 pub(super) fn localize(p: &mut Program) {
     let life = lifetimes(p);
     let elem = p.dtype.size_of();
-    for b in 0..p.bufs.len() {
-        let (BufKind::Temp { .. }, Some((first, last))) = (&p.bufs[b].kind, life[b]) else { continue };
+    for (b, life) in life.iter().enumerate() {
+        let (BufKind::Temp { .. }, Some((first, last))) = (&p.bufs[b].kind, *life) else { continue };
         if first != last {
             continue;
         }

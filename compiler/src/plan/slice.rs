@@ -268,8 +268,7 @@ pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<
 /// loop to just before the loop, so they run once instead of once per iteration; then
 /// recomputes every slice's range and extra cost.
 fn hoist_invariants(plan: &mut Plan, c: &mut Classes, chosen: &mut [(usize, Slice)]) {
-    for n in 0..chosen.len() {
-        let class = chosen[n].0;
+    for &(class, _) in chosen.iter() {
         let axes = step_axes(plan);
         let touching: Vec<usize> = (0..axes.len())
             .filter(|&k| axes[k].iter().any(|&(t, a, _)| c.root(c.base[t.index()] + a) == class))

@@ -246,7 +246,7 @@ impl Binder<'_> {
             }
             return Err(unsolvable(format!("which cannot be {size_str} because the known part of it is {known_part}")));
         }
-        if got % known != 0 {
+        if !got.is_multiple_of(known) {
             return Err(unsolvable(format!(
                 "which is not a multiple of {known_part}, so dim {name} cannot be found from {size_str}"
             )));

@@ -71,7 +71,7 @@ impl Size {
 
     /// `self / other` if it divides exactly as a symbolic product.
     pub fn div(&self, other: &Size) -> Option<Size> {
-        if other.coeff == 0 || self.coeff % other.coeff != 0 {
+        if other.coeff == 0 || !self.coeff.is_multiple_of(other.coeff) {
             return None;
         }
         let mut syms = self.syms.clone();
