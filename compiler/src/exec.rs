@@ -7,7 +7,7 @@
 
 use crate::codegen::clif::{self, CompiledKernel, JitModule, JitOptions};
 use crate::eval::Scalar;
-use crate::loops::{self, BufKind, Kernel, Program, Stmt};
+use crate::loops::{self, BufKind, Kernel, Program, Stmt, TileGroup, TileRole};
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 use std::time::Instant;
 use tessera_runtime::gemm::gemm;
@@ -173,40 +173,23 @@ impl Executable {
                 BufKind::Output(i) => outs[*i].as_mut_ptr() as *mut u8,
                 BufKind::Temp { slot } => slots[*slot].as_mut_ptr(),
                 BufKind::Const(_) => self.consts[k].as_ref().map_or(std::ptr::null_mut(), |c| c.as_ptr() as *mut u8),
-                // Kernels keep their scratch rows on their own stacks.
-                BufKind::Scratch => std::ptr::null_mut(),
+                // Kernels keep their scratch rows on their own stacks, and tile groups
+                // point tile buffers at each thread's tiles.
+                BufKind::Scratch | BufKind::Tile { .. } => std::ptr::null_mut(),
             });
         }
         let threads = tessera_runtime::threads();
-        for (k, kern) in p.kernels.iter().enumerate() {
-            match (kern, &kernels[k]) {
-                (Kernel::Gemm(g), _) => {
-                    let (desc, outer) = gemm_args(g);
-                    // SAFETY: the verifier proved every address of this GEMM inside its
-                    // buffers, and the pointers come from allocations of those sizes.
-                    // The element type is T, which is f32 or f64 as `p.dtype` says.
-                    let (a, b, c) = (args[g.a.index()], args[g.b.index()], args[g.c.index()]);
-                    unsafe {
-                        match p.dtype {
-                            DType::F32 => gemm::<f32>(&desc, &outer, a as *const f32, b as *const f32, c as *mut f32, threads),
-                            DType::F64 => gemm::<f64>(&desc, &outer, a as *const f64, b as *const f64, c as *mut f64, threads),
-                        }
-                    };
-                }
-                (Kernel::Loops(_), Some(ck)) => {
-                    let f = ck.func();
-                    let argp = args.as_ptr();
-                    match ck.parallel_extent() {
-                        // SAFETY: the kernel reads and writes only inside its buffers (the
-                        // verifier checked every address); chunks of a parallel loop
-                        // write disjoint memory; `args` outlives the call.
-                        Some(n) => unsafe { tessera_runtime::tessera_rt_parallel_for(f, argp, n, self.grains[k]) },
-                        // SAFETY: as above, on one thread.
-                        None => unsafe { f(argp, 0, 1) },
-                    }
-                }
-                (Kernel::Loops(_), None) => return Err(ExecError::Internal(format!("kernel {k} was not compiled"))),
+        let mut k = 0;
+        while k < p.kernels.len() {
+            if let Some(g) = p.tile_group_at(k) {
+                self.run_tiles(g, &args, kernels)?;
+                k = g.last + 1;
+                continue;
             }
+            // SAFETY: `args` holds a live buffer of the right size for every buffer the
+            // kernel uses (tile buffers are only used inside tile groups).
+            unsafe { self.run_kernel(k, &args, kernels, threads, None)? };
+            k += 1;
         }
         if let Ok(mut s) = self.spare.lock() {
             if s.len() < 2 {
@@ -215,6 +198,136 @@ impl Executable {
         }
         // SAFETY: every output element was written by a kernel (see above).
         Ok(outs.into_iter().map(|o| unsafe { o.assume_init() }).collect())
+    }
+}
+
+impl Executable {
+    /// Runs kernel `k`: a GEMM on the runtime (restricted to rows `tile.0..tile.1` of its
+    /// sliced dimension inside a tile group), or a loop kernel over its parallel loop
+    /// (those rows only, in a tile group; else split over the pool).
+    ///
+    /// # Safety
+    /// Every buffer the kernel touches must be live in `args` at its full extent, or for
+    /// tile buffers at the rows of the tile.
+    unsafe fn run_kernel(
+        &self,
+        k: usize,
+        args: &[*mut u8],
+        kernels: &[Option<CompiledKernel>],
+        threads: usize,
+        tile: Option<(usize, usize, TileRole)>,
+    ) -> Result<(), ExecError> {
+        let p = &self.program;
+        match (&p.kernels[k], &kernels[k]) {
+            (Kernel::Gemm(g), _) => {
+                let (mut desc, outer) = gemm_args(g);
+                let (mut a, mut b, mut c) = (args[g.a.index()], args[g.b.index()], args[g.c.index()]);
+                let elem = p.dtype.size_of() as isize;
+                if let Some((lo, hi, role)) = tile {
+                    let at = |ptr: *mut u8, stride: isize| ptr.wrapping_offset(lo as isize * stride * elem);
+                    match role {
+                        TileRole::M => {
+                            desc.m = hi - lo;
+                            a = at(a, desc.a_rs);
+                            c = at(c, desc.c_rs);
+                        }
+                        TileRole::N => {
+                            desc.n = hi - lo;
+                            b = at(b, desc.b_cs);
+                            c = at(c, desc.c_cs);
+                        }
+                    }
+                }
+                // SAFETY: the verifier proved every address of this GEMM inside its
+                // buffers, a tile's rows are a part of them, and the element type is
+                // the one `p.dtype` says.
+                unsafe {
+                    match p.dtype {
+                        DType::F32 => gemm::<f32>(&desc, &outer, a as *const f32, b as *const f32, c as *mut f32, threads),
+                        DType::F64 => gemm::<f64>(&desc, &outer, a as *const f64, b as *const f64, c as *mut f64, threads),
+                    }
+                };
+            }
+            (Kernel::Loops(_), Some(ck)) => {
+                let f = ck.func();
+                let argp = args.as_ptr();
+                match (tile, ck.parallel_extent()) {
+                    // SAFETY: the kernel reads and writes only inside its buffers (the
+                    // verifier checked every address) and a tile's rows of them.
+                    (Some((lo, hi, _)), _) => unsafe { f(argp, lo, hi) },
+                    // SAFETY: as above; chunks of a parallel loop write disjoint memory.
+                    (None, Some(n)) => unsafe { tessera_runtime::tessera_rt_parallel_for(f, argp, n, self.grains[k]) },
+                    // SAFETY: as above, on one thread.
+                    (None, None) => unsafe { f(argp, 0, 1) },
+                }
+            }
+            (Kernel::Loops(_), None) => return Err(ExecError::Internal(format!("kernel {k} was not compiled"))),
+        }
+        Ok(())
+    }
+
+    /// Runs a tile group: tiles of rows in parallel, each thread with its own tile
+    /// buffers, every kernel of the group on one tile before the next tile starts.
+    fn run_tiles(&self, g: &TileGroup, args: &[*mut u8], kernels: &[Option<CompiledKernel>]) -> Result<(), ExecError> {
+        let p = &self.program;
+        let elem = p.dtype.size_of();
+        let rows_of = |b: &loops::BufId| if let BufKind::Tile { row } = p.buf(*b).kind { row } else { 0 };
+        let tiles = g.extent.div_ceil(g.tile.max(1));
+        let shared = SharedArgs(args.to_vec());
+        let failed = std::sync::Mutex::new(None);
+        tessera_runtime::parallel_for(tiles, 1, &|t0, t1| {
+            let mut local = Vec::new();
+            for b in &g.local {
+                match AlignedBuf::zeroed(rows_of(b) * g.tile * elem) {
+                    Ok(buf) => local.push(buf),
+                    Err(e) => {
+                        if let Ok(mut f) = failed.lock() {
+                            *f = Some(ExecError::Memory(format!("tiles: {e}")));
+                        }
+                        return;
+                    }
+                }
+            }
+            let mut args = shared.copy();
+            for t in t0..t1 {
+                let lo = t * g.tile;
+                let hi = (lo + g.tile).min(g.extent);
+                // A tile buffer holds rows lo..hi; its base is set so that the kernels'
+                // whole-buffer addresses of those rows land in it.
+                for (b, buf) in g.local.iter().zip(&mut local) {
+                    args[b.index()] = buf.as_mut_ptr().wrapping_sub(lo * rows_of(b) * elem);
+                }
+                for (n, k) in (g.first..=g.last).enumerate() {
+                    let role = g.roles.get(n).copied().flatten().unwrap_or(TileRole::M);
+                    // SAFETY: the group's kernels touch only rows lo..hi of tile buffers
+                    // (checked when the group was formed) and whole shared buffers.
+                    if let Err(e) = unsafe { self.run_kernel(k, &args, kernels, 1, Some((lo, hi, role))) } {
+                        if let Ok(mut f) = failed.lock() {
+                            *f = Some(e);
+                        }
+                        return;
+                    }
+                }
+            }
+        });
+        match failed.into_inner() {
+            Ok(Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The argument array shared by the threads of a tile group, each of which copies it.
+struct SharedArgs(Vec<*mut u8>);
+
+// SAFETY: the pointers are only copied by the threads; what each thread writes through
+// them is disjoint (rows of different tiles, or its own tile buffers).
+unsafe impl Sync for SharedArgs {}
+
+impl SharedArgs {
+    /// A copy for one thread; a method, so closures capture the `Sync` wrapper.
+    fn copy(&self) -> Vec<*mut u8> {
+        self.0.clone()
     }
 }
 

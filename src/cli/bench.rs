@@ -112,7 +112,7 @@ fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliE
         compile_ms: c.compile_ms,
         times,
         flops: c.plan.flops,
-        temp_bytes: p.temp_bytes(),
+        temp_bytes: p.temp_bytes(tessera::threads()),
         output_bytes: bytes(&p.outputs),
         input_bytes: bytes(&p.inputs),
     })

@@ -47,7 +47,9 @@ pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>,
                 mem.push(v.iter().map(|&x| T::from_f64(x)).collect());
                 mem.len() - 1
             }
-            BufKind::Scratch => {
+            // The interpreter runs tile groups over all rows at once, so a tile buffer
+            // is the whole intermediate.
+            BufKind::Scratch | BufKind::Tile { .. } => {
                 mem.push(vec![T::nan(); b.len()]);
                 mem.len() - 1
             }

@@ -97,8 +97,10 @@ pub fn lower(plan: &Plan, opts: &LowerOptions) -> R<Program> {
         inputs,
         outputs,
         kernels,
+        tiles: Vec::new(),
     };
     if opts.fuse {
+        super::memory::tile_groups(&mut p);
         super::memory::localize(&mut p);
     }
     super::memory::plan_slots(&mut p);

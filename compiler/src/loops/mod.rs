@@ -69,6 +69,10 @@ pub enum BufKind {
     /// Memory private to each invocation of the one kernel that uses it (a row of an
     /// intermediate that row fusion keeps per thread); a backend puts it on the stack.
     Scratch,
+    /// An intermediate of a tile group, whose kernels run tile by tile of rows: each
+    /// thread keeps only the rows of its current tile, `row` elements each. Addresses in
+    /// the kernels stay those of the whole buffer (rows are the outermost dimension).
+    Tile { row: usize },
 }
 
 /// A dense row-major buffer of the program's dtype.
@@ -102,6 +106,31 @@ pub struct Program {
     pub outputs: Vec<BufId>,
     /// Run in order.
     pub kernels: Vec<Kernel>,
+    /// Runs of kernels that execute tile by tile of a shared row index.
+    pub tiles: Vec<TileGroup>,
+}
+
+/// Which dimension of a GEMM in a tile group runs over the group's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TileRole {
+    M,
+    N,
+}
+
+/// Kernels `first..=last` run once per tile of `tile` rows of an index of `extent`
+/// (tiles in parallel, one thread each): loop kernels over their parallel loop's rows of
+/// the tile, GEMMs over the tile's slice of their `roles` dimension. Intermediates that
+/// only the group uses are `BufKind::Tile`, so no thread holds more than a tile of them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TileGroup {
+    pub first: usize,
+    pub last: usize,
+    pub extent: usize,
+    pub tile: usize,
+    /// For each kernel of the group, the sliced dimension of a GEMM (None for loops).
+    pub roles: Vec<Option<TileRole>>,
+    /// The group's `BufKind::Tile` intermediates.
+    pub local: Vec<BufId>,
 }
 
 impl Program {
@@ -109,9 +138,24 @@ impl Program {
         &self.bufs[b.index()]
     }
 
-    /// Bytes of all memory slots together: the peak memory of intermediates.
-    pub fn temp_bytes(&self) -> usize {
-        self.slots.iter().sum::<usize>() * self.dtype.size_of()
+    /// Bytes of all memory slots together, plus one tile of each tile-group intermediate
+    /// per thread: the peak memory of intermediates.
+    pub fn temp_bytes(&self, threads: usize) -> usize {
+        let row = |b: &BufId| if let BufKind::Tile { row } = self.buf(*b).kind { row } else { 0 };
+        let tiles: usize = self
+            .tiles
+            .iter()
+            .map(|g| {
+                let rows: usize = g.local.iter().map(row).sum();
+                rows * g.tile.min(g.extent) * threads.min(g.extent.div_ceil(g.tile.max(1))).max(1)
+            })
+            .sum();
+        (self.slots.iter().sum::<usize>() + tiles) * self.dtype.size_of()
+    }
+
+    /// The tile group that starts at kernel `k`, if any.
+    pub fn tile_group_at(&self, k: usize) -> Option<&TileGroup> {
+        self.tiles.iter().find(|g| g.first == k)
     }
 }
 

@@ -13,15 +13,26 @@ impl fmt::Display for Program {
                 BufKind::Temp { slot } => format!("temp, slot {slot}"),
                 BufKind::Const(_) => "const".to_string(),
                 BufKind::Scratch => "scratch, per thread".to_string(),
+                BufKind::Tile { row } => format!("tile rows of {row}, per thread"),
             };
             writeln!(f, "  buf {} {}{:?}  {kind}", BufId(k as u32), b.name, b.shape)?;
         }
         if !self.slots.is_empty() {
             let slots: Vec<String> = self.slots.iter().map(|s| s.to_string()).collect();
-            writeln!(f, "  slots [{}] elements ({} bytes)", slots.join(", "), self.temp_bytes())?;
+            let bytes = self.slots.iter().sum::<usize>() * self.dtype.size_of();
+            writeln!(f, "  slots [{}] elements ({bytes} bytes)", slots.join(", "))?;
         }
         for (k, kern) in self.kernels.iter().enumerate() {
             writeln!(f)?;
+            if let Some(g) = self.tile_group_at(k) {
+                let roles: Vec<String> = g
+                    .roles
+                    .iter()
+                    .zip(g.first..=g.last)
+                    .filter_map(|(r, k)| r.map(|r| format!("kernel {k} slices {}", if r == TileRole::M { "m" } else { "n" })))
+                    .collect();
+                writeln!(f, "tiles of {} rows of {}, kernels {}..={} ({})", g.tile, g.extent, g.first, g.last, roles.join(", "))?;
+            }
             match kern {
                 Kernel::Gemm(g) => print_gemm(f, self, k, g)?,
                 Kernel::Loops(l) => print_loops(f, self, k, l)?,

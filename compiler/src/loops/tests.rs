@@ -167,7 +167,23 @@ fn verifier_rejects_out_of_bounds_and_races() {
     if let Kernel::Gemm(g) = &mut bad.kernels[0] {
         g.m += 1;
     }
+    // The GEMM no longer runs over the tile group's rows...
+    assert!(!bad.tiles.is_empty(), "{bad}");
+    assert!(verify(&bad).unwrap_err().contains("tiles"), "{bad}");
+    // ...and, outside any group, reads and writes past its buffers.
+    let tiles = std::mem::take(&mut bad.tiles);
+    for b in &mut bad.bufs {
+        if let BufKind::Tile { .. } = b.kind {
+            b.kind = BufKind::Temp { slot: 0 };
+        }
+    }
+    bad.slots = vec![bad.bufs.iter().map(|b| b.len()).max().unwrap_or(0)];
     assert!(verify(&bad).unwrap_err().contains("outside"), "{bad}");
+    // A tile buffer used outside its group is refused.
+    let mut stray = prog.clone();
+    stray.tiles.iter_mut().for_each(|g| g.local.clear());
+    assert!(verify(&stray).unwrap_err().contains("outside its tile group"), "{stray}");
+    assert!(!tiles.is_empty());
     let k = prog.kernels.iter().position(|k| matches!(k, Kernel::Loops(_))).expect("a loop kernel");
     if let Kernel::Loops(l) = &mut prog.kernels[k] {
         fn strip(s: &mut [Stmt]) {

@@ -30,6 +30,7 @@ pub fn verify(p: &Program) -> Result<(), String> {
             return Err(format!("argument or result {b} does not exist"));
         }
     }
+    tile_groups(p)?;
     let mut scratch_user: Vec<Option<usize>> = vec![None; p.bufs.len()];
     for (k, kern) in p.kernels.iter().enumerate() {
         let used: Vec<BufId> = match kern {
@@ -58,6 +59,44 @@ pub fn verify(p: &Program) -> Result<(), String> {
             Kernel::Loops(l) => loops(p, l),
         };
         r.map_err(|e| format!("kernel {k}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// Tile groups cover runs of kernels that can run on a tile of rows, and tile buffers are
+/// used only inside their group.
+fn tile_groups(p: &Program) -> Result<(), String> {
+    for (n, g) in p.tiles.iter().enumerate() {
+        if g.first > g.last || g.last >= p.kernels.len() || g.roles.len() != g.last - g.first + 1 || g.tile == 0 {
+            return Err(format!("tile group {n} is malformed: {g:?}"));
+        }
+        for (k, role) in (g.first..=g.last).zip(&g.roles) {
+            let ok = match (&p.kernels[k], role) {
+                (Kernel::Gemm(gm), Some(TileRole::M)) => gm.outer.is_empty() && gm.m == g.extent,
+                (Kernel::Gemm(gm), Some(TileRole::N)) => gm.outer.is_empty() && gm.n == g.extent,
+                (Kernel::Loops(l), None) => l.parallel_loop().is_some_and(|(_, e)| e == g.extent),
+                _ => false,
+            };
+            if !ok {
+                return Err(format!("kernel {k} cannot run by tiles of tile group {n}"));
+            }
+        }
+    }
+    for (k, kern) in p.kernels.iter().enumerate() {
+        let used: Vec<BufId> = match kern {
+            Kernel::Gemm(g) => vec![g.a, g.b, g.c],
+            Kernel::Loops(l) => {
+                let (r, w) = l.buffers();
+                r.into_iter().chain(w).collect()
+            }
+        };
+        for b in used {
+            if matches!(p.bufs.get(b.index()).map(|x| &x.kind), Some(BufKind::Tile { .. }))
+                && !p.tiles.iter().any(|g| (g.first..=g.last).contains(&k) && g.local.contains(&b))
+            {
+                return Err(format!("kernel {k} uses tile buffer {} outside its tile group", p.buf(b).name));
+            }
+        }
     }
     Ok(())
 }

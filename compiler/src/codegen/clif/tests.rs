@@ -44,6 +44,11 @@ fn run<T: Scalar + GemmScalar>(
                 mem.push(Vec::new());
                 mem.len() - 1
             }
+            // Kernels run flat here, over all rows, so a tile buffer is whole.
+            BufKind::Tile { .. } => {
+                mem.push(vec![nan; b.len()]);
+                mem.len() - 1
+            }
         });
     }
     let ptrs: Vec<*mut T> = mem.iter_mut().map(|v| v.as_mut_ptr()).collect();
@@ -337,6 +342,7 @@ fn program(dtype: DType, bufs: Vec<Buffer>, kernels: Vec<LoopKernel>) -> Program
         inputs,
         outputs,
         kernels: kernels.into_iter().map(Kernel::Loops).collect(),
+        tiles: Vec::new(),
     }
 }
 
