@@ -102,6 +102,7 @@ pub fn lower(plan: &Plan, opts: &LowerOptions) -> R<Program> {
     if opts.fuse {
         super::memory::tile_groups(&mut p);
         super::memory::localize(&mut p);
+        super::memory::fuse_siblings(&mut p);
     }
     super::memory::plan_slots(&mut p);
     if let Err(e) = verify(&p) {

@@ -199,3 +199,20 @@ fn verifier_rejects_out_of_bounds_and_races() {
     }
     assert!(verify(&prog).unwrap_err().contains("race"), "{prog}");
 }
+
+#[test]
+fn a_map_and_the_sum_after_it_share_one_loop() {
+    let prog = check_against_oracle(
+        "fn f(x: f64[n, d]) -> (c: f64[n, d], v: f64[n]) {
+            c[i, j] = x[i, j] - 1
+            v[i] = c[i, j] * c[i, j]
+        }",
+        &[("n", 4), ("d", 8)],
+        &LowerOptions::default(),
+    );
+    let Kernel::Loops(k) = &prog.kernels[0] else { panic!("{prog}") };
+    let [Stmt::For { body, .. }] = k.body.as_slice() else { panic!("{prog}") };
+    let inner: Vec<&Stmt> = body.iter().filter(|s| matches!(s, Stmt::For { .. })).collect();
+    let [Stmt::For { body: fused, .. }] = inner.as_slice() else { panic!("two passes over the row:\n{prog}") };
+    assert!(fused.iter().any(|s| matches!(s, Stmt::Store { .. })) && fused.iter().any(|s| matches!(s, Stmt::Update { .. })), "{prog}");
+}
