@@ -120,6 +120,13 @@ pub unsafe fn gemm<T: GemmScalar>(
     let ptrs = Ptrs { a, b, c };
 
     let sums = reductions.iter().fold(1usize, |acc, l| acc.saturating_mul(l.extent));
+    let k_total = d.k.saturating_mul(sums);
+    let packed = d.m.saturating_add(d.n).saturating_mul(k_total);
+    if regions == 1 && sums > 1 && d.m.saturating_mul(d.n) >= 1 << 16 && packed <= 1 << 24 {
+        // SAFETY: forwarded from the caller.
+        unsafe { packed_sums(&d, &reductions, ptrs, sums, alpha, threads) };
+        return;
+    }
     if regions == 1 && use_parallel_sums(threads, sums, work, d.m.saturating_mul(d.n)) {
         // SAFETY: forwarded from the caller.
         unsafe { parallel_sums(&d, &reductions, ptrs, sums, alpha, threads) };
@@ -235,6 +242,51 @@ unsafe fn parallel_sums<T: GemmScalar>(d: &GemmDesc, reductions: &[GemmLoop], pt
             }
         }
     }
+}
+
+/// Runs the reduction iterations of one large C as a single GEMM over the merged K: A's
+/// slices are copied side by side into one m×(k·sums) matrix and B's into one
+/// (k·sums)×n matrix. Reduction axes that do not merge in memory (`A[m, i, r]` summed
+/// over m and r) would otherwise mean `sums` passes over C; the copies cost far less.
+///
+/// # Safety
+/// As for [`gemm()`] with a single region.
+unsafe fn packed_sums<T: GemmScalar>(d: &GemmDesc, reductions: &[GemmLoop], ptrs: Ptrs<T>, sums: usize, alpha: T, threads: usize) {
+    let (m, n, k) = (d.m, d.n, d.k);
+    let kt = k * sums;
+    let mut pa = vec![T::ZERO; m * kt];
+    let mut pb = vec![T::ZERO; kt * n];
+    let (a, b, c) = ptrs.get();
+    // Each packed operand is laid out so that the copy reads its source along the
+    // smaller stride (a transposing copy is slow in the other order).
+    let a_col = d.a_rs.unsigned_abs() <= d.a_cs.unsigned_abs();
+    let b_row = d.b_cs.unsigned_abs() <= d.b_rs.unsigned_abs();
+    let (a_rs, a_cs) = if a_col { (1, m as isize) } else { (kt as isize, 1) };
+    let (b_rs, b_cs) = if b_row { (n as isize, 1) } else { (1, kt as isize) };
+    let mut red = Odometer::at(reductions, 0);
+    for s in 0..sums {
+        let [oa, ob, _] = red.off;
+        for kk in 0..k {
+            let row = s * k + kk;
+            for i in 0..m {
+                let at = oa.wrapping_add((i as isize).wrapping_mul(d.a_rs)).wrapping_add((kk as isize).wrapping_mul(d.a_cs));
+                // SAFETY: an element of A at a reduction iteration, inside A by the
+                // caller's contract.
+                pa[(i as isize * a_rs + row as isize * a_cs) as usize] = unsafe { *a.wrapping_offset(at) };
+            }
+            for j in 0..n {
+                let at = ob.wrapping_add((kk as isize).wrapping_mul(d.b_rs)).wrapping_add((j as isize).wrapping_mul(d.b_cs));
+                // SAFETY: as for A.
+                pb[(row as isize * b_rs + j as isize * b_cs) as usize] = unsafe { *b.wrapping_offset(at) };
+            }
+        }
+        red.advance();
+    }
+    let desc = GemmDesc { k: kt, a_rs, a_cs, b_rs, b_cs, ..*d };
+    let par = if threads <= 1 { Parallelism::None } else { Parallelism::Rayon(threads) };
+    // SAFETY: the packed operands have exactly the extents the descriptor reads; C is
+    // the caller's, written as for one GEMM.
+    unsafe { one_gemm(&desc, pa.as_ptr(), pb.as_ptr(), c, d.accumulate, alpha, par) };
 }
 
 /// The private partials of [`parallel_sums`], one per chunk after the first.

@@ -379,6 +379,20 @@ fn many_reductions_split_over_threads() {
 }
 
 #[test]
+fn reductions_of_a_large_c_are_packed_into_one_gemm() {
+    // m·n reaches the packed path: the reduction slices of A and B are copied side by
+    // side and multiplied once. A is read transposed (m stride 1), as in eggroll's update.
+    let (m, n, k) = (256, 257, 3);
+    for accumulate in [false, true] {
+        let case = Case::new(GemmDesc { a_rs: 1, a_cs: (m * 2) as isize, accumulate, alpha: 0.5, ..rm(m, n, k) })
+            .with_loop(2, m as isize, (k * n) as isize, 0)
+            .with_loop(3, (m * 2 * k) as isize, (2 * k * n) as isize, 0);
+        check_both(&case, 2);
+        check::<f64>(&case, 1, if accumulate { None } else { Some(f64::NAN) }).unwrap();
+    }
+}
+
+#[test]
 fn accumulate_and_alpha() {
     for alpha in [1.0, 2.5, -0.5, 0.0] {
         for accumulate in [false, true] {
