@@ -13,13 +13,7 @@ fn lifetimes(p: &Program) -> Vec<Option<(usize, usize)>> {
         });
     };
     for (k, kern) in p.kernels.iter().enumerate() {
-        match kern {
-            Kernel::Gemm(g) => [g.a, g.b, g.c].into_iter().for_each(|b| touch(b, k)),
-            Kernel::Loops(l) => {
-                let (r, w) = l.buffers();
-                r.into_iter().chain(w).for_each(|b| touch(b, k));
-            }
-        }
+        kern.buffers_used().into_iter().for_each(|b| touch(b, k));
     }
     life
 }

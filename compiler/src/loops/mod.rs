@@ -166,6 +166,17 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// Every buffer the kernel reads or writes.
+    pub fn buffers_used(&self) -> Vec<BufId> {
+        match self {
+            Kernel::Gemm(g) => vec![g.a, g.b, g.c],
+            Kernel::Loops(l) => {
+                let (r, w) = l.buffers();
+                r.into_iter().chain(w).collect()
+            }
+        }
+    }
+
     /// The plan steps this kernel computes.
     pub fn steps(&self) -> &[usize] {
         match self {

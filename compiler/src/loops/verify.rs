@@ -33,14 +33,7 @@ pub fn verify(p: &Program) -> Result<(), String> {
     tile_groups(p)?;
     let mut scratch_user: Vec<Option<usize>> = vec![None; p.bufs.len()];
     for (k, kern) in p.kernels.iter().enumerate() {
-        let used: Vec<BufId> = match kern {
-            Kernel::Gemm(g) => vec![g.a, g.b, g.c],
-            Kernel::Loops(l) => {
-                let (r, w) = l.buffers();
-                r.into_iter().chain(w).collect()
-            }
-        };
-        for b in used {
+        for b in kern.buffers_used() {
             if matches!(p.bufs.get(b.index()).map(|x| &x.kind), Some(BufKind::Scratch)) {
                 if matches!(kern, Kernel::Gemm(_)) {
                     return Err(format!("kernel {k}: a GEMM uses scratch buffer {}", p.buf(b).name));
@@ -83,14 +76,7 @@ fn tile_groups(p: &Program) -> Result<(), String> {
         }
     }
     for (k, kern) in p.kernels.iter().enumerate() {
-        let used: Vec<BufId> = match kern {
-            Kernel::Gemm(g) => vec![g.a, g.b, g.c],
-            Kernel::Loops(l) => {
-                let (r, w) = l.buffers();
-                r.into_iter().chain(w).collect()
-            }
-        };
-        for b in used {
+        for b in kern.buffers_used() {
             if matches!(p.bufs.get(b.index()).map(|x| &x.kind), Some(BufKind::Tile { .. }))
                 && !p.tiles.iter().any(|g| (g.first..=g.last).contains(&k) && g.local.contains(&b))
             {
