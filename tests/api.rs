@@ -103,3 +103,49 @@ fn einsum_runs_on_the_jit_and_matches_the_reference() {
     let trace = tessera::einsum("ii->", &[mat(3, 3).view().into_dyn()]).expect("runs");
     assert_eq!(trace.into_dimensionality::<ndarray::Ix0>().expect("a scalar")[()], -1.0 + 0.0 + 1.0);
 }
+
+#[test]
+fn modules_and_compiled_functions_are_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Module>();
+    shared::<tessera::Compiled>();
+    let m = Module::from_source(SRC).expect("compiles");
+    let f = m.function("matmul").expect("exists");
+    let (a, b) = (mat(33, 17), mat(17, 9));
+    let want = a.dot(&b).into_dyn();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    let out = f.call(&[a.view().into_dyn(), b.view().into_dyn()]).expect("runs");
+                    assert_eq!(out[0], want);
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn concurrent_calls_of_a_tiled_function_agree() {
+    let m = Module::stdlib("attention").expect("stdlib");
+    let f = m.function("softmax").expect("exists");
+    let q = mat(300, 16).mapv(|x| (x * 0.01) as f32).into_dyn();
+    let k = mat(200, 16).mapv(|x| (x * 0.02) as f32).into_dyn();
+    let v = mat(200, 8).mapv(|x| x as f32).into_dyn();
+    let c = f.compile(&[q.shape(), k.shape(), v.shape()], &CallOptions::default()).expect("compiles");
+    assert!(!c.program().tiles.is_empty(), "{}", c.program());
+    let want = f
+        .call_with(&[q.view(), k.view(), v.view()], &CallOptions { backend: Backend::Reference, ..CallOptions::default() })
+        .expect("runs");
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..5 {
+                    let out = c.run(&[q.view(), k.view(), v.view()]).expect("runs");
+                    let err = out[0].iter().zip(want[0].iter()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                    assert!(err < 1e-4, "error {err}");
+                }
+            });
+        }
+    });
+}
