@@ -171,7 +171,7 @@ fn loops_rows(l: &LoopKernel, rows: usize, written: &[Rows]) -> Option<Vec<Rows>
     for b in reads {
         let Some(w) = written.iter().find(|x| x.buf == b) else { continue };
         let ok = match w.other {
-            None => row_stride(body, outer, extent, b, &l.loops) == Some(Some(w.stride)),
+            None => row_stride(body, outer, b, &l.loops) == Some(Some(w.stride)),
             Some((t, e)) => {
                 let mut ok = true;
                 for_each_access(body, b, &mut |a| {
@@ -193,7 +193,7 @@ fn loops_rows(l: &LoopKernel, rows: usize, written: &[Rows]) -> Option<Vec<Rows>
     }
     let mut out = Vec::new();
     for b in writes {
-        match row_stride(body, outer, extent, b, &l.loops) {
+        match row_stride(body, outer, b, &l.loops) {
             Some(Some(stride)) => out.push(Rows { buf: b, stride, other: None }),
             _ => return None,
         }
@@ -203,8 +203,28 @@ fn loops_rows(l: &LoopKernel, rows: usize, written: &[Rows]) -> Option<Vec<Rows>
 
 /// Calls `f` on the address of every load and store of `buf` in `body`.
 fn for_each_access(body: &[Stmt], buf: BufId, f: &mut dyn FnMut(&Affine)) {
-    let mut body = body.to_vec();
-    for_each_access_mut(&mut body, buf, &mut |a| f(a));
+    for st in body {
+        let value = match st {
+            Stmt::For { body, .. } => {
+                for_each_access(body, buf, f);
+                continue;
+            }
+            Stmt::Let { value, .. } | Stmt::Update { value, .. } => value,
+            Stmt::Store { buf: b, index, value } => {
+                if *b == buf {
+                    f(index);
+                }
+                value
+            }
+        };
+        value.visit(&mut |x| {
+            if let Expr::Load(b, a) = x {
+                if *b == buf {
+                    f(a);
+                }
+            }
+        });
+    }
 }
 
 /// Rows of scratch larger than this stay in shared memory (stack space is limited).
@@ -223,9 +243,9 @@ pub(super) fn localize(p: &mut Program) {
             continue;
         }
         let Kernel::Loops(k) = &mut p.kernels[first] else { continue };
-        let Some((outer, extent)) = k.parallel_loop() else { continue };
+        let Some((outer, _)) = k.parallel_loop() else { continue };
         let [Stmt::For { body, .. }] = k.body.as_slice() else { continue };
-        let Some(Some(stride)) = row_stride(body, outer, extent, BufId(b as u32), &k.loops) else { continue };
+        let Some(Some(stride)) = row_stride(body, outer, BufId(b as u32), &k.loops) else { continue };
         let row = stride as usize;
         if row.saturating_mul(elem) > SCRATCH_BYTES || row == 0 {
             continue;
@@ -352,7 +372,7 @@ pub(super) fn fuse_rows(kernels: Vec<Kernel>) -> Vec<Kernel> {
 
 /// The rows of `buf` that statement accesses: Some(row stride) when every access in
 /// `body` to it is `row·stride + (something within one row)` with `row` the loop `outer`.
-fn row_stride(body: &[Stmt], outer: LoopId, outer_extent: usize, buf: BufId, loops: &[LoopInfo]) -> Option<Option<i64>> {
+fn row_stride(body: &[Stmt], outer: LoopId, buf: BufId, loops: &[LoopInfo]) -> Option<Option<i64>> {
     let mut stride: Option<i64> = None;
     let mut ok = true;
     let mut check = |a: &Affine| {
@@ -378,32 +398,7 @@ fn row_stride(body: &[Stmt], outer: LoopId, outer_extent: usize, buf: BufId, loo
             ok = false;
         }
     };
-    fn walk(body: &[Stmt], buf: BufId, f: &mut dyn FnMut(&Affine)) {
-        for st in body {
-            let e = match st {
-                Stmt::For { body, .. } => {
-                    walk(body, buf, f);
-                    continue;
-                }
-                Stmt::Let { value, .. } | Stmt::Update { value, .. } => value,
-                Stmt::Store { buf: b, index, value } => {
-                    if *b == buf {
-                        f(index);
-                    }
-                    value
-                }
-            };
-            e.visit(&mut |x| {
-                if let Expr::Load(b, a) = x {
-                    if *b == buf {
-                        f(a);
-                    }
-                }
-            });
-        }
-    }
-    let _ = outer_extent;
-    walk(body, buf, &mut check);
+    for_each_access(body, buf, &mut check);
     ok.then_some(stride)
 }
 
@@ -421,9 +416,9 @@ fn fuse(a: &LoopKernel, b: &LoopKernel) -> Option<LoopKernel> {
     let [Stmt::For { body: abody, .. }] = a.body.as_slice() else { return None };
     let [Stmt::For { body: bbody, .. }] = b.body.as_slice() else { return None };
     for &w in &a_writes {
-        let in_b = row_stride(bbody, lb, eb, w, &b.loops)?;
+        let in_b = row_stride(bbody, lb, w, &b.loops)?;
         if let Some(sb) = in_b {
-            let sa = row_stride(abody, la, ea, w, &a.loops)?;
+            let sa = row_stride(abody, la, w, &a.loops)?;
             if sa != Some(sb) {
                 return None;
             }
@@ -448,7 +443,8 @@ fn fuse(a: &LoopKernel, b: &LoopKernel) -> Option<LoopKernel> {
         loops.push(LoopInfo { name, extent: l.extent });
     }
     let mut vars = a.vars.clone();
-    vars.extend(b.vars.iter().enumerate().map(|(k, _)| format!("{}{}", b.vars[k].trim_end_matches(char::is_numeric), nv as usize + k)));
+    // Variable names end in their id (`acc3`), which shifts by a's count.
+    vars.extend(b.vars.iter().enumerate().map(|(k, v)| format!("{}{}", v.trim_end_matches(char::is_numeric), nv as usize + k)));
     let mut steps = a.steps.clone();
     steps.extend(b.steps.iter().copied());
     Some(LoopKernel {
