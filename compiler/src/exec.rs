@@ -59,6 +59,8 @@ pub struct Executable {
     /// Memory slots of an earlier call, reused by the next one so that repeated calls
     /// neither allocate nor fault in fresh pages; concurrent calls allocate their own.
     spare: std::sync::Mutex<Vec<Vec<AlignedBuf>>>,
+    /// Tile buffers of earlier calls, per tile group, one set per running chunk.
+    spare_tiles: Vec<std::sync::Mutex<Vec<Vec<AlignedBuf>>>>,
 }
 
 impl std::fmt::Debug for Executable {
@@ -105,7 +107,8 @@ impl Executable {
                 _ => None,
             });
         }
-        Ok(Executable { program, backend, compile_ms, jit, grains, consts, spare: Default::default() })
+        let spare_tiles = program.tiles.iter().map(|_| Default::default()).collect();
+        Ok(Executable { program, backend, compile_ms, jit, grains, consts, spare: Default::default(), spare_tiles })
     }
 
     /// Runs the program. Inputs may have any strides (non-contiguous ones are copied).
@@ -181,8 +184,9 @@ impl Executable {
         let threads = tessera_runtime::threads();
         let mut k = 0;
         while k < p.kernels.len() {
-            if let Some(g) = p.tile_group_at(k) {
-                self.run_tiles(g, &args, kernels)?;
+            if let Some(n) = p.tiles.iter().position(|g| g.first == k) {
+                let g = &p.tiles[n];
+                self.run_tiles(g, &self.spare_tiles[n], &args, kernels)?;
                 k = g.last + 1;
                 continue;
             }
@@ -268,7 +272,13 @@ impl Executable {
 
     /// Runs a tile group: tiles of rows in parallel, each thread with its own tile
     /// buffers, every kernel of the group on one tile before the next tile starts.
-    fn run_tiles(&self, g: &TileGroup, args: &[*mut u8], kernels: &[Option<CompiledKernel>]) -> Result<(), ExecError> {
+    fn run_tiles(
+        &self,
+        g: &TileGroup,
+        spare: &std::sync::Mutex<Vec<Vec<AlignedBuf>>>,
+        args: &[*mut u8],
+        kernels: &[Option<CompiledKernel>],
+    ) -> Result<(), ExecError> {
         let p = &self.program;
         let elem = p.dtype.size_of();
         let rows_of = |b: &loops::BufId| if let BufKind::Tile { row } = p.buf(*b).kind { row } else { 0 };
@@ -276,18 +286,26 @@ impl Executable {
         let shared = SharedArgs(args.to_vec());
         let failed = std::sync::Mutex::new(None);
         tessera_runtime::parallel_for(tiles, 1, &|t0, t1| {
-            let mut local = Vec::new();
-            for b in &g.local {
-                match AlignedBuf::zeroed(rows_of(b) * g.tile * elem) {
-                    Ok(buf) => local.push(buf),
-                    Err(e) => {
-                        if let Ok(mut f) = failed.lock() {
-                            *f = Some(ExecError::Memory(format!("tiles: {e}")));
+            // Tiles of an earlier chunk or call are reused: allocating (and faulting in)
+            // a megabyte per chunk and call would cost a measurable part of the work.
+            let mut local = match spare.lock().ok().and_then(|mut s| s.pop()) {
+                Some(set) => set,
+                None => {
+                    let mut set = Vec::new();
+                    for b in &g.local {
+                        match AlignedBuf::zeroed(rows_of(b) * g.tile * elem) {
+                            Ok(buf) => set.push(buf),
+                            Err(e) => {
+                                if let Ok(mut f) = failed.lock() {
+                                    *f = Some(ExecError::Memory(format!("tiles: {e}")));
+                                }
+                                return;
+                            }
                         }
-                        return;
                     }
+                    set
                 }
-            }
+            };
             let mut args = shared.copy();
             for t in t0..t1 {
                 let lo = t * g.tile;
@@ -308,6 +326,9 @@ impl Executable {
                         return;
                     }
                 }
+            }
+            if let Ok(mut s) = spare.lock() {
+                s.push(local);
             }
         });
         match failed.into_inner() {
