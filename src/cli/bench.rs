@@ -172,26 +172,23 @@ fn text(m: &Measured) -> String {
 
 fn json(m: &Measured) -> String {
     let (median, min) = stats(&m.times);
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
-    format!(
-        "{{\"function\": \"{}\", \"dims\": \"{}\", \"dtype\": \"{}\", \"backend\": \"{}\", \"threads\": {}, \
-         \"plan_ms\": {}, \"compile_ms\": {}, \"median_ms\": {}, \"min_ms\": {}, \"runs\": {}, \"flops\": {}, \
-         \"gflops\": {}, \"peak_bytes\": {}, \"temp_bytes\": {}, \"output_bytes\": {}, \"input_bytes\": {}}}",
-        esc(&m.function),
-        esc(&m.dims),
-        m.dtype.name(),
-        m.backend,
-        tessera::threads(),
-        m.plan_ms,
-        m.compile_ms,
-        median,
-        min,
-        m.times.len(),
-        m.flops,
-        gflops(m, median),
-        m.temp_bytes + m.output_bytes,
-        m.temp_bytes,
-        m.output_bytes,
-        m.input_bytes
-    )
+    serde_json::json!({
+        "function": m.function,
+        "dims": m.dims,
+        "dtype": m.dtype.name(),
+        "backend": m.backend,
+        "threads": tessera::threads(),
+        "plan_ms": m.plan_ms,
+        "compile_ms": m.compile_ms,
+        "median_ms": median,
+        "min_ms": min,
+        "runs": m.times.len(),
+        "flops": m.flops,
+        "gflops": gflops(m, median),
+        "peak_bytes": m.temp_bytes + m.output_bytes,
+        "temp_bytes": m.temp_bytes,
+        "output_bytes": m.output_bytes,
+        "input_bytes": m.input_bytes,
+    })
+    .to_string()
 }
