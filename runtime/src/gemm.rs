@@ -157,11 +157,7 @@ pub unsafe fn gemm<T: GemmScalar>(
             }
         });
     } else {
-        let par = if threads <= 1 {
-            Parallelism::None
-        } else {
-            Parallelism::Rayon(threads)
-        };
+        let par = parallelism(threads);
         // SAFETY: forwarded from the caller.
         unsafe {
             run_regions(
@@ -283,7 +279,7 @@ unsafe fn packed_sums<T: GemmScalar>(d: &GemmDesc, reductions: &[GemmLoop], ptrs
         red.advance();
     }
     let desc = GemmDesc { k: kt, a_rs, a_cs, b_rs, b_cs, ..*d };
-    let par = if threads <= 1 { Parallelism::None } else { Parallelism::Rayon(threads) };
+    let par = parallelism(threads);
     // SAFETY: the packed operands have exactly the extents the descriptor reads; C is
     // the caller's, written as for one GEMM.
     unsafe { one_gemm(&desc, pa.as_ptr(), pb.as_ptr(), c, d.accumulate, alpha, par) };
@@ -300,6 +296,15 @@ unsafe impl<T: Send> Sync for PartialPtrs<T> {}
 impl<T> PartialPtrs<T> {
     fn get(&self, k: usize) -> *mut T {
         self.0[k]
+    }
+}
+
+/// The `gemm` crate's threading for a thread budget (0 and 1: single-threaded).
+fn parallelism(threads: usize) -> Parallelism {
+    if threads <= 1 {
+        Parallelism::None
+    } else {
+        Parallelism::Rayon(threads)
     }
 }
 
