@@ -164,20 +164,8 @@ fn fused_rows_with_scratch() {
 /// of rows at a time); sizes that leave a partial last tile, in both dtypes.
 #[test]
 fn tiled_attention_matches_the_oracle() {
-    let src = "fn softmax(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] {
-        S[i, j] = Q[i, a] * K[j, a] / sqrt(d)
-        M[i] max= S[i, j]
-        P[i, j] = exp(S[i, j] - M[i])
-        Z[i] = P[i, j]
-        O[i, c] = P[i, j] * V[j, c] / Z[i]
-    }
-    fn causal(Q: f64[n, d], K: f64[n, d], V: f64[n, e]) -> O: f64[n, e] {
-        S[i, j] = select(j <= i, sum[a](Q[i, a] * K[j, a]) / sqrt(d), -inf)
-        M[i] max= S[i, j]
-        P[i, j] = exp(S[i, j] - M[i])
-        Z[i] = P[i, j]
-        O[i, c] = P[i, j] * V[j, c] / Z[i]
-    }";
+    // The standard library's attention; `run_all` runs it in each dtype.
+    let src = tessera_compiler::stdlib::source("attention").expect("std::attention");
     let mut sm = SourceMap::new();
     let id = sm.add("p.tsr", src);
     let c = check_file(&mut sm, id);
