@@ -1,7 +1,8 @@
 //! The loop-IR interpreter: runs a program one scalar at a time in the program's dtype.
 //! With the TIR oracle it is the second reference of the differential tests, so it is
-//! plain on purpose: GEMMs are triple loops, parallel loops run in order, and memory
-//! slots start filled with NaN so that a read before a write shows in the results.
+//! plain on purpose: GEMMs are triple loops, parallel loops run in order, tile groups run
+//! tile by tile as the executor runs them, and memory slots start filled with NaN so
+//! that a read before a write shows in the results.
 
 use super::*;
 use crate::eval::Scalar;
@@ -47,8 +48,8 @@ pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>,
                 mem.push(v.iter().map(|&x| T::from_f64(x)).collect());
                 mem.len() - 1
             }
-            // The interpreter runs tile groups over all rows at once, so a tile buffer
-            // is the whole intermediate.
+            // A tile buffer is the whole intermediate here; the kernels' addresses are
+            // those of the whole buffer.
             BufKind::Scratch | BufKind::Tile { .. } => {
                 mem.push(vec![T::nan(); b.len()]);
                 mem.len() - 1
@@ -56,16 +57,29 @@ pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>,
         });
     }
     let mut m = Machine { region, mem, loops: Vec::new(), vars: Vec::new() };
-    for (k, kern) in p.kernels.iter().enumerate() {
-        let r = match kern {
-            Kernel::Gemm(g) => m.gemm(g),
-            Kernel::Loops(l) => {
-                m.loops = vec![0; l.loops.len()];
-                m.vars = vec![T::nan(); l.vars.len()];
-                m.block(&l.body)
-            }
+    let mut k = 0;
+    while k < p.kernels.len() {
+        let Some(g) = p.tile_group_at(k) else {
+            m.kernel(&p.kernels[k], None).map_err(|e| InterpError::Internal(format!("kernel {k}: {e}")))?;
+            k += 1;
+            continue;
         };
-        r.map_err(|e| InterpError::Internal(format!("kernel {k}: {e}")))?;
+        // A tile group runs in the executor's order: every kernel of the group on one tile
+        // of rows before the next tile, so a memory plan that ignores the interleaving
+        // shows here too. A tile's intermediates do not outlive it: each tile starts them
+        // as NaN.
+        for lo in (0..g.extent).step_by(g.tile.max(1)) {
+            let hi = (lo + g.tile).min(g.extent);
+            for b in &g.local {
+                let r = m.region[b.index()];
+                m.mem[r].fill(T::nan());
+            }
+            for (n, j) in (g.first..=g.last).enumerate() {
+                let role = g.roles.get(n).copied().flatten().unwrap_or(TileRole::M);
+                m.kernel(&p.kernels[j], Some((lo, hi, role))).map_err(|e| InterpError::Internal(format!("kernel {j}: {e}")))?;
+            }
+        }
+        k = g.last + 1;
     }
     let mut outs = Vec::new();
     for k in 0..no {
@@ -82,6 +96,29 @@ struct Machine<T> {
 }
 
 impl<T: Scalar> Machine<T> {
+    /// Runs one kernel, or with `tile` its part for rows `lo..hi` of a tile group: those
+    /// iterations of a loop kernel's parallel loop, that slice of a GEMM's M or N.
+    fn kernel(&mut self, kern: &Kernel, tile: Option<(usize, usize, TileRole)>) -> Result<(), String> {
+        match kern {
+            Kernel::Gemm(g) => self.gemm(g, tile),
+            Kernel::Loops(l) => {
+                self.loops = vec![0; l.loops.len()];
+                self.vars = vec![T::nan(); l.vars.len()];
+                match (tile, l.body.as_slice()) {
+                    (None, body) => self.block(body),
+                    (Some((lo, hi, _)), [Stmt::For { id, extent, parallel: true, body }]) => {
+                        for i in lo..hi.min(*extent) {
+                            self.loops[id.index()] = i as i64;
+                            self.block(body)?;
+                        }
+                        Ok(())
+                    }
+                    (Some(_), _) => Err("a loop kernel of a tile group has no parallel loop".into()),
+                }
+            }
+        }
+    }
+
     fn addr(&self, b: BufId, a: &Affine) -> Result<(usize, usize), String> {
         let mut off = a.offset;
         for &(l, s) in &a.terms {
@@ -181,7 +218,12 @@ impl<T: Scalar> Machine<T> {
 
     /// The GEMM as loops, with the runtime's semantics: a C element is overwritten the
     /// first time it is written (unless accumulating), later sum iterations add.
-    fn gemm(&mut self, g: &Gemm) -> Result<(), String> {
+    fn gemm(&mut self, g: &Gemm, tile: Option<(usize, usize, TileRole)>) -> Result<(), String> {
+        let (rows, cols) = match tile {
+            None => (0..g.m, 0..g.n),
+            Some((lo, hi, TileRole::M)) => (lo..hi.min(g.m), 0..g.n),
+            Some((lo, hi, TileRole::N)) => (0..g.m, lo..hi.min(g.n)),
+        };
         let (ra, rb, rc) = (self.region[g.a.index()], self.region[g.b.index()], self.region[g.c.index()]);
         let total: usize = g.outer.iter().map(|l| l.extent).product();
         let alpha = T::from_f64(g.alpha);
@@ -200,8 +242,8 @@ impl<T: Scalar> Machine<T> {
                     first = false;
                 }
             }
-            for i in 0..g.m {
-                for j in 0..g.n {
+            for i in rows.clone() {
+                for j in cols.clone() {
                     let mut acc = T::zero();
                     for k in 0..g.k {
                         let a = at(at(oa, i, g.a_strides[0]), k, g.a_strides[1]);

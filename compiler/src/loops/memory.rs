@@ -18,6 +18,15 @@ fn lifetimes(p: &Program) -> Vec<Option<(usize, usize)>> {
     life
 }
 
+/// Where each buffer is alive in execution order: from the first to the last kernel that
+/// touches it, where a kernel of a tile group spans the whole group.
+pub(super) fn live_ranges(p: &Program) -> Vec<Option<(usize, usize)>> {
+    let span = |k: usize| p.tiles.iter().find(|g| (g.first..=g.last).contains(&k)).map_or((k, k), |g| (g.first, g.last));
+    // Groups are disjoint runs of kernels, so spans grow with the kernel index and the
+    // first and last use bound every use in between.
+    lifetimes(p).into_iter().map(|life| life.map(|(first, last)| (span(first).0, span(last).1))).collect()
+}
+
 /// Bytes of tile intermediates one thread keeps: about half of a core's L2 cache, so a
 /// tile stays in cache between the kernels that write and read it.
 const TILE_BYTES: usize = 1 << 20;
@@ -307,9 +316,11 @@ fn pred_access_mut(p: &mut Pred, buf: BufId, f: &mut dyn FnMut(&mut Affine)) {
 }
 
 /// Gives every temporary a memory slot; temporaries whose lifetimes do not overlap share
-/// one (best fit by size, growing a free slot rather than opening a new one).
+/// one (best fit by size, growing a free slot rather than opening a new one). Lifetimes
+/// are in execution order: a tile group runs its kernels interleaved, tile by tile, so a
+/// buffer any of them touches lives from the group's first kernel to its last.
 pub(super) fn plan_slots(p: &mut Program) {
-    let life = lifetimes(p);
+    let life = live_ranges(p);
     let mut temps: Vec<(usize, usize, usize, usize)> = Vec::new(); // first, last, len, buf
     for (k, b) in p.bufs.iter().enumerate() {
         if let (BufKind::Temp { .. }, Some((first, last))) = (&b.kind, life[k]) {

@@ -172,12 +172,14 @@ fn verifier_rejects_out_of_bounds_and_races() {
     assert!(verify(&bad).unwrap_err().contains("tiles"), "{bad}");
     // ...and, outside any group, reads and writes past its buffers.
     let tiles = std::mem::take(&mut bad.tiles);
+    // Every intermediate gets a slot of its own, so only the addresses are wrong.
+    bad.slots.clear();
     for b in &mut bad.bufs {
-        if let BufKind::Tile { .. } = b.kind {
-            b.kind = BufKind::Temp { slot: 0 };
+        if let BufKind::Tile { .. } | BufKind::Temp { .. } = b.kind {
+            b.kind = BufKind::Temp { slot: bad.slots.len() };
+            bad.slots.push(b.len());
         }
     }
-    bad.slots = vec![bad.bufs.iter().map(|b| b.len()).max().unwrap_or(0)];
     assert!(verify(&bad).unwrap_err().contains("outside"), "{bad}");
     // A tile buffer used outside its group is refused.
     let mut stray = prog.clone();
@@ -215,4 +217,47 @@ fn a_map_and_the_sum_after_it_share_one_loop() {
     let inner: Vec<&Stmt> = body.iter().filter(|s| matches!(s, Stmt::For { .. })).collect();
     let [Stmt::For { body: fused, .. }] = inner.as_slice() else { panic!("two passes over the row:\n{prog}") };
     assert!(fused.iter().any(|s| matches!(s, Stmt::Store { .. })) && fused.iter().any(|s| matches!(s, Stmt::Update { .. })), "{prog}");
+}
+
+/// The regression of the tile-group miscompile: the memory plan must treat a tile group
+/// as one moment. Sharing a slot between a buffer the group's first kernel reads and one
+/// a later kernel writes must fail verification, and the interpreter, which runs groups
+/// tile by tile like the executor, must show the wrong result such a plan gives.
+#[test]
+fn tile_groups_keep_their_buffers_alive_for_the_whole_group() {
+    let src = "fn causal(Q: f64[n, d], K: f64[n, d], V: f64[n, d]) -> O: f64[n, d] {
+        S[i, j] = select(j <= i, Q[i, a] * K[j, a] / sqrt(d), -inf)
+        M[i] max= S[i, j]
+        P[i, j] = exp(S[i, j] - M[x])
+        O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k])
+    }";
+    let prog = check_against_oracle(src, &[("n", 9), ("d", 9)], &LowerOptions::default());
+    let g = prog.tiles.first().unwrap_or_else(|| panic!("no tile group\n{prog}")).clone();
+    assert!(g.tile < g.extent, "one tile covers the group, so order cannot matter\n{prog}");
+    // A temporary read inside the group but written before it, and one written inside it.
+    let slot_of = |b: BufId| if let BufKind::Temp { slot } = prog.buf(b).kind { Some(slot) } else { None };
+    let (reads, writes): (Vec<BufId>, Vec<BufId>) = (g.first..=g.last).fold((vec![], vec![]), |(mut r, mut w), k| {
+        let (lr, lw) = match &prog.kernels[k] {
+            Kernel::Loops(l) => l.buffers(),
+            Kernel::Gemm(gm) => (vec![gm.a, gm.b], vec![gm.c]),
+        };
+        r.extend(lr);
+        w.extend(lw);
+        (r, w)
+    });
+    let early = reads.iter().copied().find(|&b| slot_of(b).is_some() && !writes.contains(&b));
+    let late = writes.iter().copied().find(|&b| slot_of(b).is_some());
+    let (Some(early), Some(late)) = (early, late) else { panic!("no pair of group temporaries to alias\n{prog}") };
+    let mut bad = prog.clone();
+    let s = slot_of(early).expect("temp");
+    bad.slots[s] = bad.slots[s].max(bad.buf(late).len());
+    bad.bufs[late.index()].kind = BufKind::Temp { slot: s };
+    let err = verify(&bad).expect_err("aliased slots must not verify");
+    assert!(err.contains("alive at the same time"), "{err}");
+    let mut rng = crate::eval::testutil::Rng::new(3);
+    let ins: Vec<Vec<f64>> = prog.inputs.iter().map(|&b| rng.array(&prog.buf(b).shape).iter().copied().collect()).collect();
+    let refs: Vec<&[f64]> = ins.iter().map(|v| v.as_slice()).collect();
+    let good = interpret(&prog, &refs).expect("runs");
+    let wrong = interpret(&bad, &refs).expect("runs");
+    assert_ne!(good, wrong, "the interpreter ran the tile group in program order\n{bad}");
 }

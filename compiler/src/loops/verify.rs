@@ -1,6 +1,7 @@
 //! The loop IR verifier: ids resolve, loops and variables are in scope, every address
-//! any kernel touches lies inside its buffer, nothing writes an input or a constant, and
-//! the stores of a parallel loop depend on its counter. A failure is always a bug.
+//! any kernel touches lies inside its buffer, nothing writes an input or a constant, the
+//! stores of a parallel loop depend on its counter, and temporaries that share a memory
+//! slot are never alive at the same time. A failure is always a bug.
 
 use super::*;
 
@@ -31,6 +32,7 @@ pub fn verify(p: &Program) -> Result<(), String> {
         }
     }
     tile_groups(p)?;
+    slots_disjoint(p)?;
     let mut scratch_user: Vec<Option<usize>> = vec![None; p.bufs.len()];
     for (k, kern) in p.kernels.iter().enumerate() {
         for b in kern.buffers_used() {
@@ -81,6 +83,51 @@ fn tile_groups(p: &Program) -> Result<(), String> {
                 && !p.tiles.iter().any(|g| (g.first..=g.last).contains(&k) && g.local.contains(&b))
             {
                 return Err(format!("kernel {k} uses tile buffer {} outside its tile group", p.buf(b).name));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// No two temporaries alive at the same time share a memory slot. Time is execution
+/// order: kernels run one after another, except that a tile group runs its kernels
+/// interleaved tile by tile, so the whole group is one moment.
+fn slots_disjoint(p: &Program) -> Result<(), String> {
+    let mut moment = Vec::with_capacity(p.kernels.len());
+    let mut now = 0;
+    let in_group = |k: usize| p.tiles.iter().position(|g| (g.first..=g.last).contains(&k));
+    for k in 0..p.kernels.len() {
+        if k > 0 && (in_group(k).is_none() || in_group(k) != in_group(k - 1)) {
+            now += 1;
+        }
+        moment.push(now);
+    }
+    let mut alive: Vec<Option<(usize, usize)>> = vec![None; p.bufs.len()];
+    for (k, kern) in p.kernels.iter().enumerate() {
+        for b in kern.buffers_used() {
+            if let Some(e) = alive.get_mut(b.index()) {
+                let t = moment[k];
+                *e = Some(e.map_or((t, t), |(a, z)| (a.min(t), z.max(t))));
+            }
+        }
+    }
+    let mut by_slot: Vec<Vec<(usize, usize, usize)>> = vec![Vec::new(); p.slots.len()];
+    for (b, buf) in p.bufs.iter().enumerate() {
+        if let (BufKind::Temp { slot }, Some((a, z))) = (&buf.kind, alive[b]) {
+            if let Some(list) = by_slot.get_mut(*slot) {
+                list.push((a, z, b));
+            }
+        }
+    }
+    for (slot, mut list) in by_slot.into_iter().enumerate() {
+        list.sort();
+        for w in list.windows(2) {
+            let ((_, z0, b0), (a1, _, b1)) = (w[0], w[1]);
+            if a1 <= z0 {
+                return Err(format!(
+                    "buffers {} and {} share slot {slot} but are alive at the same time",
+                    p.bufs[b0].name, p.bufs[b1].name
+                ));
             }
         }
     }
