@@ -153,25 +153,29 @@ impl Pull<'_> {
         Ok(if outer.is_empty() { sel } else { Expr::Reduce(op, outer, Box::new(sel)) })
     }
 
-    /// `op` over `ids` of `e`, folded when `e` uses none of `ids`.
+    /// `op` over `ids` of `e`, folded when the range is empty or `e` uses none of `ids`.
     fn fold(&self, op: ReduceOp, ids: &[IndexId], e: Expr) -> Expr {
-        let body_free = free(&e);
         let n = ids.iter().try_fold(1u64, |acc, i| self.ranges.get(i.index()).copied().flatten().and_then(|r| acc.checked_mul(r)));
-        let (true, Some(n)) = (ids.iter().all(|i| !body_free.contains(i)), n) else {
-            return Expr::Reduce(op, ids.to_vec(), Box::new(e));
-        };
+        let body_free = free(&e);
+        let constant = ids.iter().all(|i| !body_free.contains(i));
         match (op, n) {
-            // An empty reduction is its identity.
-            (ReduceOp::Sum, 0) => Expr::Lit(0.0),
-            (ReduceOp::Max, 0) => Expr::Lit(f64::NEG_INFINITY),
-            (ReduceOp::Min, 0) => Expr::Lit(f64::INFINITY),
-            // The max or min of copies of a value is that value (NaN included).
-            (ReduceOp::Max | ReduceOp::Min, _) | (ReduceOp::Sum, 1) => e,
-            // n ≥ 2 copies: n·x, which keeps ±inf and NaN as the repeated sum does.
-            (ReduceOp::Sum, _) => match lit_value(&e) {
-                Some(v) => Expr::Lit(n as f64 * v),
-                None => Expr::Mul(vec![Expr::Lit(n as f64), e]),
+            // An empty reduction is its identity, whatever it would have combined. (This
+            // also keeps factors outside an empty sum, such as `/ sqrt(d)` with d = 0, from
+            // being applied to it: 0 / 0 where the program sums nothing.)
+            (ReduceOp::Sum, Some(0)) => Expr::Lit(0.0),
+            (ReduceOp::Max, Some(0)) => Expr::Lit(f64::NEG_INFINITY),
+            (ReduceOp::Min, Some(0)) => Expr::Lit(f64::INFINITY),
+            (_, Some(n)) if constant => match op {
+                // The max or min of copies of a value is that value (NaN included).
+                ReduceOp::Max | ReduceOp::Min => e,
+                ReduceOp::Sum if n == 1 => e,
+                // n ≥ 2 copies: n·x, which keeps ±inf and NaN as the repeated sum does.
+                ReduceOp::Sum => match lit_value(&e) {
+                    Some(v) => Expr::Lit(n as f64 * v),
+                    None => Expr::Mul(vec![Expr::Lit(n as f64), e]),
+                },
             },
+            _ => Expr::Reduce(op, ids.to_vec(), Box::new(e)),
         }
     }
 }
