@@ -56,7 +56,7 @@ fn inputs(f: &Function, b: &Bindings, specials: &[f64]) -> Vec<ArrayD<f64>> {
                 s ^= s >> 7;
                 s ^= s << 17;
                 k += 1;
-                if !specials.is_empty() && k % 5 == 0 {
+                if !specials.is_empty() && k.is_multiple_of(5) {
                     specials[(k / 5) % specials.len()]
                 } else {
                     (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
