@@ -1,5 +1,7 @@
-//! Optimisation: contraction-path search (`path`) and algebraic rewriting with egg
-//! (`algebra`). The plan builder (`crate::plan`) uses both.
+//! Optimisation: contraction-path search (`path`), algebraic rewriting with egg
+//! (`algebra`), and TIR rewrites that expose contractions (`rewrite`). The plan builder
+//! (`crate::plan`) uses all three.
 
 pub mod algebra;
 pub mod path;
+pub mod rewrite;

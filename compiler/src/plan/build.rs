@@ -59,6 +59,8 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
         dims.push(DimSize { name: d.name.clone(), size: v });
     }
     let naive_flops = f.stmts.iter().map(|s| naive(s, b)).sum::<R<f64>>()?;
+    let flops_of = |g: &tir::Function| lower_all(g, b, &opts.path).ok().map(|x| x.steps.iter().map(|s| s.flops).sum());
+    let f = &crate::optimize::rewrite::rewrite(f, b, opts.algebra.is_some(), &flops_of).map_err(PlanError::Internal)?.0;
     let (source, algebra) = match &opts.algebra {
         Some(a) => match crate::optimize::algebra::optimize(f, b, a) {
             Ok((g, rep)) => (
