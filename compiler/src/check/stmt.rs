@@ -656,7 +656,7 @@ impl Scx<'_> {
                     .label(span, format!("this term is added {} times", sizes.join(" * ")))
                     .help(format!(
                         "an index is summed over the whole top-level term it appears in, parentheses included; \
-                         to sum only where it occurs, write sum[{}](...) around that part",
+                         to sum only the part that uses `{list}`, write sum[{}](...) around it",
                         missing.join(", ")
                     )),
             );
