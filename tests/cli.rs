@@ -869,8 +869,8 @@ fn run_prints_warnings() {
         "{}",
         out.stderr
     );
-    // Each row sums to its entries plus 1.0 for each of the 2 columns.
-    assert_eq!(out.stdout, "S: f64[2]\n[5, 9]\n");
+    // Twice each row's sum plus 1.0 for each of the 2 columns.
+    assert_eq!(out.stdout, "S: f64[2]\n[10, 18]\n");
 }
 
 // ---------------------------------------------------------------------------------

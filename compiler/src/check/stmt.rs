@@ -1,5 +1,6 @@
 //! Checking one expression statement: index scopes, range inference, TIR construction,
-//! the reduction set, and the warnings about suspicious sums.
+//! the summation rule (Einstein's convention per top-level additive term), and the
+//! warning about suspicious sums inside a term.
 
 use super::func::{FnCx, Target};
 use super::names::reserved;
@@ -120,11 +121,14 @@ pub(super) fn expr_stmt(cx: &mut FnCx, s: &ast::Stmt, diags: &mut Vec<Diagnostic
         AssignOp::Max => ReduceOp::Max,
         AssignOp::Min => ReduceOp::Min,
     };
+    let (rhs, reduced) = if op == ReduceOp::Sum && !reduced.is_empty() {
+        x.warn_nested_terms(&s.rhs, &lhs_ids);
+        x.sum_per_term(rhs, reduced, &lhs_ids)
+    } else {
+        (rhs, reduced)
+    };
     let indices: Vec<IndexVar> =
         x.idx.iter().map(|i| IndexVar { name: i.name.clone(), range: i.range.clone().unwrap_or_else(Size::one) }).collect();
-    if op == ReduceOp::Sum && !reduced.is_empty() {
-        x.warn_additive_terms(&s.rhs, &reduced);
-    }
     if op != ReduceOp::Sum && reduced.is_empty() {
         x.diags.push(
             Diagnostic::warning("check::nothing-reduced", "nothing is reduced: every index on the right is on the left")
@@ -567,35 +571,182 @@ impl Scx<'_> {
         })
     }
 
-    /// Warns about added terms of a summed right side that lack a summed index which no
-    /// enclosing factor supplies either: such a term is added once per value of the index
-    /// (`W[i,j] * (M[i,j] - U[i,s] * V[j,s])` adds `M` r times). Looks through products,
-    /// negation and numerators; not into calls or denominators, where it is not linear.
-    fn warn_additive_terms(&mut self, rhs: &ast::Expr, reduced: &[IndexId]) {
-        let names: Vec<(String, String)> = reduced
-            .iter()
-            .map(|r| {
-                let i = &self.idx[r.index()];
-                (i.name.clone(), i.range.as_ref().map_or("?".into(), |s| self.cx.size_text(s)))
-            })
-            .collect();
+    /// Applies Einstein's convention per top-level additive term: an index that is not on
+    /// the left is summed over the term it appears in. When every term sums the same
+    /// indices, one statement-level reduction means the same and is kept (the form plans
+    /// are built from). Otherwise each term gets its own inline `sum[..]`, exactly as if
+    /// the user had written it, and the statement reduces nothing.
+    fn sum_per_term(&mut self, rhs: Expr, reduced: Vec<IndexId>, lhs: &[IndexId]) -> (Expr, Vec<IndexId>) {
+        let summed_of = |t: &Expr| {
+            let mut v = Vec::new();
+            t.free_indices(&mut v);
+            v.retain(|i| !lhs.contains(i));
+            v
+        };
+        let mut sets: Vec<Vec<IndexId>> = Vec::new();
+        for_each_term(&rhs, &mut |t| sets.push(summed_of(t)));
+        if sets.iter().all(|s| s.len() == reduced.len()) {
+            // Each term's set is a subset of `reduced`; equal sizes mean equal sets.
+            return (rhs, reduced);
+        }
+        // An index summed in several terms is a separate index in each; later terms get a
+        // primed copy, like sibling `sum[d](..)`s.
+        let mut taken: Vec<IndexId> = Vec::new();
+        let rhs = map_terms(rhs, &mut |mut t| {
+            let mut ids = summed_of(&t);
+            if ids.is_empty() {
+                return t;
+            }
+            for id in ids.iter_mut() {
+                if taken.contains(id) {
+                    let copy = self.copy_index(*id);
+                    rename_index(&mut t, *id, copy);
+                    *id = copy;
+                } else {
+                    taken.push(*id);
+                }
+            }
+            Expr::Reduce(ReduceOp::Sum, ids, Box::new(t))
+        });
+        (rhs, Vec::new())
+    }
+
+    /// A new index with the range of `id` and a primed name.
+    fn copy_index(&mut self, id: IndexId) -> IndexId {
+        let src = &self.idx[id.index()];
+        let (mut name, range, source, first) = (src.name.clone(), src.range.clone(), src.source.clone(), src.first);
+        while self.idx.iter().any(|x| x.name == name) {
+            name.push('\'');
+        }
+        self.idx.push(Index { name, range, source, first });
+        IndexId(self.idx.len() as u32 - 1)
+    }
+
+    /// Warns about an added term inside a parenthesised sum that lacks an index summed
+    /// over the enclosing top-level term, when no enclosing factor supplies it either:
+    /// such a term is added once per value of the index (`W[i,j] * (M[i,j] - U[i,s] *
+    /// V[j,s])` adds `M` r times). Looks through products, negation and numerators; not
+    /// into calls or denominators, where it is not linear.
+    fn warn_nested_terms(&mut self, rhs: &ast::Expr, lhs: &[IndexId]) {
+        let mut terms = Vec::new();
+        ast_terms(rhs, &mut terms);
         let mut found = Vec::new();
-        additive_terms(rhs, &[], &names, &mut found);
+        for t in terms {
+            let mut names = Vec::new();
+            stmt_level_names(t, &mut Vec::new(), &mut names);
+            let summed: Vec<(String, String)> = names
+                .into_iter()
+                .filter_map(|n| {
+                    let id = *self.stmt_level.get(&n)?;
+                    if lhs.contains(&id) {
+                        return None;
+                    }
+                    let size = self.idx[id.index()].range.as_ref().map_or("?".into(), |s| self.cx.size_text(s));
+                    Some((n, size))
+                })
+                .collect();
+            if !summed.is_empty() {
+                additive_terms(t, &[], &summed, &mut found);
+            }
+        }
         for (span, missing, sizes) in found {
+            let list = missing.join("`, `");
             self.diags.push(
-                Diagnostic::warning(
-                    "check::term-missing-index",
-                    format!("summed index `{}` does not occur in this term", missing.join("`, `")),
-                )
-                .label(span, format!("this term is added {} times", sizes.join(" * ")))
-                .help("the sum covers the whole right side; to add the term once, sum the rest in its own statement"),
+                Diagnostic::warning("check::term-missing-index", format!("summed index `{list}` does not occur in this term"))
+                    .label(span, format!("this term is added {} times", sizes.join(" * ")))
+                    .help(format!(
+                        "an index is summed over the whole top-level term it appears in, parentheses included; \
+                         to sum only the part that uses `{list}`, write sum[{}](...) around it",
+                        missing.join(", ")
+                    )),
             );
         }
     }
 }
 
-/// Collects `(term span, missing index names, their sizes)` for added terms that lack a
-/// summed index not supplied by `outside` (indices of the enclosing factors).
+/// The top-level additive terms of a right side: through `+`, `-` and unary minus, and
+/// through parentheses around a sum that is itself added.
+fn ast_terms<'e>(e: &'e ast::Expr, out: &mut Vec<&'e ast::Expr>) {
+    match &e.kind {
+        ExprKind::Add { first, rest } => {
+            ast_terms(first, out);
+            rest.iter().for_each(|(_, x)| ast_terms(x, out));
+        }
+        ExprKind::Neg(a) => ast_terms(a, out),
+        _ => out.push(e),
+    }
+}
+
+/// Calls `f` on each top-level additive term of a TIR right side (the same split as
+/// `ast_terms`).
+fn for_each_term(e: &Expr, f: &mut dyn FnMut(&Expr)) {
+    match e {
+        Expr::Add(xs) => xs.iter().for_each(|x| for_each_term(x, f)),
+        Expr::Sub(a, b) => {
+            for_each_term(a, f);
+            for_each_term(b, f);
+        }
+        Expr::Neg(a) => for_each_term(a, f),
+        t => f(t),
+    }
+}
+
+/// Replaces each top-level additive term `t` by `f(t)`, keeping the sum's structure.
+fn map_terms(e: Expr, f: &mut dyn FnMut(Expr) -> Expr) -> Expr {
+    match e {
+        Expr::Add(xs) => Expr::Add(xs.into_iter().map(|x| map_terms(x, f)).collect()),
+        Expr::Sub(a, b) => {
+            let a = map_terms(*a, f);
+            Expr::Sub(Box::new(a), Box::new(map_terms(*b, f)))
+        }
+        Expr::Neg(a) => Expr::Neg(Box::new(map_terms(*a, f))),
+        t => f(t),
+    }
+}
+
+/// Renames every occurrence of index `from` to `to`.
+fn rename_index(e: &mut Expr, from: IndexId, to: IndexId) {
+    let r = |i: &mut IndexId| {
+        if *i == from {
+            *i = to;
+        }
+    };
+    match e {
+        Expr::Lit(_) | Expr::Size(_) => {}
+        Expr::Index(i) => r(i),
+        Expr::Access(_, pos) => pos.iter_mut().flatten().for_each(r),
+        Expr::Neg(a) => rename_index(a, from, to),
+        Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter_mut().for_each(|x| rename_index(x, from, to)),
+        Expr::Sub(a, b) | Expr::Div(a, b) => {
+            rename_index(a, from, to);
+            rename_index(b, from, to);
+        }
+        Expr::Select(c, a, b) => {
+            rename_cond(c, from, to);
+            rename_index(a, from, to);
+            rename_index(b, from, to);
+        }
+        Expr::Reduce(_, ids, body) => {
+            ids.iter_mut().for_each(r);
+            rename_index(body, from, to);
+        }
+    }
+}
+
+fn rename_cond(c: &mut tir::Cond, from: IndexId, to: IndexId) {
+    match c {
+        tir::Cond::Cmp(_, a, b) => {
+            rename_index(a, from, to);
+            rename_index(b, from, to);
+        }
+        tir::Cond::And(cs) | tir::Cond::Or(cs) => cs.iter_mut().for_each(|x| rename_cond(x, from, to)),
+        tir::Cond::Not(x) => rename_cond(x, from, to),
+    }
+}
+
+/// Collects `(term span, missing index names, their sizes)` for added terms inside `e`
+/// that lack an index of `reduced` (those summed over the top-level term holding `e`)
+/// which `outside` (the indices of the enclosing factors) does not supply either.
 fn additive_terms(e: &ast::Expr, outside: &[String], reduced: &[(String, String)], out: &mut Vec<(Span, Vec<String>, Vec<String>)>) {
     let names_of = |x: &ast::Expr| {
         let mut v = Vec::new();
