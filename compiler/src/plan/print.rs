@@ -62,7 +62,14 @@ impl fmt::Display for Plan {
         }
         writeln!(f)?;
         if let Some(p) = &self.path {
-            let pairs: Vec<String> = p.iter().map(|(a, b)| format!("({a}, {b})")).collect();
+            // Python's tuple syntax, as opt_einsum prints paths: `(0, 1)`, `(0,)`.
+            let pairs: Vec<String> = p
+                .iter()
+                .map(|t| match t.as_slice() {
+                    [a] => format!("({a},)"),
+                    _ => format!("({})", t.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
+                })
+                .collect();
             writeln!(f, "  path     [{}]", pairs.join(", "))?;
         }
         writeln!(f)?;
