@@ -228,9 +228,10 @@ def run_oe(inputs, output, sizes, optimize, timeout):
 # Tessera side.
 
 
-def run_tessera(nets, budget_ms):
-    subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "tessera-bench", "--bin", "path_quality"],
-                          cwd=ROOT)
+def run_tessera(nets, budget_ms, build=True):
+    if build:
+        subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "tessera-bench", "--bin", "path_quality"],
+                              cwd=ROOT)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     exe = os.path.join(target, "release", "path_quality")
     payload = {"budget_ms": budget_ms, "method": "auto",
@@ -263,13 +264,14 @@ def run_cli_plan(exe, spec, sizes, no_algebra):
     return plan
 
 
-def run_entry(nets):
+def run_entry(nets, build=True):
     """Plans every network through the CLI, algebra on (the default) and off, and checks
     what a user relies on: the same FLOPs both ways, a `path` in the JSON, and that
     opt_einsum's own accounting of that path gives Tessera's FLOPs. Planning times are
     the plan's `search_ms` (the whole planner: algebra pass, path search, lowering),
     the fastest of up to five alternating runs while a run takes under 50 ms."""
-    subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "tessera", "--bin", "tessera"], cwd=ROOT)
+    if build:
+        subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "tessera", "--bin", "tessera"], cwd=ROOT)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     exe = os.path.join(target, "release", "tessera")
     rows = {}
@@ -336,6 +338,7 @@ def main():
     ap.add_argument("--dp-timeout", type=float, default=30.0, help="seconds per opt_einsum dp run")
     ap.add_argument("--budget-ms", type=int, default=1000, help="Tessera's time budget (Method::Auto)")
     ap.add_argument("--quick", action="store_true", help="three networks per family")
+    ap.add_argument("--no-build", action="store_true", help="use the release binaries already in target/")
     args = ap.parse_args()
     import numpy
     import opt_einsum as oe
@@ -343,8 +346,8 @@ def main():
     started = time.time()
     fams = families(args.quick)
     all_nets = [(f"{fam}/{name}", net) for fam, _, nets in fams for name, net in nets]
-    ours = run_tessera(all_nets, args.budget_ms)
-    entry = run_entry(all_nets)
+    ours = run_tessera(all_nets, args.budget_ms, not args.no_build)
+    entry = run_entry(all_nets, not args.no_build)
     rows = []
     for fam, kind, nets in fams:
         timed_out_at = None

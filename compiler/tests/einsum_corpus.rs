@@ -105,7 +105,7 @@ fn check_valid_in<T: Scalar>(entry: &Value, rtol: f64) -> Result<(), String> {
     }
     // Large networks multiply dozens of values below 1: their results can be far from 1,
     // so they are compared relative to their own size.
-    let floor = if entry["category"] == "large" { 0.0 } else { 1.0 };
+    let floor: f64 = if entry["category"] == "large" { 0.0 } else { 1.0 };
     let scale = expected.iter().fold(floor, |m, x| m.max(x.abs()));
     if scale == 0.0 || !scale.is_finite() {
         return Err(format!("expected values of size {scale} cannot be compared relatively"));

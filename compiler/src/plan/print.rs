@@ -49,7 +49,10 @@ impl fmt::Display for Plan {
         };
         writeln!(f, "  memory   peak intermediate {}{limit}", human_bytes(self.peak_bytes))?;
         write!(f, "  search   {:.2} ms", self.search_ms)?;
-        if let Some(a) = &self.algebra {
+        if let Some(a) = self.algebra.as_ref().filter(|a| a.iterations == 0 && a.nodes == 0) {
+            // The pass did not run (or gave up at once): its counts say nothing.
+            write!(f, "; algebra: {}", a.stop_reason)?;
+        } else if let Some(a) = &self.algebra {
             write!(
                 f,
                 "; algebra: {} after {} iterations, {} e-nodes, cost {} -> {}",
