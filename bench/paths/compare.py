@@ -298,7 +298,20 @@ def run_entry(nets, build=True):
                 if not math.isclose(r["oe_cost"], r["flops"], rel_tol=1e-9):
                     row["problems"].append(f"{name}: opt_einsum costs the path at {r['oe_cost']}, Tessera says {r['flops']}")
         if not row["problems"] and not math.isclose(on["flops"], off["flops"], rel_tol=1e-12):
-            row["problems"].append(f"cost {on['flops']} with the algebra, {off['flops']} without")
+            # Both modes run the same search; it stops at a deadline as well as at a work
+            # limit, so on a busy machine its result can change from run to run. Rerun
+            # both to tell that apart from a difference between the modes.
+            seen = {False: {on["flops"]}, True: {off["flops"]}}
+            for _ in range(2):
+                for o in (False, True):
+                    r = run_cli_plan(exe, spec, size_arg, o)
+                    if "error" not in r:
+                        seen[o].add(r["flops"])
+            row["costs_seen"] = {"on": sorted(seen[False]), "off": sorted(seen[True])}
+            if len(seen[False] | seen[True]) > 1 and (len(seen[False]) > 1 or len(seen[True]) > 1):
+                row["varies"] = True
+            else:
+                row["problems"].append(f"cost {on['flops']} with the algebra, {off['flops']} without")
         rows[key] = row
         ratio = on["search_ms"] / max(off["search_ms"], 1e-6) if not row["problems"] else float("nan")
         print(f"{key:<48} entry: on {on.get('search_ms', '-')} ms, off {off.get('search_ms', '-')} ms, "
@@ -480,7 +493,10 @@ def write_report(rows, args, mach, np_version, oe_version, wall):
             e = r["entry"]
             on, off = e["on"], e["off"]
             ok = not e["problems"]
-            w(f"| {r['name']} | {r['tensors']} | {on['flops']:.4e} | {on['search_ms']:.2f} ms | "
+            flops = f"{on['flops']:.4e}" if not e.get("varies") else \
+                "varies: on " + " / ".join(f"{x:.4e}" for x in e["costs_seen"]["on"]) + \
+                ", off " + " / ".join(f"{x:.4e}" for x in e["costs_seen"]["off"])
+            w(f"| {r['name']} | {r['tensors']} | {flops} | {on['search_ms']:.2f} ms | "
               f"{off['search_ms']:.2f} ms | {on['search_ms'] / max(off['search_ms'], 1e-6):.2f} | "
               f"{fmt_t(r['ours']['time_s'])} | {fmt_t(on['wall_s'])} | {'; '.join(e['problems']) or '-'} |"
               if ok else f"| {r['name']} | {r['tensors']} | - | - | - | - | - | - | {'; '.join(e['problems'])} |")
@@ -508,14 +524,19 @@ def write_entry_report(rows, w):
         rs = [r for r in rows if r["family"] == fam]
         good = [r for r in rs if not r["entry"]["problems"]]
         same = sum(1 for r in good if math.isclose(r["entry"]["on"]["flops"], r["entry"]["off"]["flops"], rel_tol=1e-12))
+        varies = sum(1 for r in good if r["entry"].get("varies"))
         ratios = [r["entry"]["on"]["search_ms"] / max(r["entry"]["off"]["search_ms"], 1e-6) for r in good]
         rs_str = f"{max(ratios):.2f} / {statistics.median(ratios):.2f}" if ratios else "-"
         tmax = lambda k: max((r["entry"][k]["search_ms"] for r in good), default=float("nan"))
         n_min, n_max = min(r["tensors"] for r in rs), max(r["tensors"] for r in rs)
-        w(f"| {fam} | {len(rs)} | {n_min}-{n_max} | {len(good)} of {len(rs)} | {same} of {len(rs)} | {rs_str} | "
+        same_str = f"{same} of {len(rs)}" + (f" ({varies} vary run to run in both modes)" if varies else "")
+        w(f"| {fam} | {len(rs)} | {n_min}-{n_max} | {len(good)} of {len(rs)} | {same_str} | {rs_str} | "
           f"{tmax('on'):.2f} ms | {tmax('off'):.2f} ms | {fmt_t(max(r['ours']['time_s'] for r in rs))} |")
     w("")
-    w("Target: the same cost as `--no-algebra` on every network, in at most 2x its time.")
+    w("Target: the same cost as `--no-algebra` on every network, in at most 2x its time. "
+      "Where the two runs disagree, both modes are run twice more; \"vary run to run\" means "
+      "repeated runs of one mode gave different costs too: the path search (the same code "
+      "in both modes) stopped at its deadline, which the load on the machine decides.")
 
 
 if __name__ == "__main__":
