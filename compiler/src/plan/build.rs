@@ -63,7 +63,7 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
     let (source, algebra) = match &opts.algebra {
         // No rule can make a lone product of distinct inputs cheaper than the path search
         // does, and saturating its e-graph costs 100 to 3,000 times the search.
-        Some(_) if product.is_some() => (
+        Some(_) if product => (
             f.clone(),
             Some(AlgebraSummary {
                 stop_reason: "not run (a single product: the path search alone is optimal)".to_string(),
@@ -120,8 +120,8 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
             }
         }
     }
-    let path = match &product {
-        Some(factors) if source == *f => Some(einsum_path(factors, &bld)?),
+    let path = match product_reads(f) {
+        Some(reads) if source == *f => product_path(&reads, &bld)?,
         _ => None,
     };
     let search_ms = bld.search.as_secs_f64() * 1e3;
@@ -145,7 +145,7 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
     if let Some(limit) = opts.memory_limit {
         super::slice::slice_to_fit(&mut plan, b, limit)?;
     }
-    if let Some(a) = plan.algebra.as_mut().filter(|_| product.is_some()) {
+    if let Some(a) = plan.algebra.as_mut().filter(|_| product) {
         a.cost_before = plan.flops;
         a.cost_after = plan.flops;
     }
@@ -153,16 +153,11 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
     Ok(plan)
 }
 
-/// The tensors read by `f` when it is a single einsum: one statement that sums a product
-/// of reads of distinct input tensors at plain indices (times literals), in the order the
-/// product lists them. `None` for anything else.
-///
-/// Such a product gives the algebra pass nothing to do: no sum to distribute or factor,
-/// no other statement to merge, no constant tensor to fold, no grouped index for the
-/// Kronecker rules, and no tensor read twice whose sub-contraction could be shared.
-pub(crate) fn pure_product(f: &tir::Function) -> Option<Vec<TensorId>> {
+/// The tensor reads of `f` when it is one statement that sums a product of reads (times
+/// literals), in written order; `None` for anything else.
+fn product_reads(f: &tir::Function) -> Option<Vec<&Expr>> {
     let [s] = f.stmts.as_slice() else { return None };
-    if s.op != ReduceOp::Sum || s.lhs.iter().any(|p| p.len() != 1) {
+    if s.op != ReduceOp::Sum {
         return None;
     }
     let mut reads = Vec::new();
@@ -172,35 +167,55 @@ pub(crate) fn pure_product(f: &tir::Function) -> Option<Vec<TensorId>> {
             // Pushed in reverse so that factors come off the stack in written order.
             Expr::Mul(xs) => stack.extend(xs.iter().rev()),
             Expr::Lit(_) => {}
-            Expr::Access(t, pos) => {
-                let input = f.tensors.get(t.index()).is_some_and(|d| d.kind == TensorKind::Input);
-                if !input || reads.contains(t) || pos.iter().any(|p| p.len() != 1) {
-                    return None;
-                }
-                reads.push(*t);
-            }
+            Expr::Access(..) => reads.push(e),
             _ => return None,
         }
     }
     (!reads.is_empty()).then_some(reads)
 }
 
-/// The contraction order of a single einsum in opt_einsum's linear format, over its
-/// operands in written order: each entry lists positions in the current operand list,
+/// Whether `f` is a single einsum: one statement that sums a product of reads of
+/// distinct input tensors at plain indices (times literals).
+///
+/// Such a product gives the algebra pass nothing to do: no sum to distribute or factor,
+/// no other statement to merge, no constant tensor to fold, no grouped index for the
+/// Kronecker rules, and no tensor read twice whose sub-contraction could be shared.
+pub(crate) fn pure_product(f: &tir::Function) -> bool {
+    let Some(reads) = product_reads(f) else { return false };
+    let mut seen = Vec::new();
+    let plain_lhs = f.stmts.iter().all(|s| s.lhs.iter().all(|p| p.len() == 1));
+    plain_lhs
+        && reads.iter().all(|e| match e {
+            Expr::Access(t, pos) => {
+                let input = f.tensors.get(t.index()).is_some_and(|d| d.kind == TensorKind::Input);
+                let fresh = !seen.contains(t);
+                seen.push(*t);
+                input && fresh && pos.iter().all(|p| p.len() == 1)
+            }
+            _ => false,
+        })
+}
+
+/// The contraction order of a one-statement product in opt_einsum's linear format, over
+/// its reads in written order: each entry lists positions in the current operand list,
 /// which are removed and their result appended. Pairwise steps come from the path
-/// search; operands it did not order (a lone operand, a product with no summed index,
-/// scalar factors) are combined in one last step, as the plan's final loop nest does.
-fn einsum_path(factors: &[TensorId], bld: &Builder<'_>) -> R<Vec<Vec<usize>>> {
-    let n = factors.len();
-    // Operands by id: 0..n are the factors, n.. the results of the pairwise steps.
+/// search; reads it did not order (a lone read, a product with no summed index, scalar
+/// factors) are combined in one last step, as the plan's final loop nest does. `None`
+/// when the search ordered something other than the written reads.
+fn product_path(reads: &[&Expr], bld: &Builder<'_>) -> R<Option<Vec<Vec<usize>>>> {
+    let n = reads.len();
+    // Operands by id: 0..n are the reads, n.. the results of the pairwise steps.
     let mut current: Vec<usize> = (0..n).collect();
     let mut path = Vec::new();
     if let Some((pairs, operands)) = &bld.single_path {
-        let mut planned: Vec<usize> = operands
-            .iter()
-            .map(|t| t.and_then(|t| factors.iter().position(|&x| x == t)))
-            .collect::<Option<_>>()
-            .ok_or_else(|| PlanError::Internal("a contraction operand is not a factor of the einsum".into()))?;
+        // Each searched operand is one of the written reads; equal reads are interchangeable.
+        let mut used = vec![false; n];
+        let mut planned = Vec::with_capacity(operands.len());
+        for o in operands {
+            let Some(k) = (0..n).find(|&k| !used[k] && reads[k] == o) else { return Ok(None) };
+            used[k] = true;
+            planned.push(k);
+        }
         for (step, &(p, q)) in pairs.iter().enumerate() {
             let (p, q) = (p.min(q), p.max(q));
             if q >= planned.len() || p == q {
@@ -220,7 +235,7 @@ fn einsum_path(factors: &[TensorId], bld: &Builder<'_>) -> R<Vec<Vec<usize>>> {
     if current.len() > 1 || path.is_empty() {
         path.push((0..current.len()).collect());
     }
-    Ok(path)
+    Ok(Some(path))
 }
 
 /// Lowers every statement of `source` into steps.
@@ -250,9 +265,9 @@ struct Builder<'a> {
     origin: usize,
     search: Duration,
     path_opts: &'a PathOptions,
-    /// The pairs of the last multi-operand contraction with the tensor each of its
-    /// operands reads (the einsum's, for one statement).
-    single_path: Option<(Vec<(usize, usize)>, Vec<Option<TensorId>>)>,
+    /// The pairs of the last multi-operand contraction with its operands (the einsum's,
+    /// for one statement).
+    single_path: Option<(Vec<(usize, usize)>, Vec<Expr>)>,
     temps: usize,
     /// Canonical forms of the steps emitted into fresh intermediates, for reuse.
     seen: Vec<(String, TensorId)>,
@@ -601,8 +616,7 @@ impl Builder<'_> {
         };
         let path = optimize_path(&net, self.path_opts).map_err(|e| PlanError::Internal(format!("path search: {e}")))?;
         self.search += path.elapsed;
-        let reads = operands.iter().map(|x| if let Expr::Access(t, _) = x { Some(*t) } else { None }).collect();
-        self.single_path = Some((path.pairs.clone(), reads));
+        self.single_path = Some((path.pairs.clone(), operands.clone()));
         let mut current: Vec<(Expr, Vec<IndexId>)> = operands.into_iter().zip(labels).collect();
         let n_pairs = path.pairs.len();
         let mut result = None;
@@ -901,14 +915,14 @@ fn canonical_key(p: &tir::Function, lhs: &[Position], op: ReduceOp, rhs: &Expr, 
     for (k, v) in idx2.iter_mut().enumerate() {
         v.name = format!("_{k}");
     }
-    let mut f = p.clone();
-    f.stmts.clear();
     let reduced: Vec<IndexId> = {
         let l: Vec<IndexId> = lhs2.iter().flatten().copied().collect();
         free(&rhs2).into_iter().filter(|i| !l.contains(i)).collect()
     };
     let probe = tir::Stmt { target: TensorId(0), lhs: lhs2, op, reduced, indices: idx2, rhs: rhs2, span: p.span };
-    let text = f.stmt_string(&probe);
+    // Printing reads only the function's tensor names, so no copy of it is needed (a
+    // copy per step made planning quadratic in the number of steps).
+    let text = p.stmt_string(&probe);
     // The target's name is not part of what is computed.
     text.split_once(' ').map(|(_, rest)| rest.to_string()).unwrap_or(text)
 }
