@@ -253,6 +253,9 @@ fn lower_all<'a>(source: &tir::Function, b: &'a Bindings, path: &'a PathOptions)
     Ok(bld)
 }
 
+/// A searched contraction order (opt_einsum pairs) with the operands it orders.
+type SearchedPath = (Vec<(usize, usize)>, Vec<Expr>);
+
 enum Target {
     Existing(TensorId),
     New,
@@ -267,7 +270,7 @@ struct Builder<'a> {
     path_opts: &'a PathOptions,
     /// The pairs of the last multi-operand contraction with its operands (the einsum's,
     /// for one statement).
-    single_path: Option<(Vec<(usize, usize)>, Vec<Expr>)>,
+    single_path: Option<SearchedPath>,
     temps: usize,
     /// Canonical forms of the steps emitted into fresh intermediates, for reuse.
     seen: Vec<(String, TensorId)>,
