@@ -563,7 +563,8 @@ impl<'m> Function<'m> {
 /// numpy's `einsum` on arrays of one element type: `einsum("ij,jk->ik", &[a, b])`.
 ///
 /// Accepts numpy's whole subscript syntax (implicit output, `...`, repeated indices,
-/// size-1 broadcasting) plus any Unicode letter as a label.
+/// size-1 broadcasting) plus opt_einsum's labels: any character but `,` `.` `-` `>` and
+/// whitespace (so `×` and `÷`, which opt_einsum's `get_symbol` gives past 52 labels).
 pub fn einsum<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>]) -> Result<ArrayD<T>, Error> {
     einsum_with(spec, inputs, &CallOptions::default())
 }

@@ -149,3 +149,74 @@ fn concurrent_calls_of_a_tiled_function_agree() {
         }
     });
 }
+
+/// The corpus's large networks (more than 52 labels, so opt_einsum's `×` and `÷`, and
+/// iteration spaces past 2^63) run on the JIT and the loop interpreter through
+/// `tessera::einsum`, as a user calls it, and match opt_einsum.
+#[test]
+fn large_einsum_networks_run_and_match_opt_einsum() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/einsum/corpus.json");
+    let corpus: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("corpus")).expect("corpus is JSON");
+    let large: Vec<&serde_json::Value> =
+        corpus["valid"].as_array().expect("valid specs").iter().filter(|e| e["category"] == "large").collect();
+    assert!(large.len() >= 3, "only {} large networks", large.len());
+    for entry in large {
+        let spec = entry["spec"].as_str().expect("spec");
+        // The corpus formula for element k of operand o (see tests/gen_einsum_fixtures.py).
+        let inputs: Vec<ArrayD<f64>> = entry["shapes"]
+            .as_array()
+            .expect("shapes")
+            .iter()
+            .enumerate()
+            .map(|(o, s)| {
+                let shape: Vec<usize> = s.as_array().expect("shape").iter().map(|x| x.as_u64().expect("size") as usize).collect();
+                let n: usize = shape.iter().product();
+                let values = (0..n).map(|k| ((k * 37 + o * 101 + 11) % 97) as f64 / 48.5 - 1.0).collect();
+                ArrayD::from_shape_vec(shape, values).expect("shape")
+            })
+            .collect();
+        let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
+        let expected: Vec<f64> = entry["expected"].as_array().expect("expected").iter().filter_map(|x| x.as_f64()).collect();
+        let scale = expected.iter().fold(0.0f64, |m, x| m.max(x.abs()));
+        assert!(scale > 0.0, "{spec}: an all-zero expectation proves nothing");
+        for backend in [Backend::Jit, Backend::Interp] {
+            let opts = CallOptions { backend, ..CallOptions::default() };
+            let got = tessera::einsum_with(spec, &views, &opts).unwrap_or_else(|e| panic!("{spec} on {backend:?}: {e}"));
+            assert_eq!(got.len(), expected.len(), "{spec}: output size");
+            for (g, x) in got.iter().zip(&expected) {
+                assert!((g - x).abs() <= 1e-10 * scale, "{spec} on {backend:?}: got {g}, opt_einsum {x}");
+            }
+        }
+        // Label sizes (what `--sizes` gives) plan the same network, with a path.
+        let mut sizes: Vec<(String, u64)> = Vec::new();
+        for (term, a) in spec.split("->").next().unwrap_or("").split(',').zip(&inputs) {
+            for (c, &n) in term.chars().zip(a.shape()) {
+                if !sizes.iter().any(|(l, _)| *l == c.to_string()) {
+                    sizes.push((c.to_string(), n as u64));
+                }
+            }
+        }
+        let named: Vec<(&str, u64)> = sizes.iter().map(|(l, n)| (l.as_str(), *n)).collect();
+        let plan = tessera::plan_einsum(spec, &named, &tessera::PlanOptions::default()).expect("plans");
+        let path = plan.path.as_ref().unwrap_or_else(|| panic!("{spec}: no path\n{plan}"));
+        assert_eq!(path.len(), inputs.len() - 1, "{spec}: pairwise steps only");
+    }
+}
+
+/// Planning never refuses an iteration space or an output for its size; compiling an
+/// output that no machine can hold is refused with a message, not a panic.
+#[test]
+fn huge_einsums_plan_and_refuse_to_compile_what_cannot_be_allocated() {
+    let opts = tessera::PlanOptions::default();
+    let p = tessera::plan_einsum("i,j->", &[("i", 1 << 40), ("j", 1 << 40)], &opts).expect("plans");
+    assert_eq!(p.flops, 2.0 * 2f64.powi(80), "{p}");
+    assert_eq!(p.path, Some(vec![vec![0, 1]]));
+    let p = tessera::plan_einsum("i,j->ij", &[("i", 1 << 32), ("j", 1 << 32)], &opts).expect("plans");
+    assert_eq!(p.flops, 2f64.powi(64), "{p}");
+    assert_eq!(p.path, Some(vec![vec![0, 1]]));
+    let err = tessera::compile_einsum_for("i,j->ij", &[&[1 << 32], &[1 << 32]], tessera::DType::F32, Backend::Jit)
+        .map(|_| ())
+        .expect_err("2^64 elements cannot be allocated");
+    assert!(!matches!(err, Error::Internal(_)), "{err}");
+}

@@ -895,6 +895,30 @@ fn plan_of_an_einsum_as_text_json_and_dot() {
     assert!(dot.starts_with("digraph"), "{dot}");
 }
 
+/// opt_einsum's labels (`×`, `÷`, digits, punctuation) go through `--einsum` and
+/// `--sizes`, and a single einsum's JSON always has its `path`, whatever its shape.
+#[test]
+fn plan_of_an_einsum_takes_opt_einsum_labels_and_always_has_a_path() {
+    let env = Env::new();
+    let json = |spec: &str, sizes: &str| -> serde_json::Value {
+        let out = env.succeeds(&["plan", "--einsum", spec, "--sizes", sizes, "--format", "json"]).stdout;
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{spec}: {e}\n{out}"))
+    };
+    let v = json("×÷,÷1,1!->×!", "×=10,÷=100,1=5,!=50");
+    assert_eq!(v["flops"], 15000.0);
+    assert_eq!(v["path"], serde_json::json!([[0, 1], [0, 1]]));
+    assert!(v["algebra"]["stop_reason"].as_str().is_some_and(|r| r.starts_with("not run")), "{v}");
+    // A lone operand, a product without a summed index, and a scalar factor.
+    assert_eq!(json("ij->i", "i=2,j=3")["path"], serde_json::json!([[0]]));
+    assert_eq!(json("ij,jk->ijk", "i=2,j=3,k=4")["path"], serde_json::json!([[0, 1]]));
+    assert_eq!(json("ij,jk,->ik", "i=2,j=3,k=4")["path"], serde_json::json!([[0, 1], [0, 1]]));
+    // The operand the path search takes last is not always the last one written.
+    let v = json("ik,ij,jk->ik", "i=2,j=3,k=4");
+    assert_eq!(v["path"].as_array().map(Vec::len), Some(2), "{v}");
+    let err = env.fails(2, &["plan", "--einsum", "ij->i", "--sizes", "ij=2"]);
+    assert!(err.contains("not an einsum label"), "{err}");
+}
+
 #[test]
 fn plan_of_a_file_needs_every_dim() {
     let env = Env::new();

@@ -3,8 +3,11 @@
 
 Generates networks deterministically, runs opt_einsum's `dp` (each under a time limit,
 in a child process) and `random-greedy-128`, runs Tessera's `path_quality` binary on
-the same networks, checks every Tessera path with opt_einsum's own cost accounting, and
-writes bench/paths/RESULTS.md (plus the raw numbers in bench/paths/results.json).
+the same networks (the path search alone), then plans each one through the user's entry
+point, `tessera plan --einsum SPEC --sizes .. --format json`, with the algebra pass on
+and with `--no-algebra`. Every Tessera path is checked with opt_einsum's own cost
+accounting. Writes bench/paths/RESULTS.md (plus the raw numbers in
+bench/paths/results.json).
 
 Usage: python3 bench/paths/compare.py [--dp-timeout S] [--budget-ms MS] [--quick]
 Creates bench/.venv with numpy and opt_einsum when missing, and re-runs itself there.
@@ -225,15 +228,97 @@ def run_oe(inputs, output, sizes, optimize, timeout):
 # Tessera side.
 
 
-def run_tessera(nets, budget_ms):
-    subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "tessera-bench", "--bin", "path_quality"],
-                          cwd=ROOT)
+def run_tessera(nets, budget_ms, build=True):
+    if build:
+        subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "tessera-bench", "--bin", "path_quality"],
+                              cwd=ROOT)
     target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
     exe = os.path.join(target, "release", "path_quality")
     payload = {"budget_ms": budget_ms, "method": "auto",
                "networks": [{"name": name, "inputs": i, "output": o, "sizes": s} for name, (i, o, s) in nets]}
     out = subprocess.run([exe], input=json.dumps(payload), capture_output=True, text=True, check=True)
     return {row["name"]: row for row in json.loads(out.stdout)}
+
+
+def label_sizes(inputs, output, sizes):
+    """The spec and `--sizes` value of a network, with opt_einsum's own labels (past 52
+    labels `get_symbol` hands out non-ASCII characters such as `À`, `×` and `÷`)."""
+    import opt_einsum as oe
+    used = sorted({i for t in inputs for i in t} | set(output))
+    return equation(inputs, output), ",".join(f"{oe.get_symbol(i)}={sizes[i]}" for i in used)
+
+
+def run_cli_plan(exe, spec, sizes, no_algebra):
+    """One `tessera plan --einsum SPEC --sizes .. --format json` run, as a user runs it:
+    the parsed JSON plus the wall time of the whole process."""
+    cmd = [exe, "plan", "--einsum", spec, "--sizes", sizes, "--format", "json"]
+    if no_algebra:
+        cmd.append("--no-algebra")
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        return {"error": out.stderr.strip() or f"exit status {out.returncode}", "wall_s": wall}
+    plan = json.loads(out.stdout)
+    plan["wall_s"] = wall
+    return plan
+
+
+def run_entry(nets, build=True):
+    """Plans every network through the CLI, algebra on (the default) and off, and checks
+    what a user relies on: the same FLOPs both ways, a `path` in the JSON, and that
+    opt_einsum's own accounting of that path gives Tessera's FLOPs. Planning times are
+    the plan's `search_ms` (the whole planner: algebra pass, path search, lowering),
+    the fastest of up to nine alternating rounds, fewer once a network has taken 4 s."""
+    if build:
+        subprocess.check_call(["cargo", "build", "--release", "-q", "-p", "tessera", "--bin", "tessera"], cwd=ROOT)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+    exe = os.path.join(target, "release", "tessera")
+    rows = {}
+    for key, (inputs, output, sizes) in nets:
+        spec, size_arg = label_sizes(inputs, output, sizes)
+        best = {False: None, True: None}
+        spent = 0.0
+        for _ in range(9):
+            for off in (False, True):
+                r = run_cli_plan(exe, spec, size_arg, off)
+                spent += r["wall_s"]
+                prev = best[off]
+                if prev is None or ("error" not in r and r["search_ms"] < prev.get("search_ms", float("inf"))):
+                    best[off] = r
+            if any("error" in r for r in best.values()) or spent > 4.0:
+                break
+        on, off = best[False], best[True]
+        row = {"on": on, "off": off, "problems": []}
+        for name, r in (("algebra on", on), ("--no-algebra", off)):
+            if "error" in r:
+                row["problems"].append(f"{name}: {r['error']}")
+            elif not r.get("path"):
+                row["problems"].append(f"{name}: no path in the JSON")
+            else:
+                r["oe_cost"] = oe_cost(inputs, output, sizes, r["path"])
+                if not math.isclose(r["oe_cost"], r["flops"], rel_tol=1e-9):
+                    row["problems"].append(f"{name}: opt_einsum costs the path at {r['oe_cost']}, Tessera says {r['flops']}")
+        if not row["problems"] and not math.isclose(on["flops"], off["flops"], rel_tol=1e-12):
+            # Both modes run the same search; it stops at a deadline as well as at a work
+            # limit, so on a busy machine its result can change from run to run. Rerun
+            # both to tell that apart from a difference between the modes.
+            seen = {False: {on["flops"]}, True: {off["flops"]}}
+            for _ in range(2):
+                for o in (False, True):
+                    r = run_cli_plan(exe, spec, size_arg, o)
+                    if "error" not in r:
+                        seen[o].add(r["flops"])
+            row["costs_seen"] = {"on": sorted(seen[False]), "off": sorted(seen[True])}
+            if len(seen[False] | seen[True]) > 1 and (len(seen[False]) > 1 or len(seen[True]) > 1):
+                row["varies"] = True
+            else:
+                row["problems"].append(f"cost {on['flops']} with the algebra, {off['flops']} without")
+        rows[key] = row
+        ratio = on["search_ms"] / max(off["search_ms"], 1e-6) if not row["problems"] else float("nan")
+        print(f"{key:<48} entry: on {on.get('search_ms', '-')} ms, off {off.get('search_ms', '-')} ms, "
+              f"ratio {ratio:.2f} {'; '.join(row['problems'])}", file=sys.stderr)
+    return rows
 
 
 # ---------------------------------------------------------------------------------
@@ -268,6 +353,7 @@ def main():
     ap.add_argument("--dp-timeout", type=float, default=30.0, help="seconds per opt_einsum dp run")
     ap.add_argument("--budget-ms", type=int, default=1000, help="Tessera's time budget (Method::Auto)")
     ap.add_argument("--quick", action="store_true", help="three networks per family")
+    ap.add_argument("--no-build", action="store_true", help="use the release binaries already in target/")
     args = ap.parse_args()
     import numpy
     import opt_einsum as oe
@@ -275,7 +361,8 @@ def main():
     started = time.time()
     fams = families(args.quick)
     all_nets = [(f"{fam}/{name}", net) for fam, _, nets in fams for name, net in nets]
-    ours = run_tessera(all_nets, args.budget_ms)
+    ours = run_tessera(all_nets, args.budget_ms, not args.no_build)
+    entry = run_entry(all_nets, not args.no_build)
     rows = []
     for fam, kind, nets in fams:
         timed_out_at = None
@@ -283,7 +370,7 @@ def main():
             key = f"{fam}/{name}"
             t = ours[key]
             row = {"family": fam, "kind": kind, "name": name, "tensors": len(inputs),
-                   "ours": t, "ours_cost_oe": None}
+                   "ours": t, "ours_cost_oe": None, "entry": entry[key]}
             if t.get("error") is None:
                 row["ours_cost_oe"] = oe_cost(inputs, output, sizes, t["pairs"])
                 assert math.isclose(row["ours_cost_oe"], t["flops"], rel_tol=1e-9), (key, row["ours_cost_oe"], t["flops"])
@@ -364,6 +451,8 @@ def write_report(rows, args, mach, np_version, oe_version, wall):
         w("Targets: cost equal to dp wherever dp finishes, found at least 10x faster; on 60-100 "
           "tensors within 0.1 of random-greedy-128 in log10 cost, in under 1 s.")
     w("")
+    write_entry_report(rows, w)
+    w("")
     w("## Per network")
     for fam in dict.fromkeys(r["family"] for r in rows):
         rs = [r for r in rows if r["family"] == fam]
@@ -392,9 +481,64 @@ def write_report(rows, args, mach, np_version, oe_version, wall):
                 d = math.log10(r["ours_cost_oe"]) - math.log10(g["cost"])
                 w(f"| {r['name']} | {r['tensors']} | {r['ours_cost_oe']:.4e} | {g['cost']:.4e} | {d:+.3f} | "
                   f"{fmt_t(t['time_s'])} | {t['method']} | {fmt_t(g['time_s'])} |")
+    w("")
+    w("## Per network, through the entry point")
+    for fam in dict.fromkeys(r["family"] for r in rows):
+        rs = [r for r in rows if r["family"] == fam]
+        w("")
+        w(f"### {fam} (`tessera plan --einsum`)")
+        w("")
+        w("| network | tensors | FLOPs (on = off) | plan, algebra on | plan, --no-algebra | on / off | "
+          "path search alone | process wall, on | problems |")
+        w("|---|---|---|---|---|---|---|---|---|")
+        for r in rs:
+            e = r["entry"]
+            on, off = e["on"], e["off"]
+            ok = not e["problems"]
+            flops = f"{on['flops']:.4e}" if not e.get("varies") else \
+                "varies: on " + " / ".join(f"{x:.4e}" for x in e["costs_seen"]["on"]) + \
+                ", off " + " / ".join(f"{x:.4e}" for x in e["costs_seen"]["off"])
+            w(f"| {r['name']} | {r['tensors']} | {flops} | {on['search_ms']:.2f} ms | "
+              f"{off['search_ms']:.2f} ms | {on['search_ms'] / max(off['search_ms'], 1e-6):.2f} | "
+              f"{fmt_t(r['ours']['time_s'])} | {fmt_t(on['wall_s'])} | {'; '.join(e['problems']) or '-'} |"
+              if ok else f"| {r['name']} | {r['tensors']} | - | - | - | - | - | - | {'; '.join(e['problems'])} |")
     with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def write_entry_report(rows, w):
+    """The summary of planning through `tessera plan --einsum ... --format json`."""
+    w("## Through the entry point: `tessera plan --einsum SPEC --sizes .. --format json`")
+    w("")
+    w("Every network above planned by the CLI as a user runs it, with the algebra pass on "
+      "(the default) and with `--no-algebra`. Labels are opt_einsum's `get_symbol` labels, "
+      "non-ASCII past 52 (`À`, `×`, `÷`, ...), and go through `--sizes` as they are. Checks: "
+      "the JSON has a `path`, opt_einsum's `contract_path` costs that path at the plan's "
+      "`flops`, and the FLOPs are the same both ways. Times are the JSON's `search_ms` "
+      "(the whole planner), the fastest of up to nine alternating on/off rounds (fewer once "
+      "a network has taken 4 s); \"path search alone\" is `optimize_path` from the tables above.")
+    w("")
+    w("| family | networks | tensors | all checks pass | same cost on/off | on / off time: max / median | "
+      "max plan time, on | max plan time, off | max path search alone |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for fam in dict.fromkeys(r["family"] for r in rows):
+        rs = [r for r in rows if r["family"] == fam]
+        good = [r for r in rs if not r["entry"]["problems"]]
+        same = sum(1 for r in good if math.isclose(r["entry"]["on"]["flops"], r["entry"]["off"]["flops"], rel_tol=1e-12))
+        varies = sum(1 for r in good if r["entry"].get("varies"))
+        ratios = [r["entry"]["on"]["search_ms"] / max(r["entry"]["off"]["search_ms"], 1e-6) for r in good]
+        rs_str = f"{max(ratios):.2f} / {statistics.median(ratios):.2f}" if ratios else "-"
+        tmax = lambda k: max((r["entry"][k]["search_ms"] for r in good), default=float("nan"))
+        n_min, n_max = min(r["tensors"] for r in rs), max(r["tensors"] for r in rs)
+        same_str = f"{same} of {len(rs)}" + (f" ({varies} vary run to run in both modes)" if varies else "")
+        w(f"| {fam} | {len(rs)} | {n_min}-{n_max} | {len(good)} of {len(rs)} | {same_str} | {rs_str} | "
+          f"{tmax('on'):.2f} ms | {tmax('off'):.2f} ms | {fmt_t(max(r['ours']['time_s'] for r in rs))} |")
+    w("")
+    w("Target: the same cost as `--no-algebra` on every network, in at most 2x its time. "
+      "Where the two runs disagree, both modes are run twice more; \"vary run to run\" means "
+      "repeated runs of one mode gave different costs too: the path search (the same code "
+      "in both modes) stopped at its deadline, which the load on the machine decides.")
 
 
 if __name__ == "__main__":

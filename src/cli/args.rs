@@ -101,15 +101,41 @@ const SIZE_UNITS: &str =
     "use bytes or a unit: kB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB, TiB \
      (powers of 1024; K, M, G, T mean the same)";
 
-/// A byte count: `4GiB`, `512MiB`, `1.5GB`, `1e9`, `4096`.
 /// `i=64,j=32` from `--sizes`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SizesArg(pub Vec<DimArg>);
 
+/// Label sizes for `--einsum`. A label is one character of those opt_einsum accepts
+/// (anything but `,` `.` `-` `>` and whitespace), so `×=3` and `==2` are sizes too: the
+/// last `=` separates the label from its size.
 pub fn parse_sizes(s: &str) -> Result<SizesArg, String> {
-    s.split(',').filter(|p| !p.trim().is_empty()).map(parse_dim).collect::<Result<_, _>>().map(SizesArg)
+    s.split(',').filter(|p| !p.trim().is_empty()).map(parse_label_size).collect::<Result<_, _>>().map(SizesArg)
 }
 
+fn parse_label_size(s: &str) -> Result<DimArg, String> {
+    let Some((label, size)) = s.rsplit_once('=') else {
+        return Err(format!("expected LABEL=SIZE, not `{}`; e.g. `--sizes i=64,j=32`", s.trim()));
+    };
+    let label = label.trim();
+    let mut chars = label.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if tessera_compiler::einsum::is_label(c) => {}
+        _ => {
+            return Err(format!(
+                "`{label}` is not an einsum label: a label is one character other than \
+                 `,` `.` `-` `>` and whitespace; e.g. `--sizes i=64,j=32`"
+            ))
+        }
+    }
+    let size = size.trim();
+    match size.parse::<u64>() {
+        Ok(size) => Ok(DimArg { name: label.to_string(), size }),
+        Err(_) if size.is_empty() => Err(format!("no size given for label `{label}`; e.g. `--sizes {label}=64`")),
+        Err(_) => Err(format!("the size of label `{label}` must be a whole number ≥ 0, not `{size}`")),
+    }
+}
+
+/// A byte count: `4GiB`, `512MiB`, `1.5GB`, `1e9`, `4096`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     if t.is_empty() {
@@ -232,6 +258,20 @@ mod tests {
     }
 
     #[test]
+    fn einsum_sizes_take_every_opt_einsum_label() {
+        let names = |s: &str| parse_sizes(s).map(|v| v.0.into_iter().map(|d| (d.name, d.size)).collect::<Vec<_>>());
+        assert_eq!(names("i=64, j=32"), Ok(vec![("i".into(), 64), ("j".into(), 32)]));
+        assert_eq!(names("×=2,÷=3,À=4"), Ok(vec![("×".into(), 2), ("÷".into(), 3), ("À".into(), 4)]));
+        assert_eq!(names("1=2,_=3,==4,!=5"), Ok(vec![("1".into(), 2), ("_".into(), 3), ("=".into(), 4), ("!".into(), 5)]));
+        assert!(parse_sizes("ij=3").unwrap_err().contains("not an einsum label"));
+        assert!(parse_sizes(".=3").unwrap_err().contains("not an einsum label"));
+        assert!(parse_sizes("=3").unwrap_err().contains("not an einsum label"));
+        assert!(parse_sizes("i").unwrap_err().contains("expected LABEL=SIZE"));
+        assert!(parse_sizes("i=").unwrap_err().contains("no size given for label `i`"));
+        assert!(parse_sizes("×=-1").unwrap_err().contains("whole number"));
+    }
+
+    #[test]
     fn names_may_be_unicode() {
         assert!(is_identifier("α") && is_identifier("x_2") && is_identifier("_"));
         assert!(!is_identifier("2x") && !is_identifier("a-b") && !is_identifier(""));
@@ -295,6 +335,7 @@ mod tests {
             let _ = parse_dim(&s);
             let _ = parse_input(&s);
             let _ = parse_output(&s);
+            let _ = parse_sizes(&s);
         }
 
         #[test]

@@ -203,7 +203,8 @@ struct PlanArgs {
     /// Slice loops so that no intermediate exceeds this size, e.g. 64MiB.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, allow_hyphen_values = true)]
     memory_limit: Option<u64>,
-    /// Skip the algebraic rewriting (egg) and only order contractions.
+    /// Skip the algebraic rewriting (egg) and only order contractions. (A single einsum
+    /// skips it anyway: no rewrite beats the contraction order of a lone product.)
     #[arg(long)]
     no_algebra: bool,
 }
@@ -218,7 +219,8 @@ struct TargetArgs {
     /// A numpy einsum instead of a file, e.g. 'ij,jk->ik' (with --sizes).
     #[arg(long, value_name = "SPEC", allow_hyphen_values = true, requires = "sizes")]
     einsum: Option<String>,
-    /// Label sizes for --einsum, e.g. i=64,j=32,k=8.
+    /// Label sizes for --einsum, e.g. i=64,j=32,k=8. Labels are opt_einsum's: any one
+    /// character but , . - > and whitespace (×=3 and 1=4 are sizes too).
     #[arg(long, value_name = "L=SIZE,...", value_parser = args::parse_sizes)]
     sizes: Option<args::SizesArg>,
     /// The function [default: the only function, or `main`].
@@ -234,7 +236,8 @@ struct TargetArgs {
 enum PlanFormat {
     /// An aligned table for people.
     Text,
-    /// JSON with flops, naive_flops, peak_bytes, search_ms, steps and (for an einsum) path.
+    /// JSON with flops, naive_flops, peak_bytes, search_ms, steps and (for an einsum) path,
+    /// the contraction order in opt_einsum's format.
     Json,
     /// A Graphviz DOT graph of the steps.
     Dot,

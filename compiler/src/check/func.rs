@@ -354,6 +354,7 @@ fn signature(cx: &mut FnCx, def: &ast::FnDef, diags: &mut Vec<Diagnostic>) -> Re
         }
         let mut shape = Vec::new();
         let mut factors = Vec::new();
+        let mut dims_ok = true;
         for d in p.ty.dims.iter().flatten() {
             let fs: Vec<Size> = d
                 .factors
@@ -372,10 +373,24 @@ fn signature(cx: &mut FnCx, def: &ast::FnDef, diags: &mut Vec<Diagnostic>) -> Re
                             .help("use smaller dims"),
                     );
                     ok = false;
+                    dims_ok = false;
                     shape.push(Size::one());
                 }
             }
             factors.push(fs);
+        }
+        let dim_spans: Vec<Span> = p.ty.dims.iter().flatten().map(|d| d.span).collect();
+        if let Some(at) = too_many_elements(&shape).filter(|_| dims_ok).and_then(|k| dim_spans.get(k)) {
+            diags.push(
+                Diagnostic::error(
+                    "check::tensor-too-large",
+                    format!("`{name}` has more than 2^63-1 elements, more than any array can hold"),
+                )
+                .label(*at, "the dims up to here multiply past 2^63-1")
+                .label(p.ty.span, "in this type")
+                .help("use smaller dims; numpy refuses such an array too (\"array is too big\")"),
+            );
+            ok = false;
         }
         let id = cx.add_tensor(TensorDecl { name: name.clone(), kind, shape, factors, span: p.name.span });
         match kind {
@@ -391,4 +406,22 @@ fn signature(cx: &mut FnCx, def: &ast::FnDef, diags: &mut Vec<Diagnostic>) -> Re
     } else {
         Err(())
     }
+}
+
+/// Where the literal dims of a tensor type multiply past 2^63-1 elements (numpy's
+/// `npy_intp`), if they do. Zero dims are skipped, as numpy skips them: an empty array
+/// of such a shape is refused too. Dims with names only add factors, so the literal ones
+/// alone decide; the index is that of the dim where the product first overflows.
+fn too_many_elements(shape: &[Size]) -> Option<usize> {
+    let mut product: u64 = 1;
+    for (k, s) in shape.iter().enumerate() {
+        if !s.is_const() || s.coeff == 0 {
+            continue;
+        }
+        match product.checked_mul(s.coeff) {
+            Some(p) if p <= i64::MAX as u64 => product = p,
+            _ => return Some(k),
+        }
+    }
+    None
 }

@@ -8,10 +8,16 @@
 //!
 //! The syntax and the shape rules are numpy's (its C `einsum`): implicit outputs,
 //! right-aligned `...` broadcasting, size-1 broadcasting of labelled axes, repeated
-//! labels reading diagonals, scalars. Labels may be any alphabetic character, as in
-//! opt_einsum. An operand axis of size 1 whose label has another size elsewhere reads
-//! element 0 through an index of range 1 of its own (named `j_0` for label `j` in
-//! operand 0), so the label's dim keeps its full size.
+//! labels reading diagonals, scalars. Labels may be any character but `,` `.` `-` `>`,
+//! whitespace and control characters, as in opt_einsum ([`is_label`]). An operand axis
+//! of size 1 whose label has another size elsewhere reads element 0 through an index
+//! of range 1 of its own (named `j_0` for label `j` in operand 0), so the label's dim
+//! keeps its full size.
+//!
+//! Only the operands are checked against numpy's 2^63-1 elements: they are arrays. The
+//! iteration space is not an allocation (a network of 30 tensors easily has more than
+//! 2^63 index combinations), and the output and intermediates are checked when a plan
+//! is compiled and run.
 
 mod parse;
 #[cfg(test)]
@@ -22,6 +28,7 @@ use crate::tir::{
     self, Bindings, Dim, DimId, Expr, IndexId, IndexVar, ReduceOp, Size, Stmt, TensorDecl, TensorId,
     TensorKind,
 };
+pub use parse::is_label;
 use parse::{Item, Term};
 use std::collections::HashMap;
 use tessera_runtime::DType;
@@ -37,7 +44,7 @@ pub struct Einsum {
     pub output_shape: Vec<usize>,
 }
 
-/// Largest element count of an operand or of the iteration space (numpy's `npy_intp`).
+/// Largest element count of an operand (numpy's `npy_intp`).
 const MAX_ELEMENTS: u64 = i64::MAX as u64;
 
 /// What one axis of an operand or of the output stands for.
@@ -158,7 +165,7 @@ pub fn translate(spec: &str, shapes: &[&[usize]], dtype: DType, file: FileId) ->
             merge_size(&mut dims[dim_of(axis)], axis, size, k, span)?;
         }
     }
-    check_overflow(&dims, shapes, whole)?;
+    check_overflow(shapes, whole)?;
 
     let function = build(&dims, &op_axes, shapes, &out_axes, &dim_of, dtype, &parsed, whole);
     debug_assert_eq!(tir::verify(&function), Ok(()), "einsum translation built invalid TIR");
@@ -339,20 +346,18 @@ fn checked_elements(sizes: impl IntoIterator<Item = usize>) -> Option<u64> {
         .try_fold(1u64, |acc, s| acc.checked_mul(s as u64).filter(|&p| p <= MAX_ELEMENTS))
 }
 
-fn check_overflow(dims: &[DimInfo], shapes: &[&[usize]], whole: Span) -> Result<(), Diagnostic> {
-    let too_large = |what: String| {
-        Err(Diagnostic::error("einsum::too-large", format!("{what} has more than 2^63-1 elements"))
-            .label(whole, "sizes overflow")
-            .help("use smaller operands; numpy rejects this too"))
-    };
+/// Refuses an operand with more elements than numpy's `npy_intp` can count: such an array
+/// cannot exist. Nothing else is checked here (see the module docs).
+fn check_overflow(shapes: &[&[usize]], whole: Span) -> Result<(), Diagnostic> {
     for (k, shape) in shapes.iter().enumerate() {
         if checked_elements(shape.iter().copied()).is_none() {
-            return too_large(format!("operand {k} (shape {shape:?})"));
+            return Err(Diagnostic::error(
+                "einsum::too-large",
+                format!("operand {k} (shape {shape:?}) has more than 2^63-1 elements"),
+            )
+            .label(whole, "sizes overflow")
+            .help("no array has this many elements (numpy cannot create one either); use smaller operands"));
         }
-    }
-    if checked_elements(dims.iter().map(|d| d.size)).is_none() {
-        let sizes: Vec<String> = dims.iter().map(|d| format!("{}={}", d.name, d.size)).collect();
-        return too_large(format!("the iteration space ({})", sizes.join(", ")));
     }
     Ok(())
 }

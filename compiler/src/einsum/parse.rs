@@ -1,9 +1,10 @@
 //! Splitting a subscripts string into terms, the way numpy's C parser does.
 //!
 //! numpy ends the input terms at the first `-`, which must start `->`; spaces are
-//! skipped inside terms but not inside `->` or `...`. Everything else that is not a
-//! label is an error here. Labels are any alphabetic character (numpy takes only ASCII
-//! letters; opt_einsum takes more, and so do we).
+//! skipped inside terms but not inside `->` or `...`. A label is any character that
+//! is not `,`, `.`, `-`, `>`, whitespace or a control character: opt_einsum's rule
+//! (its `get_symbol` hands out `À`, `×`, `÷` and more past the 52 ASCII letters), where
+//! numpy takes only ASCII letters. Other whitespace and control characters are errors.
 
 use crate::diag::{Diagnostic, FileId, Span};
 
@@ -95,6 +96,12 @@ pub(super) fn parse(spec: &str, file: FileId) -> Result<Spec, Diagnostic> {
     Ok(Spec { inputs, output })
 }
 
+/// Whether `c` can be an einsum label: opt_einsum's rule, less the characters that
+/// cannot be seen (whitespace, which numpy and we skip or reject, and control characters).
+pub fn is_label(c: char) -> bool {
+    !matches!(c, ',' | '.' | '-' | '>') && !c.is_whitespace() && !c.is_control()
+}
+
 /// Parses one term whose text starts at byte `base` of the spec.
 fn parse_term(text: &str, base: usize, file: FileId, role: Role) -> Result<Term, Diagnostic> {
     let span = |a: usize, b: usize| Span::new(file, base + a, base + b);
@@ -128,14 +135,14 @@ fn parse_term(text: &str, base: usize, file: FileId, role: Role) -> Result<Term,
             ellipsis = Some(here);
             items.push(Item::Ellipsis(here));
             i += 3;
-        } else if c.is_alphabetic() {
+        } else if is_label(c) {
             items.push(Item::Label(c, span(i, i + width)));
             i += width;
         } else {
             let help = match (c, role) {
                 (',', Role::Output) => "the output is one term; commas separate the input terms only",
                 ('>', Role::Operand(_)) => "the output arrow is `->`",
-                _ => "labels are letters; `...` broadcasts, `,` separates operands, `->` starts the output",
+                _ => "a label is any character but `,` `.` `-` `>` and whitespace; `...` broadcasts, `,` separates operands, `->` starts the output",
             };
             return Err(Diagnostic::error(
                 "einsum::invalid-char",

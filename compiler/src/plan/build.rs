@@ -61,7 +61,21 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
     let naive_flops = f.stmts.iter().map(|s| naive(s, b)).sum::<R<f64>>()?;
     let flops_of = |g: &tir::Function| lower_all(g, b, &opts.path).ok().map(|x| x.steps.iter().map(|s| s.flops).sum());
     let f = &crate::optimize::rewrite::rewrite(f, b, opts.algebra.is_some(), &flops_of).map_err(PlanError::Internal)?.0;
+    let product = pure_product(f);
     let (source, algebra) = match &opts.algebra {
+        // No rule can make a lone product of distinct inputs cheaper than the path search
+        // does, and saturating its e-graph costs 100 to 3,000 times the search.
+        Some(_) if product => (
+            f.clone(),
+            Some(AlgebraSummary {
+                stop_reason: "not run (a single product: the path search alone is optimal)".to_string(),
+                iterations: 0,
+                nodes: 0,
+                cost_before: 0.0,
+                cost_after: 0.0,
+                rules_fired: Vec::new(),
+            }),
+        ),
         Some(a) => match crate::optimize::algebra::optimize(f, b, a) {
             Ok((g, rep)) => (
                 g,
@@ -108,8 +122,10 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
             }
         }
     }
-    let single = source.stmts.len() == 1 && f.stmts.len() == 1 && bld.contractions == 1;
-    let path = if single { bld.single_path.take() } else { None };
+    let path = match product_reads(f) {
+        Some(reads) if source == *f => product_path(&reads, &bld)?,
+        _ => None,
+    };
     let search_ms = bld.search.as_secs_f64() * 1e3;
     let mut plan = Plan {
         function: f.name.clone(),
@@ -131,15 +147,104 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
     if let Some(limit) = opts.memory_limit {
         super::slice::slice_to_fit(&mut plan, b, limit)?;
     }
+    if let Some(a) = plan.algebra.as_mut().filter(|_| product) {
+        a.cost_before = plan.flops;
+        a.cost_after = plan.flops;
+    }
     plan.search_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(plan)
+}
+
+/// The tensor reads of `f` when it is one statement that sums a product of reads (times
+/// literals), in written order; `None` for anything else.
+fn product_reads(f: &tir::Function) -> Option<Vec<&Expr>> {
+    let [s] = f.stmts.as_slice() else { return None };
+    if s.op != ReduceOp::Sum {
+        return None;
+    }
+    let mut reads = Vec::new();
+    let mut stack = vec![&s.rhs];
+    while let Some(e) = stack.pop() {
+        match e {
+            // Pushed in reverse so that factors come off the stack in written order.
+            Expr::Mul(xs) => stack.extend(xs.iter().rev()),
+            Expr::Lit(_) => {}
+            Expr::Access(..) => reads.push(e),
+            _ => return None,
+        }
+    }
+    (!reads.is_empty()).then_some(reads)
+}
+
+/// Whether `f` is a single einsum: one statement that sums a product of reads of
+/// distinct input tensors at plain indices (times literals).
+///
+/// Such a product gives the algebra pass nothing to do: no sum to distribute or factor,
+/// no other statement to merge, no constant tensor to fold, no grouped index for the
+/// Kronecker rules, and no tensor read twice whose sub-contraction could be shared.
+pub(crate) fn pure_product(f: &tir::Function) -> bool {
+    let Some(reads) = product_reads(f) else { return false };
+    let mut seen = Vec::new();
+    let plain_lhs = f.stmts.iter().all(|s| s.lhs.iter().all(|p| p.len() == 1));
+    plain_lhs
+        && reads.iter().all(|e| match e {
+            Expr::Access(t, pos) => {
+                let input = f.tensors.get(t.index()).is_some_and(|d| d.kind == TensorKind::Input);
+                let fresh = !seen.contains(t);
+                seen.push(*t);
+                input && fresh && pos.iter().all(|p| p.len() == 1)
+            }
+            _ => false,
+        })
+}
+
+/// The contraction order of a one-statement product in opt_einsum's linear format, over
+/// its reads in written order: each entry lists positions in the current operand list,
+/// which are removed and their result appended. Pairwise steps come from the path
+/// search; reads it did not order (a lone read, a product with no summed index, scalar
+/// factors) are combined in one last step, as the plan's final loop nest does. `None`
+/// when the search ordered something other than the written reads.
+fn product_path(reads: &[&Expr], bld: &Builder<'_>) -> R<Option<Vec<Vec<usize>>>> {
+    let n = reads.len();
+    // Operands by id: 0..n are the reads, n.. the results of the pairwise steps.
+    let mut current: Vec<usize> = (0..n).collect();
+    let mut path = Vec::new();
+    if let Some((pairs, operands)) = &bld.single_path {
+        // Each searched operand is one of the written reads; equal reads are interchangeable.
+        let mut used = vec![false; n];
+        let mut planned = Vec::with_capacity(operands.len());
+        for o in operands {
+            let Some(k) = (0..n).find(|&k| !used[k] && reads[k] == o) else { return Ok(None) };
+            used[k] = true;
+            planned.push(k);
+        }
+        for (step, &(p, q)) in pairs.iter().enumerate() {
+            let (p, q) = (p.min(q), p.max(q));
+            if q >= planned.len() || p == q {
+                return Err(PlanError::Internal("path refers to a missing operand".into()));
+            }
+            let (b, a) = (planned.remove(q), planned.remove(p));
+            let at = |id: usize| current.iter().position(|&c| c == id);
+            let (Some(x), Some(y)) = (at(a), at(b)) else {
+                return Err(PlanError::Internal("path uses an operand twice".into()));
+            };
+            path.push(vec![x.min(y), x.max(y)]);
+            current.retain(|&c| c != a && c != b);
+            current.push(n + step);
+            planned.push(n + step);
+        }
+    }
+    if current.len() > 1 || path.is_empty() {
+        path.push((0..current.len()).collect());
+    }
+    Ok(Some(path))
 }
 
 /// Lowers every statement of `source` into steps.
 fn lower_all<'a>(source: &tir::Function, b: &'a Bindings, path: &'a PathOptions) -> R<Builder<'a>> {
     let mut prog = source.clone();
     prog.stmts.clear();
-    let mut bld = Builder { b, prog, steps: Vec::new(), origin: 0, search: Duration::ZERO, path_opts: path, single_path: None, temps: 0, contractions: 0, seen: Vec::new() };
+    let mut bld = Builder { b, prog, steps: Vec::new(), origin: 0, search: Duration::ZERO, path_opts: path, single_path: None, temps: 0, seen: Vec::new() };
     for (k, s) in source.stmts.iter().enumerate() {
         bld.origin = k;
         bld.lower(Target::Existing(s.target), s.lhs.clone(), s.op, s.rhs.clone(), &s.indices)?;
@@ -149,6 +254,9 @@ fn lower_all<'a>(source: &tir::Function, b: &'a Bindings, path: &'a PathOptions)
     }
     Ok(bld)
 }
+
+/// A searched contraction order (opt_einsum pairs) with the operands it orders.
+type SearchedPath = (Vec<(usize, usize)>, Vec<Expr>);
 
 enum Target {
     Existing(TensorId),
@@ -162,11 +270,10 @@ struct Builder<'a> {
     origin: usize,
     search: Duration,
     path_opts: &'a PathOptions,
-    /// The path of the last multi-operand contraction (the einsum's, for one statement).
-    single_path: Option<Vec<(usize, usize)>>,
+    /// The pairs of the last multi-operand contraction with its operands (the einsum's,
+    /// for one statement).
+    single_path: Option<SearchedPath>,
     temps: usize,
-    /// Multi-operand contractions searched so far (a `path` is shown only for one).
-    contractions: usize,
     /// Canonical forms of the steps emitted into fresh intermediates, for reuse.
     seen: Vec<(String, TensorId)>,
 }
@@ -308,14 +415,15 @@ impl Builder<'_> {
                 }
                 v
             };
-            // Summed indices missing from every factor multiply the term by their size.
-            let mut scale = 1u64;
+            // Summed indices missing from every factor multiply the term by their size (a
+            // factor, not an allocation: f64, which cannot overflow).
+            let mut scale = 1.0f64;
             for &r in reduced.iter().filter(|r| !ops_ids.contains(r)) {
-                scale = scale.checked_mul(range(idx, r, self.b)?).ok_or_else(|| PlanError::Size("size overflow".into()))?;
+                scale *= range(idx, r, self.b)? as f64;
             }
             let mut coef = t.coef.clone();
-            if scale != 1 {
-                coef.push(Expr::Lit(scale as f64));
+            if scale != 1.0 {
+                coef.push(Expr::Lit(scale));
             }
             let out: Vec<IndexId> = lhs_ids.iter().copied().filter(|i| ops_ids.contains(i)).collect();
             let direct = single && !t.negative && t.post.is_empty() && t.post_den.is_empty() && t.coef_den.is_empty() && out.len() == lhs_ids.len();
@@ -392,11 +500,11 @@ impl Builder<'_> {
                 // `lower` reduces only the indices the body uses. A reduced index the body
                 // does not use still counts: a sum repeats the body once per value of it
                 // (while the max or min of repeated values is that value).
-                let mut absent = 1u64;
+                let mut absent = 1.0f64;
                 for &i in ids.iter().filter(|i| !body_free.contains(i)) {
-                    absent = absent.checked_mul(range(idx, i, self.b)?).ok_or_else(|| PlanError::Size("size overflow".into()))?;
+                    absent *= range(idx, i, self.b)? as f64;
                 }
-                if absent == 0 {
+                if absent == 0.0 {
                     // An empty domain: the reduction is its identity.
                     return Ok(Expr::Lit(match op {
                         ReduceOp::Sum => 0.0,
@@ -407,8 +515,8 @@ impl Builder<'_> {
                 let positions: Vec<Position> = out.iter().map(|&i| vec![i]).collect();
                 let t = self.lower(Target::New, positions.clone(), op, body, idx)?;
                 let read = Expr::Access(t, positions);
-                if op == ReduceOp::Sum && absent != 1 {
-                    Expr::Mul(vec![Expr::Lit(absent as f64), read])
+                if op == ReduceOp::Sum && absent != 1.0 {
+                    Expr::Mul(vec![Expr::Lit(absent), read])
                 } else {
                     read
                 }
@@ -513,8 +621,7 @@ impl Builder<'_> {
         };
         let path = optimize_path(&net, self.path_opts).map_err(|e| PlanError::Internal(format!("path search: {e}")))?;
         self.search += path.elapsed;
-        self.contractions += 1;
-        self.single_path = Some(path.pairs.clone());
+        self.single_path = Some((path.pairs.clone(), operands.clone()));
         let mut current: Vec<(Expr, Vec<IndexId>)> = operands.into_iter().zip(labels).collect();
         let n_pairs = path.pairs.len();
         let mut result = None;
@@ -813,14 +920,14 @@ fn canonical_key(p: &tir::Function, lhs: &[Position], op: ReduceOp, rhs: &Expr, 
     for (k, v) in idx2.iter_mut().enumerate() {
         v.name = format!("_{k}");
     }
-    let mut f = p.clone();
-    f.stmts.clear();
     let reduced: Vec<IndexId> = {
         let l: Vec<IndexId> = lhs2.iter().flatten().copied().collect();
         free(&rhs2).into_iter().filter(|i| !l.contains(i)).collect()
     };
     let probe = tir::Stmt { target: TensorId(0), lhs: lhs2, op, reduced, indices: idx2, rhs: rhs2, span: p.span };
-    let text = f.stmt_string(&probe);
+    // Printing reads only the function's tensor names, so no copy of it is needed (a
+    // copy per step made planning quadratic in the number of steps).
+    let text = p.stmt_string(&probe);
     // The target's name is not part of what is computed.
     text.split_once(' ').map(|(_, rest)| rest.to_string()).unwrap_or(text)
 }

@@ -100,9 +100,12 @@ pub struct Plan {
     pub memory_limit: Option<u64>,
     pub search_ms: f64,
     pub algebra: Option<AlgebraSummary>,
-    /// For a single einsum: the contraction order in opt_einsum's linear format.
+    /// For a single einsum (one statement summing a product of distinct inputs): the
+    /// contraction order over its operands in opt_einsum's linear format. Pairs come
+    /// from the path search; a last entry of more than two positions (or one, for a
+    /// lone operand) is a single loop nest over what is left.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<Vec<(usize, usize)>>,
+    pub path: Option<Vec<Vec<usize>>>,
     /// The steps as a TIR function (one statement per step), runnable by the oracle.
     #[serde(skip)]
     pub program: tir::Function,

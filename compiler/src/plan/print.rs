@@ -49,7 +49,10 @@ impl fmt::Display for Plan {
         };
         writeln!(f, "  memory   peak intermediate {}{limit}", human_bytes(self.peak_bytes))?;
         write!(f, "  search   {:.2} ms", self.search_ms)?;
-        if let Some(a) = &self.algebra {
+        if let Some(a) = self.algebra.as_ref().filter(|a| a.iterations == 0 && a.nodes == 0) {
+            // The pass did not run (or gave up at once): its counts say nothing.
+            write!(f, "; algebra: {}", a.stop_reason)?;
+        } else if let Some(a) = &self.algebra {
             write!(
                 f,
                 "; algebra: {} after {} iterations, {} e-nodes, cost {} -> {}",
@@ -62,7 +65,14 @@ impl fmt::Display for Plan {
         }
         writeln!(f)?;
         if let Some(p) = &self.path {
-            let pairs: Vec<String> = p.iter().map(|(a, b)| format!("({a}, {b})")).collect();
+            // Python's tuple syntax, as opt_einsum prints paths: `(0, 1)`, `(0,)`.
+            let pairs: Vec<String> = p
+                .iter()
+                .map(|t| match t.as_slice() {
+                    [a] => format!("({a},)"),
+                    _ => format!("({})", t.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
+                })
+                .collect();
             writeln!(f, "  path     [{}]", pairs.join(", "))?;
         }
         writeln!(f)?;
