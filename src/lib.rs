@@ -63,8 +63,12 @@ pub struct Compiled {
     pub exec: Executable,
     /// Milliseconds spent planning (path search and algebra).
     pub plan_ms: f64,
-    /// Milliseconds spent lowering and generating code.
+    /// Milliseconds spent lowering and generating code (`lower_ms + jit_ms`).
     pub compile_ms: f64,
+    /// Milliseconds spent lowering the plan to the loop IR (memory passes included).
+    pub lower_ms: f64,
+    /// Milliseconds spent making the executable: Cranelift code generation for the JIT.
+    pub jit_ms: f64,
 }
 
 impl fmt::Debug for Compiled {
@@ -134,12 +138,15 @@ fn compile_tir(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Back
         tessera_compiler::loops::LowerError::Internal(m) => Error::Internal(m),
         e => Error::Input(e.to_string()),
     })?;
+    let lower_ms = start.elapsed().as_secs_f64() * 1e3;
+    let exec_start = Instant::now();
     let exec_backend = match backend {
         Backend::Interp => tessera_compiler::exec::Backend::Interp,
         _ => tessera_compiler::exec::Backend::Jit,
     };
     let exec = Executable::new(program, exec_backend).map_err(exec_error)?;
-    Ok(Compiled { plan, exec, plan_ms, compile_ms: start.elapsed().as_secs_f64() * 1e3 })
+    let jit_ms = exec_start.elapsed().as_secs_f64() * 1e3;
+    Ok(Compiled { plan, exec, plan_ms, compile_ms: start.elapsed().as_secs_f64() * 1e3, lower_ms, jit_ms })
 }
 
 /// Default cap on any one intermediate or output: 4 GiB.

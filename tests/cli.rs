@@ -983,7 +983,7 @@ fn bench_reports_text_and_json() {
         "bench", "--einsum", "ij,jk->ik", "--sizes", "i=8,j=8,k=8", "--dtype", "f64", "--format", "json", "--min-time", "0",
     ]);
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("bench prints one JSON object");
-    for key in ["compile_ms", "plan_ms", "median_ms", "min_ms", "runs", "gflops", "flops", "peak_bytes"] {
+    for key in ["compile_ms", "lower_ms", "jit_ms", "plan_ms", "median_ms", "min_ms", "runs", "gflops", "flops", "peak_bytes"] {
         assert!(v.get(key).is_some_and(|x| x.is_number()), "{key} missing in {v}");
     }
     assert_eq!(v["dtype"], "f64");

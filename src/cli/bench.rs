@@ -14,6 +14,8 @@ struct Measured {
     backend: &'static str,
     plan_ms: f64,
     compile_ms: f64,
+    lower_ms: f64,
+    jit_ms: f64,
     times: Vec<f64>,
     flops: f64,
     temp_bytes: usize,
@@ -110,6 +112,8 @@ fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliE
         backend: "",
         plan_ms: c.plan_ms,
         compile_ms: c.compile_ms,
+        lower_ms: c.lower_ms,
+        jit_ms: c.jit_ms,
         times,
         flops: c.plan.flops,
         temp_bytes: p.temp_bytes(tessera::threads()),
@@ -148,7 +152,7 @@ fn text(m: &Measured) -> String {
     format!(
         "bench `{}` ({}, {}, {} threads; {})\n  \
          plan      {:.2} ms\n  \
-         compile   {:.2} ms\n  \
+         compile   {:.2} ms (lower {:.2} ms, jit {:.2} ms)\n  \
          time      median {:.4} ms, min {:.4} ms over {} calls\n  \
          speed     {:.2} GFLOP/s at the median ({:.3e} FLOPs per call)\n  \
          memory    {} intermediates, {} outputs, {} inputs\n",
@@ -159,6 +163,8 @@ fn text(m: &Measured) -> String {
         m.dims,
         m.plan_ms,
         m.compile_ms,
+        m.lower_ms,
+        m.jit_ms,
         median,
         min,
         m.times.len(),
@@ -180,6 +186,8 @@ fn json(m: &Measured) -> String {
         "threads": tessera::threads(),
         "plan_ms": m.plan_ms,
         "compile_ms": m.compile_ms,
+        "lower_ms": m.lower_ms,
+        "jit_ms": m.jit_ms,
         "median_ms": median,
         "min_ms": min,
         "runs": m.times.len(),

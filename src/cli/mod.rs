@@ -314,7 +314,7 @@ struct BenchArgs {
 enum BenchFormat {
     /// Lines for people.
     Text,
-    /// One JSON object: compile_ms, plan_ms, median_ms, min_ms, runs, flops, gflops, peak_bytes, ...
+    /// One JSON object: plan_ms, compile_ms (lower_ms + jit_ms), median_ms, min_ms, runs, flops, gflops, peak_bytes, ...
     Json,
 }
 
