@@ -193,6 +193,9 @@ impl Fuzzer {
     }
 }
 
+/// A mutant that takes longer than this is reported as slow (on stderr).
+const SLOW_MS: f64 = 10_000.0;
+
 /// Where a batch stands, for the parent process.
 pub struct Batch<'a> {
     pub fuzzer: &'a Fuzzer,
@@ -223,6 +226,11 @@ impl Batch<'_> {
             }
             let t0 = Instant::now();
             let out = check_program(&text, &Choice::Seeded(seed), &self.fuzzer.limits);
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            if ms > SLOW_MS {
+                // Not a finding (no backend is wrong), but compile latency matters.
+                eprintln!("slow: mutant seed {seed} took {:.1} s", ms / 1e3);
+            }
             if self.verbose {
                 let why = if out.checked { String::new() } else { first_error(&text) };
                 eprintln!(

@@ -373,15 +373,10 @@ fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut V
             }
         })
     };
-    // The oracle: the reference evaluator in f64; in f32 it also measures how much
-    // rounding alone moves the result (the conditioning of this program on these inputs).
+    // The oracle: the reference evaluator in f64. In f32 it measures how far rounding
+    // alone moves the result (the conditioning of this program on these inputs).
     let mut results: Vec<(String, Outs)> = Vec::new();
-    let mut all = vec![(Backend::Reference, DType::F64)];
-    if p.dtype == DType::F32 {
-        all.push((Backend::Reference, DType::F32));
-    }
-    all.push((Backend::Jit, p.dtype));
-    all.push((Backend::Interp, p.dtype));
+    let all = [(Backend::Reference, DType::F64), (Backend::Reference, DType::F32), (Backend::Jit, p.dtype), (Backend::Interp, p.dtype)];
     for (backend, dtype) in all {
         let name = format!("{}:{}", backend.name(), dtype.name());
         match run(backend, dtype) {
@@ -412,10 +407,8 @@ fn compare_all(results: &[(String, Outs)], dtype: DType, findings: &mut Vec<Find
         Err(e) => {
             // Everyone must refuse too (or hit a memory limit).
             for (name, r) in &results[1..] {
-                if let Ok(_) = r {
-                    if !refusal(e) {
-                        findings.push(disagree(name, "runs", oracle_name, &e.to_string()));
-                    }
+                if r.is_ok() && !refusal(e) {
+                    findings.push(disagree(name, "runs", oracle_name, &e.to_string()));
                 }
             }
             return false;
@@ -443,6 +436,8 @@ fn compare_all(results: &[(String, Outs)], dtype: DType, findings: &mut Vec<Find
                 findings.push(disagree(name, &format!("fails: {e}"), oracle_name, "runs"));
                 compared = false;
             }
+            // The f32 reference only measures conditioning; it is not held to a tolerance.
+            Ok(_) if name == "reference:f32" => {}
             Ok(got) => {
                 if let Some(msg) = compare(want, got, &noise, ref32, dtype) {
                     findings.push(Finding {
@@ -490,6 +485,7 @@ fn compare(
         let scale = w.iter().filter(|v| v.is_finite()).fold(1.0f64, |a, v| a.max(v.abs()));
         let tol = match dtype {
             DType::F32 => (2e-4 * scale).max(30.0 * noise[k]),
+            // f64 rounds 2^29 times finer than f32.
             DType::F64 => (1e-9 * scale).max(30.0 * noise[k] * 2e-9),
         };
         let r32 = ref32.and_then(|r| r.get(k));
