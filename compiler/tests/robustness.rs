@@ -10,6 +10,9 @@ use common::typed_program;
 use tessera_compiler::check::check_file;
 use tessera_compiler::diag::{render_all, SourceMap};
 use tessera_compiler::eval::{evaluate, EvalOptions};
+use tessera_compiler::exec::{Backend, Executable};
+use tessera_compiler::loops::{lower, LowerOptions};
+use tessera_compiler::plan::{plan, PlanOptions};
 use tessera_compiler::syntax::{parse, print_module};
 use tessera_compiler::tir::bind_dims;
 
@@ -97,35 +100,41 @@ proptest! {
         let checked = front_end(&src);
         evaluate_small(&checked, n, m);
     }
-
-    #[test]
-    fn typed_programs_check_and_evaluate(src in typed_program(), n in 0usize..4) {
-        let checked = front_end(&src);
-        prop_assert!(!checked.functions.is_empty(), "does not check:\n{src}");
-        let _ = evaluate_small(&checked, n, n);
-    }
 }
 
-/// Evaluates every checked function on small shapes; returns how many evaluated.
+/// Programs that are well-typed by construction check, and evaluate on small shapes.
+#[test]
+fn typed_programs_check_and_evaluate() {
+    common::run_cases(400, (typed_program(), 0usize..4), |(src, n)| {
+        let checked = front_end(&src);
+        prop_assert!(!checked.functions.is_empty(), "does not check:\n{src}");
+        let evaluated = evaluate_small(&checked, n, n);
+        prop_assert_eq!(evaluated, checked.functions.len(), "not every function evaluated:\n{}", src);
+        Ok(())
+    });
+}
+
+/// Evaluates every checked function on small shapes (dims alternately `n` and `m`, the
+/// input shapes computed from them); returns how many evaluated.
 fn evaluate_small(checked: &tessera_compiler::check::Checked, n: usize, m: usize) -> usize {
     let mut ok = 0;
-    {
-        for f in &checked.functions {
-            // Every checked function evaluates (or refuses cleanly) on small shapes.
-            let shapes: Vec<Vec<usize>> = f.inputs.iter().map(|&t| {
-                f.tensor(t).shape.iter().enumerate().map(|(k, _)| if k % 2 == 0 { n } else { m }).collect()
-            }).collect();
-            let shape_refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
-            if let Ok(b) = bind_dims(f, &shape_refs, &[]) {
-                let arrays: Vec<ndarray::ArrayD<f64>> = f.inputs.iter().map(|&t| {
-                    let shape = f.shape(t, &b).unwrap_or_default();
-                    ndarray::ArrayD::from_shape_fn(shape, |ix| ix.slice().iter().sum::<usize>() as f64 - 1.5)
-                }).collect();
-                let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
-                if evaluate(f, &b, &views, &EvalOptions { memory_limit: 1 << 20 }).is_ok() {
-                    ok += 1;
-                }
-            }
+    for f in &checked.functions {
+        let mut b = tessera_compiler::tir::Bindings::new(f.dims.len());
+        for k in 0..f.dims.len() {
+            b.set(tessera_compiler::tir::DimId(k as u32), if k % 2 == 0 { n as u64 } else { m as u64 });
+        }
+        let arrays: Option<Vec<ndarray::ArrayD<f64>>> = f
+            .inputs
+            .iter()
+            .map(|&t| {
+                let shape = f.shape(t, &b).ok()?;
+                Some(ndarray::ArrayD::from_shape_fn(shape, |ix| ix.slice().iter().sum::<usize>() as f64 - 1.5))
+            })
+            .collect();
+        let Some(arrays) = arrays else { continue };
+        let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+        if evaluate(f, &b, &views, &EvalOptions { memory_limit: 1 << 20 }).is_ok() {
+            ok += 1;
         }
     }
     ok
@@ -144,8 +153,22 @@ fn deepest_accepted_program_runs_everywhere() {
     let _ = f.to_string();
     let b = bind_dims(f, &[&[3]], &[]).expect("binds");
     let x = ndarray::arr1(&[1.0, -2.0, 3.0]).into_dyn();
+    let want = ndarray::arr1(&[-1.0, -2.0, -3.0]).into_dyn();
     let out = evaluate(f, &b, &[x.view()], &EvalOptions::default()).expect("evaluates");
-    assert_eq!(out[0], ndarray::arr1(&[-1.0, -2.0, -3.0]).into_dyn());
+    assert_eq!(out, vec![want.clone()]);
+    // Every later stage too: the plan, its program on the oracle, the loop IR and its
+    // text, and both backends that run it.
+    let p = plan(f, &b, &PlanOptions::default()).expect("plans");
+    let _ = p.to_string();
+    let stepwise = evaluate(&p.program, &b, &[x.view()], &EvalOptions::default()).expect("the plan's program evaluates");
+    assert_eq!(stepwise, vec![want.clone()]);
+    let prog = lower(&p, &LowerOptions::default()).expect("lowers");
+    let _ = prog.to_string();
+    for backend in [Backend::Jit, Backend::Interp] {
+        let exe = Executable::new(prog.clone(), backend).expect("compiles");
+        let got = exe.run(&[x.view()]).expect("runs");
+        assert_eq!(got, vec![want.clone()], "{}", backend.name());
+    }
     // One level deeper than allowed is a clean error.
     let too_deep = format!("fn f(x: f64[n]) -> y: f64[n] {{ y[i] = {}x[i]{} }}", "(".repeat(depth + 3), ")".repeat(depth + 3));
     assert!(front_end(&too_deep).diagnostics.iter().any(|d| d.code == "syntax::too-deep"));

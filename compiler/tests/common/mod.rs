@@ -1,6 +1,8 @@
 //! Generators shared by the property tests.
 
 use proptest::prelude::*;
+use proptest::test_runner::{TestCaseError, TestRunner};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Random expressions over the given leaves, of bounded depth.
 fn expr_over(leaves: Vec<&'static str>) -> impl Strategy<Value = String> {
@@ -56,4 +58,25 @@ pub fn einsum_case(min: usize) -> impl Strategy<Value = (String, Vec<Vec<usize>>
         let shapes = terms.iter().map(|t| t.iter().map(|&l| sizes[l]).collect()).collect();
         (format!("{}->{out}", ins.join(",")), shapes)
     })
+}
+
+#[allow(dead_code)]
+/// Runs `cases` cases of `strategy` through `test` and fails unless every one of them ran
+/// to the end: a property test whose cases return early without checking must not pass.
+pub fn run_cases<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>) -> u32 {
+    let config = ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() };
+    let done = AtomicU32::new(0);
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&strategy, |v| {
+        test(v)?;
+        done.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    let done = done.into_inner();
+    println!("{done} cases ran to the end");
+    assert!(done >= cases, "only {done} of {cases} cases ran to the end");
+    done
 }
