@@ -1,7 +1,7 @@
 //! The seed corpus: every `.tsr` program the project has (the standard library, the
 //! snapshot cases, the regression programs, the latency set, the compare programs, the
-//! fuzzer's own findings) and the programs
-//! embedded as string literals in the examples and tests.
+//! fuzzer's own findings) and the programs embedded as string literals in the examples
+//! and tests.
 
 use std::path::{Path, PathBuf};
 use tessera_compiler::diag::FileId;
