@@ -531,28 +531,10 @@ fn rename(e: &Expr, m: &dyn Fn(IndexId) -> IndexId) -> Expr {
 
 /// `e` with every index used as a number renamed (positions are left alone).
 fn map_numbers(e: Expr, m: &dyn Fn(IndexId) -> IndexId) -> Expr {
-    let r = |x: Expr| map_numbers(x, m);
-    match e {
+    e.map_leaves(&mut |x| match x {
         Expr::Index(i) => Expr::Index(m(i)),
-        Expr::Neg(a) => Expr::Neg(Box::new(r(*a))),
-        Expr::Add(xs) => Expr::Add(xs.into_iter().map(r).collect()),
-        Expr::Mul(xs) => Expr::Mul(xs.into_iter().map(r).collect()),
-        Expr::Call(f, xs) => Expr::Call(f, xs.into_iter().map(r).collect()),
-        Expr::Sub(a, b) => Expr::Sub(Box::new(r(*a)), Box::new(r(*b))),
-        Expr::Div(a, b) => Expr::Div(Box::new(r(*a)), Box::new(r(*b))),
-        Expr::Select(c, a, b) => Expr::Select(Box::new(map_cond_numbers(*c, m)), Box::new(r(*a)), Box::new(r(*b))),
-        Expr::Reduce(op, ids, body) => Expr::Reduce(op, ids, Box::new(r(*body))),
         other => other,
-    }
-}
-
-fn map_cond_numbers(c: Cond, m: &dyn Fn(IndexId) -> IndexId) -> Cond {
-    match c {
-        Cond::Cmp(op, a, b) => Cond::Cmp(op, map_numbers(a, m), map_numbers(b, m)),
-        Cond::And(cs) => Cond::And(cs.into_iter().map(|x| map_cond_numbers(x, m)).collect()),
-        Cond::Or(cs) => Cond::Or(cs.into_iter().map(|x| map_cond_numbers(x, m)).collect()),
-        Cond::Not(x) => Cond::Not(Box::new(map_cond_numbers(*x, m))),
-    }
+    })
 }
 
 /// Drops tensor `t` (defined and read nowhere now) and renumbers the ones after it.
@@ -572,28 +554,10 @@ fn remove_tensor(f: &mut Function, t: TensorId) {
 }
 
 fn retarget(e: Expr, m: &dyn Fn(TensorId) -> TensorId) -> Expr {
-    let r = |x: Expr| retarget(x, m);
-    match e {
+    e.map_leaves(&mut |x| match x {
         Expr::Access(t, pos) => Expr::Access(m(t), pos),
-        Expr::Neg(a) => Expr::Neg(Box::new(r(*a))),
-        Expr::Add(xs) => Expr::Add(xs.into_iter().map(r).collect()),
-        Expr::Mul(xs) => Expr::Mul(xs.into_iter().map(r).collect()),
-        Expr::Call(f, xs) => Expr::Call(f, xs.into_iter().map(r).collect()),
-        Expr::Sub(a, b) => Expr::Sub(Box::new(r(*a)), Box::new(r(*b))),
-        Expr::Div(a, b) => Expr::Div(Box::new(r(*a)), Box::new(r(*b))),
-        Expr::Select(c, a, b) => Expr::Select(Box::new(retarget_cond(*c, m)), Box::new(r(*a)), Box::new(r(*b))),
-        Expr::Reduce(op, ids, body) => Expr::Reduce(op, ids, Box::new(r(*body))),
         other => other,
-    }
-}
-
-fn retarget_cond(c: Cond, m: &dyn Fn(TensorId) -> TensorId) -> Cond {
-    match c {
-        Cond::Cmp(op, a, b) => Cond::Cmp(op, retarget(a, m), retarget(b, m)),
-        Cond::And(cs) => Cond::And(cs.into_iter().map(|x| retarget_cond(x, m)).collect()),
-        Cond::Or(cs) => Cond::Or(cs.into_iter().map(|x| retarget_cond(x, m)).collect()),
-        Cond::Not(x) => Cond::Not(Box::new(retarget_cond(*x, m))),
-    }
+    })
 }
 
 #[cfg(test)]
