@@ -6,6 +6,8 @@ use tessera_compiler::check::check_file;
 use tessera_compiler::diag::{render_all, SourceMap};
 use tessera_compiler::syntax::{parse, print_module};
 
+mod common;
+
 const STAGES: &[&str] = &["ast", "tir", "graph", "plan", "loops", "clif", "diagnostics"];
 
 fn stages_of(text: &str, path: &Path) -> Vec<String> {
@@ -28,13 +30,7 @@ fn dims_of(text: &str, path: &Path) -> Vec<(String, u64)> {
     let list = line
         .strip_prefix("# dims:")
         .unwrap_or_else(|| panic!("{}: the plan stage needs `# dims: n=.., ...` on line 2", path.display()));
-    list.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            let (n, v) = p.split_once('=').unwrap_or_else(|| panic!("{}: bad dims entry `{p}`", path.display()));
-            (n.trim().to_string(), v.trim().parse().unwrap_or_else(|_| panic!("{}: bad size in `{p}`", path.display())))
-        })
-        .collect()
+    common::dim_list(list, path)
 }
 
 /// Search times vary from run to run; everything else in a plan is deterministic.

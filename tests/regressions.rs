@@ -6,20 +6,14 @@ use ndarray::{ArrayD, IxDyn};
 use std::path::Path;
 use tessera::{Backend, CallOptions, DType, Module};
 
+mod common;
+
 /// Dim sizes from the file's `# dims: n=9, d=5` lines (one size set per line).
 fn dim_sets(text: &str, path: &Path) -> Vec<Vec<(String, u64)>> {
     let sets: Vec<Vec<(String, u64)>> = text
         .lines()
         .filter_map(|l| l.strip_prefix("# dims:"))
-        .map(|list| {
-            list.split(',')
-                .filter(|p| !p.trim().is_empty())
-                .map(|p| {
-                    let (n, v) = p.split_once('=').unwrap_or_else(|| panic!("{}: bad dims entry `{p}`", path.display()));
-                    (n.trim().to_string(), v.trim().parse().unwrap_or_else(|_| panic!("{}: bad size in `{p}`", path.display())))
-                })
-                .collect()
-        })
+        .map(|list| common::dim_list(list, path))
         .collect();
     assert!(!sets.is_empty(), "{}: no `# dims:` line", path.display());
     sets
