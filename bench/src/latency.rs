@@ -17,10 +17,13 @@ pub struct Case {
     pub dims: Vec<(String, u64)>,
 }
 
+/// A stdlib function and its sizes: (module, function, dims).
+type Sizes = (&'static str, &'static str, &'static [(&'static str, u64)]);
+
 /// Sizes of the stdlib functions: those of `benches/workloads.rs` where it has the
 /// function, else those of `examples/stdlib_timings.rs`. A function missing here is
 /// compiled with every dim at [`DEFAULT_DIM`].
-const STDLIB_DIMS: &[(&str, &str, &[(&str, u64)])] = &[
+const STDLIB_DIMS: &[Sizes] = &[
     ("attention", "softmax", &[("n", 1024), ("m", 1024), ("d", 64), ("e", 64)]),
     ("attention", "causal", &[("n", 1024), ("d", 64), ("e", 64)]),
     ("tensor_attention", "exact", &[("n", 64), ("m1", 64), ("m2", 64), ("d", 32), ("e", 32)]),

@@ -51,7 +51,9 @@ fn agree<T: Scalar>(m: &Module, case: &Case, dims: &[(String, u64)], tol: f64) -
                 if !b.is_finite() {
                     return Err(format!("the reference's {name}[{k}] is {b}: the inputs do not suit the program"));
                 }
-                if !((a - b).abs() <= tol * scale) {
+                // A NaN from the backend fails this comparison, so it is an error too.
+                let within = (a - b).abs() <= tol * scale;
+                if !within {
                     return Err(format!("{backend}: {name}[{k}] = {a}, the reference {b} (tolerance {tol} × {scale})"));
                 }
             }

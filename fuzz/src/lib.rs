@@ -14,6 +14,10 @@
 //! (`src/main.rs`) runs batches in child processes: a child that dies is reported with
 //! the batch seed and the program it was running.
 
+// `*rng.pick(xs)` copies a `&str` out of a slice; clippy's auto-deref suggestion does not
+// compile at the generic call sites.
+#![allow(clippy::explicit_auto_deref)]
+
 pub mod astutil;
 pub mod corpus;
 pub mod gen;

@@ -321,12 +321,9 @@ type Outs = Result<Vec<ArrayD<f64>>, Error>;
 fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut Vec<Finding>) -> bool {
     let Ok(f) = module.function(&p.function) else { return false };
     let stage = |s: &str| format!("{s}:{}", p.dtype.name());
-    match guard("tir", || (f.emit_tir(), f.emit_graph())) {
-        Err(x) => {
-            findings.push(x);
-            return false;
-        }
-        Ok(_) => {}
+    if let Err(x) = guard("tir", || (f.emit_tir(), f.emit_graph())) {
+        findings.push(x);
+        return false;
     }
     // Bindings by name; dims the parameters do not mention (after minimisation) get 2.
     let t = f.tir();
