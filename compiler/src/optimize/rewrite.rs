@@ -445,28 +445,11 @@ fn cond_uses_as_number(c: &Cond, x: IndexId) -> bool {
 
 /// `e` with every index list (positions and reduction lists) passed through `splice`.
 fn respell(e: &Expr, splice: &dyn Fn(&[IndexId]) -> Vec<IndexId>) -> Expr {
-    let r = |x: &Expr| respell(x, splice);
-    match e {
-        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) => e.clone(),
-        Expr::Access(t, pos) => Expr::Access(*t, pos.iter().map(|q| splice(q)).collect()),
-        Expr::Neg(a) => Expr::Neg(Box::new(r(a))),
-        Expr::Add(xs) => Expr::Add(xs.iter().map(r).collect()),
-        Expr::Mul(xs) => Expr::Mul(xs.iter().map(r).collect()),
-        Expr::Call(f, xs) => Expr::Call(*f, xs.iter().map(r).collect()),
-        Expr::Sub(a, b) => Expr::Sub(Box::new(r(a)), Box::new(r(b))),
-        Expr::Div(a, b) => Expr::Div(Box::new(r(a)), Box::new(r(b))),
-        Expr::Select(c, a, b) => Expr::Select(Box::new(respell_cond(c, splice)), Box::new(r(a)), Box::new(r(b))),
-        Expr::Reduce(op, ids, body) => Expr::Reduce(*op, splice(ids), Box::new(r(body))),
-    }
-}
-
-fn respell_cond(c: &Cond, splice: &dyn Fn(&[IndexId]) -> Vec<IndexId>) -> Cond {
-    match c {
-        Cond::Cmp(op, a, b) => Cond::Cmp(*op, respell(a, splice), respell(b, splice)),
-        Cond::And(cs) => Cond::And(cs.iter().map(|x| respell_cond(x, splice)).collect()),
-        Cond::Or(cs) => Cond::Or(cs.iter().map(|x| respell_cond(x, splice)).collect()),
-        Cond::Not(x) => Cond::Not(Box::new(respell_cond(x, splice))),
-    }
+    e.clone().map_nodes(&mut |x| match x {
+        Expr::Access(t, pos) => Expr::Access(t, pos.iter().map(|q| splice(q)).collect()),
+        Expr::Reduce(op, ids, body) => Expr::Reduce(op, splice(&ids), body),
+        other => other,
+    })
 }
 
 /// `e` with every read of `t` (whose positions now line up with `p`'s left side) replaced
@@ -531,7 +514,7 @@ fn rename(e: &Expr, m: &dyn Fn(IndexId) -> IndexId) -> Expr {
 
 /// `e` with every index used as a number renamed (positions are left alone).
 fn map_numbers(e: Expr, m: &dyn Fn(IndexId) -> IndexId) -> Expr {
-    e.map_leaves(&mut |x| match x {
+    e.map_nodes(&mut |x| match x {
         Expr::Index(i) => Expr::Index(m(i)),
         other => other,
     })
@@ -554,7 +537,7 @@ fn remove_tensor(f: &mut Function, t: TensorId) {
 }
 
 fn retarget(e: Expr, m: &dyn Fn(TensorId) -> TensorId) -> Expr {
-    e.map_leaves(&mut |x| match x {
+    e.map_nodes(&mut |x| match x {
         Expr::Access(t, pos) => Expr::Access(m(t), pos),
         other => other,
     })

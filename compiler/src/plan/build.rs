@@ -862,30 +862,12 @@ fn collect_all_ids(e: &Expr, out: &mut Vec<IndexId>) {
 }
 
 fn remap(e: &Expr, m: &dyn Fn(IndexId) -> IndexId) -> Expr {
-    let r = |x: &Expr| remap(x, m);
-    match e {
-        Expr::Lit(v) => Expr::Lit(*v),
-        Expr::Size(s) => Expr::Size(s.clone()),
-        Expr::Index(i) => Expr::Index(m(*i)),
-        Expr::Access(t, pos) => Expr::Access(*t, pos.iter().map(|p| p.iter().map(|&i| m(i)).collect()).collect()),
-        Expr::Neg(a) => Expr::Neg(Box::new(r(a))),
-        Expr::Add(xs) => Expr::Add(xs.iter().map(r).collect()),
-        Expr::Mul(xs) => Expr::Mul(xs.iter().map(r).collect()),
-        Expr::Call(f, xs) => Expr::Call(*f, xs.iter().map(r).collect()),
-        Expr::Sub(a, b) => Expr::Sub(Box::new(r(a)), Box::new(r(b))),
-        Expr::Div(a, b) => Expr::Div(Box::new(r(a)), Box::new(r(b))),
-        Expr::Select(c, a, b) => Expr::Select(Box::new(remap_cond(c, m)), Box::new(r(a)), Box::new(r(b))),
-        Expr::Reduce(op, ids, body) => Expr::Reduce(*op, ids.iter().map(|&i| m(i)).collect(), Box::new(r(body))),
-    }
-}
-
-fn remap_cond(c: &tir::Cond, m: &dyn Fn(IndexId) -> IndexId) -> tir::Cond {
-    match c {
-        tir::Cond::Cmp(op, a, b) => tir::Cond::Cmp(*op, remap(a, m), remap(b, m)),
-        tir::Cond::And(cs) => tir::Cond::And(cs.iter().map(|x| remap_cond(x, m)).collect()),
-        tir::Cond::Or(cs) => tir::Cond::Or(cs.iter().map(|x| remap_cond(x, m)).collect()),
-        tir::Cond::Not(x) => tir::Cond::Not(Box::new(remap_cond(x, m))),
-    }
+    e.clone().map_nodes(&mut |x| match x {
+        Expr::Index(i) => Expr::Index(m(i)),
+        Expr::Access(t, pos) => Expr::Access(t, pos.iter().map(|p| p.iter().map(|&i| m(i)).collect()).collect()),
+        Expr::Reduce(op, ids, body) => Expr::Reduce(op, ids.iter().map(|&i| m(i)).collect(), body),
+        other => other,
+    })
 }
 
 /// `ia,ja->ij` when every index name is one character, else `(i,a),(j,a)->(i,j)`.

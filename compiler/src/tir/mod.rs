@@ -427,40 +427,47 @@ pub enum Cond {
 }
 
 impl Cond {
-    /// [`Expr::map_leaves`] over both sides of every comparison.
-    pub fn map_leaves(self, f: &mut dyn FnMut(Expr) -> Expr) -> Cond {
+    /// [`Expr::map_nodes`] over both sides of every comparison.
+    pub fn map_nodes(self, f: &mut dyn FnMut(Expr) -> Expr) -> Cond {
         match self {
             Cond::Cmp(op, a, b) => {
-                let a = a.map_leaves(f);
-                Cond::Cmp(op, a, b.map_leaves(f))
+                let a = a.map_nodes(f);
+                Cond::Cmp(op, a, b.map_nodes(f))
             }
-            Cond::And(cs) => Cond::And(cs.into_iter().map(|c| c.map_leaves(f)).collect()),
-            Cond::Or(cs) => Cond::Or(cs.into_iter().map(|c| c.map_leaves(f)).collect()),
-            Cond::Not(c) => Cond::Not(Box::new(c.map_leaves(f))),
+            Cond::And(cs) => Cond::And(cs.into_iter().map(|c| c.map_nodes(f)).collect()),
+            Cond::Or(cs) => Cond::Or(cs.into_iter().map(|c| c.map_nodes(f)).collect()),
+            Cond::Not(c) => Cond::Not(Box::new(c.map_nodes(f))),
         }
     }
 }
 
 impl Expr {
-    /// Rebuilds the expression bottom-up, replacing every leaf (literal, size, index used
-    /// as a number, tensor read), those inside `select` conditions included, by `f` of it.
-    /// The one traversal that renaming passes share.
-    pub fn map_leaves(self, f: &mut dyn FnMut(Expr) -> Expr) -> Expr {
-        let mut r = |x: Expr| x.map_leaves(f);
-        match self {
-            leaf @ (Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..)) => f(leaf),
-            Expr::Neg(a) => Expr::Neg(Box::new(r(*a))),
-            Expr::Add(xs) => Expr::Add(xs.into_iter().map(r).collect()),
-            Expr::Mul(xs) => Expr::Mul(xs.into_iter().map(r).collect()),
-            Expr::Call(g, xs) => Expr::Call(g, xs.into_iter().map(r).collect()),
-            Expr::Sub(a, b) => Expr::Sub(Box::new(r(*a)), Box::new(r(*b))),
-            Expr::Div(a, b) => Expr::Div(Box::new(r(*a)), Box::new(r(*b))),
-            Expr::Select(c, a, b) => {
-                let c = c.map_leaves(f);
-                Expr::Select(Box::new(c), Box::new(a.map_leaves(f)), Box::new(b.map_leaves(f)))
+    /// Rebuilds the expression bottom-up: every node, after its children (those inside
+    /// `select` conditions included), is replaced by `f` of it. The one traversal that
+    /// renaming passes share; `f` passes through the nodes it does not rewrite.
+    pub fn map_nodes(self, f: &mut dyn FnMut(Expr) -> Expr) -> Expr {
+        let node = match self {
+            leaf @ (Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..)) => leaf,
+            Expr::Neg(a) => Expr::Neg(Box::new(a.map_nodes(f))),
+            Expr::Add(xs) => Expr::Add(xs.into_iter().map(|x| x.map_nodes(f)).collect()),
+            Expr::Mul(xs) => Expr::Mul(xs.into_iter().map(|x| x.map_nodes(f)).collect()),
+            Expr::Call(g, xs) => Expr::Call(g, xs.into_iter().map(|x| x.map_nodes(f)).collect()),
+            Expr::Sub(a, b) => {
+                let a = a.map_nodes(f);
+                Expr::Sub(Box::new(a), Box::new(b.map_nodes(f)))
             }
-            Expr::Reduce(op, ids, body) => Expr::Reduce(op, ids, Box::new(r(*body))),
-        }
+            Expr::Div(a, b) => {
+                let a = a.map_nodes(f);
+                Expr::Div(Box::new(a), Box::new(b.map_nodes(f)))
+            }
+            Expr::Select(c, a, b) => {
+                let c = c.map_nodes(f);
+                let a = a.map_nodes(f);
+                Expr::Select(Box::new(c), Box::new(a), Box::new(b.map_nodes(f)))
+            }
+            Expr::Reduce(op, ids, body) => Expr::Reduce(op, ids, Box::new(body.map_nodes(f))),
+        };
+        f(node)
     }
 
     /// Calls `f` on every index that occurs free (not bound by an inline reduction).
