@@ -518,8 +518,11 @@ fn compare(
         let scale = w.iter().filter(|v| v.is_finite()).fold(1.0f64, |a, v| a.max(v.abs()));
         let tol = match dtype {
             DType::F32 => (2e-4 * scale).max(30.0 * noise[k]),
-            // f64 rounds 2^29 times finer than f32.
-            DType::F64 => (1e-9 * scale).max(30.0 * noise[k] * 2e-9),
+            // f64 rounds 2^29 times finer than f32, but an error that passes through a
+            // square root near zero shrinks only by the root of that, 2^14.5 (a
+            // centred sum under `sqrt`). Where f32 noise is small next to the output
+            // this changes nothing; where it is large the output is ill-conditioned.
+            DType::F64 => (1e-9 * scale).max(30.0 * noise[k] * 4.4e-5),
         };
         let r32 = ref32.and_then(|r| r.get(k));
         for ((ix, a), c) in w.indexed_iter().zip(g.iter()) {

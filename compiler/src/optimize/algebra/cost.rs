@@ -39,7 +39,7 @@ impl CostModel {
         let numel = |id: egg::Id| eg.analysis.numel(&eg[id].data.shape);
         let free = Cost { flops: 0.0, mem: 0.0 };
         match node {
-            TNode::Input(_) | TNode::Num(_) | TNode::Split(..) | TNode::Merge(..) => free,
+            TNode::Input(_) | TNode::Num(_) | TNode::Frac(..) | TNode::Split(..) | TNode::Merge(..) => free,
             TNode::Einsum(spec, _) => {
                 if spec.is_view() {
                     return free;

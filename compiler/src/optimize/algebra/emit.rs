@@ -7,6 +7,7 @@
 
 use super::build::Built;
 use super::extract::Extraction;
+use super::konst::Konst;
 use super::lang::{Spec, TNode, EG};
 use super::AlgebraError;
 use crate::tir::{
@@ -135,7 +136,7 @@ pub fn emit(f: &Function, eg: &EG, built: &Built, ex: &Extraction) -> Result<Fun
     for &c in &ex.order {
         let node = em.node(c)?.clone();
         let below = node.children().iter().map(|ch| depth.get(&eg.find(*ch)).copied().unwrap_or(0)).max().unwrap_or(0);
-        let leaf = matches!(node, TNode::Input(_) | TNode::Num(_));
+        let leaf = matches!(node, TNode::Input(_) | TNode::Num(_) | TNode::Frac(..));
         if !leaf && (em.home.contains_key(&c) || below + 1 >= MAX_INLINE_DEPTH) {
             em.materialize(c)?;
             depth.insert(c, 0);
@@ -172,7 +173,7 @@ impl Emitter<'_> {
     }
 
     fn konst(&self, c: Id) -> Option<f64> {
-        self.eg[c].data.konst
+        self.eg[c].data.value()
     }
 
     /// Makes sure tensor `t` holds the value of class `c`, copying when the class
@@ -313,7 +314,7 @@ impl Emitter<'_> {
             return false;
         }
         match node {
-            TNode::Input(_) | TNode::Num(_) | TNode::Split(..) => true,
+            TNode::Input(_) | TNode::Num(_) | TNode::Frac(..) | TNode::Split(..) => true,
             TNode::Merge(..) | TNode::Opaque(..) => false,
             TNode::Einsum(spec, ids) if spec.is_view() || self.is_scaling(spec, ids) => true,
             _ => self.uses.get(&c).copied().unwrap_or(0) <= 1 && (self.numel(c) - ctx.domain).abs() < 0.5,
@@ -347,7 +348,7 @@ impl Emitter<'_> {
 
     /// The product of an einsum's constant operands.
     fn coefficient(&self, ids: &[Id]) -> f64 {
-        ids.iter().filter_map(|&i| self.konst(i)).product()
+        Konst::product(ids.iter().filter_map(|&i| self.eg[i].data.konst)).value
     }
 
     /// Follows inline views and splits down to the class they read.
@@ -396,6 +397,7 @@ impl Emitter<'_> {
         match node {
             TNode::Input(t) => Ok(Expr::Access(TensorId(*t), pos.to_vec())),
             TNode::Num(bits) => Ok(Expr::Lit(f64::from_bits(*bits))),
+            TNode::Frac(num, den) => Ok(Expr::Lit(*num as f64 / *den as f64)),
             TNode::Split(factors, [x]) => {
                 let p = split_positions(factors, pos)?;
                 self.class(*x, &p, ctx, vars)
@@ -453,13 +455,13 @@ impl Emitter<'_> {
         let scale = (ctx.domain / own.max(1.0)).max(1.0);
         let out_numel = own * scale;
         let full_numel: f64 = spec.sizes.iter().map(|s| self.eg.analysis.value(s)).product::<f64>() * scale;
-        let mut coef = if negate { -1.0 } else { 1.0 };
+        let mut coef = Konst::from_f64(if negate { -1.0 } else { 1.0 });
         // (touches a summed label, is a reciprocal read inline, class, positions)
         let mut ops: Vec<(bool, bool, Id, Vec<Position>)> = Vec::new();
         for (k, &id) in ids.iter().enumerate() {
             let labels = spec.ops.get(k).ok_or_else(|| internal("operand without labels"))?;
-            if let Some(v) = self.konst(id) {
-                coef *= v;
+            if let Some(v) = self.eg[id].data.konst {
+                coef = coef.mul(v);
                 continue;
             }
             let touches = labels.iter().any(|&l| spec.is_bound(l));
@@ -506,14 +508,14 @@ impl Emitter<'_> {
             if free.contains(&v) {
                 kept.push(v);
             } else {
-                coef *= self.eg.analysis.value(&bound_sizes[k]);
+                coef = coef.mul(self.eg.analysis.konst(&bound_sizes[k]));
             }
         }
         if split_out {
             let body = product(1.0, inner_numer, inner_denom);
             numer.push(if kept.is_empty() { body } else { Expr::Reduce(ReduceOp::Sum, kept, Box::new(body)) });
         }
-        Ok(product(coef, numer, denom))
+        Ok(product(coef.value, numer, denom))
     }
 
     /// Assembles the function: drops original temporaries nothing uses any more

@@ -10,6 +10,7 @@
 //! of first appearance, operands are sorted, constant operands are folded into one
 //! coefficient. [`einsum`] builds such a node from operands with arbitrary labels.
 
+use super::konst::{Konst, Ratio};
 use crate::tir::{Bindings, Builtin, Size};
 use egg::{Analysis, DidMerge, Id, Language};
 use std::collections::BTreeSet;
@@ -101,6 +102,9 @@ pub enum TNode {
     Input(u32),
     /// A scalar constant, as the bits of an f64.
     Num(u64),
+    /// An exact scalar constant `num / den`, reduced (the canonical node of a class
+    /// whose constant is a fraction, so that its exact value is not lost).
+    Frac(i128, i128),
     /// `Σ_bound Π operands`; the children are the operands in `Spec::ops` order.
     Einsum(SpecRef, Vec<Id>),
     /// Elementwise sum of children of the same shape (sorted, repeats allowed).
@@ -144,6 +148,7 @@ impl Language for TNode {
         match (self, other) {
             (Input(a), Input(b)) => a == b,
             (Num(a), Num(b)) => a == b,
+            (Frac(a, b), Frac(c, d)) => a == c && b == d,
             (Einsum(s, c), Einsum(t, d)) => s == t && c.len() == d.len(),
             (Add(c), Add(d)) => c.len() == d.len(),
             (Recip(_), Recip(_)) => true,
@@ -158,7 +163,7 @@ impl Language for TNode {
     fn children(&self) -> &[Id] {
         use TNode::*;
         match self {
-            Input(_) | Num(_) => &[],
+            Input(_) | Num(_) | Frac(..) => &[],
             Einsum(_, c) | Add(c) | Call(_, c) | Opaque(_, c) => c,
             Recip(c) | Split(_, c) | Merge(_, c) => c,
         }
@@ -167,7 +172,7 @@ impl Language for TNode {
     fn children_mut(&mut self) -> &mut [Id] {
         use TNode::*;
         match self {
-            Input(_) | Num(_) => &mut [],
+            Input(_) | Num(_) | Frac(..) => &mut [],
             Einsum(_, c) | Add(c) | Call(_, c) | Opaque(_, c) => c,
             Recip(c) | Split(_, c) | Merge(_, c) => c,
         }
@@ -179,7 +184,14 @@ impl Language for TNode {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TData {
     pub shape: Vec<Size>,
-    pub konst: Option<f64>,
+    pub konst: Option<Konst>,
+}
+
+impl TData {
+    /// The constant's f64 value, if the class is a known constant.
+    pub fn value(&self) -> Option<f64> {
+        self.konst.map(|k| k.value)
+    }
 }
 
 /// The analysis: shapes and constants. It also holds what `make` needs to know about
@@ -205,6 +217,16 @@ impl TAnalysis {
         s.syms.iter().fold(s.coeff as f64, |acc, d| acc * self.bindings.get(*d).unwrap_or(1) as f64)
     }
 
+    /// The value of a size as an exact constant.
+    pub fn konst(&self, s: &Size) -> Konst {
+        let v = self.value(s);
+        if v.abs() < (1u64 << 53) as f64 {
+            Konst::from_ratio(Ratio::integer(v as i128))
+        } else {
+            Konst::from_f64(v)
+        }
+    }
+
     pub fn numel(&self, shape: &[Size]) -> f64 {
         shape.iter().map(|s| self.value(s)).product()
     }
@@ -225,34 +247,35 @@ impl Analysis<TNode> for TAnalysis {
 
     fn make(eg: &mut EG, node: &TNode, _id: Id) -> TData {
         let data = |i: &Id| &eg[*i].data;
-        let konsts = |ids: &[Id]| -> Option<Vec<f64>> { ids.iter().map(|i| eg[*i].data.konst).collect() };
+        let konsts = |ids: &[Id]| -> Option<Vec<Konst>> { ids.iter().map(|i| eg[*i].data.konst).collect() };
         match node {
             TNode::Input(t) => {
                 let shape = eg.analysis.tensor_shapes.get(*t as usize).cloned().unwrap_or_default();
                 TData { shape, konst: None }
             }
-            TNode::Num(bits) => TData { shape: Vec::new(), konst: Some(f64::from_bits(*bits)) },
+            TNode::Num(bits) => TData { shape: Vec::new(), konst: Some(Konst::from_f64(f64::from_bits(*bits))) },
+            TNode::Frac(num, den) => {
+                let konst = Ratio::new(*num, *den).map(Konst::from_ratio);
+                TData { shape: Vec::new(), konst }
+            }
             TNode::Einsum(spec, ids) => {
                 let shape = spec.sizes[..spec.n_out.min(spec.sizes.len())].to_vec();
                 let konst = konsts(ids).map(|cs| {
-                    let bound: f64 = spec.sizes[spec.n_out.min(spec.sizes.len())..]
-                        .iter()
-                        .map(|s| eg.analysis.value(s))
-                        .product();
-                    cs.iter().product::<f64>() * bound
+                    let bound = spec.sizes[spec.n_out.min(spec.sizes.len())..].iter().map(|s| eg.analysis.konst(s));
+                    Konst::product(cs.into_iter().chain(bound))
                 });
                 TData { shape, konst }
             }
             TNode::Add(ids) => {
                 let shape = ids.first().map(|i| data(i).shape.clone()).unwrap_or_default();
-                TData { shape, konst: konsts(ids).map(|cs| cs.iter().sum()) }
+                TData { shape, konst: konsts(ids).map(Konst::sum) }
             }
-            TNode::Recip([a]) => TData { shape: data(a).shape.clone(), konst: data(a).konst.map(|c| 1.0 / c) },
+            TNode::Recip([a]) => TData { shape: data(a).shape.clone(), konst: data(a).konst.map(Konst::recip) },
             TNode::Call(code, ids) => {
                 let shape = ids.first().map(|i| data(i).shape.clone()).unwrap_or_default();
                 let konst = match (TNode::as_builtin(*code), konsts(ids)) {
                     (Some(b), Some(cs)) if cs.len() == b.arity() => {
-                        Some(b.apply(cs[0], cs.get(1).copied().unwrap_or(0.0)))
+                        Some(Konst::from_f64(b.apply(cs[0].value, cs.get(1).map_or(0.0, |k| k.value))))
                     }
                     _ => None,
                 };
@@ -288,11 +311,18 @@ impl Analysis<TNode> for TAnalysis {
         if a.shape != b.shape {
             self.record(format!("merged e-classes of different shapes {:?} and {:?}", a.shape, b.shape));
         }
+        // An exact constant wins over an inexact one: both are the same number, one
+        // of them folded with rounding.
         match (a.konst, b.konst) {
             (None, Some(c)) => {
                 a.konst = Some(c);
                 DidMerge(true, false)
             }
+            (Some(x), Some(y)) if x.exact.is_none() && y.exact.is_some() => {
+                a.konst = Some(y);
+                DidMerge(true, false)
+            }
+            (Some(x), Some(y)) if x.exact.is_some() && y.exact.is_none() => DidMerge(false, true),
             (Some(_), None) => DidMerge(false, true),
             _ => DidMerge(false, false),
         }
@@ -309,10 +339,19 @@ impl Analysis<TNode> for TAnalysis {
     }
 }
 
+/// The scalar node of a constant: a fraction when it is an exact non-integer, else
+/// its f64 value.
+pub fn scalar(c: Konst) -> TNode {
+    match c.exact.map(Ratio::parts) {
+        Some((num, den)) if den != 1 => TNode::Frac(num, den),
+        _ => TNode::num(c.value),
+    }
+}
+
 /// The constant `c` with the given shape: a number, broadcast when the shape is not
 /// scalar.
-pub fn constant(eg: &mut EG, c: f64, shape: &[Size]) -> Id {
-    let num = eg.add(TNode::num(c));
+pub fn constant(eg: &mut EG, c: Konst, shape: &[Size]) -> Id {
+    let num = eg.add(scalar(c));
     if shape.is_empty() {
         return num;
     }
@@ -331,7 +370,7 @@ pub fn einsum(eg: &mut EG, sizes: &[Size], out: &[u32], ops: &[(Id, Vec<u32>)], 
     if out_set.len() != out.len() {
         return Err(format!("output labels {out:?} repeat"));
     }
-    let mut coef = 1.0f64;
+    let mut coef = Konst::from_f64(1.0);
     let mut kept: Vec<(Id, Vec<u32>)> = Vec::new();
     let mut bound: Vec<u32> = Vec::new();
     let note_bound = |l: u32, bound: &mut Vec<u32>| {
@@ -352,7 +391,7 @@ pub fn einsum(eg: &mut EG, sizes: &[Size], out: &[u32], ops: &[(Id, Vec<u32>)], 
             note_bound(l, &mut bound);
         }
         match d.konst {
-            Some(k) => coef *= k,
+            Some(k) => coef = coef.mul(k),
             None => kept.push((c, ls.clone())),
         }
     }
@@ -361,15 +400,15 @@ pub fn einsum(eg: &mut EG, sizes: &[Size], out: &[u32], ops: &[(Id, Vec<u32>)], 
     }
     for &l in &bound {
         if !kept.iter().any(|(_, ls)| ls.contains(&l)) {
-            coef *= eg.analysis.value(&size(l)?);
+            coef = coef.mul(eg.analysis.konst(&size(l)?));
         }
     }
     let out_shape: Vec<Size> = out.iter().map(|&l| size(l)).collect::<Result<_, _>>()?;
-    if coef == 0.0 || kept.is_empty() {
+    if coef.value == 0.0 || kept.is_empty() {
         return Ok(constant(eg, coef, &out_shape));
     }
-    if coef != 1.0 {
-        let k = eg.add(TNode::num(coef));
+    if coef.value != 1.0 {
+        let k = eg.add(scalar(coef));
         kept.push((k, Vec::new()));
     }
     if kept.len() == 1 && kept[0].1 == out {

@@ -15,6 +15,7 @@ mod build;
 mod cost;
 mod emit;
 mod extract;
+mod konst;
 mod lang;
 pub mod rules;
 #[cfg(test)]

@@ -122,6 +122,7 @@ fn eval_node(eg: &EG, node: &TNode, vals: &HashMap<Id, Dense>, inputs: &HashMap<
     Some(match node {
         TNode::Input(t) => inputs.get(t)?.clone(),
         TNode::Num(bits) => Dense { shape: vec![], data: vec![f64::from_bits(*bits)] },
+        TNode::Frac(num, den) => Dense { shape: vec![], data: vec![*num as f64 / *den as f64] },
         TNode::Einsum(spec, ids) => {
             let ops: Vec<&Dense> = ids.iter().map(v).collect::<Option<_>>()?;
             let sizes: Vec<usize> = spec.sizes.iter().map(size).collect();

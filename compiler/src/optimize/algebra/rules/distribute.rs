@@ -69,11 +69,11 @@ fn distribute(eg: &mut EG, node: &TNode, product: bool) -> Vec<Id> {
 
 /// True when a term is a negative constant or a negative multiple of something.
 fn negative(eg: &EG, t: Id) -> bool {
-    if eg[t].data.konst.is_some_and(|c| c < 0.0) {
+    if eg[t].data.value().is_some_and(|c| c < 0.0) {
         return true;
     }
     eg[t].nodes.iter().any(|n| match n {
-        TNode::Einsum(_, ids) => ids.iter().filter_map(|&i| eg[i].data.konst).product::<f64>() < 0.0,
+        TNode::Einsum(_, ids) => ids.iter().filter_map(|&i| eg[i].data.value()).product::<f64>() < 0.0,
         _ => false,
     })
 }

@@ -6,6 +6,7 @@
 
 use super::limits::MAX_TERMS;
 use super::{is_add, is_einsum, Rule};
+use crate::optimize::algebra::konst::Konst;
 use crate::optimize::algebra::lang::{self, Open, TNode, EG};
 use crate::tir::Builtin;
 use egg::Id;
@@ -51,7 +52,7 @@ fn fold_constants(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
                 return Vec::new();
             }
             let konst: Vec<(usize, f64)> =
-                ids.iter().enumerate().filter_map(|(k, &i)| eg[i].data.konst.map(|c| (k, c))).collect();
+                ids.iter().enumerate().filter_map(|(k, &i)| eg[i].data.value().map(|c| (k, c))).collect();
             let fire = konst.len() >= 2
                 || (konst.len() == 1 && ids.len() == 1)
                 || konst.iter().any(|&(k, c)| !spec.ops[k].is_empty() || c == 0.0 || c == 1.0);
@@ -61,14 +62,14 @@ fn fold_constants(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
             Vec::new()
         }
         TNode::Add(ids) => {
-            let consts: Vec<f64> = ids.iter().filter_map(|&i| eg[i].data.konst).collect();
-            if consts.len() < 2 && !consts.contains(&0.0) {
+            let consts: Vec<Konst> = ids.iter().filter_map(|&i| eg[i].data.konst).collect();
+            if consts.len() < 2 && !consts.iter().any(|k| k.value == 0.0) {
                 return Vec::new();
             }
             let mut rest: Vec<Id> = ids.iter().copied().filter(|&i| eg[i].data.konst.is_none()).collect();
-            let total: f64 = consts.iter().sum();
+            let total = Konst::sum(consts);
             let shape = ids.first().map(|&i| eg[i].data.shape.clone()).unwrap_or_default();
-            if total != 0.0 || rest.is_empty() {
+            if total.value != 0.0 || rest.is_empty() {
                 rest.push(lang::constant(eg, total, &shape));
             }
             lang::add(eg, &rest).ok().into_iter().collect()
@@ -79,8 +80,8 @@ fn fold_constants(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
 
 /// `(base, coefficient)` for each einsum node of a class that is a constant times
 /// one operand read as it is; the class itself with coefficient 1 otherwise.
-fn scaled(eg: &EG, c: Id) -> Vec<(Id, f64)> {
-    let mut out = vec![(eg.find(c), 1.0)];
+fn scaled(eg: &EG, c: Id) -> Vec<(Id, Konst)> {
+    let mut out = vec![(eg.find(c), Konst::from_f64(1.0))];
     for n in &eg[c].nodes {
         let TNode::Einsum(spec, ids) = n else { continue };
         if spec.has_bound() {
@@ -104,7 +105,7 @@ fn like_terms(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
     if ids.len() > MAX_TERMS {
         return Vec::new();
     }
-    let forms: Vec<Vec<(Id, f64)>> = ids.iter().map(|&t| scaled(eg, t)).collect();
+    let forms: Vec<Vec<(Id, Konst)>> = ids.iter().map(|&t| scaled(eg, t)).collect();
     let mut out = Vec::new();
     // For each pair of terms with a common base, combine them.
     for a in 0..ids.len() {
@@ -113,12 +114,12 @@ fn like_terms(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
                 let Some(&(_, cb)) = forms[b].iter().find(|(x, _)| *x == base) else { continue };
                 let shape = eg[base].data.shape.clone();
                 let labels: Vec<u32> = (0..shape.len() as u32).collect();
-                let k = eg.add(TNode::num(ca + cb));
+                let k = eg.add(lang::scalar(ca.add(cb)));
                 let Ok(sum) = lang::einsum(eg, &shape, &labels, &[(base, labels.clone()), (k, Vec::new())], &[]) else {
                     continue;
                 };
                 let mut rest: Vec<Id> = ids.iter().enumerate().filter(|&(j, _)| j != a && j != b).map(|(_, &x)| x).collect();
-                let zero = eg[sum].data.konst == Some(0.0);
+                let zero = eg[sum].data.value() == Some(0.0);
                 if !zero || rest.is_empty() {
                     rest.push(sum);
                 }
@@ -133,7 +134,7 @@ fn like_terms(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
 fn pow_expand(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
     let TNode::Call(_, args) = node else { return Vec::new() };
     let [x, e] = args.as_slice() else { return Vec::new() };
-    let Some(p) = eg[*e].data.konst else { return Vec::new() };
+    let Some(p) = eg[*e].data.value() else { return Vec::new() };
     let shape = eg[*x].data.shape.clone();
     let labels: Vec<u32> = (0..shape.len() as u32).collect();
     let power = |eg: &mut EG, n: usize| lang::einsum(eg, &shape, &labels, &vec![(*x, labels.clone()); n], &[]).ok();
@@ -141,7 +142,7 @@ fn pow_expand(eg: &mut EG, _: Id, node: &TNode) -> Vec<Id> {
         return Vec::new();
     }
     let r = match p as i64 {
-        0 => Some(lang::constant(eg, 1.0, &shape)),
+        0 => Some(lang::constant(eg, Konst::from_f64(1.0), &shape)),
         1 => Some(eg.find(*x)),
         -1 => Some(eg.add(TNode::Recip([*x]))),
         -2 => power(eg, 2).map(|sq| eg.add(TNode::Recip([sq]))),
