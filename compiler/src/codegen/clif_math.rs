@@ -21,9 +21,12 @@
 //! | log     | 0.80       | 1          | all floats, subnormals included                    |
 //! | tanh    | 1.41       | 3          | all floats                                         |
 //! | sigmoid | 1.28       | 2          | all floats (subnormal tails included)              |
-//! | sin     | 1.41       | 1          | abs(x) <= 2^20 (f32) / 2^40 (f64); NaN beyond     |
-//! | cos     | 1.44       | 1          | abs(x) <= 2^20 (f32) / 2^40 (f64); NaN beyond     |
+//! | sin     | 1.41       | 1          | abs(x) <= 2^20 (f32) / 2^40 (f64); NaN beyond (1) |
+//! | cos     | 1.44       | 1          | abs(x) <= 2^20 (f32) / 2^40 (f64); NaN beyond (1) |
 //! | pow     | 0.50       | 1          | all floats (C99 `pow` special cases)               |
+//!
+//! (1) The inline code only; the JIT (`clif/gen.rs`) branches to the std function for
+//! vectors with a lane beyond the limit, so compiled programs are right on all floats.
 //!
 //! f32 pow is evaluated in f64 (f32x4 as two f64x2 halves); f64 pow uses a double-double
 //! log so that `y·log x` keeps its accuracy up to |y·log x| ≈ 745.
@@ -143,6 +146,16 @@ fn shuffle_f32x4(b: &mut FunctionBuilder, x: Value, y: Value, mask: &[u8]) -> Va
 pub const TRIG_LIMIT_F64: f64 = 1099511627776.0; // 2^40
 /// sin/cos are accurate for |x| <= this in f32 lanes (and return NaN beyond it).
 pub const TRIG_LIMIT_F32: f64 = 1048576.0; // 2^20
+
+/// The limit of the inline sin/cos reduction for f64 (`wide`) or f32 lanes. The
+/// JIT branches to the std function for lanes beyond it.
+pub fn trig_limit(wide: bool) -> f64 {
+    if wide {
+        TRIG_LIMIT_F64
+    } else {
+        TRIG_LIMIT_F32
+    }
+}
 
 /// 1/n! for n = 0..=17.
 fn inv_fact(n: usize) -> f64 {
@@ -1005,14 +1018,6 @@ mod tests {
         }
     }
 
-    /// The range over which sin/cos are tested (and documented).
-    fn trig_limit(wide: bool) -> f64 {
-        if wide {
-            TRIG_LIMIT_F64
-        } else {
-            TRIG_LIMIT_F32
-        }
-    }
 
     /// Rounds to the precision under test.
     fn rnd(v: f64, wide: bool) -> f64 {

@@ -742,12 +742,32 @@ impl Gen<'_, '_> {
     }
 
     /// A transcendental function of scalars or vectors: the single place the math
-    /// library plugs in (`clif_math::emit(&mut self.b, f, x, y, ty)` once it lands).
+    /// library plugs in.
     fn math(&mut self, f: MathFn, x: Value, y: Option<Value>, ty: Type) -> Value {
         if !self.t.inline_math {
             return self.math_call(f, x, y, ty);
         }
-        crate::codegen::clif_math::emit(&mut self.b, f, x, y, ty)
+        let fast = crate::codegen::clif_math::emit(&mut self.b, f, x, y, ty);
+        if !matches!(f, MathFn::Sin | MathFn::Cos) {
+            return fast;
+        }
+        // The inline reduction covers |x| up to a limit and gives NaN beyond it; there,
+        // rare in practice, every lane goes through the std function instead.
+        let limit = crate::codegen::clif_math::trig_limit(ty.lane_type() == types::F64);
+        let ax = self.b.ins().fabs(x);
+        let lim = self.fconst(ty, limit);
+        let far = self.b.ins().fcmp(FloatCC::GreaterThan, ax, lim);
+        let any = if ty.is_vector() { self.b.ins().vany_true(far) } else { far };
+        let (slow, join) = (self.b.create_block(), self.b.create_block());
+        let out = self.b.append_block_param(join, ty);
+        self.b.ins().brif(any, slow, &[], join, &[fast.into()]);
+        self.b.switch_to_block(slow);
+        self.b.seal_block(slow);
+        let exact = self.math_call(f, x, y, ty);
+        self.b.ins().jump(join, &[exact.into()]);
+        self.b.switch_to_block(join);
+        self.b.seal_block(join);
+        out
     }
 
     /// Calls the Rust helper, once per lane for vectors.

@@ -252,6 +252,32 @@ fn every_unary_operator() {
     }
 }
 
+/// Beyond the inline reduction's limit (2^20 in f32, 2^40 in f64) sin and cos branch to
+/// the std function; lanes below it in the same vector keep the inline result.
+#[test]
+fn sin_and_cos_of_huge_arguments() {
+    for op in ["sin", "cos"] {
+        // Inputs are in [0, 2): the scales put some elements of each vector far out.
+        let src = format!("fn f(x: {{T}}[n]) -> y: {{T}}[n] {{ y[i] = {op}(x[i] * x[i] * x[i] * 1e13) }}");
+        for n in [1, 7, 33] {
+            check_src(&src, &[("n", n)]);
+        }
+        for dt in ["f32", "f64"] {
+            let p = lower(&src.replace("{T}", dt), &[("n", 33)]);
+            let ins = inputs::<f64>(&p, 5);
+            let got = if dt == "f32" {
+                let ins32: Vec<Vec<f32>> = ins.iter().map(|v| v.iter().map(|&x| x as f32).collect()).collect();
+                let refs: Vec<&[f32]> = ins32.iter().map(|v| v.as_slice()).collect();
+                run(&p, &refs, &JitOptions::default(), 1)[0].iter().map(|&v| f64::from(v)).collect::<Vec<_>>()
+            } else {
+                let refs: Vec<&[f64]> = ins.iter().map(|v| v.as_slice()).collect();
+                run(&p, &refs, &JitOptions::default(), 1)[0].clone()
+            };
+            assert!(got.iter().all(|v| v.is_finite() && v.abs() <= 1.0), "{op} {dt}: {got:?}");
+        }
+    }
+}
+
 #[test]
 fn every_binary_operator() {
     for e in [
