@@ -2,8 +2,9 @@
 //!
 //! Write tensor programs in the einsum-style `.tsr` language (or pass numpy einsum
 //! strings), and evaluate them on `ndarray` arrays. A call plans the function for the
-//! input shapes, lowers the plan to loop kernels and GEMM calls, JIT-compiles them with
-//! Cranelift, caches the result by (function, dtype, sizes), and runs it.
+//! input shapes, lowers the plan to loop kernels and GEMM calls, compiles them with a
+//! [`Backend`] (Cranelift by default; LLVM with the feature `llvm`), caches the result by
+//! (function, dtype, sizes, backend), and runs it.
 //!
 //! ```
 //! use ndarray::array;
@@ -23,7 +24,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Instant;
 use tessera_compiler::diag::render_all;
 use tessera_compiler::tir;
 
@@ -31,30 +31,10 @@ pub use tessera_compiler::diag::{Diagnostic, SourceMap};
 pub use tessera_compiler::eval::{EvalError, EvalOptions, Scalar};
 pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions};
 pub use tessera_compiler::exec::Executable;
+pub use tessera_compiler::pipeline::Stage;
+pub use tessera_compiler::Backend;
 pub use tessera_compiler::loops::{BufId, Program};
 pub use tessera_runtime::{threads, DType, Tensor};
-
-/// What runs a call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Backend {
-    /// Native code: Cranelift loop kernels and GEMM calls on the runtime's threads.
-    #[default]
-    Jit,
-    /// The loop-IR interpreter (slow; a reference for the compiled code).
-    Interp,
-    /// The reference evaluator of the typed program (the oracle; no plan involved).
-    Reference,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Jit => "jit",
-            Backend::Interp => "interp",
-            Backend::Reference => "reference",
-        }
-    }
-}
 
 /// A function compiled for one dtype and one set of sizes: its plan, its loop program
 /// and the executable that runs it. Calls with the same shapes reuse it.
@@ -63,12 +43,12 @@ pub struct Compiled {
     pub exec: Executable,
     /// Milliseconds spent planning (path search and algebra).
     pub plan_ms: f64,
-    /// Milliseconds spent lowering and generating code (`lower_ms + jit_ms`).
+    /// Milliseconds spent lowering and generating code (`lower_ms + codegen_ms`).
     pub compile_ms: f64,
     /// Milliseconds spent lowering the plan to the loop IR (memory passes included).
     pub lower_ms: f64,
-    /// Milliseconds spent making the executable: Cranelift code generation for the JIT.
-    pub jit_ms: f64,
+    /// Milliseconds spent making the executable: the backend's code generation.
+    pub codegen_ms: f64,
 }
 
 impl fmt::Debug for Compiled {
@@ -83,10 +63,10 @@ impl Compiled {
         &self.exec.program
     }
 
-    /// The Cranelift IR of every loop kernel (`emit --stage clif`).
-    pub fn emit_clif(&self) -> Result<String, Error> {
-        tessera_compiler::codegen::clif::emit_clif(self.program(), &Default::default())
-            .map_err(|e| Error::Internal(e.to_string()))
+    /// The code `backend` generates for every loop kernel, as text (`emit --stage clif`
+    /// for Cranelift IR, `--stage llvm` for LLVM IR).
+    pub fn emit_code(&self, backend: Backend) -> Result<String, Error> {
+        tessera_compiler::pipeline::emit(self.program(), backend).map_err(|e| exec_error(e.into()))
     }
 
     /// Runs the compiled function on inputs of the shapes it was compiled for.
@@ -98,7 +78,7 @@ impl Compiled {
 fn exec_error(e: tessera_compiler::exec::ExecError) -> Error {
     use tessera_compiler::exec::ExecError as E;
     match e {
-        E::Input(m) => Error::Input(m),
+        E::Input(m) | E::Unavailable(m) => Error::Input(m),
         E::Memory(m) => Error::Memory(m),
         E::Internal(m) => Error::Internal(m),
     }
@@ -126,27 +106,33 @@ fn check_memory(c: &Compiled, limit: u64) -> Result<(), Error> {
     Ok(())
 }
 
-/// Plans, lowers and compiles `f` at the sizes in `b`.
+/// Plans, lowers and compiles `f` at the sizes in `b` through the pipeline driver.
 fn compile_tir(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Backend) -> Result<Compiled, Error> {
-    let start = Instant::now();
-    let mut f = f.clone();
-    f.dtype = dtype;
-    let plan = tessera_compiler::plan::plan(&f, b, &PlanOptions::default())?;
-    let plan_ms = start.elapsed().as_secs_f64() * 1e3;
-    let start = Instant::now();
-    let program = tessera_compiler::loops::lower(&plan, &Default::default()).map_err(|e| match e {
-        tessera_compiler::loops::LowerError::Internal(m) => Error::Internal(m),
-        e => Error::Input(e.to_string()),
+    use tessera_compiler::pipeline::{self, PipelineError};
+    if backend == Backend::Reference {
+        return Err(Error::Input(
+            "the reference evaluator compiles nothing: it evaluates the typed program when called \
+             (call with Backend::Reference, or compile for cranelift, llvm or interp)"
+                .into(),
+        ));
+    }
+    let opts = pipeline::Options { backend, ..Default::default() };
+    let out = pipeline::compile(f, b, dtype, &opts).map_err(|e| match e {
+        PipelineError::Plan(e) => Error::from(e),
+        PipelineError::Lower(tessera_compiler::loops::LowerError::Internal(m)) => Error::Internal(m),
+        PipelineError::Lower(e) => Error::Input(e.to_string()),
+        PipelineError::Exec(e) => exec_error(e),
     })?;
-    let lower_ms = start.elapsed().as_secs_f64() * 1e3;
-    let exec_start = Instant::now();
-    let exec_backend = match backend {
-        Backend::Interp => tessera_compiler::exec::Backend::Interp,
-        _ => tessera_compiler::exec::Backend::Jit,
-    };
-    let exec = Executable::new(program, exec_backend).map_err(exec_error)?;
-    let jit_ms = exec_start.elapsed().as_secs_f64() * 1e3;
-    Ok(Compiled { plan, exec, plan_ms, compile_ms: start.elapsed().as_secs_f64() * 1e3, lower_ms, jit_ms })
+    let t = out.timings;
+    let exec = out.exec.ok_or_else(|| Error::Internal("the pipeline stopped before code".into()))?;
+    Ok(Compiled {
+        plan: out.plan,
+        exec,
+        plan_ms: t.plan_ms,
+        compile_ms: t.lower_ms + t.codegen_ms,
+        lower_ms: t.lower_ms,
+        codegen_ms: t.codegen_ms,
+    })
 }
 
 /// Default cap on any one intermediate or output: 4 GiB.
@@ -238,13 +224,13 @@ pub struct CallOptions {
     pub memory_limit: u64,
     /// Evaluate in this dtype instead of the function's declared one.
     pub dtype: Option<DType>,
-    /// What runs the call (the JIT by default).
+    /// What runs the call (Cranelift by default).
     pub backend: Backend,
 }
 
 impl Default for CallOptions {
     fn default() -> Self {
-        CallOptions { dims: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, dtype: None, backend: Backend::Jit }
+        CallOptions { dims: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, dtype: None, backend: Backend::Cranelift }
     }
 }
 
@@ -274,9 +260,7 @@ impl Module {
 
     /// Checks `.tsr` source text shown under `name` in messages.
     pub fn from_named_source(name: &str, text: &str) -> Result<Module, Error> {
-        let mut sources = SourceMap::new();
-        let root = sources.add(name, text);
-        let checked = tessera_compiler::check::check_file(&mut sources, root);
+        let (sources, _, checked) = tessera_compiler::pipeline::check(name, text);
         if checked.has_errors() {
             return Err(Error::Compile { diagnostics: checked.diagnostics, sources });
         }

@@ -54,7 +54,7 @@ fn every_backend_gives_the_same_results() {
     let f = m.function("rows").expect("exists");
     let x: ArrayD<f32> = array![[1.0f32, -2.0, 3.5], [0.5, 0.25, -8.0]].into_dyn();
     let mut results = Vec::new();
-    for backend in [Backend::Jit, Backend::Interp, Backend::Reference] {
+    for backend in Backend::executors().into_iter().chain([Backend::Reference]) {
         let opts = CallOptions { backend, ..CallOptions::default() };
         results.push(f.call_with(&[x.view()], &opts).expect("runs"));
     }
@@ -180,7 +180,7 @@ fn large_einsum_networks_run_and_match_opt_einsum() {
         let expected: Vec<f64> = entry["expected"].as_array().expect("expected").iter().filter_map(|x| x.as_f64()).collect();
         let scale = expected.iter().fold(0.0f64, |m, x| m.max(x.abs()));
         assert!(scale > 0.0, "{spec}: an all-zero expectation proves nothing");
-        for backend in [Backend::Jit, Backend::Interp] {
+        for backend in Backend::executors() {
             let opts = CallOptions { backend, ..CallOptions::default() };
             let got = tessera::einsum_with(spec, &views, &opts).unwrap_or_else(|e| panic!("{spec} on {backend:?}: {e}"));
             assert_eq!(got.len(), expected.len(), "{spec}: output size");
@@ -215,7 +215,7 @@ fn huge_einsums_plan_and_refuse_to_compile_what_cannot_be_allocated() {
     let p = tessera::plan_einsum("i,j->ij", &[("i", 1 << 32), ("j", 1 << 32)], &opts).expect("plans");
     assert_eq!(p.flops, 2f64.powi(64), "{p}");
     assert_eq!(p.path, Some(vec![vec![0, 1]]));
-    let err = tessera::compile_einsum_for("i,j->ij", &[&[1 << 32], &[1 << 32]], tessera::DType::F32, Backend::Jit)
+    let err = tessera::compile_einsum_for("i,j->ij", &[&[1 << 32], &[1 << 32]], tessera::DType::F32, Backend::Cranelift)
         .map(|_| ())
         .expect_err("2^64 elements cannot be allocated");
     assert!(!matches!(err, Error::Internal(_)), "{err}");

@@ -2,8 +2,9 @@
 //! `# stages: ast, tir, diagnostics` naming the stage outputs to snapshot.
 
 use std::path::Path;
-use tessera_compiler::check::check_file;
-use tessera_compiler::diag::{render_all, SourceMap};
+use tessera_compiler::diag::render_all;
+use tessera_compiler::pipeline::{self, Stage};
+use tessera_compiler::Backend;
 use tessera_compiler::syntax::{parse, print_module};
 
 mod common;
@@ -47,16 +48,16 @@ fn redact_timing(plan: &str) -> String {
         .join("\n")
 }
 
-/// The plan of `f` at the case's dims (default options).
-fn plan_of(f: &tessera_compiler::tir::Function, dims: &[(String, u64)], name: &str) -> tessera_compiler::plan::Plan {
+/// `f` at the case's dims through the pipeline driver, stopped after `stage`.
+fn compiled(f: &tessera_compiler::tir::Function, dims: &[(String, u64)], name: &str, stage: Stage) -> pipeline::Output {
     let mut b = tessera_compiler::tir::Bindings::new(f.dims.len());
     for (n, v) in dims {
         if let Some(d) = f.dim_by_name(n) {
             b.set(d, *v);
         }
     }
-    tessera_compiler::plan::plan(f, &b, &tessera_compiler::plan::PlanOptions::default())
-        .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name))
+    let opts = pipeline::Options { stop_after: stage, ..Default::default() };
+    pipeline::compile(f, &b, f.dtype, &opts).unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name))
 }
 
 #[test]
@@ -64,9 +65,7 @@ fn cases() {
     insta::glob!("cases/*.tsr", |path| {
         let text = std::fs::read_to_string(path).expect("case file is readable");
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("case.tsr");
-        let mut sources = SourceMap::new();
-        let file = sources.add(name, text.clone());
-        let checked = check_file(&mut sources, file);
+        let (sources, file, checked) = pipeline::check(name, &text);
         for stage in stages_of(&text, path) {
             match stage.as_str() {
                 "ast" => {
@@ -96,7 +95,7 @@ fn cases() {
                     );
                     let dims = dims_of(&text, path);
                     let plans: Vec<String> =
-                        checked.functions.iter().map(|f| redact_timing(&plan_of(f, &dims, name).to_string())).collect();
+                        checked.functions.iter().map(|f| redact_timing(&compiled(f, &dims, name, Stage::Plan).plan.to_string())).collect();
                     insta::assert_snapshot!("plan", plans.join("\n"));
                 }
                 "loops" | "clif" => {
@@ -104,14 +103,12 @@ fn cases() {
                     let dims = dims_of(&text, path);
                     let mut texts = Vec::new();
                     for f in &checked.functions {
-                        let p = plan_of(f, &dims, name);
-                        let prog = tessera_compiler::loops::lower(&p, &Default::default())
-                            .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name));
+                        let out = compiled(f, &dims, name, Stage::Loops);
+                        let prog = out.program().unwrap_or_else(|| panic!("{name}: no loop program"));
                         texts.push(if stage == "loops" {
                             prog.to_string()
                         } else {
-                            tessera_compiler::codegen::clif::emit_clif(&prog, &Default::default())
-                                .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name))
+                            pipeline::emit(prog, Backend::Cranelift).unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name))
                         });
                     }
                     insta::assert_snapshot!(stage.as_str(), texts.join("\n"));

@@ -256,7 +256,7 @@ fn emit_errors() {
     let err = env.fails(2, &["emit", "--stage", "ast", "model.tsr", "--fn", "stats"]);
     assert!(err.contains("--stage ast prints the whole file"), "{err}");
     let err = env.fails(2, &["emit", "--stage", "bogus", "model.tsr"]);
-    assert!(err.contains("[possible values: ast, tir, graph, plan, loops, clif]"), "{err}");
+    assert!(err.contains("[possible values: ast, tir, graph, plan, loops, clif, llvm]"), "{err}");
     let err = env.fails(1, &["emit", "--stage", "tir", "bad.tsr"]);
     assert!(err.contains("bad.tsr"), "{err}");
 }
@@ -855,8 +855,8 @@ fn run_with_bad_sources() {
     assert!(err.contains("missing.tsr"), "{err}");
     let err = env.fails(1, &["run", "bad.tsr", "A=x.npy"]);
     assert!(err.contains("bad.tsr"), "{err}");
-    let err = env.fails(2, &["run", "matmul.tsr", &a, &b, "--backend", "cranelift"]);
-    assert!(err.contains("[possible values: jit, interp, reference]"), "{err}");
+    let err = env.fails(2, &["run", "matmul.tsr", &a, &b, "--backend", "gpu"]);
+    assert!(err.contains("[possible values: cranelift, llvm, interp, reference]"), "{err}");
 }
 
 #[test]
@@ -953,14 +953,24 @@ fn run_on_every_backend_agrees() {
     let a = env.write("a.npy", &arr2(&[[1.0f64, 2.0, 3.0], [4.0, 5.0, 6.0]]));
     let b = env.write("b.npy", &arr2(&[[1.0f64, 0.0], [0.0, 1.0], [2.0, -1.0]]));
     let mut results = Vec::new();
-    for backend in ["jit", "interp", "reference"] {
+    // `jit` is the old name of `cranelift`.
+    let mut backends = vec!["cranelift", "jit", "interp", "reference"];
+    if cfg!(feature = "llvm") {
+        backends.push("llvm");
+    } else {
+        let out = env.path("c_llvm.npy");
+        let err = env.fails(1, &["run", "matmul.tsr", &format!("A={a}"), &format!("B={b}"), "--backend", "llvm", "-o", &out]);
+        assert!(err.contains("no LLVM backend") && err.contains("--features llvm"), "{err}");
+    }
+    for backend in backends {
         let out = env.path(&format!("c_{backend}.npy"));
         env.succeeds(&["run", "matmul.tsr", &format!("A={a}"), &format!("B={b}"), "--backend", backend, "-o", &out]);
         results.push(env.read_f64(&format!("c_{backend}.npy")));
     }
     assert_eq!(results[0], arr2(&[[7.0, -1.0], [16.0, -1.0]]).into_dyn());
-    assert_eq!(results[0], results[1]);
-    assert_eq!(results[0], results[2]);
+    for r in &results[1..] {
+        assert_eq!(&results[0], r);
+    }
 }
 
 #[test]
@@ -972,6 +982,14 @@ fn emit_loops_and_clif() {
     assert!(out.stdout.contains("function"), "{}", out.stdout);
     let err = env.fails(1, &["emit", "--stage", "loops", "model.tsr", "--fn", "matmul"]);
     assert!(err.contains("needs a size for every dim"), "{err}");
+    let args = ["emit", "--stage", "llvm", "model.tsr", "--fn", "stats", "--dim", "m=4", "--dim", "n=16"];
+    if cfg!(feature = "llvm") {
+        let out = env.succeeds(&args);
+        assert!(out.stdout.contains("define"), "{}", out.stdout);
+    } else {
+        let err = env.fails(1, &args);
+        assert!(err.contains("no LLVM backend"), "{err}");
+    }
 }
 
 #[test]
@@ -983,7 +1001,7 @@ fn bench_reports_text_and_json() {
         "bench", "--einsum", "ij,jk->ik", "--sizes", "i=8,j=8,k=8", "--dtype", "f64", "--format", "json", "--min-time", "0",
     ]);
     let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("bench prints one JSON object");
-    for key in ["compile_ms", "lower_ms", "jit_ms", "plan_ms", "median_ms", "min_ms", "runs", "gflops", "flops", "peak_bytes"] {
+    for key in ["compile_ms", "lower_ms", "codegen_ms", "plan_ms", "median_ms", "min_ms", "runs", "gflops", "flops", "peak_bytes"] {
         assert!(v.get(key).is_some_and(|x| x.is_number()), "{key} missing in {v}");
     }
     assert_eq!(v["dtype"], "f64");

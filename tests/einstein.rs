@@ -54,7 +54,7 @@ fn check(src: &str, name: &str, inputs: &[ArrayD<f64>], want: &ArrayD<f64>) -> u
     let f = m.function(name).expect("function exists");
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
     let mut compared = 0;
-    for backend in [Backend::Jit, Backend::Interp, Backend::Reference] {
+    for backend in Backend::executors().into_iter().chain([Backend::Reference]) {
         let opts = CallOptions { backend, dtype: Some(DType::F64), ..CallOptions::default() };
         let out = f.call_with(&views, &opts).unwrap_or_else(|e| panic!("{name} on {}: {e}", backend.name()));
         assert_eq!(out.len(), 1, "{name}: one output");

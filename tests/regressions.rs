@@ -97,7 +97,7 @@ fn regressions_agree_with_the_reference_on_every_backend() {
                     };
                     let want = call(Backend::Reference);
                     let tol = if dtype == DType::F32 { 2e-4 } else { 1e-10 };
-                    for backend in [Backend::Jit, Backend::Interp] {
+                    for backend in Backend::executors() {
                         let what = format!("{}: {name} {dims:?} {dtype} {}", path.display(), backend.name());
                         assert_close(&want, &call(backend), tol, &what);
                         runs += 1;

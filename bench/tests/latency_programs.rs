@@ -26,7 +26,7 @@ fn agree<T: Scalar>(m: &Module, case: &Case, dims: &[(String, u64)], tol: f64) -
     let f = m.function(&case.function).map_err(|e| e.to_string())?;
     let dims_ref: Vec<(&str, u64)> = dims.iter().map(|(n, v)| (n.as_str(), *v)).collect();
     let opts = |backend| CallOptions { dims: dims.to_vec(), dtype: Some(T::DTYPE), backend, ..CallOptions::default() };
-    let compiled = f.compile_dims(&dims_ref, &opts(Backend::Jit)).map_err(|e| e.render(false))?;
+    let compiled = f.compile_dims(&dims_ref, &opts(Backend::Cranelift)).map_err(|e| e.render(false))?;
     let p = compiled.program();
     let inputs: Vec<ArrayD<T>> = p.inputs.iter().enumerate().map(|(k, &b)| random::<T>(&p.buf(b).shape, k as u64 + 7)).collect();
     let views: Vec<ArrayViewD<'_, T>> = inputs.iter().map(|a| a.view()).collect();

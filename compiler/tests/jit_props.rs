@@ -5,12 +5,12 @@
 
 use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn, Slice};
 use proptest::prelude::*;
-use tessera_compiler::check::check_file;
-use tessera_compiler::diag::{FileId, SourceMap};
+use tessera_compiler::diag::FileId;
 use tessera_compiler::eval::{evaluate, EvalOptions, Scalar};
-use tessera_compiler::exec::{Backend, Executable};
-use tessera_compiler::loops::{lower, LowerOptions};
-use tessera_compiler::plan::{plan, PlanOptions};
+use tessera_compiler::exec::Executable;
+use tessera_compiler::loops::{LowerOptions, Program};
+use tessera_compiler::pipeline::{self, Stage};
+use tessera_compiler::Backend;
 use tessera_compiler::tir::{bind_dims, Bindings, Function};
 use tessera_runtime::DType;
 
@@ -70,14 +70,13 @@ fn run_all<T: Scalar>(f: &Function, b: &Bindings, lower_opts: &LowerOptions, str
     // failure, not a case to skip.
     let want = evaluate(&f64fn, b, &views, &EvalOptions::default())
         .map_err(|e| TestCaseError::fail(format!("the oracle fails: {e}\n{f}")))?;
-    let p = plan(&f, b, &PlanOptions::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let prog = lower(&p, lower_opts).map_err(|e| TestCaseError::fail(format!("{e}\n{p}")))?;
+    let prog = lowered(&f, b, lower_opts).map_err(TestCaseError::fail)?;
     let typed: Vec<ArrayD<T>> = ins.iter().map(|a| if strided { spread::<T>(a) } else { a.mapv(T::from_f64) }).collect();
     let typed_views: Vec<ArrayViewD<'_, T>> = typed
         .iter()
         .map(|a| if strided && a.ndim() > 0 && a.shape()[0] > 0 { a.slice_axis(Axis(0), Slice::new(0, None, 2)) } else { a.view() })
         .collect();
-    for backend in [Backend::Jit, Backend::Interp] {
+    for backend in Backend::executors() {
         let exe = Executable::new(prog.clone(), backend).map_err(|e| TestCaseError::fail(format!("{e}\n{prog}")))?;
         let got = exe.run(&typed_views).map_err(|e| TestCaseError::fail(format!("{e}\n{prog}")))?;
         prop_assert_eq!(got.len(), want.len(), "{} {}: number of outputs", backend.name(), T::DTYPE.name());
@@ -87,6 +86,13 @@ fn run_all<T: Scalar>(f: &Function, b: &Bindings, lower_opts: &LowerOptions, str
         }
     }
     Ok(())
+}
+
+/// The loop program of `f` through the pipeline driver (default plan options).
+fn lowered(f: &Function, b: &Bindings, lower: &LowerOptions) -> Result<Program, String> {
+    let opts = pipeline::Options { lower: lower.clone(), stop_after: Stage::Loops, ..Default::default() };
+    let out = pipeline::compile(f, b, f.dtype, &opts).map_err(|e| format!("{e}\n{f}"))?;
+    out.program.ok_or_else(|| "the pipeline stopped before the loop program".to_string())
 }
 
 fn lower_opts(bits: u8) -> LowerOptions {
@@ -109,9 +115,7 @@ fn compiled_einsums_equal_the_oracle() {
 fn compiled_programs_equal_the_oracle() {
     let strategy = (common::typed_program(), 0usize..6, any::<u8>(), any::<bool>());
     common::run_cases(200, strategy, |(src, n, bits, strided)| {
-        let mut sm = SourceMap::new();
-        let id = sm.add("p.tsr", src.as_str());
-        let c = check_file(&mut sm, id);
+        let (_, _, c) = pipeline::check("p.tsr", src.as_str());
         let f = c.functions.first().ok_or_else(|| TestCaseError::fail(format!("does not check:\n{src}")))?;
         let b = bind_dims(f, &[&[n, n], &[n], &[n * n], &[]], &[]).map_err(|e| TestCaseError::fail(e.to_string()))?;
         run_all::<f64>(f, &b, &lower_opts(bits), strided, 1e-9)?;
@@ -131,9 +135,7 @@ fn builtins_reductions_and_tails() {
         c[j] min= x[i, j] - g[j]
         d[i, j] = y[(i, j)] * i + j - sum[k](x[i, k]) / m
     }";
-    let mut sm = SourceMap::new();
-    let id = sm.add("p.tsr", src);
-    let c = check_file(&mut sm, id);
+    let (sm, _, c) = pipeline::check("p.tsr", src);
     assert!(!c.has_errors(), "{}", tessera_compiler::diag::render_all(&c.diagnostics, &sm, false));
     let f = &c.functions[0];
     for (n, m) in [(0, 3), (1, 1), (3, 5), (7, 33), (5, 8), (2, 17)] {
@@ -153,9 +155,7 @@ fn fused_rows_with_scratch() {
         U[i] = x[i] - (T[i, j])
         B[i] = U[i] * (pow(abs(U[i]), 0.5) + min(U[i], (A[j, i]) - (A[j, i])))
     }";
-    let mut sm = SourceMap::new();
-    let id = sm.add("p.tsr", src);
-    let c = check_file(&mut sm, id);
+    let (_, _, c) = pipeline::check("p.tsr", src);
     let f = &c.functions[0];
     for n in [1, 2, 5] {
         let b = bind_dims(f, &[&[n, n], &[n], &[n * n], &[]], &[]).expect("binds");
@@ -172,16 +172,13 @@ fn fused_rows_with_scratch() {
 fn tiled_attention_matches_the_oracle() {
     // The standard library's attention; `run_all` runs it in each dtype.
     let src = tessera_compiler::stdlib::source("attention").expect("std::attention");
-    let mut sm = SourceMap::new();
-    let id = sm.add("p.tsr", src);
-    let c = check_file(&mut sm, id);
+    let (sm, _, c) = pipeline::check("p.tsr", src);
     assert!(!c.has_errors(), "{}", tessera_compiler::diag::render_all(&c.diagnostics, &sm, false));
     for f in &c.functions {
         let (n, m) = (1000, if f.name == "causal" { 1000 } else { 700 });
         let shapes: [&[usize]; 3] = [&[n, 16], &[m, 16], &[m, 8]];
         let b = bind_dims(f, &shapes, &[]).expect("binds");
-        let p = plan(f, &b, &PlanOptions::default()).expect("plans");
-        let prog = lower(&p, &LowerOptions::default()).expect("lowers");
+        let prog = lowered(f, &b, &LowerOptions::default()).expect("lowers");
         let g = prog.tiles.first().unwrap_or_else(|| panic!("no tile group in\n{prog}"));
         assert!(g.tile < n && n % g.tile != 0, "one tile or no partial tile: {g:?}");
         run_all::<f64>(f, &b, &LowerOptions::default(), false, 1e-9).expect("f64");

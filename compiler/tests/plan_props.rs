@@ -4,8 +4,8 @@
 
 use ndarray::{ArrayD, Dimension};
 use proptest::prelude::*;
-use tessera_compiler::check::check_file;
-use tessera_compiler::diag::{FileId, SourceMap};
+use tessera_compiler::diag::FileId;
+use tessera_compiler::pipeline;
 use tessera_compiler::eval::{evaluate, EvalOptions};
 use tessera_compiler::plan::{plan, PlanOptions};
 use tessera_compiler::tir::{bind_dims, Bindings, Function};
@@ -60,9 +60,7 @@ fn same(f: &Function, b: &Bindings, opts: &PlanOptions) -> Result<(), TestCaseEr
 
 /// The first function of a generated program, which checks by construction.
 fn checked(src: &str) -> Result<Function, TestCaseError> {
-    let mut sm = SourceMap::new();
-    let id = sm.add("p.tsr", src);
-    let c = check_file(&mut sm, id);
+    let (_, _, c) = pipeline::check("p.tsr", src);
     c.functions.into_iter().next().ok_or_else(|| TestCaseError::fail(format!("does not check:\n{src}")))
 }
 

@@ -5,19 +5,17 @@
 //! 0, 1 and up, and on inputs with NaN and infinities.
 
 use ndarray::{ArrayD, IxDyn};
-use tessera_compiler::check::check_file;
-use tessera_compiler::diag::SourceMap;
 use tessera_compiler::eval::{evaluate, EvalOptions, Scalar};
-use tessera_compiler::exec::{Backend, Executable};
-use tessera_compiler::loops::{lower, LowerOptions};
+use tessera_compiler::exec::Executable;
+use tessera_compiler::loops::LowerOptions;
+use tessera_compiler::pipeline::{self, Stage};
+use tessera_compiler::Backend;
 use tessera_compiler::plan::{plan, PlanOptions, StepKind};
 use tessera_compiler::tir::{Bindings, Function};
 use tessera_runtime::DType;
 
 fn checked(src: &str) -> Function {
-    let mut sm = SourceMap::new();
-    let id = sm.add("p.tsr", src);
-    let c = check_file(&mut sm, id);
+    let (sm, _, c) = pipeline::check("p.tsr", src);
     assert!(c.diagnostics.is_empty(), "{}", tessera_compiler::diag::render_all(&c.diagnostics, &sm, false));
     c.functions.into_iter().next().expect("one function")
 }
@@ -72,8 +70,10 @@ fn run<T: Scalar>(f: &Function, b: &Bindings, opts: &PlanOptions, specials: &[f6
     let mut runs = 0;
     for bits in 0..4u8 {
         let lopts = LowerOptions { gemm: bits & 1 == 0, fuse: bits & 2 == 0 };
-        let prog = lower(&p, &lopts).unwrap_or_else(|e| panic!("{e}\n{p}"));
-        for backend in [Backend::Jit, Backend::Interp] {
+        let popts = pipeline::Options { plan: opts.clone(), lower: lopts.clone(), stop_after: Stage::Loops, ..Default::default() };
+        let out = pipeline::compile(&f, b, f.dtype, &popts).unwrap_or_else(|e| panic!("{e}\n{p}"));
+        let prog = out.program.expect("a loop program");
+        for backend in Backend::executors() {
             let exe = Executable::new(prog.clone(), backend).unwrap_or_else(|e| panic!("{e}\n{prog}"));
             let got = exe.run(&typed_views).unwrap_or_else(|e| panic!("{e}\n{prog}"));
             assert_eq!(got.len(), want.len(), "output count");

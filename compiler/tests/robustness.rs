@@ -7,20 +7,18 @@ use proptest::prelude::*;
 
 mod common;
 use common::typed_program;
-use tessera_compiler::check::check_file;
-use tessera_compiler::diag::{render_all, SourceMap};
+use tessera_compiler::diag::render_all;
 use tessera_compiler::eval::{evaluate, EvalOptions};
-use tessera_compiler::exec::{Backend, Executable};
-use tessera_compiler::loops::{lower, LowerOptions};
+use tessera_compiler::exec::Executable;
+use tessera_compiler::pipeline::{self, Stage};
 use tessera_compiler::plan::{plan, PlanOptions};
+use tessera_compiler::Backend;
 use tessera_compiler::syntax::{parse, print_module};
 use tessera_compiler::tir::bind_dims;
 
 /// Parses, checks and renders every diagnostic; returns the checked result.
 fn front_end(src: &str) -> tessera_compiler::check::Checked {
-    let mut sm = SourceMap::new();
-    let id = sm.add("fuzz.tsr", src);
-    let c = check_file(&mut sm, id);
+    let (sm, _, c) = pipeline::check("fuzz.tsr", src);
     let _ = render_all(&c.diagnostics, &sm, false);
     c
 }
@@ -162,9 +160,10 @@ fn deepest_accepted_program_runs_everywhere() {
     let _ = p.to_string();
     let stepwise = evaluate(&p.program, &b, &[x.view()], &EvalOptions::default()).expect("the plan's program evaluates");
     assert_eq!(stepwise, vec![want.clone()]);
-    let prog = lower(&p, &LowerOptions::default()).expect("lowers");
+    let opts = pipeline::Options { stop_after: Stage::Loops, ..Default::default() };
+    let prog = pipeline::compile(f, &b, f.dtype, &opts).expect("lowers").program.expect("a loop program");
     let _ = prog.to_string();
-    for backend in [Backend::Jit, Backend::Interp] {
+    for backend in Backend::executors() {
         let exe = Executable::new(prog.clone(), backend).expect("compiles");
         let got = exe.run(&[x.view()]).expect("runs");
         assert_eq!(got, vec![want.clone()], "{}", backend.name());

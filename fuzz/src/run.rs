@@ -72,7 +72,7 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub struct Finding {
     pub kind: Kind,
-    /// `parse`, `check`, `tir`, `plan`, `loops`, `clif`, `call:jit`, ...
+    /// `parse`, `check`, `tir`, `plan`, `loops`, `clif`, `call:cranelift`, ...
     pub stage: String,
     pub detail: String,
     pub params: Option<Params>,
@@ -343,16 +343,18 @@ fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut V
         dtype: Some(p.dtype),
         backend,
     };
-    // The text forms of the plan, the loop program and the Cranelift IR (the compiled
-    // function is cached, so the JIT call below reuses it).
-    let texts = guard(&stage("compile"), || {
-        f.compile_dims(&dims, &opts(Backend::Jit))
-            .and_then(|c| Ok((c.plan.to_string(), c.program().to_string(), c.emit_clif()?)))
-    });
-    match texts {
-        Err(x) => findings.push(x),
-        Ok(Err(e)) => findings.extend(internal(&stage("compile"), &e, None)),
-        Ok(Ok(_)) => {}
+    // The text forms of the plan, the loop program and each native backend's code (the
+    // compiled function is cached, so the calls below reuse it).
+    for backend in Backend::native() {
+        let texts = guard(&stage("compile"), || {
+            f.compile_dims(&dims, &opts(backend))
+                .and_then(|c| Ok((c.plan.to_string(), c.program().to_string(), c.emit_code(backend)?)))
+        });
+        match texts {
+            Err(x) => findings.push(x),
+            Ok(Err(e)) => findings.extend(internal(&stage("compile"), &e, None)),
+            Ok(Ok(_)) => {}
+        }
     }
     let Some(ins) = inputs(t, &b, p.input_seed) else { return false };
     let run = |backend: Backend, dtype: DType| -> Result<Outs, Finding> {
@@ -373,7 +375,8 @@ fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut V
     // The oracle: the reference evaluator in f64. In f32 it measures how far rounding
     // alone moves the result (the conditioning of this program on these inputs).
     let mut results: Vec<(String, Outs)> = Vec::new();
-    let all = [(Backend::Reference, DType::F64), (Backend::Reference, DType::F32), (Backend::Jit, p.dtype), (Backend::Interp, p.dtype)];
+    let mut all = vec![(Backend::Reference, DType::F64), (Backend::Reference, DType::F32)];
+    all.extend(Backend::executors().into_iter().map(|b| (b, p.dtype)));
     // The oracle again on inputs moved by a few f32 ulps: where that moves the result
     // a lot, the program is ill-conditioned there (e.g. a division by a sum that cancels)
     // and rounding differences are not bugs.

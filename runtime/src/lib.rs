@@ -12,7 +12,7 @@ pub mod gemm;
 pub mod pool;
 pub mod scalar;
 
-pub use abi::{tessera_rt_gemm_f32, tessera_rt_gemm_f64, tessera_rt_parallel_for, KernelFn};
+pub use abi::{tessera_rt_parallel_for, KernelFn};
 pub use buffer::{advise_huge_pages, AlignedBuf, BUFFER_ALIGN};
 pub use error::RuntimeError;
 pub use gemm::{check_gemm, gemm_slices, GemmDesc, GemmLoop, GemmScalar};

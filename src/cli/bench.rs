@@ -15,7 +15,7 @@ struct Measured {
     plan_ms: f64,
     compile_ms: f64,
     lower_ms: f64,
-    jit_ms: f64,
+    codegen_ms: f64,
     times: Vec<f64>,
     flops: f64,
     temp_bytes: usize,
@@ -27,9 +27,9 @@ pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
     if !(args.min_time.is_finite() && args.min_time >= 0.0 && args.min_time <= 3600.0) {
         return Err(CliError::usage("bench", format!("--min-time {} is not a number of seconds in 0..=3600", args.min_time)));
     }
-    let backend: tessera::Backend = args.backend.into();
+    let backend = args.backend;
     if backend == tessera::Backend::Reference {
-        return Err(CliError::usage("bench", "--backend reference has no compiled form to time; use jit or interp"));
+        return Err(CliError::usage("bench", "--backend reference has no compiled form to time; use cranelift, llvm or interp"));
     }
     let module;
     let (compiled, dtype) = match (&args.target.einsum, &args.target.file) {
@@ -113,7 +113,7 @@ fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliE
         plan_ms: c.plan_ms,
         compile_ms: c.compile_ms,
         lower_ms: c.lower_ms,
-        jit_ms: c.jit_ms,
+        codegen_ms: c.codegen_ms,
         times,
         flops: c.plan.flops,
         temp_bytes: p.temp_bytes(tessera::threads()),
@@ -164,7 +164,7 @@ fn text(m: &Measured) -> String {
         m.plan_ms,
         m.compile_ms,
         m.lower_ms,
-        m.jit_ms,
+        m.codegen_ms,
         median,
         min,
         m.times.len(),
@@ -187,7 +187,7 @@ fn json(m: &Measured) -> String {
         "plan_ms": m.plan_ms,
         "compile_ms": m.compile_ms,
         "lower_ms": m.lower_ms,
-        "jit_ms": m.jit_ms,
+        "codegen_ms": m.codegen_ms,
         "median_ms": median,
         "min_ms": min,
         "runs": m.times.len(),

@@ -15,7 +15,7 @@ pub(super) fn einsum(args: &EinsumArgs) -> Result<(), CliError> {
     }
     let opts = CallOptions {
         memory_limit: args.memory_limit,
-        backend: args.backend.into(),
+        backend: args.backend,
         dtype,
         ..CallOptions::default()
     };

@@ -17,7 +17,7 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
     let module = Module::from_file(&args.file)?;
     let text = match args.stage {
         Stage::Ast => module.emit_ast(),
-        Stage::Tir | Stage::Graph | Stage::Plan | Stage::Loops | Stage::Clif => {
+        Stage::Tir | Stage::Graph | Stage::Plan | Stage::Loops | Stage::Clif | Stage::Llvm => {
             let functions = match &args.function {
                 Some(name) => vec![module.function(name)?],
                 None => module
@@ -32,8 +32,9 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
                 texts.push(with_newline(match args.stage {
                     Stage::Graph => format!("fn {}\n{}", f.name(), f.emit_graph()),
                     Stage::Plan => f.plan(&dims, &tessera::PlanOptions::default())?.to_string(),
-                    Stage::Loops => f.compile_dims(&dims, &tessera::CallOptions::default())?.program().to_string(),
-                    Stage::Clif => f.compile_dims(&dims, &tessera::CallOptions::default())?.emit_clif()?,
+                    Stage::Loops => f.compile_dims(&dims, &interp())?.program().to_string(),
+                    Stage::Clif => code(f, &dims, tessera::Backend::Cranelift)?,
+                    Stage::Llvm => code(f, &dims, tessera::Backend::Llvm)?,
                     _ => f.emit_tir(),
                 }));
             }
@@ -41,6 +42,18 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
         }
     };
     print_text(&with_newline(text))
+}
+
+/// The code `backend` generates for the function's loop program. The program comes
+/// from the interpreter's compilation, which generates no code of its own, so that only
+/// the printing backend runs.
+fn code(f: &tessera::Function<'_>, dims: &[(&str, u64)], backend: tessera::Backend) -> Result<String, CliError> {
+    Ok(f.compile_dims(dims, &interp())?.emit_code(backend)?)
+}
+
+/// Options that compile down to the loop program and generate no code.
+fn interp() -> tessera::CallOptions {
+    tessera::CallOptions { backend: tessera::Backend::Interp, ..Default::default() }
 }
 
 fn with_newline(mut text: String) -> String {

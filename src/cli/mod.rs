@@ -78,7 +78,7 @@ struct EmitArgs {
     /// Print only this function (for per-function stages) [default: all functions].
     #[arg(long = "fn", value_name = "NAME")]
     function: Option<String>,
-    /// For --stage plan, loops and clif: the size of each dim (repeatable), e.g. --dim n=4096.
+    /// For --stage plan, loops, clif and llvm: the size of each dim (repeatable), e.g. --dim n=4096.
     #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
           allow_hyphen_values = true)]
     dims: Vec<DimArg>,
@@ -99,6 +99,8 @@ enum Stage {
     Loops,
     /// The Cranelift IR of each loop kernel (needs --dim).
     Clif,
+    /// The LLVM IR of each loop kernel (needs --dim and a build with `--features llvm`).
+    Llvm,
 }
 
 /// Evaluate a function of a .tsr file on .npy inputs.
@@ -133,8 +135,8 @@ struct RunArgs {
     #[arg(long, value_enum, value_name = "DTYPE")]
     dtype: Option<DTypeArg>,
     /// The backend that evaluates the function.
-    #[arg(long, value_enum, default_value_t = Backend::Jit)]
-    backend: Backend,
+    #[arg(long, value_name = "BACKEND", value_parser = backend_parser(), default_value = "cranelift")]
+    backend: tessera::Backend,
     /// The largest intermediate or output allowed, e.g. 512MiB, 4GiB, 1e9 (bytes).
     // Hyphens are allowed so that `-1` reaches the parser and gets its message.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
@@ -174,8 +176,8 @@ struct EinsumArgs {
           allow_hyphen_values = true)]
     memory_limit: u64,
     /// The backend that evaluates the einsum.
-    #[arg(long, value_enum, default_value_t = Backend::Jit)]
-    backend: Backend,
+    #[arg(long, value_name = "BACKEND", value_parser = backend_parser(), default_value = "cranelift")]
+    backend: tessera::Backend,
 }
 
 /// Show the plan Tessera finds for a function or an einsum: each step with its FLOPs
@@ -260,24 +262,24 @@ impl From<DTypeArg> for DType {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Backend {
-    /// Native code: Cranelift loop kernels and GEMM calls, on all cores.
-    Jit,
-    /// The loop-IR interpreter (slow; a reference for the native code).
-    Interp,
-    /// The reference evaluator of the typed program (the oracle).
-    Reference,
-}
-
-impl From<Backend> for tessera::Backend {
-    fn from(b: Backend) -> tessera::Backend {
-        match b {
-            Backend::Jit => tessera::Backend::Jit,
-            Backend::Interp => tessera::Backend::Interp,
-            Backend::Reference => tessera::Backend::Reference,
+/// `--backend`: the names of `tessera::Backend`, with `jit` accepted for `cranelift`.
+fn backend_parser() -> impl clap::builder::TypedValueParser<Value = tessera::Backend> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    let help = |b: tessera::Backend| match b {
+        tessera::Backend::Cranelift => "Native code from Cranelift, GEMM calls, on all cores",
+        tessera::Backend::Llvm => "Native code from LLVM at O3 for this CPU (a build with --features llvm)",
+        tessera::Backend::Interp => "The loop-IR interpreter (slow; a reference for the native code)",
+        tessera::Backend::Reference => "The reference evaluator of the typed program (the oracle)",
+    };
+    let values = tessera::Backend::ALL.map(|b| {
+        let v = PossibleValue::new(b.name()).help(help(b));
+        if b == tessera::Backend::Cranelift {
+            v.alias("jit")
+        } else {
+            v
         }
-    }
+    });
+    PossibleValuesParser::new(values).map(|s| tessera::Backend::from_name(&s).unwrap_or_default())
 }
 
 /// Time a function (or an einsum) on seeded random inputs.
@@ -300,8 +302,8 @@ struct BenchArgs {
     #[arg(long, value_enum, value_name = "DTYPE")]
     dtype: Option<DTypeArg>,
     /// The backend to time.
-    #[arg(long, value_enum, default_value_t = Backend::Jit)]
-    backend: Backend,
+    #[arg(long, value_name = "BACKEND", value_parser = backend_parser(), default_value = "cranelift")]
+    backend: tessera::Backend,
     /// Keep calling for at least this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, allow_hyphen_values = true)]
     min_time: f64,
@@ -314,7 +316,7 @@ struct BenchArgs {
 enum BenchFormat {
     /// Lines for people.
     Text,
-    /// One JSON object: plan_ms, compile_ms (lower_ms + jit_ms), median_ms, min_ms, runs, flops, gflops, peak_bytes, ...
+    /// One JSON object: plan_ms, compile_ms (lower_ms + codegen_ms), median_ms, min_ms, runs, flops, gflops, peak_bytes, ...
     Json,
 }
 

@@ -28,7 +28,7 @@ pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
         dims: args.dims.iter().map(|d| (d.name.clone(), d.size)).collect(),
         memory_limit: args.memory_limit,
         dtype,
-        backend: args.backend.into(),
+        backend: args.backend,
     };
     let outputs = function.call_tensors(&tensors, &opts)?;
     let names = function.output_names();

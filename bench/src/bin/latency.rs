@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use tessera::{Executable, PlanOptions};
 use tessera_bench::latency::{self, Case};
-use tessera_compiler::exec::Backend;
+use tessera_compiler::Backend;
 use tessera_compiler::optimize::path::PathCache;
 
 /// Each of plan, lower and JIT should take less than this.
@@ -104,7 +104,7 @@ fn measure(case: &Case, runs: usize) -> Result<Row, String> {
         let plan = plan.map_err(|e| e.render(false))?;
         let (program, w1, c1) = timed(|| tessera_compiler::loops::lower(&plan, &Default::default()));
         let program = program.map_err(|e| format!("lowering: {e}"))?;
-        let (exec, w2, c2) = timed(|| Executable::new(program, Backend::Jit));
+        let (exec, w2, c2) = timed(|| Executable::new(program, Backend::Cranelift));
         exec.map_err(|e| format!("code generation: {e}"))?;
         for (k, (w, c)) in [(w0, c0), (w1, c1), (w2, c2)].into_iter().enumerate() {
             row.wall[k] = row.wall[k].min(w);

@@ -155,9 +155,7 @@ struct Gen<'a, 'f> {
     vec: Option<VecCtx>,
 }
 
-fn internal(msg: impl Into<String>) -> CodegenError {
-    CodegenError::Internal(msg.into())
-}
+use super::internal;
 
 impl Gen<'_, '_> {
     fn body(&mut self) -> R<()> {
@@ -747,13 +745,13 @@ impl Gen<'_, '_> {
         if !self.t.inline_math {
             return self.math_call(f, x, y, ty);
         }
-        let fast = crate::codegen::clif_math::emit(&mut self.b, f, x, y, ty);
+        let fast = super::math::emit(&mut self.b, f, x, y, ty);
         if !matches!(f, MathFn::Sin | MathFn::Cos) {
             return fast;
         }
         // The inline reduction covers |x| up to a limit and gives NaN beyond it; there,
         // rare in practice, every lane goes through the std function instead.
-        let limit = crate::codegen::clif_math::trig_limit(ty.lane_type() == types::F64);
+        let limit = super::math::trig_limit(ty.lane_type() == types::F64);
         let ax = self.b.ins().fabs(x);
         let lim = self.fconst(ty, limit);
         let far = self.b.ins().fcmp(FloatCC::GreaterThan, ax, lim);

@@ -1,5 +1,5 @@
 //! Transcendental functions as calls into Rust (`JitOptions::inline_math = false`), for
-//! exact std results where the vectorised `clif_math` polynomials are not wanted. Each
+//! exact std results where the vectorised `math.rs` polynomials are not wanted. Each
 //! helper evaluates what the loop interpreter does, so results agree bit for bit.
 
 use super::CodegenError;
@@ -7,7 +7,7 @@ use cranelift_codegen::ir::{types, AbiParam, Signature, Type};
 use cranelift_jit::JITModule;
 use cranelift_module::{FuncId, Linkage, Module};
 
-pub use crate::codegen::clif_math::MathFn;
+pub use super::math::MathFn;
 
 const ALL: [MathFn; 7] = MathFn::ALL;
 
@@ -90,7 +90,7 @@ impl Helpers {
                 sig.returns.push(AbiParam::new(ty));
                 let id = m
                     .declare_function(&name(f, wide), Linkage::Import, &sig)
-                    .map_err(|e| CodegenError::Cranelift(e.to_string()))?;
+                    .map_err(|e| CodegenError::Failed { backend: "Cranelift", message: e.to_string() })?;
                 pair.push(id);
             }
             ids.push([pair[0], pair[1]]);

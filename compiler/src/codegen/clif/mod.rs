@@ -16,11 +16,14 @@
 
 mod gen;
 mod libm;
+pub mod math;
 mod vectorize;
 
 #[cfg(test)]
 mod tests;
 
+use super::{Code, Codegen, CodegenError, CpuCode, CpuKernel};
+use crate::backend::Backend;
 use crate::loops::{Kernel, LoopKernel, Program};
 use cranelift_codegen::ir::{self, AbiParam};
 use cranelift_codegen::isa::OwnedTargetIsa;
@@ -38,7 +41,7 @@ pub struct JitOptions {
     pub vectorize: bool,
     /// Fuse `a*b + c` into one rounding; ignored when the host has no FMA unit.
     pub fma: bool,
-    /// Inline the vectorised polynomial transcendentals of `clif_math` (a few ulps, see
+    /// Inline the vectorised polynomial transcendentals of `math.rs` (a few ulps, see
     /// its table; sin/cos are NaN past 2^20 in f32 and 2^40 in f64) instead of calling
     /// Rust's std functions once per lane (exact std results, several times slower).
     pub inline_math: bool,
@@ -70,32 +73,29 @@ fn host_has_fma() -> bool {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CodegenError {
-    /// Cranelift cannot generate code for this machine.
-    #[error("Cranelift does not support this host: {0}")]
-    Host(String),
-    /// The program fails the loop-IR verifier, so its code could touch memory outside
-    /// its buffers. Always a bug in an earlier stage.
-    #[error("the program is not valid loop IR: {0}")]
-    Invalid(String),
-    /// Cranelift rejected a function or could not map its code.
-    #[error("Cranelift failed: {0}")]
-    Cranelift(String),
-    /// An invariant of this backend failed. Always a bug.
-    #[error("internal error (this is a bug in Tessera): Cranelift backend: {0}")]
-    Internal(String),
+/// A Cranelift error as a [`CodegenError`].
+fn failed(message: impl std::fmt::Display) -> CodegenError {
+    CodegenError::Failed { backend: "Cranelift", message: message.to_string() }
 }
 
-/// The executable memory of one compilation. It is freed when the last [`JitModule`] or
-/// [`CompiledKernel`] that shares it is dropped.
-struct Code(Option<JITModule>);
+/// An invariant of this backend failed.
+pub(crate) fn internal(message: impl Into<String>) -> CodegenError {
+    CodegenError::Internal { backend: "Cranelift", message: message.into() }
+}
 
-impl Drop for Code {
+fn host(message: impl std::fmt::Display) -> CodegenError {
+    CodegenError::Host { backend: "Cranelift", message: message.to_string() }
+}
+
+/// The executable memory of one compilation. It is freed when the last [`CpuKernel`]
+/// that shares it is dropped.
+struct ClifCode(Option<JITModule>);
+
+impl Drop for ClifCode {
     fn drop(&mut self) {
         if let Some(m) = self.0.take() {
             // SAFETY: every function pointer into this memory is handed out only through a
-            // `CompiledKernel`, which holds this `Code` alive; none is left once we drop.
+            // `CpuKernel`, which holds this `ClifCode` alive; none is left once we drop.
             unsafe { m.free_memory() };
         }
     }
@@ -105,72 +105,32 @@ impl Drop for Code {
 // `drop`, which has exclusive access. The code it owns is immutable and its functions
 // only touch the memory their callers pass, so sharing or moving it between threads
 // cannot race (the `RefCell` and raw pointers inside `JITModule` are not reachable).
-unsafe impl Send for Code {}
-// SAFETY: see `Send`; `&Code` exposes nothing.
-unsafe impl Sync for Code {}
+unsafe impl Send for ClifCode {}
+// SAFETY: see `Send`; `&ClifCode` exposes nothing.
+unsafe impl Sync for ClifCode {}
 
-/// The native code of one program's loop kernels; dropping it (and every
-/// [`CompiledKernel`]) frees the code.
-#[derive(Clone)]
-pub struct JitModule {
-    _code: Arc<Code>,
-    kernels: usize,
+/// The Cranelift backend with its options.
+#[derive(Clone, Debug, Default)]
+pub struct Cranelift {
+    pub opts: JitOptions,
 }
 
-impl JitModule {
-    /// Number of loop kernels compiled into this module.
-    pub fn kernel_count(&self) -> usize {
-        self.kernels
-    }
-}
-
-impl std::fmt::Debug for JitModule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "JitModule({} kernels)", self.kernels)
-    }
-}
-
-/// One compiled loop kernel; it keeps its module's code alive.
-#[derive(Clone)]
-pub struct CompiledKernel {
-    _code: Arc<Code>,
-    func: KernelFn,
-    parallel: Option<usize>,
-}
-
-impl CompiledKernel {
-    /// Runs iterations `begin..end` of the kernel's parallel loop (or the whole kernel when
-    /// it has none: call it with `0..1`). `end` is clamped to the loop's extent.
-    ///
-    /// The pointer is valid while this `CompiledKernel` lives. Calling it requires an
-    /// `args` array with one pointer per buffer of the program, each valid for the
-    /// buffer's length in elements of the program's dtype (element alignment suffices),
-    /// and concurrent calls must run disjoint ranges.
-    pub fn func(&self) -> KernelFn {
-        self.func
+impl Codegen for Cranelift {
+    fn backend(&self) -> Backend {
+        Backend::Cranelift
     }
 
-    /// The extent of the loop `begin..end` index, from [`LoopKernel::parallel_loop`].
-    pub fn parallel_extent(&self) -> Option<usize> {
-        self.parallel
+    fn compile(&self, p: &Program) -> Result<Code, CodegenError> {
+        compile(p, &self.opts).map(Code::Cpu)
     }
-}
 
-impl std::fmt::Debug for CompiledKernel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "CompiledKernel({:p}, parallel {:?})",
-            self.func as *const u8, self.parallel
-        )
+    fn emit(&self, p: &Program) -> Result<String, CodegenError> {
+        emit_clif(p, &self.opts)
     }
 }
 
 /// Compiles every loop kernel of the program (in program order, None for Gemm kernels).
-pub fn compile(
-    p: &Program,
-    opts: &JitOptions,
-) -> Result<(JitModule, Vec<Option<CompiledKernel>>), CodegenError> {
+pub fn compile(p: &Program, opts: &JitOptions) -> Result<CpuCode, CodegenError> {
     crate::loops::verify(p).map_err(CodegenError::Invalid)?;
     let mut jit = Jit::new(opts)?;
     let mut ids = Vec::with_capacity(p.kernels.len());
@@ -180,38 +140,26 @@ pub fn compile(
             Kernel::Loops(l) => Some((jit.define(p, k, l)?, l.parallel_loop().map(|x| x.1))),
         });
     }
-    jit.module
-        .finalize_definitions()
-        .map_err(|e| CodegenError::Cranelift(e.to_string()))?;
-    let funcs: Vec<Option<(KernelFn, Option<usize>)>> = ids
+    jit.module.finalize_definitions().map_err(failed)?;
+    let ptrs: Vec<Option<(*const u8, Option<usize>)>> =
+        ids.into_iter().map(|x| x.map(|(id, par)| (jit.module.get_finalized_function(id), par))).collect();
+    let code: Arc<dyn Send + Sync> = Arc::new(ClifCode(Some(jit.module)));
+    let kernels = ptrs
         .into_iter()
         .map(|x| {
-            x.map(|(id, par)| {
-                let ptr = jit.module.get_finalized_function(id);
+            x.map(|(ptr, parallel)| {
                 // SAFETY: the function was built with the `KernelFn` signature (pointer,
                 // usize, usize; no results) in the host's default calling convention,
-                // which is `extern "C"`.
-                let f = unsafe { std::mem::transmute::<*const u8, KernelFn>(ptr) };
-                (f, par)
+                // which is `extern "C"`, from a verified kernel; its code lives in
+                // `code`, which the kernel keeps alive.
+                unsafe {
+                    let f = std::mem::transmute::<*const u8, KernelFn>(ptr);
+                    CpuKernel::new(f, parallel, code.clone())
+                }
             })
         })
         .collect();
-    let code = Arc::new(Code(Some(jit.module)));
-    let kernels = funcs
-        .into_iter()
-        .map(|x| {
-            x.map(|(func, parallel)| CompiledKernel {
-                _code: code.clone(),
-                func,
-                parallel,
-            })
-        })
-        .collect::<Vec<_>>();
-    let module = JitModule {
-        _code: code,
-        kernels: kernels.iter().flatten().count(),
-    };
-    Ok((module, kernels))
+    Ok(CpuCode { kernels })
 }
 
 /// The Cranelift IR text of every loop kernel, before Cranelift's optimisations (so the
@@ -287,7 +235,7 @@ impl Jit {
         )?;
         #[cfg(debug_assertions)]
         cranelift_codegen::verify_function(&self.ctx.func, self.module.isa()).map_err(|e| {
-            CodegenError::Internal(format!(
+            internal(format!(
                 "invalid Cranelift IR for kernel {}: {e}\n{}",
                 l.name,
                 self.ctx.func.display()
@@ -303,11 +251,11 @@ impl Jit {
         let id = self
             .module
             .declare_function(&format!("tessera_kernel{k}"), Linkage::Local, &sig)
-            .map_err(|e| CodegenError::Cranelift(e.to_string()))?;
+            .map_err(failed)?;
         self.ctx.func.name = ir::UserFuncName::user(0, id.as_u32());
         self.module
             .define_function(id, &mut self.ctx)
-            .map_err(|e| CodegenError::Cranelift(format!("kernel {}: {e:?}", l.name)))?;
+            .map_err(|e| failed(format!("kernel {}: {e:?}", l.name)))?;
         self.module.clear_context(&mut self.ctx);
         Ok(id)
     }
@@ -318,7 +266,7 @@ impl Jit {
 fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
     let set = |b: &mut settings::Builder, k: &str, v: &str| {
         b.set(k, v)
-            .map_err(|e| CodegenError::Internal(format!("setting {k}={v}: {e}")))
+            .map_err(|e| internal(format!("setting {k}={v}: {e}")))
     };
     let mut flags = settings::builder();
     set(&mut flags, "opt_level", "speed")?;
@@ -327,7 +275,7 @@ fn host_isa() -> Result<OwnedTargetIsa, CodegenError> {
     set(&mut flags, "is_pic", "false")?;
     // `Jit::build` runs the verifier itself in debug builds; release builds skip it.
     set(&mut flags, "enable_verifier", "false")?;
-    let isa = cranelift_native::builder().map_err(|e| CodegenError::Host(e.to_string()))?;
+    let isa = cranelift_native::builder().map_err(host)?;
     isa.finish(settings::Flags::new(flags))
-        .map_err(|e| CodegenError::Host(e.to_string()))
+        .map_err(host)
 }

@@ -1,57 +1,21 @@
-//! Runs a loop program on arrays: the JIT (Cranelift kernels, GEMMs through the runtime,
-//! parallel loops on the runtime's thread pool) or the loop-IR interpreter.
+//! The CPU executor: slots, tile groups and the thread pool around native loop kernels.
 //!
 //! Threads and memory belong to the runtime; this module only hands it pointers. The
 //! kernels index buffers by the program's `BufId`s, so one argument array (a base
-//! pointer per buffer) serves every kernel of a call.
+//! pointer per buffer) serves every kernel of a call. Any CPU code generator's
+//! [`CpuKernel`]s run here (Cranelift's, LLVM's); GEMM kernels go to the runtime.
 
-use crate::codegen::clif::{self, CompiledKernel, JitModule, JitOptions};
+use super::ExecError;
+use crate::codegen::CpuKernel;
 use crate::eval::Scalar;
 use crate::loops::{self, BufKind, Kernel, Program, Stmt, TileGroup, TileRole};
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
-use std::time::Instant;
 use tessera_runtime::gemm::gemm;
 use tessera_runtime::{AlignedBuf, DType, GemmDesc, GemmLoop};
 
-/// Which engine runs loop programs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum Backend {
-    /// Native code from Cranelift (the default).
-    #[default]
-    Jit,
-    /// The loop-IR interpreter: slow, simple, a reference.
-    Interp,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Jit => "jit",
-            Backend::Interp => "interp",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-pub enum ExecError {
-    /// Inputs that do not fit the program.
-    #[error("{0}")]
-    Input(String),
-    /// Memory could not be had.
-    #[error("{0}")]
-    Memory(String),
-    /// An invariant failed. Always a bug.
-    #[error("internal error (this is a bug in Tessera): {0}")]
-    Internal(String),
-}
-
-/// A loop program ready to run many times.
-pub struct Executable {
-    pub program: Program,
-    pub backend: Backend,
-    /// Milliseconds spent generating native code.
-    pub compile_ms: f64,
-    jit: Option<(JitModule, Vec<Option<CompiledKernel>>)>,
+/// Native kernels of one program with the memory they reuse between calls.
+pub(super) struct CpuExecutor {
+    kernels: Vec<Option<CpuKernel>>,
     /// Outer iterations per task of each parallel kernel.
     grains: Vec<usize>,
     /// Constant buffers in the program's dtype, by buffer.
@@ -61,12 +25,6 @@ pub struct Executable {
     spare: std::sync::Mutex<Vec<Vec<AlignedBuf>>>,
     /// Tile buffers of earlier calls, per tile group, one set per running chunk.
     spare_tiles: Vec<std::sync::Mutex<Vec<Vec<AlignedBuf>>>>,
-}
-
-impl std::fmt::Debug for Executable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Executable").field("backend", &self.backend).field("compile_ms", &self.compile_ms).finish()
-    }
 }
 
 /// Work below this many innermost statements is not worth another thread.
@@ -81,14 +39,15 @@ fn work(body: &[Stmt]) -> usize {
         .fold(0usize, |a, b| a.saturating_add(b))
 }
 
-impl Executable {
-    pub fn new(program: Program, backend: Backend) -> Result<Executable, ExecError> {
-        let start = Instant::now();
-        let jit = match backend {
-            Backend::Jit => Some(clif::compile(&program, &JitOptions::default()).map_err(|e| ExecError::Internal(e.to_string()))?),
-            Backend::Interp => None,
-        };
-        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+impl CpuExecutor {
+    pub(super) fn new(program: &Program, kernels: Vec<Option<CpuKernel>>) -> Result<CpuExecutor, ExecError> {
+        if kernels.len() != program.kernels.len() {
+            return Err(ExecError::Internal(format!(
+                "{} compiled kernels for a program of {}",
+                kernels.len(),
+                program.kernels.len()
+            )));
+        }
         let grains = program
             .kernels
             .iter()
@@ -108,46 +67,11 @@ impl Executable {
             });
         }
         let spare_tiles = program.tiles.iter().map(|_| Default::default()).collect();
-        Ok(Executable { program, backend, compile_ms, jit, grains, consts, spare: Default::default(), spare_tiles })
+        Ok(CpuExecutor { kernels, grains, consts, spare: Default::default(), spare_tiles })
     }
 
-    /// Runs the program. Inputs may have any strides (non-contiguous ones are copied).
-    pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
-        let p = &self.program;
-        if T::DTYPE != p.dtype {
-            return Err(ExecError::Input(format!("the program is {}, the inputs {}", p.dtype.name(), T::DTYPE.name())));
-        }
-        if inputs.len() != p.inputs.len() {
-            return Err(ExecError::Input(format!("{} inputs for {} parameters", inputs.len(), p.inputs.len())));
-        }
-        for (x, &b) in inputs.iter().zip(&p.inputs) {
-            if x.shape() != p.buf(b).shape.as_slice() {
-                return Err(ExecError::Input(format!(
-                    "input {} has shape {:?}, the program was compiled for {:?}",
-                    p.buf(b).name,
-                    x.shape(),
-                    p.buf(b).shape
-                )));
-            }
-        }
-        match &self.jit {
-            None => {
-                let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(|a| a.as_standard_layout()).collect();
-                let slices: Vec<&[T]> = flat.iter().map(|a| a.as_slice().unwrap_or(&[])).collect();
-                let outs = loops::interpret(p, &slices).map_err(|e| ExecError::Internal(e.to_string()))?;
-                outs.into_iter()
-                    .zip(&p.outputs)
-                    .map(|(v, &b)| {
-                        ArrayD::from_shape_vec(IxDyn(&p.buf(b).shape), v).map_err(|e| ExecError::Internal(e.to_string()))
-                    })
-                    .collect()
-            }
-            Some((_, kernels)) => self.run_jit(inputs, kernels),
-        }
-    }
-
-    fn run_jit<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], kernels: &[Option<CompiledKernel>]) -> Result<Vec<ArrayD<T>>, ExecError> {
-        let p = &self.program;
+    /// Runs the program on inputs already checked against it.
+    pub(super) fn run<T: Scalar>(&self, p: &Program, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
         let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(|a| a.as_standard_layout()).collect();
         // Outputs are not zeroed: every element is written by the kernel that defines
         // it (a statement covers its whole left side, a GEMM all of C), and skipping the
@@ -186,13 +110,13 @@ impl Executable {
         while k < p.kernels.len() {
             if let Some(n) = p.tiles.iter().position(|g| g.first == k) {
                 let g = &p.tiles[n];
-                self.run_tiles(g, &self.spare_tiles[n], &args, kernels)?;
+                self.run_tiles(p, g, &self.spare_tiles[n], &args)?;
                 k = g.last + 1;
                 continue;
             }
             // SAFETY: `args` holds a live buffer of the right size for every buffer the
             // kernel uses (tile buffers are only used inside tile groups).
-            unsafe { self.run_kernel(k, &args, kernels, threads, None)? };
+            unsafe { self.run_kernel(p, k, &args, threads, None)? };
             k += 1;
         }
         if let Ok(mut s) = self.spare.lock() {
@@ -203,9 +127,7 @@ impl Executable {
         // SAFETY: every output element was written by a kernel (see above).
         Ok(outs.into_iter().map(|o| unsafe { o.assume_init() }).collect())
     }
-}
 
-impl Executable {
     /// Runs kernel `k`: a GEMM on the runtime (restricted to rows `tile.0..tile.1` of its
     /// sliced dimension inside a tile group), or a loop kernel over its parallel loop
     /// (those rows only, in a tile group; else split over the pool).
@@ -215,14 +137,13 @@ impl Executable {
     /// tile buffers at the rows of the tile.
     unsafe fn run_kernel(
         &self,
+        p: &Program,
         k: usize,
         args: &[*mut u8],
-        kernels: &[Option<CompiledKernel>],
-        threads: usize,
+                threads: usize,
         tile: Option<(usize, usize, TileRole)>,
     ) -> Result<(), ExecError> {
-        let p = &self.program;
-        match (&p.kernels[k], &kernels[k]) {
+        match (&p.kernels[k], &self.kernels[k]) {
             (Kernel::Gemm(g), _) => {
                 let (mut desc, outer) = gemm_args(g);
                 let (mut a, mut b, mut c) = (args[g.a.index()], args[g.b.index()], args[g.c.index()]);
@@ -274,12 +195,11 @@ impl Executable {
     /// buffers, every kernel of the group on one tile before the next tile starts.
     fn run_tiles(
         &self,
+        p: &Program,
         g: &TileGroup,
         spare: &std::sync::Mutex<Vec<Vec<AlignedBuf>>>,
         args: &[*mut u8],
-        kernels: &[Option<CompiledKernel>],
     ) -> Result<(), ExecError> {
-        let p = &self.program;
         let elem = p.dtype.size_of();
         let rows_of = |b: &loops::BufId| if let BufKind::Tile { row } = p.buf(*b).kind { row } else { 0 };
         let tiles = g.extent.div_ceil(g.tile.max(1));
@@ -319,7 +239,7 @@ impl Executable {
                     let role = g.roles.get(n).copied().flatten().unwrap_or(TileRole::M);
                     // SAFETY: the group's kernels touch only rows lo..hi of tile buffers
                     // (checked when the group was formed) and whole shared buffers.
-                    if let Err(e) = unsafe { self.run_kernel(k, &args, kernels, 1, Some((lo, hi, role))) } {
+                    if let Err(e) = unsafe { self.run_kernel(p, k, &args, 1, Some((lo, hi, role))) } {
                         if let Ok(mut f) = failed.lock() {
                             *f = Some(e);
                         }
@@ -353,7 +273,7 @@ impl SharedArgs {
 }
 
 /// The runtime's description of a GEMM kernel.
-pub(crate) fn gemm_args(g: &loops::Gemm) -> (GemmDesc, Vec<GemmLoop>) {
+pub fn gemm_args(g: &loops::Gemm) -> (GemmDesc, Vec<GemmLoop>) {
     let desc = GemmDesc {
         m: g.m,
         n: g.n,

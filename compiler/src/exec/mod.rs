@@ -1,0 +1,126 @@
+//! Runs a loop program on arrays, on the engine its backend calls for: native kernels
+//! on the CPU executor (`cpu.rs`: slots, tile groups, the runtime's thread pool and
+//! GEMMs), or the loop-IR interpreter.
+//!
+//! An [`Executable`] is made from a program and a [`Backend`]; code generators plug in
+//! through [`crate::codegen::Codegen`], so this module knows no backend by name.
+
+mod cpu;
+
+pub use cpu::gemm_args;
+
+use crate::backend::Backend;
+use crate::codegen::{self, Code, Codegen, CodegenError};
+use crate::eval::Scalar;
+use crate::loops::{self, Program};
+use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
+use std::time::Instant;
+
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ExecError {
+    /// Inputs that do not fit the program.
+    #[error("{0}")]
+    Input(String),
+    /// The backend cannot run here: not built, or it runs no loop programs.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Memory could not be had.
+    #[error("{0}")]
+    Memory(String),
+    /// An invariant failed. Always a bug.
+    #[error("internal error (this is a bug in Tessera): {0}")]
+    Internal(String),
+}
+
+impl From<CodegenError> for ExecError {
+    fn from(e: CodegenError) -> ExecError {
+        match e {
+            CodegenError::NotBuilt { .. } | CodegenError::NoCode(_) | CodegenError::Host { .. } => {
+                ExecError::Unavailable(e.to_string())
+            }
+            CodegenError::Invalid(_) | CodegenError::Failed { .. } | CodegenError::Internal { .. } => {
+                ExecError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+/// What runs an executable's program.
+enum Engine {
+    Cpu(cpu::CpuExecutor),
+    Interp,
+}
+
+/// A loop program ready to run many times.
+pub struct Executable {
+    pub program: Program,
+    pub backend: Backend,
+    /// Milliseconds spent generating native code.
+    pub compile_ms: f64,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for Executable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executable").field("backend", &self.backend).field("compile_ms", &self.compile_ms).finish()
+    }
+}
+
+impl Executable {
+    /// The program compiled by `backend`'s code generator with its default options (or
+    /// run by the interpreter). The reference evaluator runs typed programs, not loop
+    /// programs, so it is refused here.
+    pub fn new(program: Program, backend: Backend) -> Result<Executable, ExecError> {
+        match backend {
+            Backend::Interp => Ok(Executable { program, backend, compile_ms: 0.0, engine: Engine::Interp }),
+            _ => Executable::with_codegen(program, codegen::for_backend(backend)?.as_ref()),
+        }
+    }
+
+    /// The program compiled by a given code generator (e.g. one with non-default
+    /// options).
+    pub fn with_codegen(program: Program, cg: &dyn Codegen) -> Result<Executable, ExecError> {
+        let start = Instant::now();
+        let code = cg.compile(&program)?;
+        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        let engine = match code {
+            Code::Cpu(c) => Engine::Cpu(cpu::CpuExecutor::new(&program, c.kernels)?),
+        };
+        Ok(Executable { program, backend: cg.backend(), compile_ms, engine })
+    }
+
+    /// Runs the program. Inputs may have any strides (non-contiguous ones are copied).
+    pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+        let p = &self.program;
+        if T::DTYPE != p.dtype {
+            return Err(ExecError::Input(format!("the program is {}, the inputs {}", p.dtype.name(), T::DTYPE.name())));
+        }
+        if inputs.len() != p.inputs.len() {
+            return Err(ExecError::Input(format!("{} inputs for {} parameters", inputs.len(), p.inputs.len())));
+        }
+        for (x, &b) in inputs.iter().zip(&p.inputs) {
+            if x.shape() != p.buf(b).shape.as_slice() {
+                return Err(ExecError::Input(format!(
+                    "input {} has shape {:?}, the program was compiled for {:?}",
+                    p.buf(b).name,
+                    x.shape(),
+                    p.buf(b).shape
+                )));
+            }
+        }
+        match &self.engine {
+            Engine::Cpu(cpu) => cpu.run(p, inputs),
+            Engine::Interp => interpret(p, inputs),
+        }
+    }
+}
+
+fn interpret<T: Scalar>(p: &Program, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+    let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(|a| a.as_standard_layout()).collect();
+    let slices: Vec<&[T]> = flat.iter().map(|a| a.as_slice().unwrap_or(&[])).collect();
+    let outs = loops::interpret(p, &slices).map_err(|e| ExecError::Internal(e.to_string()))?;
+    outs.into_iter()
+        .zip(&p.outputs)
+        .map(|(v, &b)| ArrayD::from_shape_vec(IxDyn(&p.buf(b).shape), v).map_err(|e| ExecError::Internal(e.to_string())))
+        .collect()
+}
