@@ -41,10 +41,7 @@ impl Backend {
 
     /// Whether this build includes the backend.
     pub fn is_built(self) -> bool {
-        match self {
-            Backend::Llvm => cfg!(feature = "llvm"),
-            _ => true,
-        }
+        self != Backend::Llvm || cfg!(feature = "llvm")
     }
 
     /// The backends of this build that generate native code.
