@@ -116,3 +116,71 @@ impl Output {
 pub fn emit(p: &Program, backend: Backend) -> Result<String, crate::codegen::CodegenError> {
     crate::codegen::for_backend(backend)?.emit(p)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::ArrayD;
+
+    fn function() -> Function {
+        let (_, _, c) = check("p.tsr", "fn f(x: f64[n]) -> y: f64[n] { y[i] = 2 * x[i] + 1 }");
+        c.functions.into_iter().next().expect("checks")
+    }
+
+    fn bindings(f: &Function) -> Bindings {
+        crate::tir::bind_dims(f, &[&[5]], &[]).expect("binds")
+    }
+
+    #[test]
+    fn each_stage_stops_where_asked() {
+        let f = function();
+        let b = bindings(&f);
+        let at = |stop_after| compile(&f, &b, DType::F64, &Options { stop_after, ..Default::default() }).expect("compiles");
+        let plan = at(Stage::Plan);
+        assert!(plan.program.is_none() && plan.exec.is_none());
+        let loops = at(Stage::Loops);
+        assert!(loops.program.is_some() && loops.exec.is_none());
+        assert_eq!(loops.timings.codegen_ms, 0.0);
+        let code = at(Stage::Code);
+        let exec = code.exec.as_ref().expect("an executable");
+        assert_eq!(exec.backend, Backend::Cranelift);
+        assert_eq!(code.program().map(|p| p.to_string()), loops.program.as_ref().map(|p| p.to_string()));
+        let x = ArrayD::from_shape_vec(vec![5], vec![0.0, 1.0, 2.0, 3.0, 4.0]).expect("shape");
+        let y = exec.run(&[x.view()]).expect("runs");
+        assert_eq!(y[0].iter().copied().collect::<Vec<_>>(), vec![1.0, 3.0, 5.0, 7.0, 9.0]);
+    }
+
+    #[test]
+    fn every_backend_of_the_build_runs_and_the_others_say_why_not() {
+        let f = function();
+        let b = bindings(&f);
+        let x = ArrayD::from_shape_vec(vec![5], vec![1.0; 5]).expect("shape");
+        for backend in Backend::ALL {
+            let out = compile(&f, &b, DType::F64, &Options { backend, ..Default::default() });
+            match (backend, out) {
+                // The reference evaluator runs the typed program; the pipeline stops at loops.
+                (Backend::Reference, Ok(o)) => assert!(o.exec.is_none() && o.program.is_some()),
+                (b, Ok(o)) => {
+                    let y = o.exec.expect("an executable").run(&[x.view()]).expect("runs");
+                    assert!(y[0].iter().all(|&v| v == 3.0), "{b}: {y:?}");
+                }
+                (b, Err(e)) => {
+                    assert!(!b.is_built(), "{b} is built but fails: {e}");
+                    assert!(e.to_string().contains("--features llvm"), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backends_by_name() {
+        for b in Backend::ALL {
+            assert_eq!(b.name().parse::<Backend>(), Ok(b));
+        }
+        assert_eq!("jit".parse::<Backend>(), Ok(Backend::Cranelift));
+        let err = "gpu".parse::<Backend>().unwrap_err();
+        assert!(err.contains("cranelift, llvm, interp, reference"), "{err}");
+        assert!(Backend::executors().contains(&Backend::Interp));
+        assert_eq!(Backend::native().contains(&Backend::Llvm), cfg!(feature = "llvm"));
+    }
+}
