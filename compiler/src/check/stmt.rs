@@ -631,6 +631,7 @@ impl Scx<'_> {
         let mut terms = Vec::new();
         ast_terms(rhs, &mut terms);
         let mut found = Vec::new();
+        let mut in_calls = Vec::new();
         for t in terms {
             let mut names = Vec::new();
             stmt_level_names(t, &mut Vec::new(), &mut names);
@@ -647,7 +648,22 @@ impl Scx<'_> {
                 .collect();
             if !summed.is_empty() {
                 additive_terms(t, &[], &summed, &mut found);
+                contracted_in_calls(t, &summed, &mut in_calls);
             }
+        }
+        for (call, span, name, size) in in_calls {
+            self.diags.push(
+                Diagnostic::warning(
+                    "check::term-missing-index",
+                    format!("`{name}` is contracted inside `{call}(...)`, but summed outside it"),
+                )
+                .label(span, format!("this term enters `{call}` {size} times, once per value of `{name}`"))
+                .help(format!(
+                    "an index is summed over the whole top-level term it appears in, calls included: this is \
+                     sum[{name}] {call}(...). To contract inside the call, write sum[{name}](...) around the \
+                     product, e.g. relu(sum[k](X[i, k] * W[k, j]) + b[j])"
+                )),
+            );
         }
         for (span, missing, sizes) in found {
             let list = missing.join("`, `");
@@ -784,6 +800,68 @@ fn additive_terms(e: &ast::Expr, outside: &[String], reduced: &[(String, String)
         }
         ExprKind::Neg(a) => additive_terms(a, outside, reduced, out),
         _ => {}
+    }
+}
+
+/// Collects `(call name, term span, index, its size)` for a builtin call inside `e` whose
+/// argument is a sum where one term contracts a statement-level summed index (uses it
+/// in two factors of a product, as in `X[i, k] * W[k, j]`) and another term lacks it
+/// (`b[j]`): the sum is then taken outside the call (`sum[k] relu(X W + b)`), which
+/// is rarely what was meant. A summed index used in one factor only, as `j` in
+/// `exp(S[i, j] - M[i])`, is a sum over the call's values and is not flagged.
+fn contracted_in_calls(e: &ast::Expr, reduced: &[(String, String)], out: &mut Vec<(String, Span, String, String)>) {
+    let names_of = |x: &ast::Expr| {
+        let mut v = Vec::new();
+        stmt_level_names(x, &mut Vec::new(), &mut v);
+        v
+    };
+    // Whether `t` (through unary minus) is a product with `n` in two or more factors.
+    let contracts = |t: &ast::Expr, n: &str| {
+        let mut t = t;
+        while let ExprKind::Neg(a) = &t.kind {
+            t = a;
+        }
+        match &t.kind {
+            ExprKind::Mul { first, rest } => {
+                std::iter::once(first.as_ref()).chain(rest.iter().map(|(_, x)| x)).filter(|f| names_of(f).iter().any(|m| m == n)).count()
+                    >= 2
+            }
+            _ => false,
+        }
+    };
+    match &e.kind {
+        ExprKind::Call { path, args } => {
+            for arg in args {
+                if let ExprKind::Add { first, rest } = &arg.kind {
+                    let terms: Vec<&ast::Expr> = std::iter::once(first.as_ref()).chain(rest.iter().map(|(_, x)| x)).collect();
+                    for (n, size) in reduced {
+                        if !terms.iter().any(|t| contracts(t, n)) {
+                            continue;
+                        }
+                        for t in terms.iter().filter(|t| !names_of(t).contains(n)) {
+                            let call = path.last().map_or(String::new(), |p| p.name.clone());
+                            out.push((call, t.span, n.clone(), size.clone()));
+                        }
+                    }
+                }
+                contracted_in_calls(arg, reduced, out);
+            }
+        }
+        ExprKind::Neg(a) => contracted_in_calls(a, reduced, out),
+        ExprKind::Add { first, rest } => {
+            contracted_in_calls(first, reduced, out);
+            rest.iter().for_each(|(_, x)| contracted_in_calls(x, reduced, out));
+        }
+        ExprKind::Mul { first, rest } => {
+            contracted_in_calls(first, reduced, out);
+            rest.iter().for_each(|(_, x)| contracted_in_calls(x, reduced, out));
+        }
+        ExprKind::Select { then, otherwise, .. } => {
+            contracted_in_calls(then, reduced, out);
+            contracted_in_calls(otherwise, reduced, out);
+        }
+        ExprKind::Reduce { body, .. } => contracted_in_calls(body, reduced, out),
+        ExprKind::Number(_) | ExprKind::Access { .. } => {}
     }
 }
 
