@@ -2,13 +2,37 @@
 //! any kernel touches lies inside its buffer, nothing writes an input or a constant, the
 //! stores of a parallel loop depend on its counter, and temporaries that share a memory
 //! slot are never alive at the same time. A failure is always a bug.
+//!
+//! What holds depends on how far the passes got (`Stage`): memory slots exist only after
+//! the memory plan, so before it the verifier checks that there are none instead.
 
 use super::*;
 
-/// Checks `p`; the error names the kernel and what is wrong.
+/// How far a program is through the pass pipeline, for the checks that depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Lowered, and possibly restructured: temporaries have no memory slot yet, so the
+    /// program's slot list is empty (and `BufKind::Temp`'s slot means nothing).
+    Kernels,
+    /// After the memory plan: every temporary's slot exists and fits it, and temporaries
+    /// that share a slot are never alive at the same time. Backends take only this.
+    Planned,
+}
+
+/// Checks a program ready for a backend (`Stage::Planned`); the error names the kernel
+/// and what is wrong.
 pub fn verify(p: &Program) -> Result<(), String> {
+    verify_at(p, Stage::Planned)
+}
+
+/// Checks `p` as a program at `stage`.
+pub fn verify_at(p: &Program, stage: Stage) -> Result<(), String> {
+    if stage == Stage::Kernels && !p.slots.is_empty() {
+        return Err(format!("{} memory slots exist before the memory plan", p.slots.len()));
+    }
     for (k, b) in p.bufs.iter().enumerate() {
-        if let BufKind::Temp { slot } = b.kind {
+        if let (BufKind::Temp { slot }, Stage::Planned) = (&b.kind, stage) {
+            let slot = *slot;
             let size = p.slots.get(slot).ok_or_else(|| format!("buffer {} uses missing slot {slot}", b.name))?;
             if *size < b.len() {
                 return Err(format!("buffer {} ({} elements) does not fit slot {slot} ({size})", b.name, b.len()));
@@ -32,7 +56,9 @@ pub fn verify(p: &Program) -> Result<(), String> {
         }
     }
     tile_groups(p)?;
-    slots_disjoint(p)?;
+    if stage == Stage::Planned {
+        slots_disjoint(p)?;
+    }
     let mut scratch_user: Vec<Option<usize>> = vec![None; p.bufs.len()];
     for (k, kern) in p.kernels.iter().enumerate() {
         for b in kern.buffers_used() {
