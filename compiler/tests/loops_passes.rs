@@ -17,8 +17,9 @@
 //!
 //! To add a case: write the comments, the `pass:` line and the input, put an `expect:`
 //! line (with nothing after it) at the end, and run
-//! `BLESS=1 cargo test -p tessera-compiler --test loops_passes`: the runner writes the
-//! pass's output below `expect:`. Read it before committing: the blessed output is the
+//! `BLESS=1 cargo test -p tessera-compiler --test loops_passes pass_file_tests`: the
+//! runner writes the pass's output below `expect:` (the filter keeps the coverage test
+//! from reading a file while it is rewritten). Read it before committing: the blessed output is the
 //! test's claim. BLESS rather than insta keeps a case's input and output in one file that
 //! reads top to bottom, as Cranelift's filetests do.
 
