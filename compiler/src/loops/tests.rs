@@ -378,6 +378,10 @@ fn parse_errors_have_positions() {
         (edit(7, Some(&format!("    y[i] = {}x[i]{}", "(".repeat(5000), ")".repeat(5000)))), (7, 140), "nests more than 128 deep"),
         (edit(7, Some(&format!("    y[i] = {}x[i]", "-".repeat(5000)))), (7, 140), "nests more than 128 deep"),
     ];
+    // Sizes the parser accepts may still overflow an address: the verifier says so.
+    let huge = good.replace("0..4 {", "0..1099511627776 {").replace("    y[i]", "    y[i*1099511627776]").replace("x[i]", "x[0]");
+    let p = parse(&huge).expect("parses");
+    assert!(verify(&p).unwrap_err().contains("overflows"), "{p}");
     for (input, (l, c), msg) in cases {
         let e = parse(&input).expect_err(&input);
         assert_eq!((e.line, e.col), (l, c), "{e}\n{input}");
