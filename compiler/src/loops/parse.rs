@@ -99,14 +99,7 @@ impl<'a> Cur<'a> {
     }
 
     fn looking_at(&self, s: &str) -> bool {
-        let mut k = self.pos;
-        for c in s.chars() {
-            if self.line.chars.get(k) != Some(&c) {
-                return false;
-            }
-            k += 1;
-        }
-        true
+        s.chars().enumerate().all(|(k, c)| self.line.chars.get(self.pos + k) == Some(&c))
     }
 
     fn eat(&mut self, s: &str) -> bool {
@@ -850,7 +843,7 @@ impl KernelScope<'_> {
         });
         match cmp {
             Ok(p) => return Ok(p),
-            Err(e) if !c.line.chars.get(start).is_some_and(|x| *x == '(') => return Err(e),
+            Err(e) if c.line.chars.get(start) != Some(&'(') => return Err(e),
             Err(_) => c.pos = start,
         }
         let mut ps = Vec::new();
