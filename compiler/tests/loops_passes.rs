@@ -12,7 +12,9 @@
 //!
 //! The runner parses the input, verifies it at the stage the pass needs, runs that one
 //! pass through the pass manager with verification on, prints the result, and compares it
-//! with the expectation. The input must be in printed (canonical) form, so files stay
+//! with the expectation. It also runs the input and the output in the reference
+//! interpreter (after the memory plan, which the interpreter needs) on the same inputs:
+//! a pass must not change what a program computes. The input must be in printed (canonical) form, so files stay
 //! comparable to `tessera emit --stage loops`.
 //!
 //! To add a case: write the comments, the `pass:` line and the input, put an `expect:`
@@ -25,7 +27,8 @@
 
 use std::path::{Path, PathBuf};
 use tessera_compiler::loops::passes::{pass, run_passes, RunOptions, PASSES};
-use tessera_compiler::loops::{parse, verify_at};
+use tessera_compiler::loops::{interpret, parse, verify_at, Program, Stage};
+use tessera_runtime::DType;
 
 /// A case file split into its parts; line numbers are 1-based within the file.
 struct Case {
@@ -65,13 +68,19 @@ fn run(case: &Case, dir_pass: &str) -> Result<String, String> {
         return Err(format!("names pass `{}` but lives in the directory of `{dir_pass}`", case.pass));
     }
     let pass = pass(&case.pass).ok_or_else(|| format!("no pass is named `{}`", case.pass))?;
+    let pass_name = case.pass.as_str();
     let mut p = parse(&case.input).map_err(|e| format!("{}:{}: {}", e.line + case.input_line - 1, e.col, e.message))?;
     let printed = p.to_string();
     if printed != case.input {
         return Err(format!("the input is not in printed form; it prints as\n{printed}"));
     }
     verify_at(&p, pass.from).map_err(|e| format!("the input does not verify at stage {:?}: {e}", pass.from))?;
+    let before = results(&p, pass.from)?;
     run_passes(&mut p, &[pass], pass.from, &RunOptions { verify_each: true }).map_err(|e| e.to_string())?;
+    let after = results(&p, pass.to)?;
+    if !same(&before, &after) {
+        return Err(format!("`{pass_name}` changed what the program computes"));
+    }
     let out = p.to_string();
     // The output is itself a program the parser reads back to the same text.
     let again = parse(&out).map_err(|e| format!("the output does not parse: {e}\n{out}"))?;
@@ -79,6 +88,37 @@ fn run(case: &Case, dir_pass: &str) -> Result<String, String> {
         return Err(format!("the output does not print back the same:\n{out}"));
     }
     Ok(out)
+}
+
+/// The interpreter's outputs for `p` (at `stage`) on fixed pseudo-random inputs.
+fn results(p: &Program, stage: Stage) -> Result<Vec<Vec<f64>>, String> {
+    let mut q = p.clone();
+    if stage == Stage::Kernels {
+        let plan = pass("memory-plan").ok_or("no memory-plan pass")?;
+        run_passes(&mut q, &[plan], stage, &RunOptions { verify_each: true }).map_err(|e| e.to_string())?;
+    }
+    let ins: Vec<Vec<f64>> = q
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(k, &b)| (0..q.buf(b).len()).map(|i| ((i * 7919 + k * 104729) % 2003) as f64 / 1001.0 - 1.0).collect())
+        .collect();
+    let err = |e: tessera_compiler::loops::InterpError| format!("the interpreter fails: {e}");
+    match q.dtype {
+        DType::F64 => interpret(&q, &ins.iter().map(|v| v.as_slice()).collect::<Vec<_>>()).map_err(err),
+        DType::F32 => {
+            let ins: Vec<Vec<f32>> = ins.iter().map(|v| v.iter().map(|&x| x as f32).collect()).collect();
+            let outs = interpret(&q, &ins.iter().map(|v| v.as_slice()).collect::<Vec<_>>()).map_err(err)?;
+            Ok(outs.into_iter().map(|v| v.into_iter().map(f64::from).collect()).collect())
+        }
+    }
+}
+
+/// Equal element by element, NaN equal to NaN: the passes move computations but do not
+/// reorder any floating-point operation.
+fn same(a: &[Vec<f64>], b: &[Vec<f64>]) -> bool {
+    a.len() == b.len()
+        && a.iter().zip(b).all(|(x, y)| x.len() == y.len() && x.iter().zip(y).all(|(p, q)| p == q || (p.is_nan() && q.is_nan())))
 }
 
 fn cases_dir() -> PathBuf {
@@ -179,5 +219,22 @@ fn every_pass_has_cases_including_one_it_leaves_alone() {
         assert!(mine.len() >= 2, "pass `{}` has {} file test(s), want at least 2", p.name, mine.len());
         assert!(mine.iter().any(|c| c.input == c.expect), "pass `{}` has no case it leaves unchanged", p.name);
         assert!(mine.iter().any(|c| c.input != c.expect), "pass `{}` has no case it changes", p.name);
+    }
+}
+
+/// The differential check sees a change of result, in both dtypes, and runs temporaries
+/// through the memory plan first.
+#[test]
+fn the_interpreter_check_sees_a_changed_result() {
+    for dtype in ["f32", "f64"] {
+        let text = format!(
+            "program f ({dtype})\n  buf b0 x[4]  input 0\n  buf b1 y[4]  output 0\n  buf b2 t[4]  temp\n\n\
+             kernel 0 loops t (steps 0)\n  parallel for i in 0..4 {{\n    t[i] = exp(x[i]) * 2.0\n  }}\n\n\
+             kernel 1 loops y (steps 1)\n  parallel for i in 0..4 {{\n    y[i] = t[i] + 1.0\n  }}\n"
+        );
+        let a = parse(&text).expect("parses");
+        let b = parse(&text.replace("* 2.0", "* 2.5")).expect("parses");
+        let (ra, rb) = (results(&a, Stage::Kernels).expect("runs"), results(&b, Stage::Kernels).expect("runs"));
+        assert!(same(&ra, &ra.clone()) && !same(&ra, &rb), "{ra:?} {rb:?}");
     }
 }
