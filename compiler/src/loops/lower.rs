@@ -9,10 +9,11 @@
 //!    around the call.
 //! 3. Every other step becomes a loop nest: the result's indices outside (the outermost
 //!    parallel), its reduced indices inside with a scalar accumulator.
-//! 4. Consecutive loop kernels over the same outer index whose later members read the
-//!    earlier ones only at that index are fused into one parallel loop (row fusion).
-//! 5. Temporaries share memory slots when their lifetimes do not overlap.
+//! 4. The program passes run (`passes::PASSES`): row fusion, tile groups, localisation
+//!    and sibling fusion when fusing, then the memory plan, in which temporaries share
+//!    memory slots when their lifetimes do not overlap.
 
+use super::passes::{pipeline, run_passes, RunOptions};
 use super::*;
 use crate::plan::{Plan, StepKind};
 use crate::tir::{self, Bindings, Builtin, Cond, IndexId, IndexVar, Position, ReduceOp, TensorId, TensorKind};
@@ -51,6 +52,24 @@ fn internal<T>(msg: impl Into<String>) -> R<T> {
 /// Lowers a plan. Slice loops of the plan are not materialised yet: every step runs
 /// over its whole range (the caller checks the memory this needs).
 pub fn lower(plan: &Plan, opts: &LowerOptions) -> R<Program> {
+    lower_with(plan, opts, &RunOptions::default())
+}
+
+/// Lowers a plan, running the passes as `run` says (verification after every pass).
+pub fn lower_with(plan: &Plan, opts: &LowerOptions, run: &RunOptions) -> R<Program> {
+    let mut p = lower_kernels(plan, opts)?;
+    run_passes(&mut p, &pipeline(opts.fuse), Stage::Kernels, run).map_err(|e| LowerError::Internal(e.to_string()))?;
+    // Backends rely on a verified program, so release builds check the result once.
+    if !run.verify_each {
+        if let Err(e) = verify(&p) {
+            return internal(format!("the loop program does not verify: {e}\n{p}"));
+        }
+    }
+    Ok(p)
+}
+
+/// The kernels of a plan before any pass has run (`Stage::Kernels`).
+pub fn lower_kernels(plan: &Plan, opts: &LowerOptions) -> R<Program> {
     let f = &plan.program;
     let mut b = Bindings::new(plan.dims.len());
     for (k, d) in plan.dims.iter().enumerate() {
@@ -86,10 +105,7 @@ pub fn lower(plan: &Plan, opts: &LowerOptions) -> R<Program> {
             None => kernels.push(Kernel::Loops(l.loops(s, steps.clone())?)),
         }
     }
-    if opts.fuse {
-        kernels = super::memory::fuse_rows(kernels);
-    }
-    let mut p = Program {
+    Ok(Program {
         name: f.name.clone(),
         dtype: f.dtype,
         bufs: l.bufs,
@@ -98,17 +114,7 @@ pub fn lower(plan: &Plan, opts: &LowerOptions) -> R<Program> {
         outputs,
         kernels,
         tiles: Vec::new(),
-    };
-    if opts.fuse {
-        super::memory::tile_groups(&mut p);
-        super::memory::localize(&mut p);
-        super::memory::fuse_siblings(&mut p);
-    }
-    super::memory::plan_slots(&mut p);
-    if let Err(e) = verify(&p) {
-        return internal(format!("the loop program does not verify: {e}\n{p}"));
-    }
-    Ok(p)
+    })
 }
 
 fn size_of(s: &tir::Size, b: &Bindings) -> R<usize> {

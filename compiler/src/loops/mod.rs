@@ -10,13 +10,15 @@
 
 mod interp;
 mod lower;
-mod memory;
+pub mod parse;
+pub mod passes;
 mod print;
 mod verify;
 
 pub use interp::{interpret, InterpError};
-pub use lower::{lower, LowerError, LowerOptions};
-pub use verify::verify;
+pub use lower::{lower, lower_kernels, lower_with, LowerError, LowerOptions};
+pub use parse::{parse, ParseError};
+pub use verify::{verify, verify_at, Stage};
 
 use std::sync::Arc;
 use tessera_runtime::DType;

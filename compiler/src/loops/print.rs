@@ -1,4 +1,6 @@
-//! The text form of the loop IR (`tessera emit --stage loops`).
+//! The text form of the loop IR (`tessera emit --stage loops`). It is complete: `parse`
+//! reads it back into a program that prints the same (numbers in Rust's shortest
+//! round-trip form, constants with their values).
 
 use super::*;
 use std::fmt::{self, Write};
@@ -10,8 +12,13 @@ impl fmt::Display for Program {
             let kind = match &b.kind {
                 BufKind::Input(i) => format!("input {i}"),
                 BufKind::Output(i) => format!("output {i}"),
+                // Before the memory plan (no slots yet) a temporary's slot means nothing.
+                BufKind::Temp { .. } if self.slots.is_empty() => "temp".to_string(),
                 BufKind::Temp { slot } => format!("temp, slot {slot}"),
-                BufKind::Const(_) => "const".to_string(),
+                BufKind::Const(v) => {
+                    let values: Vec<String> = v.iter().map(|x| crate::tir::fmt_number(*x)).collect();
+                    format!("const [{}]", values.join(", "))
+                }
                 BufKind::Scratch => "scratch, per thread".to_string(),
                 BufKind::Tile { row } => format!("tile rows of {row}, per thread"),
             };

@@ -264,3 +264,220 @@ fn tile_groups_keep_their_buffers_alive_for_the_whole_group() {
     let wrong = interpret(&bad, &refs).expect("runs");
     assert_ne!(good, wrong, "the interpreter ran the tile group in program order\n{bad}");
 }
+
+/// Print → parse → print is the identity on `prog`, and the parsed program verifies at
+/// the stage `prog` is at.
+fn assert_round_trip(prog: &Program, stage: Stage, what: &str) {
+    let text = prog.to_string();
+    let parsed = parse(&text).unwrap_or_else(|e| panic!("{what}: {e}\n{text}"));
+    assert_eq!(parsed.to_string(), text, "{what}: printing the parsed program differs");
+    verify_at(&parsed, stage).unwrap_or_else(|e| panic!("{what}: the parsed program does not verify: {e}\n{text}"));
+    // What the text leaves implicit comes back as lowering made it.
+    assert_eq!((&parsed.inputs, &parsed.outputs, &parsed.slots), (&prog.inputs, &prog.outputs, &prog.slots), "{what}");
+    let locals = |p: &Program| p.tiles.iter().map(|g| { let mut l = g.local.clone(); l.sort(); l }).collect::<Vec<_>>();
+    assert_eq!(locals(&parsed), locals(prog), "{what}: tile buffers");
+}
+
+/// Lowers every function of `src` at `dims` (each dim the function has), with `opts`;
+/// checks the round trip of the final program and of the kernels before the passes.
+/// Returns how many functions lowered.
+fn round_trip_source(src: &str, what: &str, dims: &dyn Fn(&crate::tir::Function) -> Vec<(String, u64)>, opts: &LowerOptions) -> usize {
+    let mut sm = SourceMap::new();
+    let id = sm.add("p.tsr", src);
+    let c = check_file(&mut sm, id);
+    if c.has_errors() {
+        return 0;
+    }
+    let mut n = 0;
+    for f in &c.functions {
+        let mut b = crate::tir::Bindings::new(f.dims.len());
+        for (name, v) in dims(f) {
+            if let Some(d) = f.dim_by_name(&name) {
+                b.set(d, v);
+            }
+        }
+        let Ok(p) = plan(f, &b, &PlanOptions::default()) else { continue };
+        let what = format!("{what}: {}", f.name);
+        let kernels = lower_kernels(&p, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_round_trip(&kernels, Stage::Kernels, &what);
+        let prog = lower(&p, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_round_trip(&prog, Stage::Planned, &what);
+        n += 1;
+    }
+    n
+}
+
+/// Every program lowered from the test cases (at their dims) and from the standard
+/// library (every dim at a few small sizes) prints, parses back and prints the same.
+#[test]
+fn printed_programs_parse_back() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/cases");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("tests/cases").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    let mut lowered = 0;
+    for path in files.iter().filter(|p| p.extension().is_some_and(|x| x == "tsr")) {
+        let text = std::fs::read_to_string(path).expect("readable");
+        let Some(list) = text.lines().nth(1).and_then(|l| l.strip_prefix("# dims:")) else { continue };
+        let dims: Vec<(String, u64)> = list
+            .split(',')
+            .filter_map(|p| p.split_once('='))
+            .map(|(n, v)| (n.trim().to_string(), v.trim().parse().expect("a size")))
+            .collect();
+        let n = round_trip_source(&text, &path.display().to_string(), &|_| dims.clone(), &LowerOptions::default());
+        assert!(n > 0, "{}: nothing lowered", path.display());
+        lowered += n;
+    }
+    assert!(lowered >= 20, "only {lowered} case functions lowered");
+    for (module, src) in crate::stdlib::MODULES {
+        let mut n = 0;
+        for size in [2, 5, 16] {
+            let all = |f: &crate::tir::Function| f.dims.iter().map(|d| (d.name.clone(), size)).collect();
+            n += round_trip_source(src, &format!("std::{module} at {size}"), &all, &LowerOptions::default());
+            let plain = LowerOptions { gemm: false, fuse: false };
+            n += round_trip_source(src, &format!("std::{module} at {size}, unfused"), &all, &plain);
+        }
+        assert!(n > 0, "std::{module} lowers at none of the sizes");
+    }
+}
+
+/// Malformed inputs are errors at a line and column, never panics.
+#[test]
+fn parse_errors_have_positions() {
+    let good = "program f (f32)\n  buf b0 x[4]  input 0\n  buf b1 y[4]  output 0\n\nkernel 0 loops y (steps 0)\n  parallel for i in 0..4 {\n    y[i] = exp(x[i]) * 2.0\n  }\n";
+    assert_eq!(parse(good).expect("parses").to_string(), good);
+    // `good` with line `n` (1-based) replaced, or removed when `with` is None.
+    let edit = |n: usize, with: Option<&str>| {
+        let mut lines: Vec<&str> = good.lines().collect();
+        match with {
+            Some(w) => lines[n - 1] = w,
+            None => drop(lines.remove(n - 1)),
+        }
+        lines.join("\n")
+    };
+    let cases: Vec<(String, (usize, usize), &str)> = vec![
+        (String::new(), (1, 1), "expected `program"),
+        (edit(1, Some("program f (f16)")), (1, 12), "unknown dtype"),
+        (edit(2, Some("  buf b1 x[4]  input 0")), (2, 8), "expected buffer b0, found b1"),
+        (edit(2, Some("  buf b0 x[4, ]  input 0")), (2, 15), "expected a number"),
+        (edit(2, Some("  buf b0 x[4]  inptu 0")), (2, 16), "expected a buffer kind"),
+        (edit(3, Some("  buf b1 x[4]  output 0")), (3, 10), "declared twice"),
+        (edit(2, Some("  buf b0 x[4]  input 1")), (3, 1), "inputs 0..1"),
+        (edit(5, Some("kernel 1 loops y (steps 0)")), (5, 8), "expected kernel 0, found kernel 1"),
+        (edit(6, Some("  parallel for i in 0..4")), (6, 25), "expected ` {`"),
+        (edit(7, Some("    z[i] = exp(x[i]) * 2.0")), (7, 5), "no buffer is named `z`"),
+        (edit(7, Some("      y[i] = exp(x[i]) * 2.0")), (7, 7), "indented 4 spaces"),
+        (edit(7, Some("    y[i] = ex(x[i]) * 2.0")), (7, 12), "unknown function `ex`"),
+        (edit(7, Some("    y[i] = exp(x[j]) * 2.0")), (7, 18), "no enclosing loop is named `j`"),
+        (edit(7, Some("    y[i] = exp(x[i]) * 2.0.0.1")), (7, 24), "is not a number"),
+        (edit(7, Some("    y[i] = exp(x[i]); 2.0")), (7, 21), "unexpected `; 2.0`"),
+        (edit(7, Some("    y[i] = exp(acc0) * 2.0")), (7, 16), "used before any"),
+        (edit(7, Some("    y[i] = select((#i < 1.0) && (#i > 2.0) || (#i > 3.0), 1.0, 2.0)")), (7, 43), "mix"),
+        (edit(8, None), (7, 27), "expected `}`"),
+        (edit(2, Some("  buf b0 x[4, 99999999999999]  input 0")), (2, 15), "too large"),
+        (edit(2, Some("  buf b0 x[1099511627776, 1099511627776]  input 0")), (2, 11), "more than 2^40 elements"),
+        (edit(7, Some(&format!("    y[i] = {}x[i]{}", "(".repeat(5000), ")".repeat(5000)))), (7, 140), "nests more than 128 deep"),
+        (edit(7, Some(&format!("    y[i] = {}x[i]", "-".repeat(5000)))), (7, 140), "nests more than 128 deep"),
+    ];
+    // Sizes the parser accepts may still overflow an address: the verifier says so.
+    let huge = good.replace("0..4 {", "0..1099511627776 {").replace("    y[i]", "    y[i*1099511627776]").replace("x[i]", "x[0]");
+    let p = parse(&huge).expect("parses");
+    assert!(verify(&p).unwrap_err().contains("overflows"), "{p}");
+    for (input, (l, c), msg) in cases {
+        let e = parse(&input).expect_err(&input);
+        assert_eq!((e.line, e.col), (l, c), "{e}\n{input}");
+        assert!(e.message.contains(msg), "{e}\n{input}");
+    }
+}
+
+/// The printer's ambiguous-looking spellings read back as what they print: negative
+/// constants against negations, comparisons against parenthesised conditions, empty
+/// conjunctions, constants with their values, temporaries before the memory plan.
+#[test]
+fn parser_reads_the_subtle_spellings() {
+    let text = "program f (f64)
+  buf b0 x[3]  input 0
+  buf b1 c[3]  const [1.5, -inf, NaN]
+  buf b2 t[3]  temp
+  buf b3 y[3]  output 0
+
+kernel 0 loops t (steps 0)
+  for i in 0..3 {
+    acc0 = -inf
+    for j in 0..2 {
+      acc0 max= select(((x[i] + 1.0) < -1.0) && (!(#j == #i)), -(-1.0), (-x[i]) - -2.5)
+      acc0 min= select(, --1.0, pow(c[j], 2.0))
+      acc0 += select((#i <= 1.0) || (x[i] != c[j*-1 + 1]), -acc0, max(1e-5, NaN))
+    }
+    t[i] = acc0
+  }
+
+kernel 1 loops y (steps 1)
+  parallel for i in 0..3 {
+    y[i] = t[i] / (-1e300)
+  }
+";
+    let p = parse(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(p.to_string(), text);
+    let Kernel::Loops(k) = &p.kernels[1] else { panic!("{p}") };
+    let [Stmt::For { body, .. }] = k.body.as_slice() else { panic!("{p}") };
+    let Stmt::Store { value: Expr::Binary(BinOp::Div, _, d), .. } = &body[0] else { panic!("{:?}", body[0]) };
+    assert_eq!(**d, Expr::un(UnOp::Neg, Expr::Const(1e300)));
+    assert!(matches!(&p.bufs[1].kind, BufKind::Const(v) if v[1] == f64::NEG_INFINITY && v[2].is_nan()));
+    assert!(matches!(p.bufs[2].kind, BufKind::Temp { .. }) && p.slots.is_empty());
+    verify_at(&p, Stage::Kernels).expect("verifies before the memory plan");
+    assert!(verify(&p).unwrap_err().contains("missing slot"), "a planned program needs slots");
+}
+
+/// The driver verifies after every pass and names the one that broke the program; it
+/// refuses passes in the wrong order.
+#[test]
+fn pass_manager_names_the_pass_that_broke_the_program() {
+    use super::passes::{pass, run_passes, Pass, PassError, RunOptions, PASSES};
+    let names: Vec<&str> = PASSES.iter().map(|p| p.name).collect();
+    assert_eq!(names, ["row-fusion", "tile-groups", "localise", "sibling-fusion", "memory-plan"]);
+    let (_, _, planned) = lower_src(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &LowerOptions::default());
+    let plan = {
+        let mut sm = SourceMap::new();
+        let id = sm.add("p.tsr", ATTENTION);
+        let c = check_file(&mut sm, id);
+        let f = c.functions[0].clone();
+        let mut b = crate::tir::Bindings::new(f.dims.len());
+        for (n, v) in [("n", 8), ("d", 4), ("m", 8), ("e", 4)] {
+            b.set(f.dim_by_name(n).expect("dim"), v);
+        }
+        plan(&f, &b, &PlanOptions::default()).expect("plans")
+    };
+    let kernels = lower_kernels(&plan, &LowerOptions::default()).expect("lowers");
+    // The passes one by one give what lowering gives.
+    let mut p = kernels.clone();
+    let all: Vec<&Pass> = PASSES.iter().collect();
+    let on = RunOptions { verify_each: true };
+    assert_eq!(run_passes(&mut p, &all, Stage::Kernels, &on), Ok(Stage::Planned));
+    assert_eq!(p, planned);
+    // A pass that breaks an invariant is named.
+    let breaks = Pass {
+        name: "break-bounds",
+        from: Stage::Kernels,
+        to: Stage::Kernels,
+        run: |p| {
+            if let Some(b) = p.bufs.iter_mut().find(|b| matches!(b.kind, BufKind::Temp { .. })) {
+                b.shape = vec![1];
+            }
+        },
+    };
+    let mut p = kernels.clone();
+    let err = run_passes(&mut p, &[pass("row-fusion").expect("a pass"), &breaks], Stage::Kernels, &on).unwrap_err();
+    assert!(matches!(&err, PassError::Broken { pass, error, .. } if pass == "break-bounds" && error.contains("outside")), "{err}");
+    // Without verification the broken program goes through.
+    let mut p = kernels.clone();
+    assert!(run_passes(&mut p, &[&breaks], Stage::Kernels, &RunOptions { verify_each: false }).is_ok());
+    // Tile groups after the memory plan would break its slot sharing: refused.
+    let mut p = kernels.clone();
+    let order = [pass("memory-plan").expect("a pass"), pass("tile-groups").expect("a pass")];
+    let err = run_passes(&mut p, &order, Stage::Kernels, &on).unwrap_err();
+    assert!(matches!(&err, PassError::Order { pass, .. } if pass == "tile-groups"), "{err}");
+    // Lowering reports a broken pass as an internal error naming it.
+    let e = LowerError::Internal(PassError::Broken { pass: "x".into(), error: "e".into(), program: String::new() }.to_string());
+    assert!(e.to_string().contains("this is a bug") && e.to_string().contains("pass `x`"), "{e}");
+}
+

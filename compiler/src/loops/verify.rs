@@ -2,13 +2,37 @@
 //! any kernel touches lies inside its buffer, nothing writes an input or a constant, the
 //! stores of a parallel loop depend on its counter, and temporaries that share a memory
 //! slot are never alive at the same time. A failure is always a bug.
+//!
+//! What holds depends on how far the passes got (`Stage`): memory slots exist only after
+//! the memory plan, so before it the verifier checks that there are none instead.
 
 use super::*;
 
-/// Checks `p`; the error names the kernel and what is wrong.
+/// How far a program is through the pass pipeline, for the checks that depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Lowered, and possibly restructured: temporaries have no memory slot yet, so the
+    /// program's slot list is empty (and `BufKind::Temp`'s slot means nothing).
+    Kernels,
+    /// After the memory plan: every temporary's slot exists and fits it, and temporaries
+    /// that share a slot are never alive at the same time. Backends take only this.
+    Planned,
+}
+
+/// Checks a program ready for a backend (`Stage::Planned`); the error names the kernel
+/// and what is wrong.
 pub fn verify(p: &Program) -> Result<(), String> {
+    verify_at(p, Stage::Planned)
+}
+
+/// Checks `p` as a program at `stage`.
+pub fn verify_at(p: &Program, stage: Stage) -> Result<(), String> {
+    if stage == Stage::Kernels && !p.slots.is_empty() {
+        return Err(format!("{} memory slots exist before the memory plan", p.slots.len()));
+    }
     for (k, b) in p.bufs.iter().enumerate() {
-        if let BufKind::Temp { slot } = b.kind {
+        if let (BufKind::Temp { slot }, Stage::Planned) = (&b.kind, stage) {
+            let slot = *slot;
             let size = p.slots.get(slot).ok_or_else(|| format!("buffer {} uses missing slot {slot}", b.name))?;
             if *size < b.len() {
                 return Err(format!("buffer {} ({} elements) does not fit slot {slot} ({size})", b.name, b.len()));
@@ -32,7 +56,9 @@ pub fn verify(p: &Program) -> Result<(), String> {
         }
     }
     tile_groups(p)?;
-    slots_disjoint(p)?;
+    if stage == Stage::Planned {
+        slots_disjoint(p)?;
+    }
     let mut scratch_user: Vec<Option<usize>> = vec![None; p.bufs.len()];
     for (k, kern) in p.kernels.iter().enumerate() {
         for b in kern.buffers_used() {
@@ -143,25 +169,27 @@ fn writable(p: &Program, b: BufId) -> Result<(), String> {
 }
 
 /// The lowest and highest offset of `base + Σ extent_i·stride_i`, or None if empty.
-fn span(base: i64, dims: &[(usize, i64)]) -> Option<(i64, i64)> {
+/// An address that overflows `i64` is out of every buffer (Err).
+fn span(base: i64, dims: &[(usize, i64)]) -> Result<Option<(i64, i64)>, ()> {
     let (mut lo, mut hi) = (base, base);
+    if dims.iter().any(|d| d.0 == 0) {
+        return Ok(None);
+    }
     for &(extent, stride) in dims {
-        if extent == 0 {
-            return None;
-        }
-        let reach = (extent as i64 - 1).checked_mul(stride)?;
+        let reach = i64::try_from(extent - 1).ok().and_then(|e| e.checked_mul(stride)).ok_or(())?;
         if reach < 0 {
-            lo += reach;
+            lo = lo.checked_add(reach).ok_or(())?;
         } else {
-            hi += reach;
+            hi = hi.checked_add(reach).ok_or(())?;
         }
     }
-    Some((lo, hi))
+    Ok(Some((lo, hi)))
 }
 
 fn in_bounds(p: &Program, b: BufId, base: i64, dims: &[(usize, i64)], what: &str) -> Result<(), String> {
     let buf = p.bufs.get(b.index()).ok_or_else(|| format!("{what}: buffer {b} does not exist"))?;
-    if let Some((lo, hi)) = span(base, dims) {
+    let span = span(base, dims).map_err(|_| format!("{what}: an address of {} overflows", buf.name))?;
+    if let Some((lo, hi)) = span {
         if lo < 0 || hi >= buf.len() as i64 {
             return Err(format!("{what}: {} is accessed at {lo}..={hi}, outside its {} elements", buf.name, buf.len()));
         }
@@ -178,7 +206,7 @@ fn gemm(p: &Program, g: &Gemm) -> Result<(), String> {
     b.extend([(g.k, g.b_strides[0] as i64), (g.n, g.b_strides[1] as i64)]);
     let mut c = outer(|l| l.stride_c);
     c.extend([(g.m, g.c_strides[0] as i64), (g.n, g.c_strides[1] as i64)]);
-    if g.m * g.n * g.outer.iter().map(|l| l.extent).product::<usize>() > 0 && g.k > 0 {
+    if g.m > 0 && g.n > 0 && g.outer.iter().all(|l| l.extent > 0) && g.k > 0 {
         in_bounds(p, g.a, 0, &a, "gemm A")?;
         in_bounds(p, g.b, 0, &b, "gemm B")?;
     }
