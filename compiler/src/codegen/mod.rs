@@ -3,3 +3,5 @@
 
 pub mod clif;
 pub mod clif_math;
+#[cfg(feature = "llvm")]
+pub mod llvm;
