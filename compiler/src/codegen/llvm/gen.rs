@@ -98,7 +98,7 @@ pub(super) fn build<'ctx>(
 }
 
 /// Attributes of every generated function.
-fn function_attrs<'ctx>(cx: &'ctx Context, host: Option<&Host>) -> Vec<Attribute> {
+fn function_attrs(cx: &Context, host: Option<&Host>) -> Vec<Attribute> {
     let mut attrs =
         vec![cx.create_enum_attribute(Attribute::get_named_enum_kind_id("nounwind"), 0)];
     if let Some(h) = host {

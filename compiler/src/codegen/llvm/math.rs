@@ -21,7 +21,7 @@ use inkwell::types::{FloatType, IntType};
 use inkwell::values::{FloatValue, IntValue};
 use inkwell::FloatPredicate as P;
 
-pub use crate::codegen::clif_math::{trig_limit, ulp_bound, MathFn};
+pub use crate::codegen::clif_math::{trig_limit, MathFn};
 
 /// 1/n! for n = 0..=17.
 fn inv_fact(n: usize) -> f64 {

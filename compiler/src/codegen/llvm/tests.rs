@@ -675,6 +675,25 @@ fn kernels_are_vectorised() {
             .find(|f| f.contains("@tessera_kernel0("))
             .unwrap_or_default();
         assert!(has_vectors(body, "float"), "{op} is not vectorised:\n{ir}");
+        // The host's full width: 16 f32 lanes with AVX-512, 8 with AVX2.
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            assert!(
+                body.contains("<16 x float>"),
+                "{op} is not in 16 lanes:\n{ir}"
+            );
+        } else if std::is_x86_feature_detected!("avx2") {
+            assert!(
+                body.contains("<8 x float>"),
+                "{op} is not in 8 lanes:\n{ir}"
+            );
+        }
+        if matches!(op, "sin" | "cos") {
+            assert!(
+                body.contains("fix_f32_v"),
+                "{op} calls no vector fix-up:\n{ir}"
+            );
+        }
     }
 }
 

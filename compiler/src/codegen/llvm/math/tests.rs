@@ -5,7 +5,8 @@
 //! measured on all floats: beyond the inline reduction's range the kernels call std.
 
 use super::super::{compile, LlvmOptions};
-use super::{trig_limit, ulp_bound, MathFn};
+use super::{trig_limit, MathFn};
+use crate::codegen::clif_math::ulp_bound;
 use crate::loops::{
     Affine, BinOp, BufId, BufKind, Buffer, Expr, Kernel, LoopId, LoopInfo, LoopKernel, Program,
     Stmt, UnOp,
