@@ -10,6 +10,8 @@
 //! `clif/math.rs`); `llvm/` (feature `llvm`).
 
 pub mod clif;
+#[cfg(feature = "llvm")]
+pub mod llvm;
 
 use crate::backend::Backend;
 use crate::loops::Program;
@@ -109,6 +111,9 @@ impl std::fmt::Debug for CpuKernel {
 pub fn for_backend(backend: Backend) -> Result<Box<dyn Codegen>, CodegenError> {
     match backend {
         Backend::Cranelift => Ok(Box::new(clif::Cranelift::default())),
+        #[cfg(feature = "llvm")]
+        Backend::Llvm => Ok(Box::new(llvm::Llvm::default())),
+        #[cfg(not(feature = "llvm"))]
         Backend::Llvm => Err(CodegenError::NotBuilt {
             backend: "LLVM",
             hint: "rebuild with `--features llvm` (LLVM 19 installed; see the README)",

@@ -1,0 +1,538 @@
+//! Accuracy of the math library as compiled: each function as a one-statement kernel
+//! (`y[i] = f(x[i])`, vectorised by LLVM for the host), over the inputs of
+//! `clif/math.rs`'s tests: dense grids, 500k random finite bit patterns per case, special
+//! values and thresholds. The bound asserted is `clif::math::ulp_bound`. sin and cos are
+//! measured on all floats: beyond the inline reduction's range the kernels call std.
+
+use super::super::{compile, LlvmOptions};
+use super::{trig_limit, MathFn};
+use crate::codegen::clif::math::ulp_bound;
+use crate::loops::{
+    Affine, BinOp, BufId, BufKind, Buffer, Expr, Kernel, LoopId, LoopInfo, LoopKernel, Program,
+    Stmt, UnOp,
+};
+use tessera_runtime::DType;
+
+/// `y[i] = f(x[i])` (or `pow(x[i], z[i])`) over n elements, as one parallel kernel.
+fn program(f: MathFn, wide: bool, n: usize) -> Program {
+    let i = Affine {
+        offset: 0,
+        terms: vec![(LoopId(0), 1)],
+    };
+    let x = Expr::Load(BufId(0), i.clone());
+    let value = match f {
+        MathFn::Pow => Expr::bin(BinOp::Pow, x, Expr::Load(BufId(1), i.clone())),
+        _ => {
+            let op = match f {
+                MathFn::Exp => UnOp::Exp,
+                MathFn::Log => UnOp::Log,
+                MathFn::Tanh => UnOp::Tanh,
+                MathFn::Sigmoid => UnOp::Sigmoid,
+                MathFn::Sin => UnOp::Sin,
+                _ => UnOp::Cos,
+            };
+            Expr::un(op, x)
+        }
+    };
+    let buf = |name: &str, kind| Buffer {
+        name: name.into(),
+        kind,
+        shape: vec![n],
+    };
+    Program {
+        name: format!("{f:?}").to_lowercase(),
+        dtype: if wide { DType::F64 } else { DType::F32 },
+        bufs: vec![
+            buf("x", BufKind::Input(0)),
+            buf("z", BufKind::Input(1)),
+            buf("y", BufKind::Output(0)),
+        ],
+        slots: Vec::new(),
+        inputs: vec![BufId(0), BufId(1)],
+        outputs: vec![BufId(2)],
+        kernels: vec![Kernel::Loops(LoopKernel {
+            name: "k".into(),
+            steps: vec![0],
+            loops: vec![LoopInfo {
+                name: "i".into(),
+                extent: n,
+            }],
+            vars: Vec::new(),
+            body: vec![Stmt::For {
+                id: LoopId(0),
+                extent: n,
+                parallel: true,
+                body: vec![Stmt::Store {
+                    buf: BufId(2),
+                    index: i,
+                    value,
+                }],
+            }],
+        })],
+        tiles: Vec::new(),
+    }
+}
+
+/// Runs `f` compiled over f64 inputs (rounded to f32 for f32); returns f64 results.
+fn run(f: MathFn, wide: bool, xs: &[f64], ys: &[f64]) -> Vec<f64> {
+    let n = xs.len();
+    let p = program(f, wide, n);
+    let code = compile(&p, &LlvmOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let k = code.kernel(0).expect("a loop kernel");
+    if wide {
+        let mut out = vec![0.0f64; n];
+        let args = [
+            xs.as_ptr() as *mut u8,
+            ys.as_ptr() as *mut u8,
+            out.as_mut_ptr().cast(),
+        ];
+        // SAFETY: three buffers of n f64s, as the program declares.
+        unsafe { k(args.as_ptr(), 0, n) };
+        out
+    } else {
+        let x32: Vec<f32> = xs.iter().map(|&v| v as f32).collect();
+        let y32: Vec<f32> = ys.iter().map(|&v| v as f32).collect();
+        let mut out = vec![0.0f32; n];
+        let args = [
+            x32.as_ptr() as *mut u8,
+            y32.as_ptr() as *mut u8,
+            out.as_mut_ptr().cast(),
+        ];
+        // SAFETY: three buffers of n f32s, as the program declares.
+        unsafe { k(args.as_ptr(), 0, n) };
+        out.into_iter().map(f64::from).collect()
+    }
+}
+
+/// Sigmoid in f64 with a double-double division, so its error is exp's alone.
+fn sigmoid_ref(x: f64) -> f64 {
+    if x.is_nan() {
+        return x;
+    }
+    let e = (-x.abs()).exp();
+    let h = 1.0 + e;
+    let l = e - (h - 1.0);
+    let num = if x < 0.0 { e } else { 1.0 };
+    let q = num / h;
+    let r = (-q).mul_add(h, num) - q * l;
+    q + r / h
+}
+
+fn reference(f: MathFn, x: f64, y: f64) -> f64 {
+    match f {
+        MathFn::Exp => x.exp(),
+        MathFn::Log => x.ln(),
+        MathFn::Tanh => x.tanh(),
+        MathFn::Sigmoid => sigmoid_ref(x),
+        MathFn::Sin => x.sin(),
+        MathFn::Cos => x.cos(),
+        MathFn::Pow => x.powf(y),
+    }
+}
+
+/// Error of an f64 result in ulps (distance in representable values).
+fn ulps_f64(got: f64, want: f64) -> f64 {
+    if want.is_nan() || got.is_nan() {
+        return if want.is_nan() && got.is_nan() {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+    }
+    if want.is_infinite() || got.is_infinite() || (want == 0.0 && got == 0.0) {
+        return if got.to_bits() == want.to_bits() {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+    }
+    let ord = |v: f64| {
+        let b = v.to_bits() as i64;
+        if b < 0 {
+            -(b & i64::MAX)
+        } else {
+            b
+        }
+    };
+    (ord(got) - ord(want)).unsigned_abs() as f64
+}
+
+/// Error of an f32 result in (fractional) ulps of the exact value `want`.
+fn ulps_f32(got: f64, want: f64) -> f64 {
+    if want.is_nan() || got.is_nan() {
+        return if want.is_nan() && got.is_nan() {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+    }
+    let w32 = want as f32 as f64;
+    if w32.is_infinite() || got.is_infinite() || (want == 0.0 && got == 0.0) {
+        return if got.to_bits() == w32.to_bits() {
+            0.0
+        } else {
+            f64::INFINITY
+        };
+    }
+    let e = ((want.abs().to_bits() >> 52) as i64 - 1023).max(-126);
+    (got - want).abs() / 2f64.powi(e as i32 - 23)
+}
+
+/// xorshift64*, deterministic.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545f4914f6cdd1d)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A random finite float of the given precision (uniform over bit patterns).
+    fn finite(&mut self, wide: bool) -> f64 {
+        loop {
+            let v = if wide {
+                f64::from_bits(self.next())
+            } else {
+                f32::from_bits(self.next() as u32) as f64
+            };
+            if v.is_finite() {
+                return v;
+            }
+        }
+    }
+}
+
+/// Rounds to the precision under test.
+fn rnd(v: f64, wide: bool) -> f64 {
+    if wide {
+        v
+    } else {
+        v as f32 as f64
+    }
+}
+
+/// Values near `v` in the precision under test: v itself and a few neighbours.
+fn around(v: f64, wide: bool, out: &mut Vec<f64>) {
+    let v = rnd(v, wide);
+    let (mut up, mut dn) = (v, v);
+    out.push(v);
+    for _ in 0..3 {
+        if wide {
+            up = up.next_up();
+            dn = dn.next_down();
+        } else {
+            up = (up as f32).next_up() as f64;
+            dn = (dn as f32).next_down() as f64;
+        }
+        out.push(up);
+        out.push(dn);
+    }
+}
+
+fn specials(wide: bool) -> Vec<f64> {
+    let (minp, sub, maxsub, max) = if wide {
+        (
+            f64::MIN_POSITIVE,
+            5e-324,
+            f64::MIN_POSITIVE.next_down(),
+            f64::MAX,
+        )
+    } else {
+        let mp = f32::MIN_POSITIVE;
+        (
+            mp as f64,
+            1e-45f32 as f64,
+            mp.next_down() as f64,
+            f32::MAX as f64,
+        )
+    };
+    let mut v = vec![
+        0.0,
+        f64::INFINITY,
+        f64::NAN,
+        minp,
+        sub,
+        maxsub,
+        max,
+        1.0,
+        0.5,
+        2.0,
+        3.0,
+        1e-10,
+        1e10,
+        1e30,
+        1e-30,
+        std::f64::consts::PI,
+        std::f64::consts::FRAC_PI_2,
+        std::f64::consts::LN_2,
+    ];
+    v.extend(v.clone().into_iter().map(|x| -x));
+    v.into_iter().map(|x| rnd(x, wide)).collect()
+}
+
+/// Linear grid of n points over [a, b].
+fn linear(a: f64, b: f64, n: usize, wide: bool, out: &mut Vec<f64>) {
+    out.extend((0..n).map(|i| rnd(a + (b - a) * i as f64 / (n - 1) as f64, wide)));
+}
+
+/// ±2^t for t on a grid over [lo, hi].
+fn log_grid(lo: f64, hi: f64, n: usize, wide: bool, out: &mut Vec<f64>) {
+    for i in 0..n {
+        let t = lo + (hi - lo) * i as f64 / (n - 1) as f64;
+        let v = rnd(t.exp2(), wide);
+        out.push(v);
+        out.push(-v);
+    }
+}
+
+/// Test inputs for a unary function: specials, grids and random finite bit patterns.
+fn unary_inputs(f: MathFn, wide: bool) -> Vec<f64> {
+    let mut xs = specials(wide);
+    let mut rng = Rng(0x9e3779b97f4a7c15 ^ (f as u64) << 8 ^ wide as u64);
+    let (emin, emax) = if wide {
+        (-1074.0, 1023.99)
+    } else {
+        (-149.0, 127.99)
+    };
+    log_grid(emin, emax, 20_000, wide, &mut xs);
+    match f {
+        MathFn::Exp | MathFn::Sigmoid => {
+            let t: &[f64] = if wide {
+                &[
+                    709.782712893384,
+                    -708.3964185322641,
+                    -745.1332191019411,
+                    -744.440_071_921_381_2,
+                ]
+            } else {
+                &[88.72284, -87.33655, -103.97208, -103.27893]
+            };
+            for &v in t {
+                around(v, wide, &mut xs);
+            }
+            let r = if wide { 760.0 } else { 110.0 };
+            linear(-r, r, 200_000, wide, &mut xs);
+            linear(-1.0, 1.0, 50_000, wide, &mut xs);
+        }
+        MathFn::Log => {
+            linear(0.5, 2.0, 200_000, wide, &mut xs);
+            for i in 1..2000 {
+                around(1.0 + i as f64 * 1e-9, wide, &mut xs);
+                around(1.0 - i as f64 * 1e-9, wide, &mut xs);
+            }
+        }
+        MathFn::Tanh => {
+            linear(-25.0, 25.0, 200_000, wide, &mut xs);
+            linear(-1.0, 1.0, 50_000, wide, &mut xs);
+        }
+        MathFn::Sin | MathFn::Cos => {
+            let lim = trig_limit(wide);
+            linear(-10.0, 10.0, 200_000, wide, &mut xs);
+            linear(-lim, lim, 100_000, wide, &mut xs);
+            // Multiples of π/2 are where the reduction loses most.
+            let kmax = lim / std::f64::consts::FRAC_PI_2;
+            for i in 0..4000 {
+                let k = if i < 1000 {
+                    i as f64
+                } else {
+                    (rng.unit() * kmax).round()
+                };
+                around(k * std::f64::consts::FRAC_PI_2, wide, &mut xs);
+            }
+            for v in [lim, 1e10, 1e13, 1e20, 1e300] {
+                around(v, wide, &mut xs);
+                around(-v, wide, &mut xs);
+            }
+        }
+        MathFn::Pow => unreachable!(),
+    }
+    let lim = match f {
+        MathFn::Sin | MathFn::Cos => trig_limit(wide),
+        _ => f64::INFINITY,
+    };
+    let mut n = 0;
+    while n < 500_000 {
+        let v = rng.finite(wide);
+        if v.abs() <= lim {
+            xs.push(v);
+            n += 1;
+        }
+    }
+    xs
+}
+
+/// Test inputs for pow: special pairs, random x with y keeping y·ln x in range,
+/// negative x with integer y, x near 1 with large y, and random bit pairs.
+fn pow_inputs(wide: bool) -> (Vec<f64>, Vec<f64>) {
+    let mut rng = Rng(0x2545f4914f6cdd1d ^ wide as u64);
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    let sp = specials(wide);
+    let mut yspecial = sp.clone();
+    yspecial.extend([
+        5.0,
+        -5.0,
+        0.25,
+        -0.25,
+        1e20,
+        -1e20,
+        9007199254740993.0,
+        4503599627370497.0,
+    ]);
+    yspecial.extend([16777217.0, 8388609.0, -8388609.0, 1.5, -1.5, 2.5]);
+    for &x in &sp {
+        for &y in &yspecial {
+            xs.push(x);
+            ys.push(rnd(y, wide));
+        }
+    }
+    let tmax = if wide { 760.0 } else { 110.0 };
+    for i in 0..300_000 {
+        let x = match i % 3 {
+            0 => rng.finite(wide).abs(),
+            1 => rnd(0.5 + 1.5 * rng.unit(), wide),
+            _ => rnd(1.0 + (rng.unit() - 0.5) * 1e-6, wide),
+        };
+        let l = x.ln();
+        let y = if l == 0.0 || !l.is_finite() {
+            rng.unit() * 10.0
+        } else {
+            (rng.unit() * 2.0 - 1.0) * tmax / l.abs()
+        };
+        xs.push(x);
+        ys.push(rnd(y, wide));
+    }
+    for _ in 0..50_000 {
+        let x = -rnd(rng.unit() * 10.0, wide);
+        let y = ((rng.unit() * 2.0 - 1.0) * 200.0).round();
+        xs.push(x);
+        ys.push(y);
+    }
+    for _ in 0..50_000 {
+        xs.push(rng.finite(wide));
+        ys.push(rng.finite(wide));
+    }
+    (xs, ys)
+}
+
+/// Max ulp error of `f`, with the worst input.
+fn measure(f: MathFn, wide: bool) -> (f64, f64, f64) {
+    let (xs, ys) = if f == MathFn::Pow {
+        pow_inputs(wide)
+    } else {
+        let xs = unary_inputs(f, wide);
+        let ys = vec![0.0; xs.len()];
+        (xs, ys)
+    };
+    let got = run(f, wide, &xs, &ys);
+    let mut worst = (0.0, f64::NAN, f64::NAN);
+    for i in 0..xs.len() {
+        let want = reference(f, xs[i], ys[i]);
+        let e = if wide {
+            ulps_f64(got[i], want)
+        } else {
+            ulps_f32(got[i], want)
+        };
+        if e > worst.0 {
+            worst = (e, xs[i], ys[i]);
+        }
+    }
+    worst
+}
+
+fn check(f: MathFn) {
+    let mut failures = Vec::new();
+    for wide in [false, true] {
+        let (e, x, y) = measure(f, wide);
+        let bound = ulp_bound(f, wide);
+        let ty = if wide { "f64" } else { "f32" };
+        eprintln!("{f:?} {ty}: max {e:.3} ulp (bound {bound}) at x={x:e} y={y:e}");
+        if e.is_nan() || e > bound {
+            failures.push(format!("{f:?} {ty}: {e} ulp > {bound} at x={x:e}, y={y:e}"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn exp_accuracy() {
+    check(MathFn::Exp);
+}
+
+#[test]
+fn log_accuracy() {
+    check(MathFn::Log);
+}
+
+#[test]
+fn tanh_accuracy() {
+    check(MathFn::Tanh);
+}
+
+#[test]
+fn sigmoid_accuracy() {
+    check(MathFn::Sigmoid);
+}
+
+#[test]
+fn sin_accuracy() {
+    check(MathFn::Sin);
+}
+
+#[test]
+fn cos_accuracy() {
+    check(MathFn::Cos);
+}
+
+#[test]
+fn pow_accuracy() {
+    check(MathFn::Pow);
+}
+
+/// Beyond the inline reduction's range the kernels give exactly std's sin and cos (in
+/// the lane precision), also when other lanes of the same vector are in range.
+#[test]
+fn sin_and_cos_beyond_the_reduction_are_std() {
+    for wide in [false, true] {
+        let lim = trig_limit(wide);
+        let xs: Vec<f64> = [
+            lim * 1.5,
+            -lim * 4.0,
+            1e30,
+            3.0,
+            lim * 1024.0,
+            0.5,
+            -2.0,
+            1e10,
+        ]
+        .iter()
+        .map(|&v| rnd(v, wide))
+        .collect();
+        let ys = vec![0.0; xs.len()];
+        for f in [MathFn::Sin, MathFn::Cos] {
+            let got = run(f, wide, &xs, &ys);
+            for (x, g) in xs.iter().zip(&got) {
+                let want = match (f, wide) {
+                    (MathFn::Sin, true) => x.sin(),
+                    (_, true) => x.cos(),
+                    (MathFn::Sin, false) => f64::from((*x as f32).sin()),
+                    _ => f64::from((*x as f32).cos()),
+                };
+                if x.abs() > lim {
+                    assert_eq!(*g, want, "{f:?} wide={wide} x={x}");
+                } else {
+                    assert!(
+                        (g - want).abs() < 1e-6,
+                        "{f:?} wide={wide} x={x}: {g} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}
