@@ -71,6 +71,13 @@ def reexec_clean(threads):
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
         env[var] = str(threads)
     env["XLA_FLAGS"] = xla_flags(env.get("XLA_FLAGS", ""), threads)
+    # Four thread pools share one process (OpenBLAS, torch's OpenMP, XLA's, inductor's
+    # OpenMP), and Tessera's runs beside it. An idle OpenBLAS or OpenMP worker spins for a
+    # while before it sleeps; on 2 CPUs the spinning pool of one library then holds the CPUs
+    # that the next library's workers wait for, and calls of 0.5 ms take 12 or 24 ms (whole
+    # scheduler ticks). Idle workers that sleep at once keep each column to its own cost.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     env[CHILD_MARK] = "1"
     env[REMOVED_MARK] = ",".join(removed)
     in_venv = os.path.realpath(sys.prefix) == os.path.realpath(VENV)
@@ -837,6 +844,22 @@ def command_output(cmd):
         return ""
 
 
+def amd_core(family, model):
+    """The microarchitecture of an AMD family/model pair (a VM often names the CPU only
+    "AMD EPYC"), or "" when not known."""
+    try:
+        f, m = int(family), int(model)
+    except ValueError:
+        return ""
+    if f == 23:
+        return "Zen 2" if m >= 0x30 else "Zen / Zen+"
+    if f == 25:
+        return "Zen 4" if 0x10 <= m <= 0x1F or 0x60 <= m <= 0x7F or 0xA0 <= m <= 0xAF else "Zen 3"
+    if f == 26:
+        return "Zen 5"
+    return ""
+
+
 def machine_info(torch_note, jax_note, threads):
     info = {}
     model = ""
@@ -855,7 +878,9 @@ def machine_info(torch_note, jax_note, threads):
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     family = fields.get("CPU family", "?")
     simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    info["cpu"] = f"{model or fields.get('Model name', platform.processor())} (family {family}, model {fields.get('Model', '?')})"
+    core = amd_core(family, fields.get("Model", "?")) if "AMD" in (model or fields.get("Vendor ID", "")) else ""
+    info["cpu"] = (f"{model or fields.get('Model name', platform.processor())} (family {family}, model "
+                   f"{fields.get('Model', '?')}{': ' + core if core else ''})")
     info["cores"] = f"{os.cpu_count()} logical CPUs, {fields.get('Thread(s) per core', '?')} thread(s) per core"
     info["caches"] = ", ".join(f"{k} {fields[k]}" for k in ("L1d cache", "L2 cache", "L3 cache") if k in fields)
     info["simd"] = ", ".join(simd)
@@ -1106,7 +1131,10 @@ def report(rows, results, libs, info, args, with_tessera, wall_s, backends):
     out.append(f"- Load average (1 min) at the start and the end of the run: {info['load_start']} / "
                f"{loadavg()}; a busy machine makes every column noisy")
     out.append(f"- Environment: OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=MKL_NUM_THREADS={info['threads']}, "
-               f"torch.set_num_threads({info['threads']}), XLA as above, process CPU affinity "
+               f"torch.set_num_threads({info['threads']}), XLA as above, "
+               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}, "
+               f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '')} (idle workers sleep at once: "
+               "see README), process CPU affinity "
                f"{info['affinity']} CPUs{' (--pin-cpus)' if args.pin_cpus else ''}; removed for this run: "
                f"{info['removed_env']}")
 
@@ -1116,7 +1144,8 @@ def report(rows, results, libs, info, args, with_tessera, wall_s, backends):
         ran = sum(1 for r in work if tessera_ms(results[r.name]))
         out.append("Speed-up = peer median / Tessera median (> 1: Tessera faster), Tessera being its fastest "
                    f"backend on each row, over the {ran} workload rows that Tessera ran, of {len(work)} (GEMM "
-                   "rows excluded). \"best compiler\" is the faster of jax.jit and torch.compile on each row.\n")
+                   "rows excluded). \"best compiler\" is the faster of jax.jit and torch.compile on each row; the "
+                   "LLVM line is Tessera-Cranelift's median over Tessera-LLVM's.\n")
         lines = []
         for name in names + ["best compiler"]:
             ups = [(speedup(results[r.name], name), r.name) for r in work]
@@ -1131,7 +1160,7 @@ def report(rows, results, libs, info, args, with_tessera, wall_s, backends):
         ups = [u for u in ups if u[0]]
         if ups:
             worst = min(ups)
-            lines.append(["Tessera-Cranelift (LLVM's speed-up)", fmt_ratio(geomean([u for u, _ in ups])),
+            lines.append(["Tessera-LLVM vs Tessera-Cranelift", fmt_ratio(geomean([u for u, _ in ups])),
                           f"{worst[1]} ({fmt_ratio(worst[0])})", f"{sum(1 for u, _ in ups if u < SLOW)} of {len(ups)}"])
         out.append(table(["vs", "geometric mean speed-up", "worst row", f"rows below {SLOW}"], lines))
         failed = [f"{r.name} ({backend_label(b)})" for r in work for b in tess
