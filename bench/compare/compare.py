@@ -87,10 +87,10 @@ def reexec_clean(threads):
 
 def xla_flags(existing, threads):
     """XLA_FLAGS for the jax column. XLA's CPU client sizes its thread pool from the CPUs
-    the process may run on, not from a flag; `intra_op_parallelism_threads` is accepted and
-    ignored by current jaxlib (a flag XLA does not know aborts the process, so it must not
-    get the `--` prefix). With more CPUs than --threads, --pin-cpus is what holds XLA to
-    --threads threads."""
+    the process may run on, not from a flag; `intra_op_parallelism_threads` is not an XLA
+    flag (with the `--` prefix jaxlib aborts on it; without, it is accepted to no effect we
+    could find) and stays only as the conventional spelling. With more CPUs than --threads,
+    --pin-cpus is what holds XLA to --threads threads."""
     flags = [f for f in existing.split() if not f.startswith("--xla_cpu_multi_thread_eigen")
              and not f.startswith("intra_op_parallelism_threads")]
     return " ".join(flags + ["--xla_cpu_multi_thread_eigen=true", f"intra_op_parallelism_threads={threads}"])
@@ -1307,7 +1307,7 @@ def main():
     ap.add_argument("--tessera", default=os.path.join(ROOT, "target", "release", "tessera"),
                     help="the tessera binary (default: target/release/tessera in the repository)")
     ap.add_argument("--baselines-only", action="store_true",
-                    help="time numpy / opt_einsum / torch only and print the table (writes no file unless --output)")
+                    help="time the peers only, no Tessera, and print the tables (writes no file unless --output)")
     ap.add_argument("--check-run", action="store_true",
                     help="also check each numpy transcription against `tessera run` on small inputs")
     ap.add_argument("--rows", help="comma-separated substrings of row names to run, e.g. attention,lowrank")
