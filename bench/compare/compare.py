@@ -1,17 +1,21 @@
 #!/usr/bin/env python3
-"""Tessera against numpy.einsum(optimize='optimal'), opt_einsum and torch.einsum, side by side.
+"""Tessera (per backend) against numpy, opt_einsum, torch, jax.jit (XLA) and torch.compile, side by side.
 
 Times the same problems in one run: three GEMM rows (the machine's ceiling) and one row per
 stdlib workload of /work/shared/WORKLOADS.md. Each baseline transcribes the function's .tsr
 source statement by statement, with einsum for the contractions and plain array operations
-for the rest; the baselines are checked against each other on every row. Tessera is timed
-by its own `tessera bench` (seeded random inputs, compile once, warm up, repeat).
+for the rest; the same transcription runs eagerly (numpy, opt_einsum, torch) and compiled
+(jax.jit on XLA CPU, torch.compile with inductor). Rows where torch has a fused kernel
+(scaled_dot_product_attention, layer_norm, rms_norm) also time that kernel. Every column is
+checked against numpy on every row. Tessera is timed by its own `tessera bench` (seeded
+random inputs, compile once, warm up, repeat), once per backend the binary was built with.
 
 Usage:
   python3 bench/compare/compare.py                      # everything; writes bench/compare/RESULTS.md
   python3 bench/compare/compare.py --baselines-only     # numpy / opt_einsum / torch only, printed
   python3 bench/compare/compare.py --check-run          # also check each baseline against `tessera run`
   python3 bench/compare/compare.py --rows attention,lowrank --min-time 0.2
+  python3 bench/compare/compare.py --quick              # small sizes, short timings: checks the harness
 
 Runs itself again inside bench/.venv (when it exists) with OPENBLAS_CORETYPE and
 OPENBLAS_L2_SIZE removed and every BLAS pool held to --threads threads.
@@ -49,6 +53,9 @@ REMOVED_MARK = "TESSERA_COMPARE_REMOVED"
 SCRUBBED = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 # A speed-up below this marks the row.
 SLOW = 0.8
+# The Tessera backends that get a column, and the `--backend` values that select each, in
+# order of preference (`jit` is the older CLI's name for Cranelift).
+TESSERA_BACKENDS = {"cranelift": ("cranelift", "jit"), "llvm": ("llvm",)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -61,8 +68,16 @@ def reexec_clean(threads):
         return
     env = dict(os.environ)
     removed = [f"{k}={env.pop(k)}" for k in SCRUBBED if k in env]
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
         env[var] = str(threads)
+    env["XLA_FLAGS"] = xla_flags(env.get("XLA_FLAGS", ""), threads)
+    # Four thread pools share one process (OpenBLAS, torch's OpenMP, XLA's, inductor's
+    # OpenMP), and Tessera's runs beside it. An idle OpenBLAS or OpenMP worker spins for a
+    # while before it sleeps; on 2 CPUs the spinning pool of one library then holds the CPUs
+    # that the next library's workers wait for, and calls of 0.5 ms take 12 or 24 ms (whole
+    # scheduler ticks). Idle workers that sleep at once keep each column to its own cost.
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     env[CHILD_MARK] = "1"
     env[REMOVED_MARK] = ",".join(removed)
     in_venv = os.path.realpath(sys.prefix) == os.path.realpath(VENV)
@@ -70,10 +85,21 @@ def reexec_clean(threads):
     os.execve(python, [python, os.path.abspath(__file__)] + sys.argv[1:], env)
 
 
-def import_libraries(threads, want_torch):
-    """Imports numpy, opt_einsum and (when installed and wanted) torch into globals; torch
-    missing is a note in the results, the others missing stop the script."""
-    global np, oe, torch, threadpoolctl
+def xla_flags(existing, threads):
+    """XLA_FLAGS for the jax column. XLA's CPU client sizes its thread pool from the CPUs
+    the process may run on, not from a flag; `intra_op_parallelism_threads` is not an XLA
+    flag (with the `--` prefix jaxlib aborts on it; without, it is accepted to no effect we
+    could find) and stays only as the conventional spelling. With more CPUs than --threads,
+    --pin-cpus is what holds XLA to --threads threads."""
+    flags = [f for f in existing.split() if not f.startswith("--xla_cpu_multi_thread_eigen")
+             and not f.startswith("intra_op_parallelism_threads")]
+    return " ".join(flags + ["--xla_cpu_multi_thread_eigen=true", f"intra_op_parallelism_threads={threads}"])
+
+
+def import_libraries(threads, want_torch, want_jax):
+    """Imports numpy, opt_einsum and (when installed and wanted) torch and jax into globals;
+    torch or jax missing is a note in the results, the others missing stop the script."""
+    global np, oe, torch, threadpoolctl, jax, jnp
     try:
         import numpy as np
         import opt_einsum as oe
@@ -94,16 +120,37 @@ def import_libraries(threads, want_torch):
         except Exception as e:  # A broken install raises more than ImportError.
             torch = None
             note = f"unavailable: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
-    return note
+    jax, jnp, jax_note = None, None, "not wanted (--no-jax)"
+    if want_jax:
+        try:
+            import jax
+            import jax.numpy as jnp
+
+            # Some rows are f64; explicit f32 inputs stay f32 (Python scalars are weakly typed).
+            jax.config.update("jax_enable_x64", True)
+            jax.jit(lambda a: a @ a)(jnp.ones((2, 2), jnp.float32)).block_until_ready()
+            jax_note = ""
+        except Exception as e:
+            jax, jnp = None, None
+            jax_note = f"unavailable: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+    return note, jax_note
 
 
 # ---------------------------------------------------------------------------------------
 # The libraries. Each formula below is written once against this small interface, so the
-# numpy, opt_einsum and torch columns run the same transcription of the .tsr source.
+# numpy, opt_einsum, torch, jax.jit and torch.compile columns run the same transcription of
+# the .tsr source. `prepare` turns a row and its inputs into a call with no arguments that
+# computes the row once (None: the column has nothing for this row).
 
 
 class NumpyLib:
     name = "numpy"
+    # Whether the first call compiles (its time is recorded apart, and never timed).
+    compiles = False
+
+    def prepare(self, row, dims, data):
+        args = {k: self.array(v) for k, v in data.items()}
+        return lambda: row.formula(self, dims, **args)
 
     def array(self, a):
         return a
@@ -142,7 +189,7 @@ class OptEinsumLib(NumpyLib):
         return oe.contract(spec, *ops)
 
 
-class TorchLib:
+class TorchLib(NumpyLib):
     """torch on CPU; torch.einsum picks its path with opt_einsum when that is installed."""
 
     name = "torch"
@@ -173,6 +220,77 @@ class TorchLib:
 
     def where(self, mask, a, b):
         return torch.where(mask, a, b)
+
+
+class JaxLib(NumpyLib):
+    """jax.numpy under jax.jit on XLA CPU: the whole formula is one jitted function of the
+    row's inputs; the call waits for the result (block_until_ready)."""
+
+    name = "jax.jit"
+    compiles = True
+
+    def prepare(self, row, dims, data):
+        names = list(data)
+        arrays = [jax.device_put(data[k]) for k in names]
+        fn = jax.jit(lambda *xs: row.formula(self, dims, **dict(zip(names, xs))))
+        return lambda: fn(*arrays).block_until_ready()
+
+    def to_numpy(self, t):
+        return np.asarray(t)
+
+    def einsum(self, spec, *ops):
+        return jnp.einsum(spec, *ops)
+
+    def max(self, a, axis):
+        return jnp.max(a, axis=axis)
+
+    def sum(self, a, axis):
+        return jnp.sum(a, axis=axis)
+
+    def exp(self, a):
+        return jnp.exp(a)
+
+    def rsqrt(self, a):
+        return jax.lax.rsqrt(a)
+
+    def sigmoid(self, a):
+        return jax.nn.sigmoid(a)
+
+    def where(self, mask, a, b):
+        return jnp.where(mask, a, b)
+
+
+class TorchCompileLib(TorchLib):
+    """The torch transcription under torch.compile (inductor, CPU, static shapes). The
+    first call compiles; it is recorded apart and not timed."""
+
+    name = "torch.compile"
+    compiles = True
+
+    def prepare(self, row, dims, data):
+        # A fresh dynamo state per row, so no row meets another's guards or the recompile limit.
+        torch._dynamo.reset()
+        names = list(data)
+        tensors = [self.array(data[k]) for k in names]
+
+        def fn(*xs):
+            return row.formula(self, dims, **dict(zip(names, xs)))
+
+        compiled = torch.compile(fn, backend="inductor", dynamic=False)
+        return lambda: compiled(*tensors)
+
+
+class TorchFusedLib(TorchLib):
+    """torch's own fused kernel for the row (scaled_dot_product_attention, layer_norm,
+    rms_norm), eager; rows without one have no entry."""
+
+    name = "torch fused"
+
+    def prepare(self, row, dims, data):
+        if row.fused is None or not row.fused(None, dims):
+            return None
+        tensors = {k: self.array(v) for k, v in data.items()}
+        return lambda: row.fused(self, dims, **tensors)
 
 
 # ---------------------------------------------------------------------------------------
@@ -333,6 +451,33 @@ def masked_residual(lib, dims, Omega, M, U, V):
     return Omega * (M - lib.einsum("is,js->ij", U, V))
 
 
+# torch's fused kernels for the rows that have one. Called with lib=None first: the answer
+# says whether this torch has the kernel (rms_norm is newer than the others).
+
+
+def fused_sdpa(causal):
+    def fused(lib, dims, Q=None, K=None, V=None, mask=None):
+        if lib is None:
+            return hasattr(torch.nn.functional, "scaled_dot_product_attention")
+        # The default scale is 1/sqrt(d), as the .tsr writes; is_causal is the j <= i mask.
+        out = torch.nn.functional.scaled_dot_product_attention(Q[None], K[None], V[None], is_causal=causal)
+        return out[0]
+
+    return fused
+
+
+def fused_layernorm(lib, dims, x=None, gamma=None, beta=None):
+    if lib is None:
+        return True
+    return torch.nn.functional.layer_norm(x, (dims.d,), gamma, beta, eps=1e-5)
+
+
+def fused_rmsnorm(lib, dims, x=None, gamma=None):
+    if lib is None:
+        return hasattr(torch.nn.functional, "rms_norm")
+    return torch.nn.functional.rms_norm(x, (dims.d,), gamma, eps=1e-6)
+
+
 # ---------------------------------------------------------------------------------------
 # The rows. `file` is relative to the repository root; input shapes and dtypes are read
 # from the function's signature in that file, so the inputs always match Tessera's.
@@ -348,6 +493,10 @@ class Row:
     gemm: bool = False
     helpers: Callable | None = None
     note: str = ""
+    # torch's fused kernel for this formula, if it has one.
+    fused: Callable | None = None
+    # Which of the issue's speed targets apply: "norm", "elementwise", "exp" (exp-bound).
+    tags: tuple = ()
     # Filled from the .tsr signature.
     inputs: dict = field(default_factory=dict)
     dtype: str = ""
@@ -365,11 +514,13 @@ ROWS = [
     Row("gemm square", prog("matmul"), "matmul", dict(m=1024, k=1024, n=1024), matmul, gemm=True),
     Row("gemm skinny", prog("matmul"), "matmul", dict(m=4096, k=64, n=4096), matmul, gemm=True),
     Row("gemm batched", prog("bmm"), "bmm", dict(b=64, m=128, k=128, n=128), bmm, gemm=True),
-    Row("attention::softmax", std("attention"), "softmax", dict(n=2048, m=2048, d=64, e=64), attention_softmax),
+    Row("attention::softmax", std("attention"), "softmax", dict(n=2048, m=2048, d=64, e=64), attention_softmax,
+        fused=fused_sdpa(False), tags=("exp",)),
     Row("attention::causal", std("attention"), "causal", dict(n=2048, d=64, e=64), attention_causal,
-        helpers=causal_mask, note="mask built once, untimed"),
+        helpers=causal_mask, note="mask built once, untimed; fused: is_causal", fused=fused_sdpa(True),
+        tags=("exp",)),
     Row("tensor_attention::exact", std("tensor_attention"), "exact",
-        dict(n=256, m1=256, m2=256, d=64, e=64), tensor_attention_exact),
+        dict(n=256, m1=256, m2=256, d=64, e=64), tensor_attention_exact, tags=("exp",)),
     Row("tensor_attention::poly", std("tensor_attention"), "poly",
         dict(n=256, m1=256, m2=256, d=64, e=64), tensor_attention_poly),
     Row("tucker::reconstruct", std("tucker"), "reconstruct",
@@ -407,12 +558,15 @@ ROWS = [
         note="baselines build K = A⊗B as the .tsr writes it"),
     Row("kron::kfac_precondition", std("kron"), "kfac_precondition", dict(a=1024, g=512), kfac_precondition),
     Row("kron::sherman_morrison", std("kron"), "sherman_morrison", dict(n=2048), sherman_morrison),
-    Row("grassmann::plucker", std("grassmann"), "plucker", dict(t=4096, n=64), plucker),
-    Row("norm::layernorm", std("norm"), "layernorm", dict(b=8192, d=1024), layernorm),
-    Row("norm::rmsnorm", std("norm"), "rmsnorm", dict(b=8192, d=1024), rmsnorm),
-    Row("norm::evonorm_s0", std("norm"), "evonorm_s0", dict(b=32, s=1024, g=8, c=32), evonorm_s0),
+    Row("grassmann::plucker", std("grassmann"), "plucker", dict(t=4096, n=64), plucker, tags=("elementwise",)),
+    Row("norm::layernorm", std("norm"), "layernorm", dict(b=8192, d=1024), layernorm, fused=fused_layernorm,
+        tags=("norm",)),
+    Row("norm::rmsnorm", std("norm"), "rmsnorm", dict(b=8192, d=1024), rmsnorm, fused=fused_rmsnorm,
+        tags=("norm",)),
+    Row("norm::evonorm_s0", std("norm"), "evonorm_s0", dict(b=32, s=1024, g=8, c=32), evonorm_s0,
+        tags=("norm", "exp")),
     Row("completion::masked_residual", std("completion"), "masked_residual", dict(n=2048, m=2048, r=32),
-        masked_residual),
+        masked_residual, tags=("elementwise",)),
 ]
 
 
@@ -516,6 +670,12 @@ def rel_err(a, ref):
     return float(np.max(np.abs(a - ref))) / max(scale, 1e-300) if ref.size else 0.0
 
 
+def error_text(e):
+    """One line for a table cell: inductor's errors run to pages, the first lines say what failed."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return f"{type(e).__name__}: {' / '.join(lines[:2])}"[:240]
+
+
 def tolerance(dtype):
     return 2e-3 if dtype == "f32" else 1e-9
 
@@ -528,20 +688,22 @@ def run_baselines(row, libs, min_time):
     result = {"libs": {}, "errors": {}}
     ref = None
     for lib in libs:
-        args = {k: lib.array(v) for k, v in data.items()}
-
-        def call(lib=lib, args=args):
-            return row.formula(lib, dims, **args)
-
         try:
+            call = lib.prepare(row, dims, data)
+            if call is None:
+                continue
+            t0 = time.perf_counter()
             out = lib.to_numpy(call())
+            first_ms = (time.perf_counter() - t0) * 1e3
             if ref is None:
                 ref = out
             else:
                 result["errors"][lib.name] = rel_err(out, ref)
             result["libs"][lib.name] = measure(call, min_time)
+            if lib.compiles:
+                result["libs"][lib.name]["first_call_ms"] = first_ms
         except Exception as e:
-            result["libs"][lib.name] = {"error": f"{type(e).__name__}: {e}"[:200]}
+            result["libs"][lib.name] = {"error": error_text(e)}
     if row.gemm:
         # The machine's ceiling: numpy's BLAS through matmul, no einsum in between.
         A, B = data["A"], data["B"]
@@ -588,9 +750,32 @@ def dim_args(dims):
     return [a for k, v in dims.items() for a in ("--dim", f"{k}={v}")]
 
 
-def run_tessera_bench(tessera, row, min_time, timeout):
+def detect_backends(tessera):
+    """For each column of TESSERA_BACKENDS, the `--backend` value this binary accepts, or
+    None and why not. Each candidate is tried on a tiny matmul: a binary whose CLI does not
+    know the value, or that was built without the backend, answers with a clean error."""
+    found = {}
+    for column, values in TESSERA_BACKENDS.items():
+        found[column] = (None, "not built")
+        for value in values:
+            cmd = [tessera, "bench", os.path.join(PROGRAMS, "matmul.tsr"), "--fn", "matmul",
+                   *dim_args(dict(m=3, k=2, n=4)), "--format", "json", "--min-time", "0", "--backend", value]
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                found[column] = (None, f"not built ({type(e).__name__})")
+                continue
+            if p.returncode == 0 and any(l.strip().startswith("{") for l in p.stdout.splitlines()):
+                found[column] = (value, "")
+                break
+            said = [l.strip() for l in (p.stderr + p.stdout).splitlines() if l.strip()]
+            found[column] = (None, f"not built (`--backend {value}`: {said[0][:160] if said else p.returncode})")
+    return found
+
+
+def run_tessera_bench(tessera, row, min_time, timeout, backend):
     cmd = [tessera, "bench", os.path.join(ROOT, row.file), "--fn", row.fn, *dim_args(row.dims),
-           "--dtype", row.dtype, "--format", "json", "--min-time", str(min_time)]
+           "--dtype", row.dtype, "--format", "json", "--min-time", str(min_time), "--backend", backend]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -659,7 +844,23 @@ def command_output(cmd):
         return ""
 
 
-def machine_info(torch_note, threads):
+def amd_core(family, model):
+    """The microarchitecture of an AMD family/model pair (a VM often names the CPU only
+    "AMD EPYC"), or "" when not known."""
+    try:
+        f, m = int(family), int(model)
+    except ValueError:
+        return ""
+    if f == 23:
+        return "Zen 2" if m >= 0x30 else "Zen / Zen+"
+    if f == 25:
+        return "Zen 4" if 0x10 <= m <= 0x1F or 0x60 <= m <= 0x7F or 0xA0 <= m <= 0xAF else "Zen 3"
+    if f == 26:
+        return "Zen 5"
+    return ""
+
+
+def machine_info(torch_note, jax_note, threads):
     info = {}
     model = ""
     flags = set()
@@ -677,7 +878,9 @@ def machine_info(torch_note, threads):
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     family = fields.get("CPU family", "?")
     simd = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    info["cpu"] = f"{model or fields.get('Model name', platform.processor())} (family {family}, model {fields.get('Model', '?')})"
+    core = amd_core(family, fields.get("Model", "?")) if "AMD" in (model or fields.get("Vendor ID", "")) else ""
+    info["cpu"] = (f"{model or fields.get('Model name', platform.processor())} (family {family}, model "
+                   f"{fields.get('Model', '?')}{': ' + core if core else ''})")
     info["cores"] = f"{os.cpu_count()} logical CPUs, {fields.get('Thread(s) per core', '?')} thread(s) per core"
     info["caches"] = ", ".join(f"{k} {fields[k]}" for k in ("L1d cache", "L2 cache", "L3 cache") if k in fields)
     info["simd"] = ", ".join(simd)
@@ -707,8 +910,25 @@ def machine_info(torch_note, threads):
                               f"{torch.get_num_threads()} threads; {backend}")
         info["torch_einsum_path"] = (f"opt_einsum ({torch.backends.opt_einsum.strategy})"
                                      if torch.backends.opt_einsum.is_available() else "left to right")
+        import torch._inductor.config as inductor_config
+
+        cxx = inductor_config.cpp.cxx[-1] if isinstance(inductor_config.cpp.cxx, tuple) else inductor_config.cpp.cxx
+        cxx = cxx or "g++"
+        info["inductor"] = (f"inductor, C++ compiler `{cxx}` "
+                            f"({(command_output([cxx, '--version']).splitlines() or ['not found'])[0]}), "
+                            f"kernel threads {inductor_config.cpp.threads if inductor_config.cpp.threads > 0 else torch.get_num_threads()}")
     else:
         info["torch"] = torch_note
+    if jax is not None:
+        import jaxlib
+
+        info["jax"] = f"jax {jax.__version__}, jaxlib {jaxlib.__version__}"
+        info["xla"] = (f"devices {', '.join(str(d) for d in jax.devices())}; XLA_FLAGS=`{os.environ.get('XLA_FLAGS', '')}`; "
+                       f"the CPU client sizes its pool from the CPUs this process may use "
+                       f"({len(os.sched_getaffinity(0))})")
+    else:
+        info["jax"] = jax_note
+    info["affinity"] = len(os.sched_getaffinity(0))
     info["rustc"] = command_output(["rustc", "--version"]) or "not found"
     info["removed_env"] = os.environ.get(REMOVED_MARK) or "none was set"
     info["threads"] = threads
@@ -746,14 +966,46 @@ def lib_ms(res, name):
     return entry.get("median_ms") if entry else None
 
 
-def tessera_ms(res):
-    t = res.get("tessera")
-    return t.get("median_ms") if t and "error" not in t else None
+# The compiled peers whose best the speed targets compare against.
+COMPILERS = ("jax.jit", "torch.compile")
+
+
+def tessera_entry(res, backend):
+    return res.get("tessera", {}).get(backend, {})
+
+
+def tessera_ms(res, backend=None):
+    """Median ms of one backend, or of the fastest backend that ran (backend None)."""
+    if backend is None:
+        best = best_tessera(res)
+        return best[0] if best else None
+    t = tessera_entry(res, backend)
+    return t.get("median_ms") if "median_ms" in t else None
+
+
+def best_tessera(res):
+    """(median ms, backend) of the fastest Tessera backend on this row, or None."""
+    ran = [(t["median_ms"], b) for b, t in res.get("tessera", {}).items() if "median_ms" in t]
+    return min(ran) if ran else None
+
+
+def best_compiler_ms(res):
+    ran = [lib_ms(res, n) for n in COMPILERS if lib_ms(res, n)]
+    return min(ran) if ran else None
+
+
+def ratio(num, den):
+    return num / den if num and den else None
 
 
 def speedup(res, name):
-    t, b = tessera_ms(res), lib_ms(res, name)
-    return b / t if t and b else None
+    """Peer median / best Tessera median (> 1: Tessera faster)."""
+    base = best_compiler_ms(res) if name == "best compiler" else lib_ms(res, name)
+    return ratio(base, tessera_ms(res))
+
+
+def llvm_over_cranelift(res):
+    return ratio(tessera_ms(res, "cranelift"), tessera_ms(res, "llvm"))
 
 
 def sizes_text(row):
@@ -780,11 +1032,71 @@ def table(header, rows):
     return "\n".join(lines)
 
 
-def report(rows, results, libs, info, args, with_tessera, wall_s):
+def backend_label(b):
+    return {"cranelift": "Tessera-Cranelift", "llvm": "Tessera-LLVM"}.get(b, f"Tessera-{b}")
+
+
+def tessera_cell(res, backend, value):
+    """A Tessera backend's cell: `value(entry)` when it ran, else why not."""
+    t = tessera_entry(res, backend)
+    if "not_built" in t:
+        return "not built"
+    if "error" in t:
+        return f"error: {t['error']}"
+    return value(t) if "median_ms" in t else "—"
+
+
+def peer_cell(res, name):
+    e = res["libs"].get(name)
+    if e is None:
+        return "—"
+    if "error" in e:
+        return "error (see note)"
+    return f"{fmt_ms(e.get('median_ms'))} ({fmt_ms(e.get('min_ms'))})"
+
+
+def met(value, target):
+    return "—" if value is None else ("met" if value >= target else "**missed**")
+
+
+def targets_section(rows, results, backends):
+    """The speed targets of issue 10, row by row: each value with whether it is met."""
+    work = [r for r in rows if not r.gemm and r.name in results]
+    llvm = backends.get("llvm", (None, ""))[0] is not None
+    lines = []
+    for r in work:
+        res = results[r.name]
+        if "norm" in r.tags or "elementwise" in r.tags:
+            v = ratio(best_compiler_ms(res), tessera_ms(res, "llvm"))
+            lines.append(["LLVM ≥ 1.2× best of XLA and torch.compile", r.name,
+                          fmt_ratio(v) if llvm else "LLVM not built", met(v, 1.2)])
+        if "exp" in r.tags:
+            v = llvm_over_cranelift(res)
+            lines.append(["LLVM ≥ 1.5× Tessera-Cranelift (exp-bound)", r.name,
+                          fmt_ratio(v) if llvm else "LLVM not built", met(v, 1.5)])
+    below = [(speedup(results[r.name], "jax.jit"), r.name) for r in work]
+    below = [(v, n) for v, n in below if v is not None]
+    misses = sorted((v, n) for v, n in below if v < SLOW)
+    lines.append([f"every workload row ≥ {SLOW}× XLA (best Tessera backend)",
+                  f"{len(below)} rows with both", ", ".join(f"{n} {v:.2f}×" for v, n in misses) or "none below",
+                  "—" if not below else ("met" if not misses else f"**missed** ({len(misses)})")])
+    square = next((r for r in rows if r.gemm and r.dims.get("m") == 1024 and r.dims.get("k") == 1024
+                   and r.dims.get("n") == 1024 and "b" not in r.dims and r.name in results), None)
+    if square:
+        res = results[square.name]
+        for b in backends:
+            v = ratio(lib_ms(res, "numpy @"), tessera_ms(res, b))
+            lines.append(["matmul 1024³ ≥ 0.95× numpy A @ B", f"{square.name}, {backend_label(b)}",
+                          f"{v:.2f}×" if v else tessera_cell(res, b, lambda t: "—"), met(v, 0.95)])
+    return table(["target", "row", "measured", ""], lines)
+
+
+def report(rows, results, libs, info, args, with_tessera, wall_s, backends):
     names = [lib.name for lib in libs]
+    tess = list(backends) if with_tessera else []
     out = []
-    title = "Tessera vs numpy / opt_einsum / torch on CPU" if with_tessera else \
-        "Baselines only (no Tessera): numpy / opt_einsum / torch on CPU"
+    title = "Tessera vs numpy / opt_einsum / torch / jax.jit / torch.compile on CPU" if with_tessera else \
+        "Baselines only (no Tessera): numpy / opt_einsum / torch / jax.jit / torch.compile on CPU"
     out.append(f"# {title}\n")
     out.append(f"- Date: {datetime.date.today().isoformat()}; command: `python3 bench/compare/compare.py "
                f"{' '.join(sys.argv[1:])}` (whole run {wall_s / 60:.1f} min).")
@@ -792,31 +1104,50 @@ def report(rows, results, libs, info, args, with_tessera, wall_s):
     binary = os.path.relpath(args.tessera, ROOT) if args.tessera.startswith(ROOT + os.sep) else args.tessera
     out.append(f"- Tessera commit: {commit or '?'}; binary: `{binary}`"
                if with_tessera else f"- Repository commit: {commit or '?'}")
+    if with_tessera:
+        out.append("- Tessera backends: " + "; ".join(
+            f"{backend_label(b)}: `--backend {v}`" if v else f"{backend_label(b)}: {why}"
+            for b, (v, why) in backends.items()))
+    if args.quick:
+        out.append("- **--quick**: sizes divided by 4 and short timings; checks the harness, not the speed.")
     out.append("\n## Machine\n")
     out.append(f"- CPU: {info['cpu']}; {info['cores']}; {info['caches']}; SIMD: {info['simd']}")
     out.append(f"- Memory: {info['memory']}; OS: {info['os']}")
     out.append(f"- Python {info['python']}; numpy {info['numpy']} ({info['numpy_blas']}); opt_einsum {info['opt_einsum']}")
     if "torch_blas" in info:
-        out.append(f"- torch {info['torch']} ({info['torch_blas']}); torch.einsum paths: {info['torch_einsum_path']}")
+        out.append(f"- torch {info['torch']} ({info['torch_blas']}); torch.einsum paths: {info['torch_einsum_path']}; "
+                   f"torch.compile: {info['inductor']}")
     else:
-        out.append(f"- torch: {info['torch']} (column skipped)")
+        out.append(f"- torch: {info['torch']} (torch columns skipped)")
+    if "xla" in info:
+        out.append(f"- {info['jax']}; XLA CPU: {info['xla']}")
+    else:
+        out.append(f"- jax: {info['jax']} (column skipped)")
     out.append(f"- rustc: {info['rustc']}")
-    tess_threads = {r["tessera"].get("threads") for r in results.values() if "tessera" in r and "threads" in r["tessera"]}
+    tess_threads = {t.get("threads") for r in results.values() for t in r.get("tessera", {}).values()
+                    if "threads" in t}
     if with_tessera:
         out.append(f"- Tessera threads (from its JSON): {', '.join(str(t) for t in sorted(tess_threads)) or '?'}")
     out.append(f"- Load average (1 min) at the start and the end of the run: {info['load_start']} / "
                f"{loadavg()}; a busy machine makes every column noisy")
     out.append(f"- Environment: OPENBLAS_NUM_THREADS=OMP_NUM_THREADS=MKL_NUM_THREADS={info['threads']}, "
-               f"torch.set_num_threads({info['threads']}); removed for this run: {info['removed_env']}")
+               f"torch.set_num_threads({info['threads']}), XLA as above, "
+               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}, "
+               f"OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '')} (idle workers sleep at once: "
+               "see README), process CPU affinity "
+               f"{info['affinity']} CPUs{' (--pin-cpus)' if args.pin_cpus else ''}; removed for this run: "
+               f"{info['removed_env']}")
 
     work = [r for r in rows if not r.gemm and r.name in results]
     if with_tessera and work:
         out.append("\n## Summary\n")
         ran = sum(1 for r in work if tessera_ms(results[r.name]))
-        out.append("Speed-up = baseline median / Tessera median (> 1: Tessera faster), over the "
-                   f"{ran} workload rows that Tessera ran, of {len(work)} (GEMM rows excluded).\n")
+        out.append("Speed-up = peer median / Tessera median (> 1: Tessera faster), Tessera being its fastest "
+                   f"backend on each row, over the {ran} workload rows that Tessera ran, of {len(work)} (GEMM "
+                   "rows excluded). \"best compiler\" is the faster of jax.jit and torch.compile on each row; the "
+                   "LLVM line is Tessera-Cranelift's median over Tessera-LLVM's.\n")
         lines = []
-        for name in names:
+        for name in names + ["best compiler"]:
             ups = [(speedup(results[r.name], name), r.name) for r in work]
             ups = [u for u in ups if u[0]]
             if not ups:
@@ -825,74 +1156,111 @@ def report(rows, results, libs, info, args, with_tessera, wall_s):
             slow = [n for u, n in ups if u < SLOW]
             lines.append([name, fmt_ratio(geomean([u for u, _ in ups])), f"{worst[1]} ({fmt_ratio(worst[0])})",
                           f"{len(slow)} of {len(ups)}"])
+        ups = [(llvm_over_cranelift(results[r.name]), r.name) for r in work]
+        ups = [u for u in ups if u[0]]
+        if ups:
+            worst = min(ups)
+            lines.append(["Tessera-LLVM vs Tessera-Cranelift", fmt_ratio(geomean([u for u, _ in ups])),
+                          f"{worst[1]} ({fmt_ratio(worst[0])})", f"{sum(1 for u, _ in ups if u < SLOW)} of {len(ups)}"])
         out.append(table(["vs", "geometric mean speed-up", "worst row", f"rows below {SLOW}"], lines))
-        failed = [r.name for r in work if "error" in results[r.name].get("tessera", {})]
+        failed = [f"{r.name} ({backend_label(b)})" for r in work for b in tess
+                  if "error" in tessera_entry(results[r.name], b)]
         if failed:
-            out.append(f"\nTessera failed on: {', '.join(failed)} (see the error column).")
+            out.append(f"\nTessera failed on: {', '.join(failed)} (see the tables).")
+        out.append("\n## Speed targets (issue 10)\n")
+        out.append("Norm rows: layernorm, rmsnorm, EvoNorm-S0; elementwise rows: Plücker, masked residual; "
+                   "exp-bound rows: softmax and causal attention, exact tensor attention, EvoNorm-S0 (its sigmoid). "
+                   "A ratio > 1 means the Tessera side is faster.\n")
+        out.append(targets_section(rows, results, backends))
 
     gemm = [r for r in rows if r.gemm and r.name in results]
     if gemm:
         out.append("\n## GEMM rows (f32), GFLOP/s\n")
         out.append("numpy `A @ B` is the machine's ceiling: numpy's BLAS with no einsum in between. "
                    "Cells: GFLOP/s (median ms), counting 2·m·n·k (·b) FLOPs.\n")
-        header = ["row", "sizes"] + (["Tessera"] if with_tessera else []) + ["numpy A @ B"] + \
-            [f"{n} einsum" if n != "opt_einsum" else "opt_einsum" for n in names] + \
-            (["Tessera / A @ B"] if with_tessera else [])
+        gnames = [n for n in names if any(n in results[r.name]["libs"] for r in gemm)]
+        header = ["row", "sizes"] + [backend_label(b) for b in tess] + ["numpy A @ B"] + \
+            [f"{n} einsum" if n in ("numpy", "torch") else n for n in gnames] + \
+            [f"{backend_label(b)} / A @ B" for b in tess]
         lines = []
         for r in gemm:
             res = results[r.name]
             fl = gemm_flops(r)
             rate = lambda ms: f"{fl / ms / 1e6:.0f} ({fmt_ms(ms)} ms)" if ms else "—"
             cells = [r.name, sizes_text(r)]
-            if with_tessera:
-                t = res.get("tessera", {})
-                cells.append(rate(tessera_ms(res)) if "error" not in t else f"error: {t['error']}")
+            cells += [tessera_cell(res, b, lambda t: rate(t["median_ms"])) for b in tess]
             cells.append(rate(lib_ms(res, "numpy @")))
-            cells += [rate(lib_ms(res, n)) for n in names]
-            if with_tessera:
-                t, c = tessera_ms(res), lib_ms(res, "numpy @")
+            cells += [rate(lib_ms(res, n)) if "error" not in res["libs"].get(n, {}) else "error" for n in gnames]
+            for b in tess:
+                t, c = tessera_ms(res, b), lib_ms(res, "numpy @")
                 cells.append(f"{c / t:.2f}" if t and c else "—")
             lines.append(cells)
         out.append(table(header, lines))
 
     if work:
-        out.append("\n## Workload rows\n")
-        out.append("Median ms (min ms in parentheses); ⚠ marks a speed-up below "
-                   f"{SLOW}. \"agree\" is the largest error of opt_einsum and torch against numpy, "
+        out.append("\n## Workload rows: times\n")
+        out.append("Median ms (min ms in parentheses). jax.jit and torch.compile run the same transcription as "
+                   "numpy and torch, compiled; their compile (first call) is not timed. \"torch fused\" is torch's "
+                   "own kernel where it has one. \"agree\": the largest error of every other column against numpy, "
                    "relative to numpy's largest entry.\n")
-        header = ["row", "sizes", "dtype"]
-        if with_tessera:
-            header += ["Tessera ms", "Tessera GFLOP/s"]
-        header += [f"{n} ms" for n in names]
-        if with_tessera:
-            header += [f"× {n}" for n in names] + ["Tessera peak"]
-        header += ["numpy peak", "agree", "note"]
+        header = ["row", "sizes", "dtype"] + [f"{backend_label(b)} ms" for b in tess] + [f"{n} ms" for n in names]
+        header += ["agree", "note"]
         lines = []
         for r in work:
             res = results[r.name]
             cells = [r.name, sizes_text(r), r.dtype]
-            if with_tessera:
-                t = res.get("tessera", {})
-                if "error" in t:
-                    cells += [f"error: {t['error']}", "—"]
-                else:
-                    cells += [f"{fmt_ms(t['median_ms'])} ({fmt_ms(t['min_ms'])})",
-                              f"{t['gflops']:.1f}" if isinstance(t.get("gflops"), (int, float)) else "—"]
-            for n in names:
-                e = res["libs"].get(n, {})
-                cells.append(f"{fmt_ms(e.get('median_ms'))} ({fmt_ms(e.get('min_ms'))})" if "error" not in e
-                             else f"error: {e['error']}")
-            if with_tessera:
-                cells += [fmt_ratio(speedup(res, n)) for n in names]
-                cells.append(fmt_bytes(res.get("tessera", {}).get("peak_bytes")))
-            cells.append(fmt_bytes(res.get("numpy_peak_bytes")))
+            cells += [tessera_cell(res, b, lambda t: f"{fmt_ms(t['median_ms'])} ({fmt_ms(t['min_ms'])})") for b in tess]
+            cells += [peer_cell(res, n) for n in names]
             errs = res.get("errors", {})
-            agree = (f"{max(errs.values()):.0e}" if errs else "—") + ("" if res.get("agree") else " DISAGREE")
-            cells.append(agree)
-            note = r.note
+            tol = tolerance(r.dtype)
+            bad = [n for n, e in errs.items() if e > tol]
+            cells.append((f"{max(errs.values()):.0e}" if errs else "—") + (f" DISAGREE ({', '.join(bad)})" if bad else ""))
+            notes = [r.note] if r.note else []
+            notes += [f"{n}: {e['error']}" for n, e in res["libs"].items() if "error" in e]
             if "run_check" in res:
-                note = (note + "; " if note else "") + f"tessera run: {res['run_check']}"
-            cells.append(note)
+                notes.append(f"tessera run: {res['run_check']}")
+            cells.append("; ".join(notes))
+            lines.append(cells)
+        out.append(table(header, lines))
+
+    if with_tessera and work:
+        out.append("\n## Workload rows: speed-ups\n")
+        out.append(f"Peer median / Tessera median, Tessera being its fastest backend on the row (named); ⚠ marks one "
+                   f"below {SLOW}. \"LLVM / Cranelift\" is Tessera-Cranelift's median over Tessera-LLVM's. GFLOP/s "
+                   "and peak memory are the fastest backend's.\n")
+        header = ["row", "fastest"] + [f"× {n}" for n in names] + ["× best compiler", "LLVM / Cranelift",
+                                                                   "Tessera GFLOP/s", "Tessera peak", "numpy peak"]
+        lines = []
+        for r in work:
+            res = results[r.name]
+            best = best_tessera(res)
+            t = tessera_entry(res, best[1]) if best else {}
+            cells = [r.name, backend_label(best[1]) if best else "—"]
+            cells += [fmt_ratio(speedup(res, n)) for n in names]
+            cells.append(fmt_ratio(speedup(res, "best compiler")))
+            cells.append(fmt_ratio(llvm_over_cranelift(res)))
+            cells.append(f"{t['gflops']:.1f}" if isinstance(t.get("gflops"), (int, float)) else "—")
+            cells.append(fmt_bytes(t.get("peak_bytes")))
+            cells.append(fmt_bytes(res.get("numpy_peak_bytes")))
+            lines.append(cells)
+        out.append(table(header, lines))
+
+    compiled = [n for n in names if any(isinstance(results[r.name]["libs"].get(n, {}).get("first_call_ms"), float)
+                                        for r in rows if r.name in results)]
+    if rows and (tess or compiled):
+        out.append("\n## Compile times\n")
+        out.append("Tessera: `plan_ms + compile_ms` from its JSON (plan, lower, code generation). jax.jit and "
+                   "torch.compile: the first call (trace, compile, one run); inductor keeps a cache on disk, so "
+                   "a repeated run compiles faster.\n")
+        header = ["row"] + [f"{backend_label(b)} ms" for b in tess] + [f"{n} first call ms" for n in compiled]
+        lines = []
+        for r in rows:
+            if r.name not in results:
+                continue
+            res = results[r.name]
+            cells = [r.name]
+            cells += [tessera_cell(res, b, lambda t: fmt_ms(t.get("plan_ms", 0) + t.get("compile_ms", 0))) for b in tess]
+            cells += [fmt_ms(res["libs"].get(n, {}).get("first_call_ms")) for n in compiled]
             lines.append(cells)
         out.append(table(header, lines))
 
@@ -900,14 +1268,21 @@ def report(rows, results, libs, info, args, with_tessera, wall_s):
     out.append(
         "- Baselines transcribe each .tsr function statement by statement: contractions through "
         "`np.einsum(..., optimize='optimal')`, `opt_einsum.contract(...)` (default path choice, numpy "
-        "arrays) or `torch.einsum(...)`, elementwise work and row reductions (exp, max, division, rsqrt, "
-        "masks) with plain numpy / torch operations. A statement that the .tsr writes separately (the "
-        "Kronecker matrix in kron::matvec, the full C in equivariant::cp_product) is computed separately, "
-        "since the point of these rows is what a compiler finds from the formula as written.\n"
+        "arrays), `torch.einsum(...)` or `jnp.einsum(...)`, elementwise work and row reductions (exp, max, "
+        "division, rsqrt, masks) with plain numpy / torch / jax.numpy operations. A statement that the .tsr "
+        "writes separately (the Kronecker matrix in kron::matvec, the full C in equivariant::cp_product) is "
+        "computed separately, since the point of these rows is what a compiler finds from the formula as written.\n"
+        "- jax.jit: the whole jax.numpy transcription jitted as one function of the row's inputs (x64 enabled "
+        "for the f64 rows; f32 rows stay f32), timed with `block_until_ready()`. torch.compile: the torch "
+        "transcription under `torch.compile(backend='inductor', dynamic=False)`, after `torch._dynamo.reset()`; "
+        "a row inductor cannot compile keeps its error in the note. torch fused: "
+        "`scaled_dot_product_attention` (is_causal for the causal row), `layer_norm`, `rms_norm`.\n"
         "- Inputs: uniform in [-1, 1) in the row's dtype; Tessera's bench draws its own inputs the same way "
-        "(different values, same shapes). Per library: one warm-up call, then calls until at least "
+        "(different values, same shapes). Per library: one call that also compiles (jax.jit, torch.compile), "
+        "one warm-up call, then calls until at least "
         f"{args.min_time} s and 5 runs; median and min of the per-call times. Tessera: `tessera bench "
-        f"--format json --min-time {args.min_time}`, which compiles once and warms up before timing.\n"
+        f"--format json --min-time {args.min_time} --backend B` per backend, which compiles once and warms "
+        "up before timing.\n"
         "- numpy peak: bytes numpy allocates during one call (tracemalloc), inputs excluded. Tessera peak: "
         "`peak_bytes` from its JSON.")
     return "\n".join(out) + "\n"
@@ -932,35 +1307,64 @@ def main():
     ap.add_argument("--tessera", default=os.path.join(ROOT, "target", "release", "tessera"),
                     help="the tessera binary (default: target/release/tessera in the repository)")
     ap.add_argument("--baselines-only", action="store_true",
-                    help="time numpy / opt_einsum / torch only and print the table (writes no file unless --output)")
+                    help="time the peers only, no Tessera, and print the tables (writes no file unless --output)")
     ap.add_argument("--check-run", action="store_true",
                     help="also check each numpy transcription against `tessera run` on small inputs")
     ap.add_argument("--rows", help="comma-separated substrings of row names to run, e.g. attention,lowrank")
-    ap.add_argument("--min-time", type=float, default=0.5, help="seconds of timed calls per library (default 0.5)")
+    ap.add_argument("--min-time", type=float, default=None, help="seconds of timed calls per library (default 0.5)")
     ap.add_argument("--threads", type=int, default=2, help="threads for every library (default 2)")
-    ap.add_argument("--no-torch", action="store_true", help="skip the torch column")
+    ap.add_argument("--no-torch", action="store_true",
+                    help="skip the torch columns (torch, torch.compile, torch fused)")
+    ap.add_argument("--no-jax", action="store_true", help="skip the jax.jit column")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="skip the torch.compile column (inductor compiles each row for seconds)")
+    ap.add_argument("--quick", action="store_true",
+                    help="check the harness: sizes over 128 divided by 4, --min-time 0.05 unless given, "
+                         "no file written unless --output")
+    ap.add_argument("--pin-cpus", action="store_true",
+                    help="run on the first --threads CPUs only (XLA's pool follows the CPUs it may use)")
     ap.add_argument("--tessera-timeout", type=float, default=300, help="seconds per `tessera bench` call")
     ap.add_argument("--output", help="where to write the markdown (default bench/compare/RESULTS.md; "
                                      "with --baselines-only, nowhere)")
     ap.add_argument("--list", action="store_true", help="list the rows and exit")
     args = ap.parse_args()
     args.tessera = os.path.abspath(args.tessera)
+    if args.min_time is None:
+        args.min_time = 0.05 if args.quick else 0.5
 
     if args.list:
         for r in ROWS:
             print(f"{r.name:32} {r.file}::{r.fn}  {sizes_text(r)}")
         return
     rows = select_rows(args.rows)
+    if args.quick:
+        for r in rows:
+            r.dims = {k: v // 4 if v > 128 else v for k, v in r.dims.items()}
     with_tessera = not args.baselines_only
     if with_tessera or args.check_run:
         check_tessera(args.tessera, need_bench=with_tessera)
+    if args.pin_cpus and os.environ.get(CHILD_MARK) != "1":
+        os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[: args.threads])
     reexec_clean(args.threads)
 
-    torch_note = import_libraries(args.threads, not args.no_torch)
-    libs = [NumpyLib(), OptEinsumLib()] + ([TorchLib()] if torch is not None else [])
+    torch_note, jax_note = import_libraries(args.threads, not args.no_torch, not args.no_jax)
+    libs = [NumpyLib(), OptEinsumLib()]
+    if torch is not None:
+        libs.append(TorchLib())
+    if jax is not None:
+        libs.append(JaxLib())
+    if torch is not None:
+        libs += ([] if args.no_compile else [TorchCompileLib()]) + [TorchFusedLib()]
     if torch is None:
-        print(f"note: torch column skipped: {torch_note}", file=sys.stderr)
-    info = machine_info(torch_note, args.threads)
+        print(f"note: torch columns skipped: {torch_note}", file=sys.stderr)
+    if jax is None:
+        print(f"note: jax column skipped: {jax_note}", file=sys.stderr)
+    backends = {}
+    if with_tessera:
+        backends = detect_backends(args.tessera)
+        for b, (value, why) in backends.items():
+            print(f"{backend_label(b)}: " + (f"--backend {value}" if value else why), file=sys.stderr)
+    info = machine_info(torch_note, jax_note, args.threads)
     print(f"numpy BLAS: {info['numpy_blas']}; removed: {info['removed_env']}", file=sys.stderr)
     if (info["load_start"] or 0) > 0.5:
         print(f"warning: load average {info['load_start']} before the run: something else is using the "
@@ -974,25 +1378,29 @@ def main():
         t0 = time.perf_counter()
         res = run_baselines(row, libs, args.min_time)
         if with_tessera:
-            res["tessera"] = run_tessera_bench(args.tessera, row, args.min_time, args.tessera_timeout)
+            res["tessera"] = {b: run_tessera_bench(args.tessera, row, args.min_time, args.tessera_timeout, value)
+                              if value else {"not_built": why} for b, (value, why) in backends.items()}
         if args.check_run:
             try:
                 res["run_check"] = check_against_run(args.tessera, row, libs[0])
             except Exception as e:
                 res["run_check"] = f"error: {type(e).__name__}: {e}"[:200]
         results[row.name] = res
-        parts = [f"{n} {fmt_ms(lib_ms(res, n))}" for n in [l.name for l in libs] + ["numpy @"] if lib_ms(res, n)]
-        if with_tessera:
-            t = res["tessera"]
-            parts.insert(0, f"tessera {fmt_ms(t['median_ms'])}" if "error" not in t else f"tessera ERROR {t['error']}")
+        parts = [f"{n} {fmt_ms(lib_ms(res, n))}" if lib_ms(res, n) else f"{n} ERROR {res['libs'][n]['error']}"
+                 for n in [l.name for l in libs] + ["numpy @"] if n in res["libs"]]
+        for b, t in reversed(list(res.get("tessera", {}).items())):
+            if "median_ms" in t:
+                parts.insert(0, f"{backend_label(b)} {fmt_ms(t['median_ms'])}")
+            elif "error" in t:
+                parts.insert(0, f"{backend_label(b)} ERROR {t['error']}")
         flag = "" if res["agree"] else f"  DISAGREE {res['errors']}"
         check = f"  run: {res['run_check']}" if "run_check" in res else ""
         print(f"{row.name:32} {time.perf_counter() - t0:5.1f}s  " + ", ".join(parts) + flag + check,
               file=sys.stderr, flush=True)
     wall = time.perf_counter() - start
 
-    text = report(rows, results, libs, info, args, with_tessera, wall)
-    output = args.output or (None if args.baselines_only else os.path.join(HERE, "RESULTS.md"))
+    text = report(rows, results, libs, info, args, with_tessera, wall, backends)
+    output = args.output or (None if args.baselines_only or args.quick else os.path.join(HERE, "RESULTS.md"))
     if output:
         with open(output, "w", encoding="utf-8") as f:
             f.write(text)
