@@ -112,6 +112,21 @@ fn cases() {
                         });
                     }
                     insta::assert_snapshot!(stage.as_str(), texts.join("\n"));
+                    // The same input through every native backend (naga-style): LLVM's IR
+                    // before its optimisations, which depend on the host CPU.
+                    #[cfg(feature = "llvm")]
+                    if stage == "clif" {
+                        let mut ir = Vec::new();
+                        for f in &checked.functions {
+                            let out = compiled(f, &dims, name, Stage::Loops);
+                            let prog = out.program().unwrap_or_else(|| panic!("{name}: no loop program"));
+                            ir.push(
+                                tessera_compiler::codegen::llvm::emit_ir(prog, false)
+                                    .unwrap_or_else(|e| panic!("{name}: {}: {e}", f.name)),
+                            );
+                        }
+                        insta::assert_snapshot!("llvm", ir.join("\n"));
+                    }
                 }
                 "tir" => {
                     assert!(
