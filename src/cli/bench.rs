@@ -152,7 +152,7 @@ fn text(m: &Measured) -> String {
     format!(
         "bench `{}` ({}, {}, {} threads; {})\n  \
          plan      {:.2} ms\n  \
-         compile   {:.2} ms (lower {:.2} ms, jit {:.2} ms)\n  \
+         compile   {:.2} ms (lower {:.2} ms, codegen {:.2} ms)\n  \
          time      median {:.4} ms, min {:.4} ms over {} calls\n  \
          speed     {:.2} GFLOP/s at the median ({:.3e} FLOPs per call)\n  \
          memory    {} intermediates, {} outputs, {} inputs\n",
