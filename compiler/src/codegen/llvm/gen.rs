@@ -516,6 +516,42 @@ fn set_flags(i: Option<InstructionValue>, flags: FastMathFlags) {
     }
 }
 
+/// Innermost loops are not unrolled before vectorisation. Fully unrolled, a short
+/// innermost loop (32 iterations in EvoNorm-S0, 16 in the CG product) turns the loop
+/// around it into the vectoriser's target, with interleaved or gathered accesses:
+/// EvoNorm-S0's kernel took 0.6 s to compile (0.13 s without), the CG product ran 2.4x
+/// slower; the rows measured did not get faster from it. The vectoriser still widens
+/// and interleaves these loops.
+fn innermost(body: &[Stmt]) -> bool {
+    !body.iter().any(|s| matches!(s, Stmt::For { .. }))
+}
+
+/// Marks a loop's back edge with `llvm.loop.unroll.disable`. Loop metadata must refer to
+/// itself, which the C API builds from a temporary node; the loop vectoriser still
+/// widens and interleaves the loop.
+fn no_unroll(cx: &Context, back: InstructionValue) {
+    use inkwell::context::AsContextRef;
+    use inkwell::values::AsValueRef;
+    use inkwell::llvm_sys::core::{
+        LLVMGetMDKindIDInContext, LLVMMDNodeInContext2, LLVMMDStringInContext2, LLVMMetadataAsValue, LLVMSetMetadata,
+    };
+    use inkwell::llvm_sys::debuginfo::{LLVMMetadataReplaceAllUsesWith, LLVMTemporaryMDNode};
+    const KIND: &str = "llvm.loop";
+    const PROPERTY: &str = "llvm.loop.unroll.disable";
+    // SAFETY: every reference comes from the live context `cx` and the branch
+    // instruction in it; the temporary node is replaced (and so freed) before return.
+    unsafe {
+        let c = cx.as_ctx_ref();
+        let prop = LLVMMDStringInContext2(c, PROPERTY.as_ptr().cast(), PROPERTY.len());
+        let prop = LLVMMDNodeInContext2(c, [prop].as_mut_ptr(), 1);
+        let tmp = LLVMTemporaryMDNode(c, std::ptr::null_mut(), 0);
+        let id = LLVMMDNodeInContext2(c, [tmp, prop].as_mut_ptr(), 2);
+        LLVMMetadataReplaceAllUsesWith(tmp, id);
+        let kind = LLVMGetMDKindIDInContext(c, KIND.as_ptr().cast(), KIND.len() as u32);
+        LLVMSetMetadata(back.as_value_ref(), kind, LLVMMetadataAsValue(c, id));
+    }
+}
+
 impl<'ctx> KGen<'_, 'ctx> {
     fn b(&self) -> &Builder<'ctx> {
         &self.g.b
@@ -634,7 +670,10 @@ impl<'ctx> KGen<'_, 'ctx> {
             .b()
             .get_insert_block()
             .ok_or_else(|| internal("builder has no block"))?;
-        self.b().build_conditional_branch(more, head, exit)?;
+        let back = self.b().build_conditional_branch(more, head, exit)?;
+        if innermost(body) {
+            no_unroll(cx, back);
+        }
         phi.add_incoming(&[(&next, latch)]);
         self.b().position_at_end(exit);
         Ok(())
