@@ -10,6 +10,8 @@
 //! `clif/math.rs`); `llvm/` (feature `llvm`).
 
 pub mod clif;
+#[cfg(test)]
+pub(crate) mod difftests;
 #[cfg(feature = "llvm")]
 pub mod llvm;
 
