@@ -12,6 +12,8 @@
 pub mod clif;
 #[cfg(test)]
 pub(crate) mod difftests;
+#[cfg(test)]
+pub(crate) mod math_accuracy;
 #[cfg(feature = "llvm")]
 pub mod llvm;
 

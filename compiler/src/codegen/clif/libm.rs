@@ -43,30 +43,33 @@ fn name(f: MathFn, f64: bool) -> String {
     format!("tessera_{:?}_{}", f, if f64 { "f64" } else { "f32" }).to_lowercase()
 }
 
+/// The address of the std helper for `f` on f64 (`wide`) or f32 scalars; the LLVM
+/// backend calls the same helpers.
+pub(crate) fn address(f: MathFn, wide: bool) -> *const u8 {
+    match (f, wide) {
+        (MathFn::Exp, false) => exp_f32 as *const u8,
+        (MathFn::Log, false) => log_f32 as *const u8,
+        (MathFn::Tanh, false) => tanh_f32 as *const u8,
+        (MathFn::Sigmoid, false) => sigmoid_f32 as *const u8,
+        (MathFn::Sin, false) => sin_f32 as *const u8,
+        (MathFn::Cos, false) => cos_f32 as *const u8,
+        (MathFn::Pow, false) => pow_f32 as *const u8,
+        (MathFn::Exp, true) => exp_f64 as *const u8,
+        (MathFn::Log, true) => log_f64 as *const u8,
+        (MathFn::Tanh, true) => tanh_f64 as *const u8,
+        (MathFn::Sigmoid, true) => sigmoid_f64 as *const u8,
+        (MathFn::Sin, true) => sin_f64 as *const u8,
+        (MathFn::Cos, true) => cos_f64 as *const u8,
+        (MathFn::Pow, true) => pow_f64 as *const u8,
+    }
+}
+
 /// Every helper's symbol and address, for `JITBuilder::symbol`.
 pub(super) fn symbols() -> Vec<(String, *const u8)> {
-    let f32s: [*const u8; 7] = [
-        exp_f32 as *const u8,
-        log_f32 as *const u8,
-        tanh_f32 as *const u8,
-        sigmoid_f32 as *const u8,
-        sin_f32 as *const u8,
-        cos_f32 as *const u8,
-        pow_f32 as *const u8,
-    ];
-    let f64s: [*const u8; 7] = [
-        exp_f64 as *const u8,
-        log_f64 as *const u8,
-        tanh_f64 as *const u8,
-        sigmoid_f64 as *const u8,
-        sin_f64 as *const u8,
-        cos_f64 as *const u8,
-        pow_f64 as *const u8,
-    ];
     let mut out = Vec::new();
-    for (k, f) in ALL.iter().enumerate() {
-        out.push((name(*f, false), f32s[k]));
-        out.push((name(*f, true), f64s[k]));
+    for f in ALL {
+        out.push((name(f, false), address(f, false)));
+        out.push((name(f, true), address(f, true)));
     }
     out
 }

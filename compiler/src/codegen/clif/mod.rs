@@ -15,7 +15,7 @@
 //! numpy's `maximum` and every reference of Tessera do.
 
 mod gen;
-mod libm;
+pub(crate) mod libm;
 pub mod math;
 mod vectorize;
 

@@ -442,53 +442,10 @@ fn helper_name(f: MathFn, wide: bool) -> String {
     format!("tessera_llvm_{:?}_{}", f, if wide { "f64" } else { "f32" }).to_lowercase()
 }
 
-macro_rules! helpers {
-    ($($name:ident: $t:ty, |$x:ident $(, $y:ident)?| $body:expr;)*) => {
-        $(
-            extern "C" fn $name($x: $t $(, $y: $t)?) -> $t {
-                $body
-            }
-        )*
-    };
-}
-
-// What the interpreter computes (std's functions), called per element where the inline
-// code is not wanted or not accurate.
-helpers! {
-    exp_f32: f32, |x| x.exp();
-    log_f32: f32, |x| x.ln();
-    tanh_f32: f32, |x| x.tanh();
-    sigmoid_f32: f32, |x| 1.0 / (1.0 + (-x).exp());
-    sin_f32: f32, |x| x.sin();
-    cos_f32: f32, |x| x.cos();
-    pow_f32: f32, |x, y| x.powf(y);
-    exp_f64: f64, |x| x.exp();
-    log_f64: f64, |x| x.ln();
-    tanh_f64: f64, |x| x.tanh();
-    sigmoid_f64: f64, |x| 1.0 / (1.0 + (-x).exp());
-    sin_f64: f64, |x| x.sin();
-    cos_f64: f64, |x| x.cos();
-    pow_f64: f64, |x, y| x.powf(y);
-}
-
+/// What the interpreter computes (std's functions), called per element where the inline
+/// code is not wanted or not accurate: the Cranelift backend's helpers.
 fn helper_address(f: MathFn, wide: bool) -> usize {
-    let p: *const u8 = match (f, wide) {
-        (MathFn::Exp, false) => exp_f32 as *const u8,
-        (MathFn::Log, false) => log_f32 as *const u8,
-        (MathFn::Tanh, false) => tanh_f32 as *const u8,
-        (MathFn::Sigmoid, false) => sigmoid_f32 as *const u8,
-        (MathFn::Sin, false) => sin_f32 as *const u8,
-        (MathFn::Cos, false) => cos_f32 as *const u8,
-        (MathFn::Pow, false) => pow_f32 as *const u8,
-        (MathFn::Exp, true) => exp_f64 as *const u8,
-        (MathFn::Log, true) => log_f64 as *const u8,
-        (MathFn::Tanh, true) => tanh_f64 as *const u8,
-        (MathFn::Sigmoid, true) => sigmoid_f64 as *const u8,
-        (MathFn::Sin, true) => sin_f64 as *const u8,
-        (MathFn::Cos, true) => cos_f64 as *const u8,
-        (MathFn::Pow, true) => pow_f64 as *const u8,
-    };
-    p as usize
+    crate::codegen::clif::libm::address(f, wide) as usize
 }
 
 /// The state of one kernel body being generated.
