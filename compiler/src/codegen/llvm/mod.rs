@@ -226,14 +226,7 @@ pub fn compile(p: &Program, opts: &LlvmOptions) -> Result<LlvmCode, LlvmError> {
         .collect();
     let mut kernels = vec![None; p.kernels.len()];
     let owned = Owned::try_new(Context::create(), |cx| -> R<Engine<'_>> {
-        let g = gen::build(cx, p, opts, Some(host))?;
-        g.module.set_triple(&machine.get_triple());
-        g.module
-            .set_data_layout(&machine.get_target_data().get_data_layout());
-        g.module
-            .verify()
-            .map_err(|e| LlvmError::Internal(format!("invalid LLVM IR: {e}")))?;
-        optimise(&g.module, &machine)?;
+        let g = optimised_build(cx, p, opts, host, &machine)?;
         let ee = g
             .module
             .create_jit_execution_engine(OptimizationLevel::Aggressive)
@@ -278,24 +271,36 @@ pub fn emit_ir(p: &Program, optimised: bool) -> Result<String, LlvmError> {
 pub fn emit_ir_with(p: &Program, optimised: bool, opts: &LlvmOptions) -> Result<String, LlvmError> {
     crate::loops::verify(p).map_err(LlvmError::Invalid)?;
     let cx = Context::create();
-    if !optimised {
+    let g = if optimised {
+        let host = host()?;
+        optimised_build(&cx, p, opts, host, &host.machine()?)?
+    } else {
         let g = gen::build(&cx, p, opts, None)?;
-        g.module
-            .verify()
-            .map_err(|e| LlvmError::Internal(format!("invalid LLVM IR: {e}")))?;
-        return Ok(g.module.print_to_string().to_string());
-    }
-    let host = host()?;
-    let machine = host.machine()?;
-    let g = gen::build(&cx, p, opts, Some(host))?;
-    g.module.set_triple(&machine.get_triple());
-    g.module
-        .set_data_layout(&machine.get_target_data().get_data_layout());
-    g.module
-        .verify()
-        .map_err(|e| LlvmError::Internal(format!("invalid LLVM IR: {e}")))?;
-    optimise(&g.module, &machine)?;
+        verify_module(&g.module)?;
+        g
+    };
     Ok(g.module.print_to_string().to_string())
+}
+
+/// The generated IR must verify; a failure is a bug in `gen.rs`.
+fn verify_module(m: &Module) -> R<()> {
+    m.verify().map_err(|e| LlvmError::Internal(format!("invalid LLVM IR: {e}")))
+}
+
+/// The kernels built for the host, verified and optimised at O3.
+fn optimised_build<'ctx>(
+    cx: &'ctx Context,
+    p: &Program,
+    opts: &LlvmOptions,
+    host: &Host,
+    machine: &TargetMachine,
+) -> R<gen::Built<'ctx>> {
+    let g = gen::build(cx, p, opts, Some(host))?;
+    g.module.set_triple(&machine.get_triple());
+    g.module.set_data_layout(&machine.get_target_data().get_data_layout());
+    verify_module(&g.module)?;
+    optimise(&g.module, machine)?;
+    Ok(g)
 }
 
 /// The LLVM backend with its options, behind the [`Codegen`] seam.
