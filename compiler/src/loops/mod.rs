@@ -131,8 +131,71 @@ pub struct TileGroup {
     pub tile: usize,
     /// For each kernel of the group, the sliced dimension of a GEMM (None for loops).
     pub roles: Vec<Option<TileRole>>,
+    /// GEMM rows per group row for each kernel: 1, except for GEMMs whose M runs over
+    /// (row, key) pairs of a two-key stream (2-simplicial attention), where it is the
+    /// outer key's block.
+    pub factors: Vec<usize>,
     /// The group's `BufKind::Tile` intermediates.
     pub local: Vec<BufId>,
+    /// Online softmax: some kernels of the group run once per block of key indices.
+    pub stream: Option<Stream>,
+}
+
+/// How a tile group streams blocks of key indices (flash attention). Kernels
+/// `first..axes[0].kernels.0` initialise the tile's state, each axis's kernels run once
+/// per block of that axis (nested, outermost axis first), and the kernels after the
+/// innermost axis's range up to `last` finish the tile.
+///
+/// Every block has the full `block` width: the last one is shifted back so that it ends
+/// at the key range's end, and the columns it shares with the previous block are masked
+/// like masked keys. So kernels have one extent, and keys appear in them only through
+/// the shifted base pointers of `shifts`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stream {
+    /// Outermost first: `[j]` for attention, `[j, l]` for 2-simplicial attention.
+    pub axes: Vec<StreamAxis>,
+    /// Buffers the kernels read at block-relative addresses: for each block the
+    /// executor moves the buffer's base by `key0(axis) · stride` elements.
+    pub shifts: Vec<Shift>,
+    /// The block of scores (a `Tile` buffer of the group). Right after kernel
+    /// `fill_after` writes it, the executor stores -inf into its masked entries and into
+    /// entries an earlier block already covered.
+    pub scores: BufId,
+    pub fill_after: usize,
+    /// Offset, inside one group row of `scores`, of key `c` of axis k's block: `c · score_strides[k]`.
+    pub score_strides: Vec<i64>,
+    /// The mask: a key is visible from a row when every comparison holds.
+    pub mask: Vec<MaskCmp>,
+}
+
+/// One streamed key index.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamAxis {
+    pub name: String,
+    pub extent: usize,
+    /// Keys per block, `1 <= block <= extent`.
+    pub block: usize,
+    /// The kernels (inclusive range) that run once per block of this axis; for every
+    /// axis but the innermost they enclose the next axis's range.
+    pub kernels: (usize, usize),
+}
+
+/// A buffer read at block-relative addresses along one stream axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shift {
+    pub buf: BufId,
+    pub axis: usize,
+    pub stride: i64,
+}
+
+/// `row·i + Σ_k keys[k]·key_k + constant  op  0`, with the group row `i` and the keys of
+/// the stream axes (integers: masks are affine in the indices).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MaskCmp {
+    pub op: CmpOp,
+    pub row: i64,
+    pub keys: Vec<i64>,
+    pub constant: i64,
 }
 
 impl Program {

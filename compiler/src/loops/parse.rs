@@ -658,7 +658,8 @@ fn tile_group(c: &mut Cur, next: usize, lines: usize) -> R<TileGroup> {
         }
     }
     c.end()?;
-    Ok(TileGroup { first, last, extent, tile, roles, local: Vec::new() })
+    let factors = vec![1; roles.len()];
+    Ok(TileGroup { first, last, extent, tile, roles, factors, local: Vec::new(), stream: None })
 }
 
 fn buf_ref(c: &mut Cur, bufs: &[Buffer]) -> R<BufId> {

@@ -364,7 +364,7 @@ pub fn nan_min<T: num_traits::Float>(a: T, b: T) -> T {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CmpOp {
     Lt,
     Le,

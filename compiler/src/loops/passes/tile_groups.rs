@@ -149,7 +149,8 @@ fn try_group(p: &Program, k: usize, life: &[Option<(usize, usize)>]) -> Option<T
     if rows < 8 {
         return None;
     }
-    Some(TileGroup { first, last, extent: rows, tile, roles, local })
+    let factors = vec![1; roles.len()];
+    Some(TileGroup { first, last, extent: rows, tile, roles, factors, local, stream: None })
 }
 
 /// What a loop kernel writes by rows, if it can run on a tile of rows of the group: its
