@@ -96,7 +96,7 @@ fn lowered(f: &Function, b: &Bindings, lower: &LowerOptions) -> Result<Program, 
 }
 
 fn lower_opts(bits: u8) -> LowerOptions {
-    LowerOptions { gemm: bits & 1 == 0, fuse: bits & 2 == 0 }
+    LowerOptions { gemm: bits & 1 == 0, fuse: bits & 2 == 0, ..Default::default() }
 }
 
 #[test]

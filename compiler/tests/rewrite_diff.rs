@@ -69,7 +69,7 @@ fn run<T: Scalar>(f: &Function, b: &Bindings, opts: &PlanOptions, specials: &[f6
     let typed_views: Vec<_> = typed.iter().map(|a| a.view()).collect();
     let mut runs = 0;
     for bits in 0..4u8 {
-        let lopts = LowerOptions { gemm: bits & 1 == 0, fuse: bits & 2 == 0 };
+        let lopts = LowerOptions { gemm: bits & 1 == 0, fuse: bits & 2 == 0, ..Default::default() };
         let popts = pipeline::Options { plan: opts.clone(), lower: lopts.clone(), stop_after: Stage::Loops, ..Default::default() };
         let out = pipeline::compile(&f, b, f.dtype, &popts).unwrap_or_else(|e| panic!("{e}\n{p}"));
         let prog = out.program.expect("a loop program");

@@ -174,7 +174,7 @@ pub(crate) fn softmax_attention(cgs: &Codegens) {
 }
 
 pub(crate) fn softmax_attention_without_gemm(cgs: &Codegens) {
-    let opts = LowerOptions { gemm: false, fuse: false };
+    let opts = LowerOptions { gemm: false, fuse: false, ..Default::default() };
     for dt in ["f32", "f64"] {
         let p = lower_src(&SOFTMAX.replace("{T}", dt), &[("n", 5), ("d", 7), ("m", 33), ("e", 3)], &opts).2;
         for cg in cgs {

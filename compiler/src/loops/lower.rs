@@ -25,11 +25,17 @@ pub struct LowerOptions {
     pub gemm: bool,
     /// Inline single-use elementwise steps and fuse row-wise loop kernels.
     pub fuse: bool,
+    /// Run the plan's online-softmax fusions as streamed tile groups (needs `gemm` and
+    /// `fuse`).
+    pub stream: bool,
+    /// Query rows per tile and keys per block of streams, instead of the defaults
+    /// (tests use tiny blocks to reach every kind of block at small sizes).
+    pub stream_blocks: Option<super::flash::Blocks>,
 }
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { gemm: true, fuse: true }
+        LowerOptions { gemm: true, fuse: true, stream: false, stream_blocks: None }
     }
 }
 
@@ -43,7 +49,7 @@ pub enum LowerError {
     Internal(String),
 }
 
-type R<T> = Result<T, LowerError>;
+pub(super) type R<T> = Result<T, LowerError>;
 
 fn internal<T>(msg: impl Into<String>) -> R<T> {
     Err(LowerError::Internal(msg.into()))
@@ -85,6 +91,22 @@ pub fn lower_kernels(plan: &Plan, opts: &LowerOptions) -> R<Program> {
         .enumerate()
         .map(|(k, (s, st))| (s.clone(), vec![k], matches!(st.kind, StepKind::Contract { .. })))
         .collect();
+    // A fusion's statements leave; its result's statement stays as the place where the
+    // stream runs, marked as a contraction so that nothing is inlined into or from it.
+    let streams: Vec<&crate::plan::fuse::OnlineSoftmax> = if opts.stream && opts.gemm && opts.fuse {
+        plan.fusions.iter().filter(|u| super::flash::supported(&u.form)).map(|u| &u.form).collect()
+    } else {
+        Vec::new()
+    };
+    let fused: Vec<&Vec<usize>> = plan.fusions.iter().filter(|u| streams.iter().any(|s| std::ptr::eq(*s, &u.form))).map(|u| &u.steps).collect();
+    for steps in &fused {
+        let last = *steps.last().unwrap_or(&0);
+        stmts.retain(|s| s.1[0] == last || !steps.contains(&s.1[0]));
+        if let Some(s) = stmts.iter_mut().find(|s| s.1[0] == last) {
+            s.1 = (*steps).clone();
+            s.2 = true;
+        }
+    }
     if opts.fuse {
         inline_maps(f, &b, &mut stmts)?;
     }
@@ -98,7 +120,13 @@ pub fn lower_kernels(plan: &Plan, opts: &LowerOptions) -> R<Program> {
         outputs.push(l.buf(t)?);
     }
     let mut kernels = Vec::new();
+    let mut tiles = Vec::new();
     for (s, steps, contract) in &stmts {
+        if let Some(n) = fused.iter().position(|x| *x == steps) {
+            let blocks = opts.stream_blocks.unwrap_or_else(|| super::flash::Blocks::choose(streams[n]));
+            tiles.push(l.flash(streams[n], steps, blocks, &mut kernels)?);
+            continue;
+        }
         let gemm = if *contract && opts.gemm { l.gemm(s, steps[0])? } else { None };
         match gemm {
             Some(g) => kernels.push(Kernel::Gemm(g)),
@@ -113,7 +141,7 @@ pub fn lower_kernels(plan: &Plan, opts: &LowerOptions) -> R<Program> {
         inputs,
         outputs,
         kernels,
-        tiles: Vec::new(),
+        tiles,
     })
 }
 
@@ -296,10 +324,10 @@ fn rename_cond(c: Cond, m: &dyn Fn(IndexId) -> IndexId) -> Cond {
 // ---------------------------------------------------------------------------------------
 // Kernels.
 
-struct Lowerer<'a> {
+pub(super) struct Lowerer<'a> {
     f: &'a tir::Function,
     b: &'a Bindings,
-    bufs: Vec<Buffer>,
+    pub(super) bufs: Vec<Buffer>,
     of_tensor: Vec<Option<BufId>>,
 }
 
@@ -313,7 +341,7 @@ struct Axis {
 }
 
 impl Lowerer<'_> {
-    fn buf(&mut self, t: TensorId) -> R<BufId> {
+    pub(super) fn buf(&mut self, t: TensorId) -> R<BufId> {
         if let Some(b) = self.of_tensor[t.index()] {
             return Ok(b);
         }

@@ -8,6 +8,7 @@
 //! backend can map it to blocks. Addresses are affine in the loop counters (element
 //! offsets), which keeps vectorisation and bounds checking a matter of reading strides.
 
+mod flash;
 mod interp;
 mod lower;
 pub mod parse;
@@ -15,6 +16,7 @@ pub mod passes;
 mod print;
 mod verify;
 
+pub use flash::Blocks;
 pub use interp::{interpret, InterpError};
 pub use lower::{lower, lower_kernels, lower_with, LowerError, LowerOptions};
 pub use parse::{parse, ParseError};

@@ -86,7 +86,7 @@ fn batched_transposed_gemm_merges_axes() {
 
 #[test]
 fn attention_interprets_like_the_oracle() {
-    for opts in [LowerOptions::default(), LowerOptions { gemm: false, fuse: false }] {
+    for opts in [LowerOptions::default(), LowerOptions { gemm: false, fuse: false, ..Default::default() }] {
         check_against_oracle(ATTENTION, &[("n", 6), ("d", 4), ("m", 5), ("e", 3)], &opts);
     }
 }
@@ -333,7 +333,7 @@ fn printed_programs_parse_back() {
         for size in [2, 5, 16] {
             let all = |f: &crate::tir::Function| f.dims.iter().map(|d| (d.name.clone(), size)).collect();
             n += round_trip_source(src, &format!("std::{module} at {size}"), &all, &LowerOptions::default());
-            let plain = LowerOptions { gemm: false, fuse: false };
+            let plain = LowerOptions { gemm: false, fuse: false, ..Default::default() };
             n += round_trip_source(src, &format!("std::{module} at {size}, unfused"), &all, &plain);
         }
         assert!(n > 0, "std::{module} lowers at none of the sizes");

@@ -141,11 +141,17 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
         search_ms,
         algebra,
         path,
+        fusions: Vec::new(),
         program: bld.prog,
     };
+    super::fuse::detect(&mut plan, b);
     plan.peak_bytes = super::slice::peak_bytes(&plan, &[]);
     if let Some(limit) = opts.memory_limit {
         super::slice::slice_to_fit(&mut plan, b, limit)?;
+        // Slicing may move steps: find the fusions of the sliced program.
+        if !plan.slices.is_empty() {
+            super::fuse::detect(&mut plan, b);
+        }
     }
     if let Some(a) = plan.algebra.as_mut().filter(|_| product) {
         a.cost_before = plan.flops;

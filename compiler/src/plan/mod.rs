@@ -14,6 +14,7 @@
 //! once when steps run in order and each intermediate is freed after its last use.
 
 mod build;
+pub mod fuse;
 mod print;
 mod slice;
 
@@ -78,6 +79,27 @@ pub struct AlgebraSummary {
     pub rules_fired: Vec<(String, usize)>,
 }
 
+/// Steps that run as one fused kernel instead of one after another.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Fusion {
+    /// `online_softmax`: attention's max, exponentials, sum and product with the values,
+    /// streamed over blocks of keys so that no row of scores is ever complete.
+    pub kind: String,
+    /// The steps it computes (the last one defines its result).
+    pub steps: Vec<usize>,
+    /// Index names: the query row, the keys (softmax runs over them jointly), the value.
+    pub row: String,
+    pub keys: Vec<String>,
+    pub value: String,
+    /// The keys a row sees, when masked (`j - i <= 0`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mask: Option<String>,
+    /// FLOPs of the steps it replaces.
+    pub flops: f64,
+    #[serde(skip)]
+    pub form: fuse::OnlineSoftmax,
+}
+
 /// A dim and the size it is planned for.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DimSize {
@@ -106,6 +128,10 @@ pub struct Plan {
     /// lone operand) is a single loop nest over what is left.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<Vec<Vec<usize>>>,
+    /// Groups of steps that run fused (the steps and `program` stay as they are, so the
+    /// plan still runs step by step on the oracle).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fusions: Vec<Fusion>,
     /// The steps as a TIR function (one statement per step), runnable by the oracle.
     #[serde(skip)]
     pub program: tir::Function,

@@ -133,6 +133,17 @@ impl fmt::Display for Plan {
         for r in &rows {
             writeln!(f, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5], &r[6]]))?;
         }
+        for u in &self.fusions {
+            let mask = u.mask.as_ref().map_or(String::new(), |m| format!("; mask {m}"));
+            let result = u.steps.last().and_then(|&k| self.steps.get(k)).map_or("?", |s| s.result.as_str());
+            writeln!(
+                f,
+                "  fused    steps {} -> {result}: online softmax over {} (row {}{mask}), streamed by blocks of keys",
+                ranges(&u.steps),
+                u.keys.join(", "),
+                u.row,
+            )?;
+        }
         for s in &self.slices {
             writeln!(
                 f,
@@ -146,6 +157,21 @@ impl fmt::Display for Plan {
         }
         Ok(())
     }
+}
+
+/// `0..=5`, `0, 2..=4`: sorted numbers as runs.
+fn ranges(xs: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut k = 0;
+    while k < xs.len() {
+        let mut j = k;
+        while j + 1 < xs.len() && xs[j + 1] == xs[j] + 1 {
+            j += 1;
+        }
+        out.push(if j > k { format!("{}..={}", xs[k], xs[j]) } else { xs[k].to_string() });
+        k = j + 1;
+    }
+    out.join(", ")
 }
 
 impl Plan {

@@ -94,7 +94,8 @@ fn classes(plan: &Plan, axes: &[Vec<(TensorId, usize, u32)>]) -> Classes {
 /// Bytes of each tensor with the given slices applied.
 fn sliced_bytes(plan: &Plan, b: &Bindings, slices: &[(usize, Slice)], c: &mut Classes) -> Vec<f64> {
     let size = plan.program.dtype.size_of() as f64;
-    plan.program
+    let bytes = plan
+        .program
         .tensors
         .iter()
         .enumerate()
@@ -109,7 +110,8 @@ fn sliced_bytes(plan: &Plan, b: &Bindings, slices: &[(usize, Slice)], c: &mut Cl
             }
             bytes
         })
-        .collect()
+        .collect();
+    without_fused(plan, bytes)
 }
 
 /// The largest total of intermediates alive at once (each freed after its last use).
@@ -119,6 +121,20 @@ pub(super) fn peak_bytes(plan: &Plan, slices: &[(usize, Slice)]) -> u64 {
     let mut c = classes(plan, &axes);
     let bytes = sliced_bytes(plan, &b, slices, &mut c);
     peak_with(plan, &bytes)
+}
+
+/// Intermediates inside fusions take no memory: the fused kernel keeps a tile of them
+/// per thread, a constant that the plan (which knows no threads) leaves out. Slicing
+/// thus never cuts through a fusion.
+fn without_fused(plan: &Plan, mut bytes: Vec<f64>) -> Vec<f64> {
+    for u in &plan.fusions {
+        for &k in &u.steps[..u.steps.len().saturating_sub(1)] {
+            if let Some(s) = plan.program.stmts.get(k) {
+                bytes[s.target.index()] = 0.0;
+            }
+        }
+    }
+    bytes
 }
 
 fn peak_with(plan: &Plan, bytes: &[f64]) -> u64 {

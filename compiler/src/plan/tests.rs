@@ -174,3 +174,104 @@ fn inline_reductions_count_indices_their_body_does_not_use() {
         assert_eq!(want, got, "n = {n}, m = {m}\n{f}\n{p}");
     }
 }
+
+/// The online-softmax fusions of the first function of `src` at n = 12, d = 4, e = 3,
+/// m = 10, planned without and with the algebra pass (which reorders products); both
+/// must find the same fusions. Returns `(steps fused, mask text)` per fusion.
+fn fusions(src: &str) -> Vec<(usize, Option<String>)> {
+    let mut sm = SourceMap::new();
+    let id = sm.add("p.tsr", src);
+    let c = check_file(&mut sm, id);
+    assert!(!c.has_errors(), "{}", crate::diag::render_all(&c.diagnostics, &sm, false));
+    let f = c.functions.last().expect("a function");
+    let mut b = Bindings::new(f.dims.len());
+    for (n, v) in [("n", 12), ("d", 4), ("e", 3), ("m", 10), ("w", 3)] {
+        if let Some(d) = f.dim_by_name(n) {
+            b.set(d, v);
+        }
+    }
+    let mut found = Vec::new();
+    for algebra in [false, true] {
+        let opts = if algebra { PlanOptions::default() } else { PlanOptions { algebra: None, ..PlanOptions::default() } };
+        let p = plan(f, &b, &opts).unwrap_or_else(|e| panic!("{e}"));
+        let here: Vec<(usize, Option<String>)> = p.fusions.iter().map(|u| (u.steps.len(), u.mask.clone())).collect();
+        for u in &p.fusions {
+            // The group ends with the step that defines the result.
+            let last = &p.program.stmts[*u.steps.last().expect("steps")];
+            assert_eq!(last.target, u.form.out.tensor, "{p}");
+        }
+        if algebra {
+            let masks = |v: &[(usize, Option<String>)]| v.iter().map(|x| x.1.clone()).collect::<Vec<_>>();
+            assert_eq!(masks(&here), masks(&found), "with and without the algebra pass\n{p}");
+        } else {
+            found = here;
+        }
+    }
+    found
+}
+
+const ATTN_HEAD: &str = "fn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] {\n";
+
+#[test]
+fn online_softmax_is_found_in_every_written_form() {
+    let forms = [
+        // Split, as the stdlib writes it.
+        "S[i, j] = Q[i, a] * K[j, a] / sqrt(d)\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n Z[i] = P[i, j]\n O[i, c] = P[i, j] * V[j, c] / Z[i]",
+        // An inline sum in the denominator.
+        "S[i, j] = Q[i, a] * K[j, a] / sqrt(d)\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k])",
+        // Normalised first, then contracted.
+        "S[i, j] = Q[i, a] * K[j, a] / sqrt(d)\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n Z[i] = P[i, j]\n A[i, j] = P[i, j] / Z[i]\n O[i, c] = A[i, j] * V[j, c]",
+        // The exponential written twice, the max inline, the scale a literal.
+        "S[i, j] = 0.5 * Q[i, a] * K[j, a]\n O[i, c] = exp(S[i, j] - max[k](S[i, k])) * V[j, c] / sum[l](exp(S[i, l] - max[k](S[i, k])))",
+        // Statements in another order, and operands transposed.
+        "S[j, i] = K[j, a] * Q[i, a]\n M[i] max= S[j, i]\n P[i, j] = exp(S[j, i] - M[i])\n Z[i] = P[i, j]\n O[i, c] = V[j, c] * P[i, j] / Z[i]",
+    ];
+    for body in forms {
+        let src = format!("{ATTN_HEAD}{body}\n}}");
+        assert_eq!(fusions(&src).iter().map(|x| x.1.clone()).collect::<Vec<_>>(), vec![None], "{src}");
+    }
+    let std = "use std::attention\nfn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] { O = attention::softmax(Q, K, V) }";
+    assert_eq!(fusions(std).len(), 1);
+}
+
+#[test]
+fn masks_become_affine_comparisons() {
+    let cases = [
+        ("select(j <= i, Q[i, a] * K[j, a], -inf)", "j - i <= 0"),
+        ("select(!(j <= i), -inf, Q[i, a] * K[j, a])", "j - i <= 0"),
+        ("select(j < i, Q[i, a] * K[j, a], -inf) / sqrt(d)", "j - i < 0"),
+        ("select(i - 3 < j && j <= i, Q[i, a] * K[j, a], -inf)", "-j + i - 3 < 0 && j - i <= 0"),
+        ("select(j >= i + 2, sum[a](Q[i, a] * K[j, a]), -inf)", "-j + i + 2 <= 0"),
+        ("select(i > 2, Q[i, a] * K[j, a], -inf)", "-i + 2 < 0"),
+    ];
+    for (score, mask) in cases {
+        let src = format!("{ATTN_HEAD}S[i, j] = {score}\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k])\n}}");
+        let masks: Vec<Option<String>> = fusions(&src).into_iter().map(|x| x.1).collect();
+        assert_eq!(masks, vec![Some(mask.to_string())], "{src}");
+    }
+}
+
+#[test]
+fn near_misses_are_not_fused() {
+    let cases = [
+        // The scores or probabilities are results the user asked for.
+        "fn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> (O: f64[n, e], S: f64[n, m]) {\n S[i, j] = Q[i, a] * K[j, a]\n M[i] max= S[i, j]\n O[i, c] = exp(S[i, j] - M[i]) * V[j, c] / sum[k](exp(S[i, k] - M[i]))\n}",
+        // A finite masked value is not a mask: a fully masked row is not NaN.
+        "fn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] {\n S[i, j] = select(j <= i, Q[i, a] * K[j, a], -1e9)\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k])\n}",
+        // A mask that reads data.
+        "fn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e], B: f64[n, m]) -> O: f64[n, e] {\n S[i, j] = select(B[i, j] > 0, Q[i, a] * K[j, a], -inf)\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k])\n}",
+        // `!=` on a key is no interval.
+        "fn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] {\n S[i, j] = select(j != i, Q[i, a] * K[j, a], -inf)\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k])\n}",
+        // The exponent's score differs from the max's.
+        "fn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] {\n S[i, j] = Q[i, a] * K[j, a]\n M[i] max= S[i, j]\n P[i, j] = exp(2 * S[i, j] - M[i])\n O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k])\n}",
+        // The denominator sums other probabilities.
+        "fn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] {\n S[i, j] = Q[i, a] * K[j, a]\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k] * P[i, k])\n}",
+        // A negative factor turns the -inf of the mask into +inf.
+        "fn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] {\n S[i, j] = -1 * select(j <= i, Q[i, a] * K[j, a], -inf)\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k])\n}",
+        // The max is read elsewhere.
+        "fn f(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> (O: f64[n, e], R: f64[n]) {\n S[i, j] = Q[i, a] * K[j, a]\n M[i] max= S[i, j]\n P[i, j] = exp(S[i, j] - M[i])\n O[i, c] = P[i, j] * V[j, c] / sum[k](P[i, k])\n R[i] = M[i] + 1\n}",
+    ];
+    for src in cases {
+        assert_eq!(fusions(src), vec![], "{src}");
+    }
+}
