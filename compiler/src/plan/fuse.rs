@@ -71,9 +71,7 @@ pub fn detect(plan: &mut Plan, b: &Bindings) {
             if used[o] {
                 continue;
             }
-            // The matcher also recognises two keys (2-simplicial attention); the loop IR
-            // streams one key axis so far, so only those are recorded.
-            if let Some((group, form, names)) = try_fuse(f, b, m, o).filter(|x| x.1.keys.len() == 1) {
+            if let Some((group, form, names)) = try_fuse(f, b, m, o) {
                 if group.iter().any(|&g| used[g]) {
                     continue;
                 }

@@ -95,9 +95,20 @@ fn elementwise_and_reductions_are_single_steps() {
 
 #[test]
 fn memory_limit_slices_tensor_attention() {
-    let src = "fn f(Q: f64[n, d], K1: f64[n, d], K2: f64[n, d], V1: f64[n, d], V2: f64[n, d]) -> O: f64[n, d] {
+    // Fused, tensor attention needs no slices: its n³ intermediates never exist.
+    let fused = "fn f(Q: f64[n, d], K1: f64[n, d], K2: f64[n, d], V1: f64[n, d], V2: f64[n, d]) -> O: f64[n, d] {
         S[i, j, l] = Q[i, a] * K1[j, a] * K2[l, a] / sqrt(d)
         M[i] max= S[i, j, l]
+        P[i, j, l] = exp(S[i, j, l] - M[i])
+        Z[i] = P[i, j, l]
+        O[i, b] = P[i, j, l] * V1[j, b] * V2[l, b] / Z[i]
+    }";
+    let p = plan_src(fused, &[("n", 16), ("d", 4)], Some(4096));
+    assert!(p.slices.is_empty() && p.fusions.len() == 1 && p.peak_bytes == 0, "{p}");
+    // With a min instead of the max it is no softmax, and the n³ intermediates are sliced.
+    let src = "fn f(Q: f64[n, d], K1: f64[n, d], K2: f64[n, d], V1: f64[n, d], V2: f64[n, d]) -> O: f64[n, d] {
+        S[i, j, l] = Q[i, a] * K1[j, a] * K2[l, a] / sqrt(d)
+        M[i] min= S[i, j, l]
         P[i, j, l] = exp(S[i, j, l] - M[i])
         Z[i] = P[i, j, l]
         O[i, b] = P[i, j, l] * V1[j, b] * V2[l, b] / Z[i]
@@ -273,5 +284,21 @@ fn near_misses_are_not_fused() {
     ];
     for src in cases {
         assert_eq!(fusions(src), vec![], "{src}");
+    }
+}
+
+#[test]
+fn two_key_softmax_is_found() {
+    let head = "fn f(Q: f64[n, d], K1: f64[m, d], K2: f64[m, d], V1: f64[m, e], V2: f64[m, e]) -> O: f64[n, e] {\n";
+    let cases = [
+        ("Q[i, a] * K1[j, a] * K2[l, a] / sqrt(d)", None),
+        ("select(i - 3 < j && j <= i && l <= i, Q[i, a] * K1[j, a] * K2[l, a], -inf)", Some("-j + i - 3 < 0 && l - i <= 0 && j - i <= 0")),
+    ];
+    for (score, mask) in cases {
+        let src = format!(
+            "{head} S[i, j, l] = {score}\n M[i] max= S[i, j, l]\n P[i, j, l] = exp(S[i, j, l] - M[i])\n Z[i] = P[i, j, l]\n O[i, b] = P[i, j, l] * V1[j, b] * V2[l, b] / Z[i]\n}}"
+        );
+        let masks: Vec<Option<String>> = fusions(&src).into_iter().map(|x| x.1).collect();
+        assert_eq!(masks, vec![mask.map(String::from)], "{src}");
     }
 }

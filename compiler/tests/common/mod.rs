@@ -5,6 +5,7 @@ use proptest::test_runner::{TestCaseError, TestRunner};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Random expressions over the given leaves, of bounded depth.
+#[allow(dead_code)]
 fn expr_over(leaves: Vec<&'static str>) -> impl Strategy<Value = String> {
     prop::sample::select(leaves).prop_map(|s| s.to_string()).prop_recursive(3, 16, 3, |inner| {
         prop_oneof![
@@ -21,6 +22,7 @@ fn expr_over(leaves: Vec<&'static str>) -> impl Strategy<Value = String> {
 /// Random programs that are well-typed by construction: one dim, rank-correct reads,
 /// intermediates defined before use. They exercise the checker's success path and the
 /// evaluator.
+#[allow(dead_code)]
 pub fn typed_program() -> impl Strategy<Value = String> {
     let e1 = expr_over(vec!["A[i, j]", "A[j, i]", "x[i]", "x[j]", "s", "y[(i, j)]", "i", "n", "1.5", "A[i, i]"]);
     let e2 = expr_over(vec!["T[i, j]", "T[j, i]", "A[i, k]", "x[k]", "s", "i", "2", "T[i, i]"]);
