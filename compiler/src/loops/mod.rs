@@ -13,6 +13,7 @@ mod lower;
 pub mod parse;
 pub mod passes;
 mod print;
+pub mod stream;
 mod verify;
 
 pub use interp::{interpret, InterpError};
@@ -196,6 +197,21 @@ pub struct MaskCmp {
     pub row: i64,
     pub keys: Vec<i64>,
     pub constant: i64,
+}
+
+impl TileGroup {
+    /// Moves the group to new kernel indices: kernel k becomes `at[k]`. Passes that merge
+    /// or drop kernels outside groups renumber the groups with this (a group's kernels
+    /// keep their order and stay distinct).
+    pub fn renumber(&mut self, at: &[usize]) {
+        (self.first, self.last) = (at[self.first], at[self.last]);
+        if let Some(s) = &mut self.stream {
+            for a in &mut s.axes {
+                a.kernels = (at[a.kernels.0], at[a.kernels.1]);
+            }
+            s.fill_after = at[s.fill_after];
+        }
+    }
 }
 
 impl Program {
