@@ -588,3 +588,5 @@ impl Pred {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod stream_tests;

@@ -1,0 +1,146 @@
+//! Streamed tile groups end to end: the text form, the verifier's rules, and hand-written
+//! flash-attention programs run by the interpreter and every executor against a direct
+//! f64 computation.
+
+use super::*;
+
+/// Softmax attention over keys streamed in blocks: `Q[n, d]`, `K[m, d]`, `V[m, e]`,
+/// `O[n, e]`, scores and probabilities in `S` (one block per row), running max `mx`, sum
+/// `l` and accumulator `acc`. `{mask}` is the mask lines, `{t}` the dtype.
+const ATTENTION: &str = "program attention ({t})
+  buf b0 Q[{n}, {d}]  input 0
+  buf b1 K[{m}, {d}]  input 1
+  buf b2 V[{m}, {e}]  input 2
+  buf b3 O[{n}, {e}]  output 0
+  buf b4 S[{n}, {B}]  tile rows of {B}, per thread
+  buf b5 mx[{n}]  tile rows of 1, per thread
+  buf b6 l[{n}]  tile rows of 1, per thread
+  buf b7 acc[{n}, {e}]  tile rows of {e}, per thread
+
+tiles of {R} rows of {n}, kernels 0..=4 (kernel 1 slices m, kernel 3 slices m)
+  stream j of {m} in blocks of {B}, kernels 1..=3
+  shift K by j * {d}
+  shift V by j * {e}
+  scores S filled after kernel 1, key strides [1]
+{mask}kernel 0 loops init (steps 0)
+  parallel for i in 0..{n} {
+    mx[i] = -inf
+    l[i] = 0.0
+    for c in 0..{e} {
+      acc[c + i*{e}] = 0.0
+    }
+  }
+
+kernel 1 gemm (step 0) [M i; N j; K a]
+  S[m, n] = {alpha} * Q[m, k] K[k, n]  m = {n}, n = {B}, k = {d}
+  strides  a [{d}, 1]  b [1, {d}]  c [{B}, 1]
+
+kernel 2 loops update (steps 1)
+  parallel for i in 0..{n} {
+    v0 = -inf
+    for c in 0..{B} {
+      v0 max= S[c + i*{B}]
+    }
+    v1 = max(mx[i], v0)
+    v2 = select(v1 == -inf, 0.0, v1)
+    v3 = exp(mx[i] - v2)
+    r = 0.0
+    for c1 in 0..{B} {
+      S[c1 + i*{B}] = exp(S[c1 + i*{B}] - v2)
+      r += S[c1 + i*{B}]
+    }
+    l[i] = (l[i] * v3) + r
+    mx[i] = v1
+    for c2 in 0..{e} {
+      acc[c2 + i*{e}] = acc[c2 + i*{e}] * v3
+    }
+  }
+
+kernel 3 gemm (step 2) [M i; N c; K j]
+  acc[m, n] += 1.0 * S[m, k] V[k, n]  m = {n}, n = {e}, k = {B}
+  strides  a [{B}, 1]  b [{e}, 1]  c [{e}, 1]
+
+kernel 4 loops finish (steps 3)
+  parallel for i in 0..{n} {
+    for c in 0..{e} {
+      O[c + i*{e}] = acc[c + i*{e}] / l[i]
+    }
+  }
+";
+
+/// Sizes of an attention program.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    pub n: usize,
+    pub m: usize,
+    pub d: usize,
+    pub e: usize,
+    pub tile: usize,
+    pub block: usize,
+}
+
+pub(crate) const SMALL: Sizes = Sizes { n: 13, m: 11, d: 4, e: 3, tile: 4, block: 3 };
+
+/// The attention program's text at `z` with mask lines `mask` (each `  mask ...\n`).
+pub(crate) fn attention_text(dtype: &str, z: Sizes, mask: &str) -> String {
+    let alpha = crate::tir::fmt_number(1.0 / (z.d as f64).sqrt());
+    let mut t = ATTENTION.to_string();
+    for (k, v) in [
+        ("{t}", dtype.to_string()),
+        ("{n}", z.n.to_string()),
+        ("{m}", z.m.to_string()),
+        ("{d}", z.d.to_string()),
+        ("{e}", z.e.to_string()),
+        ("{R}", z.tile.to_string()),
+        ("{B}", z.block.to_string()),
+        ("{alpha}", alpha),
+        ("{mask}", mask.to_string()),
+    ] {
+        t = t.replace(k, &v);
+    }
+    t
+}
+
+pub(crate) fn attention(dtype: &str, z: Sizes, mask: &str) -> Program {
+    let text = attention_text(dtype, z, mask);
+    parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+#[test]
+fn the_stream_text_form_round_trips() {
+    for mask in ["", "  mask j - i <= 0\n", "  mask -j + i - 3 < 0\n  mask j - i <= 0\n  mask 2*i - 5 != 0\n  mask -7 < 0\n"] {
+        let text = attention_text("f64", SMALL, mask);
+        let p = attention("f64", SMALL, mask);
+        assert_eq!(p.to_string(), text);
+        assert_eq!(parse(&p.to_string()).expect("parses"), p);
+        let s = p.tiles[0].stream.as_ref().expect("a stream");
+        assert_eq!((s.axes[0].extent, s.axes[0].block, s.axes[0].kernels), (11, 3, (1, 3)));
+        assert_eq!(s.shifts, vec![Shift { buf: BufId(1), axis: 0, stride: 4 }, Shift { buf: BufId(2), axis: 0, stride: 3 }]);
+        assert_eq!((s.scores, s.fill_after, s.score_strides.clone()), (BufId(4), 1, vec![1]));
+    }
+    let p = attention("f64", SMALL, "  mask -j + i - 3 < 0\n");
+    assert_eq!(p.tiles[0].stream.as_ref().unwrap().mask, vec![MaskCmp { op: CmpOp::Lt, row: 1, keys: vec![-1], constant: -3 }]);
+    // Factors print after the role; a key named `i` moves the row's name to `row`.
+    let mut q = p.clone();
+    q.tiles[0].factors[1] = 8;
+    let s = q.tiles[0].stream.as_mut().unwrap();
+    s.axes[0].name = "i".into();
+    s.mask = vec![MaskCmp { op: CmpOp::Ge, row: -2, keys: vec![3], constant: 1 << 50 }];
+    let text = q.to_string();
+    assert!(text.contains("(kernel 1 slices m x8, kernel 3 slices m)"), "{text}");
+    assert!(text.contains("  stream i of 11 in blocks of 3, kernels 1..=3\n  shift K by i * 4\n"), "{text}");
+    assert!(text.contains("  mask 3*i - 2*row + 1125899906842624 >= 0\n"), "{text}");
+    assert_eq!(parse(&text).expect("parses"), q);
+}
+
+#[test]
+fn stream_text_errors_are_positioned() {
+    let text = attention_text("f64", SMALL, "  mask j - i <= 0\n");
+    let bad = |from: &str, to: &str| parse(&text.replace(from, to)).expect_err("must not parse");
+    assert!(bad("  shift K by j", "  shift K by l").message.contains("no stream key is named `l`"));
+    assert!(bad("  mask j - i <= 0", "  mask j - i - r <= 0").message.contains("the row is `i`"));
+    assert!(bad("key strides [1]", "key strides [1, 2]").message.contains("2 key strides for 1 stream keys"));
+    assert!(bad("  scores S filled after kernel 1, key strides [1]\n", "").message.contains("`scores` line"));
+    assert!(bad("  stream j of 11 in blocks of 3, kernels 1..=3\n", "").message.contains("needs a `stream` line"));
+    assert!(bad("kernel 1 slices m,", "kernel 1 slices m x1,").message.contains("at least 2"));
+}
