@@ -144,3 +144,66 @@ fn stream_text_errors_are_positioned() {
     assert!(bad("  stream j of 11 in blocks of 3, kernels 1..=3\n", "").message.contains("needs a `stream` line"));
     assert!(bad("kernel 1 slices m,", "kernel 1 slices m x1,").message.contains("at least 2"));
 }
+
+/// The verifier refuses `p` with a message containing `needle`.
+#[track_caller]
+fn rejects(p: &Program, needle: &str) {
+    match verify(p) {
+        Ok(()) => panic!("verifies, but should fail with `{needle}`:\n{p}"),
+        Err(e) => assert!(e.contains(needle), "`{e}` does not say `{needle}`"),
+    }
+}
+
+#[test]
+fn the_verifier_checks_streams() {
+    let mask = "  mask j - i <= 0\n";
+    let text = attention_text("f64", SMALL, mask);
+    let good = attention("f64", SMALL, mask);
+    verify(&good).unwrap_or_else(|e| panic!("{e}\n{good}"));
+    let edit = |from: &str, to: &str| {
+        assert!(text.contains(from), "{from}");
+        parse(&text.replace(from, to)).expect("parses")
+    };
+    // Ranges nest inside the group; blocks fit the keys.
+    rejects(&edit("kernels 1..=3\n", "kernels 1..=5\n"), "do not nest");
+    rejects(&edit("in blocks of 3", "in blocks of 12"), "blocks of 12 keys of 11");
+    let mut two = good.clone();
+    let s = two.tiles[0].stream.as_mut().unwrap();
+    s.axes.push(StreamAxis { name: "l".into(), ..s.axes[0].clone() });
+    rejects(&two, "do not nest");
+    // Factors: one per kernel, and a GEMM's M is the group's rows times its factor.
+    let mut f = good.clone();
+    f.tiles[0].factors.pop();
+    rejects(&f, "4 factors for 5 kernels");
+    let mut f = good.clone();
+    f.tiles[0].factors[1] = 2;
+    rejects(&f, "kernel 1 cannot run by tiles");
+    let mut f = good.clone();
+    f.tiles[0].factors[0] = 2;
+    rejects(&f, "kernel 0 cannot run by tiles");
+    // Shifted buffers: read-only, shared, used only in their axis's kernels, and in
+    // bounds for every block start.
+    rejects(&edit("  shift V by j * 3\n", "  shift V by j * 3\n  shift O by j * 1\n"), "kernel 4 writes shifted buffer O");
+    rejects(&edit("  shift V by j * 3\n", "  shift V by j * 3\n  shift mx by j * 1\n"), "per-thread buffer");
+    rejects(&edit("shift K by j * 4", "shift K by j * 5"), "gemm B: K is accessed at 0..=51, outside its 44 elements");
+    rejects(&edit("shift V by j * 3", "shift V by j * 4"), "gemm B: V is accessed at 0..=40, outside its 33 elements");
+    let mut out = good.clone();
+    let s = out.tiles[0].stream.as_mut().unwrap();
+    (s.axes[0].kernels, s.fill_after) = ((2, 3), 2);
+    rejects(&out, "kernel 1 uses K, shifted along j, outside that axis's kernels");
+    // Keys are block-relative, so the block kernels use no loop counter as a number.
+    rejects(&edit("v0 max= S[c + i*3]", "v0 max= S[c + i*3] + #c"), "counter of loop c");
+    // The score fill: a tile buffer of the group, written by the fill kernel, strides
+    // inside a row.
+    rejects(&edit("scores S filled", "scores O filled"), "not a tile buffer");
+    rejects(&edit("filled after kernel 1", "filled after kernel 3"), "not a kernel of the innermost axis that writes S");
+    rejects(&edit("filled after kernel 1", "filled after kernel 0"), "not a kernel of the innermost axis");
+    rejects(&edit("key strides [1]", "key strides [2]"), "reaches offset 4 of a row of 3");
+    rejects(&edit("key strides [1]", "key strides [-1]"), "key strides [-1]");
+    // The mask: one coefficient per axis, integers far from overflow.
+    let mut m = good.clone();
+    m.tiles[0].stream.as_mut().unwrap().mask[0].keys.push(1);
+    rejects(&m, "2 key coefficients for 1 axes");
+    rejects(&edit("mask j - i <= 0", "mask j - i + 4611686018427387904 <= 0"), "2^62");
+    verify(&edit("mask j - i <= 0", "mask j - i + 4611686018427380000 <= 0")).expect("below 2^62");
+}
