@@ -16,7 +16,7 @@ mod print;
 pub mod stream;
 mod verify;
 
-pub use interp::{interpret, InterpError};
+pub use interp::{interpret, interpret_with, InterpError, InterpOptions};
 pub use lower::{lower, lower_kernels, lower_with, LowerError, LowerOptions};
 pub use parse::{parse, ParseError};
 pub use verify::{verify, verify_at, Stage};

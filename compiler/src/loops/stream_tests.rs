@@ -207,3 +207,118 @@ fn the_verifier_checks_streams() {
     rejects(&edit("mask j - i <= 0", "mask j - i + 4611686018427387904 <= 0"), "2^62");
     verify(&edit("mask j - i <= 0", "mask j - i + 4611686018427380000 <= 0")).expect("below 2^62");
 }
+
+/// A masked attention case: sizes, mask lines, and the mask as a predicate on (i, j).
+struct Case {
+    name: &'static str,
+    z: Sizes,
+    mask: &'static str,
+    visible: fn(i64, i64) -> bool,
+}
+
+const CASES: &[Case] = &[
+    Case { name: "no mask", z: SMALL, mask: "", visible: |_, _| true },
+    Case { name: "causal", z: SMALL, mask: "  mask j - i <= 0\n", visible: |i, j| j <= i },
+    Case { name: "strict causal", z: SMALL, mask: "  mask j - i < 0\n", visible: |i, j| j < i },
+    Case { name: "window 3", z: SMALL, mask: "  mask -j + i - 3 < 0\n  mask j - i <= 0\n", visible: |i, j| i - 3 < j && j <= i },
+    Case { name: "rows after 2", z: SMALL, mask: "  mask -i + 2 < 0\n", visible: |i, _| i > 2 },
+    // More keys than rows, the causal mask of a decoder shifted by m - n.
+    Case {
+        name: "m > n, shifted causal",
+        z: Sizes { n: 7, m: 17, d: 4, e: 5, tile: 3, block: 5 },
+        mask: "  mask j - i - 10 <= 0\n",
+        visible: |i, j| j <= i + 10,
+    },
+    // One block covers every key; tiles of one row.
+    Case { name: "one block", z: Sizes { n: 5, m: 6, d: 2, e: 2, tile: 1, block: 6 }, mask: "  mask j - i <= 0\n", visible: |i, j| j <= i },
+    // Blocks of one key.
+    Case { name: "blocks of 1", z: Sizes { n: 6, m: 5, d: 3, e: 2, tile: 4, block: 1 }, mask: "  mask j - i < 0\n", visible: |i, j| j < i },
+];
+
+/// Q, K, V with entries in [-2, 2), rounded to f32 so that both dtypes see the same
+/// values.
+fn qkv(z: Sizes, seed: u64) -> [Vec<f64>; 3] {
+    let mut rng = crate::eval::testutil::Rng::new(seed);
+    let mut v = |len: usize| (0..len).map(|_| f64::from((2.0 * rng.next()) as f32)).collect::<Vec<f64>>();
+    [v(z.n * z.d), v(z.m * z.d), v(z.m * z.e)]
+}
+
+/// Softmax attention computed directly in f64 over the visible keys; a row that sees no
+/// key is NaN, as the TIR oracle gives (`exp(-inf - -inf)`).
+fn reference(z: Sizes, [q, k, v]: &[Vec<f64>; 3], visible: fn(i64, i64) -> bool) -> Vec<f64> {
+    let alpha = 1.0 / (z.d as f64).sqrt();
+    let mut out = vec![f64::NAN; z.n * z.e];
+    for i in 0..z.n {
+        let keys: Vec<usize> = (0..z.m).filter(|&j| visible(i as i64, j as i64)).collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let s: Vec<f64> = keys.iter().map(|&j| alpha * (0..z.d).map(|a| q[i * z.d + a] * k[j * z.d + a]).sum::<f64>()).collect();
+        let mx = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let p: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+        let sum: f64 = p.iter().sum();
+        for c in 0..z.e {
+            out[i * z.e + c] = keys.iter().zip(&p).map(|(&j, w)| w * v[j * z.e + c]).sum::<f64>() / sum;
+        }
+    }
+    out
+}
+
+/// `got` equals `want` within `tol` relative to the largest magnitude, NaN exactly where
+/// `want` is NaN.
+#[track_caller]
+fn assert_close<T: crate::eval::Scalar>(got: &[T], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    let scale = want.iter().filter(|x| x.is_finite()).fold(1.0f64, |a, x| a.max(x.abs()));
+    for (n, (g, w)) in got.iter().zip(want).enumerate() {
+        let g = crate::eval::Scalar::to_f64(*g);
+        let ok = if w.is_nan() { g.is_nan() } else { (g - w).abs() <= tol * scale };
+        assert!(ok, "{what}: element {n}: got {g}, want {w}");
+    }
+}
+
+fn as_f32(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&x| x as f32).collect()
+}
+
+#[test]
+fn the_interpreter_runs_streamed_attention() {
+    for case in CASES {
+        let ins = qkv(case.z, 11);
+        let want = reference(case.z, &ins, case.visible);
+        if case.name == "strict causal" {
+            assert!(want[..case.z.e].iter().all(|x| x.is_nan()), "row 0 sees no key");
+        }
+        for skip_blocks in [true, false] {
+            let opts = InterpOptions { skip_blocks };
+            let what = format!("{} (skip_blocks {skip_blocks})", case.name);
+            let p = attention("f64", case.z, case.mask);
+            verify(&p).unwrap_or_else(|e| panic!("{what}: {e}\n{p}"));
+            let refs: Vec<&[f64]> = ins.iter().map(|v| v.as_slice()).collect();
+            let got = interpret_with(&p, &refs, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_close(&got[0], &want, 1e-12, &format!("f64 {what}"));
+            let p = attention("f32", case.z, case.mask);
+            let ins32: Vec<Vec<f32>> = ins.iter().map(|v| as_f32(v)).collect();
+            let refs: Vec<&[f32]> = ins32.iter().map(|v| v.as_slice()).collect();
+            let got = interpret_with(&p, &refs, opts).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_close(&got[0], &want, 1e-5, &format!("f32 {what}"));
+        }
+    }
+}
+
+/// Skipping blocks is invisible in the results, and without the fill the masked keys
+/// would count: the fill is what applies the mask.
+#[test]
+fn the_fill_applies_the_mask() {
+    let case = &CASES[1];
+    let ins = qkv(case.z, 3);
+    let refs: Vec<&[f64]> = ins.iter().map(|v| v.as_slice()).collect();
+    let p = attention("f64", case.z, case.mask);
+    let with = interpret_with(&p, &refs, InterpOptions { skip_blocks: true }).expect("runs");
+    let without = interpret_with(&p, &refs, InterpOptions { skip_blocks: false }).expect("runs");
+    assert_close(&with[0], &without[0], 1e-13, "skip vs no skip");
+    // The same program with no mask computes unmasked attention: different results.
+    let unmasked = interpret_with(&attention("f64", case.z, ""), &refs, InterpOptions::default()).expect("runs");
+    let differs = with[0].iter().zip(&unmasked[0]).any(|(a, b)| (a - b).abs() > 1e-6);
+    assert!(differs, "the mask changed nothing");
+}
