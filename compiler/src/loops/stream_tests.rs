@@ -322,3 +322,66 @@ fn the_fill_applies_the_mask() {
     let differs = with[0].iter().zip(&unmasked[0]).any(|(a, b)| (a - b).abs() > 1e-6);
     assert!(differs, "the mask changed nothing");
 }
+
+/// Runs `p` on every executor of this build (native code generators and the
+/// interpreter) and returns each backend's first output, flattened.
+fn on_executors<T: crate::eval::Scalar>(p: &Program, ins: &[Vec<T>]) -> Vec<(crate::backend::Backend, Vec<T>)> {
+    let arrays: Vec<ndarray::ArrayD<T>> = ins
+        .iter()
+        .zip(&p.inputs)
+        .map(|(v, &b)| ndarray::ArrayD::from_shape_vec(p.buf(b).shape.clone(), v.clone()).expect("shape"))
+        .collect();
+    let views: Vec<_> = arrays.iter().map(|a| a.view()).collect();
+    let mut out = Vec::new();
+    for backend in crate::backend::Backend::executors() {
+        let exe = crate::exec::Executable::new(p.clone(), backend).unwrap_or_else(|e| panic!("{backend}: {e}\n{p}"));
+        // Twice: the second call reuses the first call's tile buffers.
+        for _ in 0..2 {
+            let got = exe.run(&views).unwrap_or_else(|e| panic!("{backend}: {e}"));
+            out.push((backend, got[0].iter().copied().collect()));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_executor_runs_streamed_attention() {
+    for case in CASES {
+        let ins = qkv(case.z, 5);
+        let want = reference(case.z, &ins, case.visible);
+        for (backend, got) in on_executors(&attention("f64", case.z, case.mask), &ins) {
+            assert_close(&got, &want, 1e-12, &format!("f64 {} on {backend}", case.name));
+        }
+        let ins32: Vec<Vec<f32>> = ins.iter().map(|v| as_f32(v)).collect();
+        for (backend, got) in on_executors(&attention("f32", case.z, case.mask), &ins32) {
+            assert_close(&got, &want, 1e-5, &format!("f32 {} on {backend}", case.name));
+        }
+    }
+}
+
+/// Larger sizes with several threads' worth of tiles, odd sizes, and scores up to about
+/// 1e4 in magnitude, exact in f32 (small integers, d = 16 so that 1/sqrt(d) = 1/4): no
+/// overflow, and f32 within 1e-5 of the f64 computation.
+#[test]
+fn large_scores_do_not_overflow() {
+    let z = Sizes { n: 37, m: 45, d: 16, e: 7, tile: 8, block: 16 };
+    let mut rng = crate::eval::testutil::Rng::new(9);
+    let mut ints = |len: usize, r: f64| (0..len).map(|_| (rng.next() * r).round()).collect::<Vec<f64>>();
+    let ins = [ints(z.n * z.d, 50.0), ints(z.m * z.d, 50.0), ints(z.m * z.e, 3.0)];
+    let max = (0..z.n)
+        .flat_map(|i| (0..z.m).map(move |j| (i, j)))
+        .map(|(i, j)| (0..z.d).map(|a| ins[0][i * z.d + a] * ins[1][j * z.d + a]).sum::<f64>().abs() / 4.0)
+        .fold(0.0, f64::max);
+    assert!(max > 3e3, "scores up to {max}");
+    for (mask, visible) in [("", (|_, _| true) as fn(i64, i64) -> bool), ("  mask -j + i - 9 < 0\n  mask j - i <= 0\n", |i, j| i - 9 < j && j <= i)] {
+        let want = reference(z, &ins, visible);
+        assert!(want.iter().all(|x| x.is_finite()));
+        for (backend, got) in on_executors(&attention("f64", z, mask), &ins) {
+            assert_close(&got, &want, 1e-12, &format!("f64 on {backend}"));
+        }
+        let ins32: Vec<Vec<f32>> = ins.iter().map(|v| as_f32(v)).collect();
+        for (backend, got) in on_executors(&attention("f32", z, mask), &ins32) {
+            assert_close(&got, &want, 1e-5, &format!("f32 on {backend}"));
+        }
+    }
+}
