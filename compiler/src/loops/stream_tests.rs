@@ -385,3 +385,187 @@ fn large_scores_do_not_overflow() {
         }
     }
 }
+
+/// 2-simplicial attention with two stream axes (design §5): keys j (outer, blocks of
+/// `{J}`) and l (inner, blocks of `{B}`). Per j block the prologue forms `X = Q ⊙ K1[j]`
+/// for the block's J keys; per l block one GEMM over the tile's (row, jj) pairs (factor
+/// J) gives the scores, the update runs the online softmax jointly over (jj, c), a second
+/// GEMM gives `Y = P·V2` and the epilogue adds `Y ⊙ V1[j]` into the accumulator.
+const SIMPLICIAL: &str = "program simplicial ({t})
+  buf b0 Q[{n}, {d}]  input 0
+  buf b1 K1[{m1}, {d}]  input 1
+  buf b2 K2[{m2}, {d}]  input 2
+  buf b3 V1[{m1}, {e}]  input 3
+  buf b4 V2[{m2}, {e}]  input 4
+  buf b5 O[{n}, {e}]  output 0
+  buf b6 X[{n}, {J}, {d}]  tile rows of {Jd}, per thread
+  buf b7 S[{n}, {J}, {B}]  tile rows of {JB}, per thread
+  buf b8 Y[{n}, {J}, {e}]  tile rows of {Je}, per thread
+  buf b9 mx[{n}]  tile rows of 1, per thread
+  buf b10 l[{n}]  tile rows of 1, per thread
+  buf b11 acc[{n}, {e}]  tile rows of {e}, per thread
+
+tiles of {R} rows of {n}, kernels 0..=6 (kernel 2 slices m x{J}, kernel 4 slices m x{J})
+  stream j of {m1} in blocks of {J}, kernels 1..=5
+  stream l of {m2} in blocks of {B}, kernels 2..=5
+  shift K1 by j * {d}
+  shift V1 by j * {e}
+  shift K2 by l * {d}
+  shift V2 by l * {e}
+  scores S filled after kernel 2, key strides [{B}, 1]
+{mask}kernel 0 loops init (steps 0)
+  parallel for i in 0..{n} {
+    mx[i] = -inf
+    l[i] = 0.0
+    for c in 0..{e} {
+      acc[c + i*{e}] = 0.0
+    }
+  }
+
+kernel 1 loops prologue (steps 0)
+  parallel for i in 0..{n} {
+    for jj in 0..{J} {
+      for a in 0..{d} {
+        X[a + jj*{d} + i*{Jd}] = Q[a + i*{d}] * K1[a + jj*{d}]
+      }
+    }
+  }
+
+kernel 2 gemm (step 0) [M i, jj; N l; K a]
+  S[m, n] = 0.5 * X[m, k] K2[k, n]  m = {nJ}, n = {B}, k = {d}
+  strides  a [{d}, 1]  b [1, {d}]  c [{B}, 1]
+
+kernel 3 loops update (steps 1)
+  parallel for i in 0..{n} {
+    v0 = -inf
+    for c in 0..{JB} {
+      v0 max= S[c + i*{JB}]
+    }
+    v1 = max(mx[i], v0)
+    v2 = select(v1 == -inf, 0.0, v1)
+    v3 = exp(mx[i] - v2)
+    r = 0.0
+    for c1 in 0..{JB} {
+      S[c1 + i*{JB}] = exp(S[c1 + i*{JB}] - v2)
+      r += S[c1 + i*{JB}]
+    }
+    l[i] = (l[i] * v3) + r
+    mx[i] = v1
+    for c2 in 0..{e} {
+      acc[c2 + i*{e}] = acc[c2 + i*{e}] * v3
+    }
+  }
+
+kernel 4 gemm (step 2) [M i, jj; N b; K l]
+  Y[m, n] = 1.0 * S[m, k] V2[k, n]  m = {nJ}, n = {e}, k = {B}
+  strides  a [{B}, 1]  b [{e}, 1]  c [{e}, 1]
+
+kernel 5 loops epilogue (steps 2)
+  parallel for i in 0..{n} {
+    for b in 0..{e} {
+      for jj in 0..{J} {
+        acc[b + i*{e}] = acc[b + i*{e}] + (Y[b + jj*{e} + i*{Je}] * V1[b + jj*{e}])
+      }
+    }
+  }
+
+kernel 6 loops finish (steps 3)
+  parallel for i in 0..{n} {
+    for c in 0..{e} {
+      O[c + i*{e}] = acc[c + i*{e}] / l[i]
+    }
+  }
+";
+
+#[derive(Clone, Copy, Debug)]
+struct Sizes2 {
+    n: usize,
+    m1: usize,
+    m2: usize,
+    d: usize,
+    e: usize,
+    tile: usize,
+    j: usize,
+    block: usize,
+}
+
+fn simplicial(dtype: &str, z: Sizes2, mask: &str) -> Program {
+    let mut t = SIMPLICIAL.to_string();
+    for (k, v) in [
+        ("{t}", dtype.to_string()),
+        ("{nJ}", (z.n * z.j).to_string()),
+        ("{Jd}", (z.j * z.d).to_string()),
+        ("{JB}", (z.j * z.block).to_string()),
+        ("{Je}", (z.j * z.e).to_string()),
+        ("{n}", z.n.to_string()),
+        ("{m1}", z.m1.to_string()),
+        ("{m2}", z.m2.to_string()),
+        ("{d}", z.d.to_string()),
+        ("{e}", z.e.to_string()),
+        ("{R}", z.tile.to_string()),
+        ("{J}", z.j.to_string()),
+        ("{B}", z.block.to_string()),
+        ("{mask}", mask.to_string()),
+    ] {
+        t = t.replace(k, &v);
+    }
+    let p = parse(&t).unwrap_or_else(|e| panic!("{e}\n{t}"));
+    assert_eq!(p.to_string(), t, "the text is in printed form");
+    p
+}
+
+/// 2-simplicial attention computed directly in f64 (α = 1/2, d = 4).
+fn reference2(z: Sizes2, ins: &[Vec<f64>; 5], visible: fn(i64, i64, i64) -> bool) -> Vec<f64> {
+    let [q, k1, k2, v1, v2] = ins;
+    let mut out = vec![f64::NAN; z.n * z.e];
+    for i in 0..z.n {
+        let pairs: Vec<(usize, usize)> =
+            (0..z.m1).flat_map(|j| (0..z.m2).map(move |l| (j, l))).filter(|&(j, l)| visible(i as i64, j as i64, l as i64)).collect();
+        if pairs.is_empty() {
+            continue;
+        }
+        let s: Vec<f64> =
+            pairs.iter().map(|&(j, l)| 0.5 * (0..z.d).map(|a| q[i * z.d + a] * k1[j * z.d + a] * k2[l * z.d + a]).sum::<f64>()).collect();
+        let mx = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let p: Vec<f64> = s.iter().map(|x| (x - mx).exp()).collect();
+        let sum: f64 = p.iter().sum();
+        for b in 0..z.e {
+            out[i * z.e + b] = pairs.iter().zip(&p).map(|(&(j, l), w)| w * v1[j * z.e + b] * v2[l * z.e + b]).sum::<f64>() / sum;
+        }
+    }
+    out
+}
+
+#[test]
+fn two_stream_axes_run_two_simplicial_attention() {
+    type Vis = fn(i64, i64, i64) -> bool;
+    let z = Sizes2 { n: 9, m1: 7, m2: 8, d: 4, e: 3, tile: 4, j: 3, block: 3 };
+    let cases: [(&str, Vis); 4] = [
+        ("", |_, _, _| true),
+        ("  mask j - i <= 0\n  mask l - i <= 0\n", |i, j, l| j <= i && l <= i),
+        ("  mask -j + i - 2 < 0\n  mask j - i <= 0\n  mask -l + i - 4 < 0\n  mask l - i <= 0\n", |i, j, l| {
+            i - 2 < j && j <= i && i - 4 < l && l <= i
+        }),
+        ("  mask j + l - i <= 0\n", |i, j, l| j + l <= i),
+    ];
+    let mut rng = crate::eval::testutil::Rng::new(21);
+    let mut v = |len: usize| (0..len).map(|_| f64::from((1.5 * rng.next()) as f32)).collect::<Vec<f64>>();
+    let ins = [v(z.n * z.d), v(z.m1 * z.d), v(z.m2 * z.d), v(z.m1 * z.e), v(z.m2 * z.e)];
+    let ins32: Vec<Vec<f32>> = ins.iter().map(|v| as_f32(v)).collect();
+    for (mask, visible) in cases {
+        let want = reference2(z, &ins, visible);
+        let p = simplicial("f64", z, mask);
+        verify(&p).unwrap_or_else(|e| panic!("{e}\n{p}"));
+        let refs: Vec<&[f64]> = ins.iter().map(|v| v.as_slice()).collect();
+        for skip_blocks in [true, false] {
+            let got = interpret_with(&p, &refs, InterpOptions { skip_blocks }).unwrap_or_else(|e| panic!("{e}"));
+            assert_close(&got[0], &want, 1e-12, &format!("interp {mask} skip {skip_blocks}"));
+        }
+        for (backend, got) in on_executors(&p, &ins) {
+            assert_close(&got, &want, 1e-12, &format!("f64 {mask} on {backend}"));
+        }
+        for (backend, got) in on_executors(&simplicial("f32", z, mask), &ins32) {
+            assert_close(&got, &want, 1e-5, &format!("f32 {mask} on {backend}"));
+        }
+    }
+}
