@@ -8,7 +8,7 @@
 use super::ExecError;
 use crate::codegen::CpuKernel;
 use crate::eval::Scalar;
-use crate::loops::{self, BufKind, Kernel, Program, Stmt, TileGroup, TileRole};
+use crate::loops::{self, stream, BufKind, Kernel, Program, Stmt, Stream, TileGroup, TileRole};
 use ndarray::{ArrayD, ArrayViewD, CowArray, IxDyn};
 use tessera_runtime::gemm::gemm;
 use tessera_runtime::{AlignedBuf, DType, GemmDesc, GemmLoop};
@@ -140,7 +140,7 @@ impl CpuExecutor {
         p: &Program,
         k: usize,
         args: &[*mut u8],
-                threads: usize,
+        threads: usize,
         tile: Option<(usize, usize, TileRole)>,
     ) -> Result<(), ExecError> {
         match (&p.kernels[k], &self.kernels[k]) {
@@ -226,8 +226,12 @@ impl CpuExecutor {
                     set
                 }
             };
+            let base = shared.copy();
             let mut args = shared.copy();
             for t in t0..t1 {
+                // Streamed groups run their tiles last first: with a causal mask the last
+                // rows see the most keys, and starting them first balances the threads.
+                let t = if g.stream.is_some() { tiles - 1 - t } else { t };
                 let lo = t * g.tile;
                 let hi = (lo + g.tile).min(g.extent);
                 // A tile buffer holds rows lo..hi; its base is set so that the kernels'
@@ -235,16 +239,20 @@ impl CpuExecutor {
                 for (b, buf) in g.local.iter().zip(&mut local) {
                     args[b.index()] = buf.as_mut_ptr().wrapping_sub(lo * rows_of(b) * elem);
                 }
-                for (n, k) in (g.first..=g.last).enumerate() {
-                    let role = g.roles.get(n).copied().flatten().unwrap_or(TileRole::M);
-                    // SAFETY: the group's kernels touch only rows lo..hi of tile buffers
-                    // (checked when the group was formed) and whole shared buffers.
-                    if let Err(e) = unsafe { self.run_kernel(p, k, &args, 1, Some((lo, hi, role))) } {
-                        if let Ok(mut f) = failed.lock() {
-                            *f = Some(e);
-                        }
-                        return;
+                let r = match &g.stream {
+                    None => (g.first..=g.last).try_for_each(|k| {
+                        // SAFETY: the group's kernels touch only rows lo..hi of tile
+                        // buffers (checked when the group was formed) and whole shared
+                        // buffers.
+                        unsafe { self.run_kernel(p, k, &args, 1, Some(tile_rows(g, k, lo, hi))) }
+                    }),
+                    Some(s) => self.run_stream(p, g, s, (lo, hi), &base, &mut args, &mut local),
+                };
+                if let Err(e) = r {
+                    if let Ok(mut f) = failed.lock() {
+                        *f = Some(e);
                     }
+                    return;
                 }
             }
             if let Ok(mut s) = spare.lock() {
@@ -256,6 +264,67 @@ impl CpuExecutor {
             _ => Ok(()),
         }
     }
+}
+
+impl CpuExecutor {
+    /// Runs one tile of a streamed group (see `loops::stream`): the init kernels, the key
+    /// blocks some row of the tile sees, each with its shifted bases and the score fill,
+    /// then the finish kernels. `args` is the thread's argument array with the tile
+    /// buffers set, `base` the unshifted one, `local` the thread's tile buffers.
+    #[allow(clippy::too_many_arguments)]
+    fn run_stream(
+        &self,
+        p: &Program,
+        g: &TileGroup,
+        s: &Stream,
+        (lo, hi): (usize, usize),
+        base: &[*mut u8],
+        args: &mut [*mut u8],
+        local: &mut [AlignedBuf],
+    ) -> Result<(), ExecError> {
+        let elem = p.dtype.size_of() as isize;
+        let scores = g.local.iter().position(|&b| b == s.scores);
+        let plan = stream::tile_plan(s, lo, hi, true);
+        let r = stream::drive(g, s, &plan, &mut |op| {
+            match op {
+                // SAFETY: as for any kernel of a tile group; shifted buffers are read only
+                // by the axis's kernels, which the verifier checked in bounds for every
+                // block start.
+                stream::Op::Run(k) => unsafe { self.run_kernel(p, k, args, 1, Some(tile_rows(g, k, lo, hi)))? },
+                stream::Op::Shift { axis, key0 } => {
+                    for sh in s.shifts.iter().filter(|sh| sh.axis == axis) {
+                        let b = sh.buf.index();
+                        args[b] = base[b].wrapping_offset(key0 as isize * sh.stride as isize * elem);
+                    }
+                }
+                stream::Op::Fill { key0, fresh } => {
+                    let (Some(n), BufKind::Tile { row }) = (scores, &p.buf(s.scores).kind) else {
+                        return Err(ExecError::Internal("the stream's scores are not a tile buffer of its group".into()));
+                    };
+                    let len = (hi - lo) * row;
+                    match p.dtype {
+                        DType::F32 => stream::fill(&mut local[n].as_mut_slice::<f32>()[..len], *row, s, lo, hi, key0, fresh),
+                        DType::F64 => stream::fill(&mut local[n].as_mut_slice::<f64>()[..len], *row, s, lo, hi, key0, fresh),
+                    }
+                }
+            }
+            Ok(())
+        });
+        for sh in &s.shifts {
+            args[sh.buf.index()] = base[sh.buf.index()];
+        }
+        r
+    }
+}
+
+/// The part of kernel `k` of group `g` that runs for the tile of rows `lo..hi`: those
+/// rows, times the kernel's factor (GEMMs over (row, key) pairs), of its sliced
+/// dimension.
+fn tile_rows(g: &TileGroup, k: usize, lo: usize, hi: usize) -> (usize, usize, TileRole) {
+    let n = k - g.first;
+    let role = g.roles.get(n).copied().flatten().unwrap_or(TileRole::M);
+    let f = g.factors.get(n).copied().unwrap_or(1);
+    (lo * f, hi * f, role)
 }
 
 /// The argument array shared by the threads of a tile group, each of which copies it.

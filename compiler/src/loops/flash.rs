@@ -87,7 +87,7 @@ fn stride(op: &Operand, shape: &[usize], role: Role) -> i64 {
 
 fn aff(terms: &[(LoopId, i64)]) -> Affine {
     let mut a = Affine::constant(0);
-    for &(l, s) in terms.iter().rev() {
+    for &(l, s) in terms {
         a.add_term(l, s);
     }
     a

@@ -4,6 +4,7 @@
 //! tile by tile as the executor runs them, and memory slots start filled with NaN so
 //! that a read before a write shows in the results.
 
+use super::stream::Op;
 use super::*;
 use crate::eval::Scalar;
 
@@ -16,8 +17,28 @@ pub enum InterpError {
     Internal(String),
 }
 
+/// How the interpreter runs a program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterpOptions {
+    /// Streamed tile groups visit only the key blocks some row of the tile sees (as the
+    /// executor does). Without, every block position of the whole key range runs and the
+    /// score fill alone applies the mask: tests compare the two.
+    pub skip_blocks: bool,
+}
+
+impl Default for InterpOptions {
+    fn default() -> Self {
+        InterpOptions { skip_blocks: true }
+    }
+}
+
 /// Runs `p` on contiguous row-major inputs; returns the outputs, row-major.
 pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>, InterpError> {
+    interpret_with(p, inputs, InterpOptions::default())
+}
+
+/// [`interpret`] with options.
+pub fn interpret_with<T: Scalar>(p: &Program, inputs: &[&[T]], opts: InterpOptions) -> Result<Vec<Vec<T>>, InterpError> {
     if T::DTYPE != p.dtype {
         return Err(InterpError::Input(format!("the program is {}, the inputs {}", p.dtype.name(), T::DTYPE.name())));
     }
@@ -56,7 +77,7 @@ pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>,
             }
         });
     }
-    let mut m = Machine { region, mem, loops: Vec::new(), vars: Vec::new() };
+    let mut m = Machine { region, shift: vec![0; p.bufs.len()], mem, loops: Vec::new(), vars: Vec::new() };
     let mut k = 0;
     while k < p.kernels.len() {
         let Some(g) = p.tile_group_at(k) else {
@@ -67,16 +88,51 @@ pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>,
         // A tile group runs in the executor's order: every kernel of the group on one tile
         // of rows before the next tile, so a memory plan that ignores the interleaving
         // shows here too. A tile's intermediates do not outlive it: each tile starts them
-        // as NaN.
-        for lo in (0..g.extent).step_by(g.tile.max(1)) {
+        // as NaN. Streamed groups run their tiles last first, as the executor does.
+        let mut tiles: Vec<usize> = (0..g.extent).step_by(g.tile.max(1)).collect();
+        if g.stream.is_some() {
+            tiles.reverse();
+        }
+        for lo in tiles {
             let hi = (lo + g.tile).min(g.extent);
             for b in &g.local {
                 let r = m.region[b.index()];
                 m.mem[r].fill(T::nan());
             }
-            for (n, j) in (g.first..=g.last).enumerate() {
+            let run = |m: &mut Machine<T>, j: usize| {
+                let n = j - g.first;
                 let role = g.roles.get(n).copied().flatten().unwrap_or(TileRole::M);
-                m.kernel(&p.kernels[j], Some((lo, hi, role))).map_err(|e| InterpError::Internal(format!("kernel {j}: {e}")))?;
+                // A GEMM whose M runs over (row, key) pairs has `factor` rows per group row.
+                let f = g.factors.get(n).copied().unwrap_or(1);
+                m.kernel(&p.kernels[j], Some((lo * f, hi * f, role))).map_err(|e| format!("kernel {j}: {e}"))
+            };
+            match &g.stream {
+                None => {
+                    for j in g.first..=g.last {
+                        run(&mut m, j).map_err(InterpError::Internal)?;
+                    }
+                }
+                Some(s) => {
+                    let plan = super::stream::tile_plan(s, lo, hi, opts.skip_blocks);
+                    super::stream::drive(g, s, &plan, &mut |op| match op {
+                        Op::Run(j) => run(&mut m, j),
+                        Op::Shift { axis, key0 } => {
+                            for sh in s.shifts.iter().filter(|sh| sh.axis == axis) {
+                                m.shift[sh.buf.index()] = key0 as i64 * sh.stride;
+                            }
+                            Ok(())
+                        }
+                        Op::Fill { key0, fresh } => {
+                            let BufKind::Tile { row } = p.buf(s.scores).kind else { return Err("the scores are not a tile buffer".into()) };
+                            let r = m.region[s.scores.index()];
+                            let rows = m.mem[r].get_mut(lo * row..hi * row).ok_or("the scores buffer is too short")?;
+                            super::stream::fill(rows, row, s, lo, hi, key0, fresh);
+                            Ok(())
+                        }
+                    })
+                    .map_err(InterpError::Internal)?;
+                    m.shift.fill(0);
+                }
             }
         }
         k = g.last + 1;
@@ -90,6 +146,9 @@ pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>,
 
 struct Machine<T> {
     region: Vec<usize>,
+    /// Per buffer, the element offset of its base: a stream's shifted buffers move by
+    /// the block's first key times the shift's stride.
+    shift: Vec<i64>,
     mem: Vec<Vec<T>>,
     loops: Vec<i64>,
     vars: Vec<T>,
@@ -120,7 +179,7 @@ impl<T: Scalar> Machine<T> {
     }
 
     fn addr(&self, b: BufId, a: &Affine) -> Result<(usize, usize), String> {
-        let mut off = a.offset;
+        let mut off = a.offset + self.shift[b.index()];
         for &(l, s) in &a.terms {
             off += self.loops[l.index()] * s;
         }
@@ -228,8 +287,10 @@ impl<T: Scalar> Machine<T> {
         let total: usize = g.outer.iter().map(|l| l.extent).product();
         let alpha = T::from_f64(g.alpha);
         let at = |base: isize, i: usize, s: isize| base + i as isize * s;
+        let base = |b: BufId| self.shift[b.index()] as isize;
+        let (sa, sb, sc) = (base(g.a), base(g.b), base(g.c));
         for flat in 0..total {
-            let (mut oa, mut ob, mut oc) = (0isize, 0isize, 0isize);
+            let (mut oa, mut ob, mut oc) = (sa, sb, sc);
             let mut rest = flat;
             let mut first = !g.accumulate;
             for l in g.outer.iter().rev() {

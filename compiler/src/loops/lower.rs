@@ -35,7 +35,7 @@ pub struct LowerOptions {
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { gemm: true, fuse: true, stream: false, stream_blocks: None }
+        LowerOptions { gemm: true, fuse: true, stream: true, stream_blocks: None }
     }
 }
 

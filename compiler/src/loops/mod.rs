@@ -14,10 +14,11 @@ mod lower;
 pub mod parse;
 pub mod passes;
 mod print;
+pub mod stream;
 mod verify;
 
 pub use flash::Blocks;
-pub use interp::{interpret, InterpError};
+pub use interp::{interpret, interpret_with, InterpError, InterpOptions};
 pub use lower::{lower, lower_kernels, lower_with, LowerError, LowerOptions};
 pub use parse::{parse, ParseError};
 pub use verify::{verify, verify_at, Stage};
@@ -198,6 +199,21 @@ pub struct MaskCmp {
     pub row: i64,
     pub keys: Vec<i64>,
     pub constant: i64,
+}
+
+impl TileGroup {
+    /// Moves the group to new kernel indices: kernel k becomes `at[k]`. Passes that merge
+    /// or drop kernels outside groups renumber the groups with this (a group's kernels
+    /// keep their order and stay distinct).
+    pub fn renumber(&mut self, at: &[usize]) {
+        (self.first, self.last) = (at[self.first], at[self.last]);
+        if let Some(s) = &mut self.stream {
+            for a in &mut s.axes {
+                a.kernels = (at[a.kernels.0], at[a.kernels.1]);
+            }
+            s.fill_after = at[s.fill_after];
+        }
+    }
 }
 
 impl Program {
@@ -574,3 +590,5 @@ impl Pred {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod stream_tests;

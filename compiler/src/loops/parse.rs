@@ -321,8 +321,10 @@ impl<'a> Parser<'a> {
                 if tiles.last().is_some_and(|t: &TileGroup| t.last >= g.first) {
                     return c.err_at(0, "tile groups overlap");
                 }
-                tiles.push(g);
                 self.at += 1;
+                let mut g = g;
+                g.stream = self.stream(&bufs)?;
+                tiles.push(g);
                 let Some(line) = self.line() else { return self.eof("a tile group must be followed by its first kernel") };
                 c = Cur::new(line);
                 if !c.looking_at("kernel ") {
@@ -361,6 +363,89 @@ impl<'a> Parser<'a> {
             p.tiles[g].local = local;
         }
         Ok(p)
+    }
+
+    /// The stream lines under a tile group's line, if any: `stream` lines (one per axis),
+    /// then `shift` lines, the `scores` line and `mask` lines.
+    fn stream(&mut self, bufs: &[Buffer]) -> R<Option<Stream>> {
+        let starts = |p: &Self, s: &str| p.line().is_some_and(|l| Cur::new(l).looking_at(s));
+        if !starts(self, "  stream ") {
+            for word in ["  shift ", "  scores ", "  mask "] {
+                if let Some(l) = self.line().filter(|_| starts(self, word)) {
+                    return Cur::new(l).err(format!("`{}` needs a `stream` line before it", word.trim()));
+                }
+            }
+            return Ok(None);
+        }
+        let mut axes: Vec<StreamAxis> = Vec::new();
+        while let Some(line) = self.line().filter(|_| starts(self, "  stream ")) {
+            let mut c = Cur::new(line);
+            c.expect("  stream ")?;
+            let at = c.pos;
+            let name = c.name("a key name")?;
+            if axes.iter().any(|a| a.name == name) {
+                return c.err_at(at, format!("key `{name}` streams twice"));
+            }
+            c.expect(" of ")?;
+            let extent = c.uint()?;
+            c.expect(" in blocks of ")?;
+            let block = c.uint()?;
+            c.expect(", kernels ")?;
+            let a = c.uint()?;
+            c.expect("..=")?;
+            let b = c.uint()?;
+            c.end()?;
+            axes.push(StreamAxis { name, extent, block, kernels: (a, b) });
+            self.at += 1;
+        }
+        let axis = |c: &mut Cur| -> R<usize> {
+            let at = c.pos;
+            let name = c.name("a key name")?;
+            axes.iter().position(|a| a.name == name).map_or_else(|| c.err_at(at, format!("no stream key is named `{name}`")), Ok)
+        };
+        let mut shifts = Vec::new();
+        while let Some(line) = self.line().filter(|_| starts(self, "  shift ")) {
+            let mut c = Cur::new(line);
+            c.expect("  shift ")?;
+            let buf = buf_ref(&mut c, bufs)?;
+            c.expect(" by ")?;
+            let axis = axis(&mut c)?;
+            c.expect(" * ")?;
+            let stride = c.int()?;
+            c.end()?;
+            shifts.push(Shift { buf, axis, stride });
+            self.at += 1;
+        }
+        let Some(line) = self.line().filter(|_| starts(self, "  scores ")) else {
+            return match self.line() {
+                Some(l) => Cur::new(l).err("expected the stream's `scores` line"),
+                None => self.eof("expected the stream's `scores` line"),
+            };
+        };
+        let mut c = Cur::new(line);
+        c.expect("  scores ")?;
+        let scores = buf_ref(&mut c, bufs)?;
+        c.expect(" filled after kernel ")?;
+        let fill_after = c.uint()?;
+        c.expect(", key strides ")?;
+        let at = c.pos;
+        let score_strides = c.list(|c| c.int())?;
+        if score_strides.len() != axes.len() {
+            return c.err_at(at, format!("{} key strides for {} stream keys", score_strides.len(), axes.len()));
+        }
+        c.end()?;
+        self.at += 1;
+        let names: Vec<String> = axes.iter().map(|a| a.name.clone()).collect();
+        let mut row: Option<String> = None;
+        let mut mask = Vec::new();
+        while let Some(line) = self.line().filter(|_| starts(self, "  mask ")) {
+            let mut c = Cur::new(line);
+            c.expect("  mask ")?;
+            mask.push(mask_cmp(&mut c, &names, &mut row)?);
+            c.end()?;
+            self.at += 1;
+        }
+        Ok(Some(Stream { axes, shifts, scores, fill_after, score_strides, mask }))
     }
 
     fn gemm(&mut self, mut c: Cur, bufs: &[Buffer]) -> R<Gemm> {
@@ -636,6 +721,7 @@ fn tile_group(c: &mut Cur, next: usize, lines: usize) -> R<TileGroup> {
     }
     c.expect(" (")?;
     let mut roles = vec![None; last - first + 1];
+    let mut factors = vec![1; roles.len()];
     if !c.eat(")") {
         loop {
             c.expect("kernel ")?;
@@ -651,6 +737,13 @@ fn tile_group(c: &mut Cur, next: usize, lines: usize) -> R<TileGroup> {
                 c.expect("n")?;
                 TileRole::N
             });
+            if c.eat(" x") {
+                let at = c.pos;
+                factors[k - first] = c.uint()?;
+                if factors[k - first] < 2 {
+                    return c.err_at(at, "a factor is at least 2 (1 is not printed)");
+                }
+            }
             if c.eat(")") {
                 break;
             }
@@ -658,8 +751,64 @@ fn tile_group(c: &mut Cur, next: usize, lines: usize) -> R<TileGroup> {
         }
     }
     c.end()?;
-    let factors = vec![1; roles.len()];
     Ok(TileGroup { first, last, extent, tile, roles, factors, local: Vec::new(), stream: None })
+}
+
+/// A mask comparison as `print.rs::mask_text` writes it: `2*j - i + 1 <= 0`. Names are
+/// stream keys or the row (any other name, the same on every line).
+fn mask_cmp(c: &mut Cur, keys: &[String], row: &mut Option<String>) -> R<MaskCmp> {
+    let mut m = MaskCmp { op: CmpOp::Le, row: 0, keys: vec![0; keys.len()], constant: 0 };
+    let mut negative = c.eat("-");
+    loop {
+        let at = c.pos;
+        let (coef, name) = if c.peek().is_some_and(|x| x.is_ascii_digit()) {
+            let v = mask_int(c)?;
+            if c.eat("*") {
+                (v, Some(c.name("a key or row name")?))
+            } else {
+                (v, None)
+            }
+        } else {
+            (1, Some(c.name("a key or row name, or a number")?))
+        };
+        let coef = if negative { -coef } else { coef };
+        let slot = match name {
+            None => &mut m.constant,
+            Some(n) => match keys.iter().position(|k| *k == n) {
+                Some(k) => &mut m.keys[k],
+                None => {
+                    if row.as_ref().is_some_and(|r| *r != n) {
+                        return c.err_at(at, format!("`{n}` is not a stream key, and the row is `{}`", row.as_deref().unwrap_or("")));
+                    }
+                    *row = Some(n);
+                    &mut m.row
+                }
+            },
+        };
+        *slot = slot.checked_add(coef).map_or_else(|| c.err_at(at, "the coefficient overflows"), Ok)?;
+        if c.eat(" + ") {
+            negative = false;
+        } else if c.eat(" - ") {
+            negative = true;
+        } else {
+            break;
+        }
+    }
+    c.expect(" ")?;
+    let at = c.pos;
+    m.op = match CMPS.iter().find(|op| c.eat(op.symbol())) {
+        Some(op) => *op,
+        None => return c.err_at(at, "expected a comparison"),
+    };
+    c.expect(" 0")?;
+    Ok(m)
+}
+
+/// A non-negative integer up to `i64::MAX` (mask coefficients may exceed sizes' 2^40).
+fn mask_int(c: &mut Cur) -> R<i64> {
+    let at = c.pos;
+    let d = c.digits()?;
+    d.parse::<i64>().map_or_else(|_| c.err_at(at, format!("{d} is too large")), Ok)
 }
 
 fn buf_ref(c: &mut Cur, bufs: &[Buffer]) -> R<BufId> {

@@ -36,9 +36,16 @@ impl fmt::Display for Program {
                     .roles
                     .iter()
                     .zip(g.first..=g.last)
-                    .filter_map(|(r, k)| r.map(|r| format!("kernel {k} slices {}", if r == TileRole::M { "m" } else { "n" })))
+                    .zip(g.factors.iter().chain(std::iter::repeat(&1)))
+                    .filter_map(|((r, k), &factor)| {
+                        let x = if factor == 1 { String::new() } else { format!(" x{factor}") };
+                        r.map(|r| format!("kernel {k} slices {}{x}", if r == TileRole::M { "m" } else { "n" }))
+                    })
                     .collect();
                 writeln!(f, "tiles of {} rows of {}, kernels {}..={} ({})", g.tile, g.extent, g.first, g.last, roles.join(", "))?;
+                if let Some(s) = &g.stream {
+                    print_stream(f, self, s)?;
+                }
             }
             match kern {
                 Kernel::Gemm(g) => print_gemm(f, self, k, g)?,
@@ -46,6 +53,61 @@ impl fmt::Display for Program {
             }
         }
         Ok(())
+    }
+}
+
+/// The lines of a stream under its group's line: one per axis, per shift and per mask
+/// comparison, and the score fill.
+fn print_stream(f: &mut fmt::Formatter<'_>, p: &Program, s: &Stream) -> fmt::Result {
+    let name = |b: BufId| p.bufs.get(b.index()).map_or_else(|| b.to_string(), |x| x.name.clone());
+    let axis = |k: usize| s.axes.get(k).map_or_else(|| format!("#{k}"), |a| a.name.clone());
+    for a in &s.axes {
+        writeln!(f, "  stream {} of {} in blocks of {}, kernels {}..={}", a.name, a.extent, a.block, a.kernels.0, a.kernels.1)?;
+    }
+    for sh in &s.shifts {
+        writeln!(f, "  shift {} by {} * {}", name(sh.buf), axis(sh.axis), sh.stride)?;
+    }
+    let strides: Vec<String> = s.score_strides.iter().map(|x| x.to_string()).collect();
+    writeln!(f, "  scores {} filled after kernel {}, key strides [{}]", name(s.scores), s.fill_after, strides.join(", "))?;
+    let names: Vec<String> = (0..s.axes.len()).map(axis).collect();
+    let row = mask_row_name(&names);
+    for c in &s.mask {
+        writeln!(f, "  mask {}", mask_text(c, &names, &row))?;
+    }
+    Ok(())
+}
+
+/// The name the mask lines give the group's row: `i`, unless a key is called that.
+pub(super) fn mask_row_name(keys: &[String]) -> String {
+    ["i", "row", "r"]
+        .iter()
+        .map(|x| x.to_string())
+        .chain((0..).map(|k| format!("i{k}")))
+        .find(|x| !keys.contains(x))
+        .unwrap_or_default()
+}
+
+/// `j - i + 1 <= 0`: the keys' terms, the row's, the constant, the comparison with 0.
+pub(super) fn mask_text(c: &MaskCmp, keys: &[String], row: &str) -> String {
+    let mut out = String::new();
+    let terms = c.keys.iter().zip(keys).map(|(&a, n)| (a, n.as_str())).chain([(c.row, row)]);
+    for (a, n) in terms.filter(|t| t.0 != 0) {
+        push_term(&mut out, a, |m| if m == 1 { n.to_string() } else { format!("{m}*{n}") });
+    }
+    if c.constant != 0 || out.is_empty() {
+        push_term(&mut out, c.constant, |m| m.to_string());
+    }
+    format!("{out} {} 0", c.op.symbol())
+}
+
+/// Appends `± term` (a leading `-` sticks to the first term).
+fn push_term(out: &mut String, a: i64, term: impl Fn(u64) -> String) {
+    let m = a.unsigned_abs();
+    match (out.is_empty(), a < 0) {
+        (true, false) => out.push_str(&term(m)),
+        (true, true) => out.push_str(&format!("-{}", term(m))),
+        (false, false) => out.push_str(&format!(" + {}", term(m))),
+        (false, true) => out.push_str(&format!(" - {}", term(m))),
     }
 }
 

@@ -1,7 +1,9 @@
 //! The loop IR verifier: ids resolve, loops and variables are in scope, every address
 //! any kernel touches lies inside its buffer, nothing writes an input or a constant, the
 //! stores of a parallel loop depend on its counter, and temporaries that share a memory
-//! slot are never alive at the same time. A failure is always a bug.
+//! slot are never alive at the same time; a streamed tile group's blocks, shifts, fill and
+//! mask are consistent, and shifted buffers stay in bounds for every block start. A
+//! failure is always a bug.
 //!
 //! What holds depends on how far the passes got (`Stage`): memory slots exist only after
 //! the memory plan, so before it the verifier checks that there are none instead.
@@ -75,9 +77,10 @@ pub fn verify_at(p: &Program, stage: Stage) -> Result<(), String> {
         }
     }
     for (k, kern) in p.kernels.iter().enumerate() {
+        let shifts = shift_dims(p, k);
         let r = match kern {
-            Kernel::Gemm(g) => gemm(p, g),
-            Kernel::Loops(l) => loops(p, l),
+            Kernel::Gemm(g) => gemm(p, g, &shifts),
+            Kernel::Loops(l) => loops(p, l, &shifts),
         };
         r.map_err(|e| format!("kernel {k}: {e}"))?;
     }
@@ -91,16 +94,24 @@ fn tile_groups(p: &Program) -> Result<(), String> {
         if g.first > g.last || g.last >= p.kernels.len() || g.roles.len() != g.last - g.first + 1 || g.tile == 0 {
             return Err(format!("tile group {n} is malformed: {g:?}"));
         }
-        for (k, role) in (g.first..=g.last).zip(&g.roles) {
+        if g.factors.len() != g.roles.len() {
+            return Err(format!("tile group {n} has {} factors for {} kernels", g.factors.len(), g.roles.len()));
+        }
+        for ((k, role), &factor) in (g.first..=g.last).zip(&g.roles).zip(&g.factors) {
             let ok = match (&p.kernels[k], role) {
-                (Kernel::Gemm(gm), Some(TileRole::M)) => gm.outer.is_empty() && gm.m == g.extent,
-                (Kernel::Gemm(gm), Some(TileRole::N)) => gm.outer.is_empty() && gm.n == g.extent,
-                (Kernel::Loops(l), None) => l.parallel_loop().is_some_and(|(_, e)| e == g.extent),
+                (Kernel::Gemm(gm), Some(TileRole::M)) => {
+                    factor >= 1 && gm.outer.is_empty() && g.extent.checked_mul(factor) == Some(gm.m)
+                }
+                (Kernel::Gemm(gm), Some(TileRole::N)) => factor == 1 && gm.outer.is_empty() && gm.n == g.extent,
+                (Kernel::Loops(l), None) => factor == 1 && l.parallel_loop().is_some_and(|(_, e)| e == g.extent),
                 _ => false,
             };
             if !ok {
-                return Err(format!("kernel {k} cannot run by tiles of tile group {n}"));
+                return Err(format!("kernel {k} cannot run by tiles of tile group {n} (factor {factor})"));
             }
+        }
+        if let Some(s) = &g.stream {
+            stream(p, g, s).map_err(|e| format!("tile group {n}: stream: {e}"))?;
         }
     }
     for (k, kern) in p.kernels.iter().enumerate() {
@@ -113,6 +124,133 @@ fn tile_groups(p: &Program) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A streamed group (see `Stream`): axis ranges nest inside the group, blocks fit their
+/// keys, shifted buffers are read-only and used only by their axis's kernels (their
+/// addresses are checked for every block start by `shift_dims`), loop kernels of the
+/// block ranges do not compute with loop counters (keys are block-relative there), the
+/// score fill stays inside a row of a tile buffer the fill kernel writes, and the mask's
+/// integers cannot overflow.
+fn stream(p: &Program, g: &TileGroup, s: &Stream) -> Result<(), String> {
+    let Some(inner) = s.axes.last() else { return Err("no stream axis".into()) };
+    let mut outer: Option<&StreamAxis> = None;
+    for a in &s.axes {
+        let (lo, hi) = a.kernels;
+        if a.block == 0 || a.block > a.extent {
+            return Err(format!("axis {} has blocks of {} keys of {}", a.name, a.block, a.extent));
+        }
+        if a.name.is_empty() || s.axes.iter().filter(|b| b.name == a.name).count() > 1 {
+            return Err(format!("axis name `{}` is empty or not unique", a.name));
+        }
+        let inside = match outer {
+            None => g.first <= lo && lo <= hi && hi <= g.last,
+            Some(o) => o.kernels.0 <= lo && lo <= hi && hi <= o.kernels.1 && (o.kernels.0, o.kernels.1) != (lo, hi),
+        };
+        if !inside {
+            return Err(format!("the kernels {lo}..={hi} of axis {} do not nest in the group or the outer axis", a.name));
+        }
+        outer = Some(a);
+    }
+    let (lo, hi) = (s.axes[0].kernels.0, s.axes[0].kernels.1);
+    for sh in &s.shifts {
+        let a = s.axes.get(sh.axis).ok_or_else(|| format!("a shift names axis {}", sh.axis))?;
+        let buf = p.bufs.get(sh.buf.index()).ok_or_else(|| format!("shifted buffer {} does not exist", sh.buf))?;
+        if matches!(buf.kind, BufKind::Tile { .. } | BufKind::Scratch) {
+            return Err(format!("shifted buffer {} is a per-thread buffer", buf.name));
+        }
+        for k in g.first..=g.last {
+            if kernel_writes(&p.kernels[k], sh.buf) {
+                return Err(format!("kernel {k} writes shifted buffer {}", buf.name));
+            }
+            let in_range = (a.kernels.0..=a.kernels.1).contains(&k);
+            if !in_range && p.kernels[k].buffers_used().contains(&sh.buf) {
+                return Err(format!("kernel {k} uses {}, shifted along {}, outside that axis's kernels", buf.name, a.name));
+            }
+        }
+    }
+    for k in lo..=hi {
+        if let Kernel::Loops(l) = &p.kernels[k] {
+            let par = l.parallel_loop().map(|x| x.0);
+            let mut bad = None;
+            for st in &l.body {
+                visit_exprs(st, &mut |e| {
+                    if let Expr::Index(x) = e {
+                        if Some(*x) != par {
+                            bad = Some(*x);
+                        }
+                    }
+                });
+            }
+            if let Some(x) = bad {
+                let name = l.loops.get(x.index()).map_or_else(|| x.to_string(), |i| i.name.clone());
+                return Err(format!("kernel {k} uses the counter of loop {name}, but keys in a block are relative"));
+            }
+        }
+    }
+    let scores = p.bufs.get(s.scores.index()).ok_or_else(|| format!("scores buffer {} does not exist", s.scores))?;
+    let BufKind::Tile { row } = scores.kind else { return Err(format!("scores buffer {} is not a tile buffer", scores.name)) };
+    if !g.local.contains(&s.scores) || Some(scores.len()) != g.extent.checked_mul(row) {
+        return Err(format!("scores buffer {} is not a tile buffer of the group's rows", scores.name));
+    }
+    if !(inner.kernels.0..=inner.kernels.1).contains(&s.fill_after) || !kernel_writes(&p.kernels[s.fill_after], s.scores) {
+        return Err(format!(
+            "the fill comes after kernel {}, which is not a kernel of the innermost axis that writes {}",
+            s.fill_after, scores.name
+        ));
+    }
+    if s.score_strides.len() != s.axes.len() || s.score_strides.iter().any(|&x| x < 0) {
+        return Err(format!("key strides {:?} for {} axes", s.score_strides, s.axes.len()));
+    }
+    let reach = s.axes.iter().zip(&s.score_strides).map(|(a, &st)| (a.block as i128 - 1) * st as i128).sum::<i128>();
+    if reach >= row as i128 {
+        return Err(format!("a block of scores reaches offset {reach} of a row of {row}"));
+    }
+    for c in &s.mask {
+        if c.keys.len() != s.axes.len() {
+            return Err(format!("a mask comparison has {} key coefficients for {} axes", c.keys.len(), s.axes.len()));
+        }
+        let size = |a: i64, n: usize| a.unsigned_abs() as u128 * n as u128;
+        let total = size(c.row, g.extent)
+            + c.keys.iter().zip(&s.axes).map(|(&a, x)| size(a, x.extent)).sum::<u128>()
+            + c.constant.unsigned_abs() as u128;
+        if total >= 1 << 62 {
+            return Err("a mask comparison's integers may reach 2^62".into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether kernel `k` writes buffer `b`.
+fn kernel_writes(k: &Kernel, b: BufId) -> bool {
+    match k {
+        Kernel::Gemm(g) => g.c == b,
+        Kernel::Loops(l) => l.buffers().1.contains(&b),
+    }
+}
+
+fn visit_exprs(st: &Stmt, f: &mut dyn FnMut(&Expr)) {
+    match st {
+        Stmt::For { body, .. } => body.iter().for_each(|x| visit_exprs(x, f)),
+        Stmt::Let { value, .. } | Stmt::Update { value, .. } | Stmt::Store { value, .. } => value.visit(f),
+    }
+}
+
+/// For kernel `k`, the buffers a stream shifts with the extra dimension of their base:
+/// the block start takes every value in `0..=extent - block`, so with affine addresses
+/// checking both ends of that range covers every block.
+fn shift_dims(p: &Program, k: usize) -> Vec<(BufId, (usize, i64))> {
+    let mut out = Vec::new();
+    for g in p.tiles.iter().filter(|g| (g.first..=g.last).contains(&k)) {
+        if let Some(s) = &g.stream {
+            for sh in &s.shifts {
+                if let Some(a) = s.axes.get(sh.axis) {
+                    out.push((sh.buf, (a.extent.saturating_sub(a.block) + 1, sh.stride)));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// No two temporaries alive at the same time share a memory slot. Time is execution
@@ -186,9 +324,13 @@ fn span(base: i64, dims: &[(usize, i64)]) -> Result<Option<(i64, i64)>, ()> {
     Ok(Some((lo, hi)))
 }
 
-fn in_bounds(p: &Program, b: BufId, base: i64, dims: &[(usize, i64)], what: &str) -> Result<(), String> {
+/// Every address `base + Σ extent_i·stride_i` of `b` (moved by every block start of a
+/// stream shift in `shifts`) lies inside it.
+fn in_bounds(p: &Program, b: BufId, base: i64, dims: &[(usize, i64)], shifts: &[(BufId, (usize, i64))], what: &str) -> Result<(), String> {
     let buf = p.bufs.get(b.index()).ok_or_else(|| format!("{what}: buffer {b} does not exist"))?;
-    let span = span(base, dims).map_err(|_| format!("{what}: an address of {} overflows", buf.name))?;
+    let mut dims = dims.to_vec();
+    dims.extend(shifts.iter().filter(|s| s.0 == b).map(|s| s.1));
+    let span = span(base, &dims).map_err(|_| format!("{what}: an address of {} overflows", buf.name))?;
     if let Some((lo, hi)) = span {
         if lo < 0 || hi >= buf.len() as i64 {
             return Err(format!("{what}: {} is accessed at {lo}..={hi}, outside its {} elements", buf.name, buf.len()));
@@ -197,7 +339,7 @@ fn in_bounds(p: &Program, b: BufId, base: i64, dims: &[(usize, i64)], what: &str
     Ok(())
 }
 
-fn gemm(p: &Program, g: &Gemm) -> Result<(), String> {
+fn gemm(p: &Program, g: &Gemm, shifts: &[(BufId, (usize, i64))]) -> Result<(), String> {
     writable(p, g.c)?;
     let outer = |f: fn(&GemmLoop) -> isize| g.outer.iter().map(|l| (l.extent, f(l) as i64)).collect::<Vec<_>>();
     let mut a = outer(|l| l.stride_a);
@@ -207,10 +349,10 @@ fn gemm(p: &Program, g: &Gemm) -> Result<(), String> {
     let mut c = outer(|l| l.stride_c);
     c.extend([(g.m, g.c_strides[0] as i64), (g.n, g.c_strides[1] as i64)]);
     if g.m > 0 && g.n > 0 && g.outer.iter().all(|l| l.extent > 0) && g.k > 0 {
-        in_bounds(p, g.a, 0, &a, "gemm A")?;
-        in_bounds(p, g.b, 0, &b, "gemm B")?;
+        in_bounds(p, g.a, 0, &a, shifts, "gemm A")?;
+        in_bounds(p, g.b, 0, &b, shifts, "gemm B")?;
     }
-    in_bounds(p, g.c, 0, &c, "gemm C")?;
+    in_bounds(p, g.c, 0, &c, shifts, "gemm C")?;
     if g.a == g.c || g.b == g.c {
         return Err("gemm reads the buffer it writes".into());
     }
@@ -219,6 +361,7 @@ fn gemm(p: &Program, g: &Gemm) -> Result<(), String> {
 
 struct Scope<'a> {
     p: &'a Program,
+    shifts: &'a [(BufId, (usize, i64))],
     k: &'a LoopKernel,
     loops: Vec<(LoopId, usize)>,
     seen_loops: Vec<bool>,
@@ -226,9 +369,10 @@ struct Scope<'a> {
     parallel: Option<LoopId>,
 }
 
-fn loops(p: &Program, k: &LoopKernel) -> Result<(), String> {
+fn loops(p: &Program, k: &LoopKernel, shifts: &[(BufId, (usize, i64))]) -> Result<(), String> {
     let mut s = Scope {
         p,
+        shifts,
         k,
         loops: Vec::new(),
         seen_loops: vec![false; k.loops.len()],
@@ -316,7 +460,7 @@ impl Scope<'_> {
         if self.loops.iter().any(|x| x.1 == 0) {
             return Ok(());
         }
-        in_bounds(self.p, b, a.offset, &dims, what)
+        in_bounds(self.p, b, a.offset, &dims, self.shifts, what)
     }
 
     fn expr(&self, e: &Expr) -> Result<(), String> {

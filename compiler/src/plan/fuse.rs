@@ -414,6 +414,21 @@ impl<'a> Cx<'a> {
                 let c = inner.c;
                 let (num_in, num_out): (Vec<Factor>, Vec<Factor>) = inner.num.into_iter().partition(|x| uses(x));
                 let (den_in, den_out): (Vec<Factor>, Vec<Factor>) = inner.den.into_iter().partition(|x| uses(x));
+                // `Σ_j A · Σ_l B` is `Σ_{j, l} A · B`: composed sums have fresh indices.
+                let mut ids = ids;
+                let mut c = c;
+                let mut merged = Vec::new();
+                for x in num_in {
+                    match x {
+                        Factor::Sum(more, p) if p.den.is_empty() => {
+                            ids.extend(more);
+                            c *= p.c;
+                            merged.extend(p.num);
+                        }
+                        x => merged.push(x),
+                    }
+                }
+                let num_in = merged;
                 if inverse {
                     out.c /= c;
                 } else {

@@ -34,7 +34,7 @@ fn run(p: &mut Program) {
     }
     p.kernels = out;
     for g in &mut p.tiles {
-        (g.first, g.last) = (at[g.first], at[g.last]);
+        g.renumber(&at);
     }
 }
 
