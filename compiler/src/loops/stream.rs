@@ -829,7 +829,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
+        #![proptest_config(ProptestConfig::with_cases(500))]
 
         /// Over all tiles, the fresh unmasked entries of the visited blocks are exactly
         /// the visible (row, keys) pairs, each once, with and without skipping.

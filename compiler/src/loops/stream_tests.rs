@@ -245,7 +245,7 @@ fn qkv(z: Sizes, seed: u64) -> [Vec<f64>; 3] {
 
 /// Softmax attention computed directly in f64 over the visible keys; a row that sees no
 /// key is NaN, as the TIR oracle gives (`exp(-inf - -inf)`).
-fn reference(z: Sizes, [q, k, v]: &[Vec<f64>; 3], visible: fn(i64, i64) -> bool) -> Vec<f64> {
+fn reference(z: Sizes, [q, k, v]: &[Vec<f64>; 3], visible: &dyn Fn(i64, i64) -> bool) -> Vec<f64> {
     let alpha = 1.0 / (z.d as f64).sqrt();
     let mut out = vec![f64::NAN; z.n * z.e];
     for i in 0..z.n {
@@ -285,7 +285,7 @@ fn as_f32(v: &[f64]) -> Vec<f32> {
 fn the_interpreter_runs_streamed_attention() {
     for case in CASES {
         let ins = qkv(case.z, 11);
-        let want = reference(case.z, &ins, case.visible);
+        let want = reference(case.z, &ins, &case.visible);
         if case.name == "strict causal" {
             assert!(want[..case.z.e].iter().all(|x| x.is_nan()), "row 0 sees no key");
         }
@@ -348,7 +348,7 @@ fn on_executors<T: crate::eval::Scalar>(p: &Program, ins: &[Vec<T>]) -> Vec<(cra
 fn every_executor_runs_streamed_attention() {
     for case in CASES {
         let ins = qkv(case.z, 5);
-        let want = reference(case.z, &ins, case.visible);
+        let want = reference(case.z, &ins, &case.visible);
         for (backend, got) in on_executors(&attention("f64", case.z, case.mask), &ins) {
             assert_close(&got, &want, 1e-12, &format!("f64 {} on {backend}", case.name));
         }
@@ -374,7 +374,7 @@ fn large_scores_do_not_overflow() {
         .fold(0.0, f64::max);
     assert!(max > 3e3, "scores up to {max}");
     for (mask, visible) in [("", (|_, _| true) as fn(i64, i64) -> bool), ("  mask -j + i - 9 < 0\n  mask j - i <= 0\n", |i, j| i - 9 < j && j <= i)] {
-        let want = reference(z, &ins, visible);
+        let want = reference(z, &ins, &visible);
         assert!(want.iter().all(|x| x.is_finite()));
         for (backend, got) in on_executors(&attention("f64", z, mask), &ins) {
             assert_close(&got, &want, 1e-12, &format!("f64 on {backend}"));
@@ -566,6 +566,70 @@ fn two_stream_axes_run_two_simplicial_attention() {
         }
         for (backend, got) in on_executors(&simplicial("f32", z, mask), &ins32) {
             assert_close(&got, &want, 1e-5, &format!("f32 {mask} on {backend}"));
+        }
+    }
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn holds(c: &MaskCmp, i: i64, j: i64) -> bool {
+        let v = c.row * i + c.keys[0] * j + c.constant;
+        match c.op {
+            CmpOp::Lt => v < 0,
+            CmpOp::Le => v <= 0,
+            CmpOp::Gt => v > 0,
+            CmpOp::Ge => v >= 0,
+            CmpOp::Eq => v == 0,
+            CmpOp::Ne => v != 0,
+        }
+    }
+
+    fn arb() -> impl Strategy<Value = (Sizes, Vec<MaskCmp>, u64)> {
+        let op = prop_oneof![Just(CmpOp::Lt), Just(CmpOp::Le), Just(CmpOp::Gt), Just(CmpOp::Ge), Just(CmpOp::Eq), Just(CmpOp::Ne)];
+        let cmp = (op, -2i64..=2, -2i64..=2, -8i64..=8).prop_map(|(op, row, key, constant)| MaskCmp { op, row, keys: vec![key], constant });
+        (1usize..=20, 1usize..=20, 1usize..=5, 1usize..=4, 1usize..=7)
+            .prop_flat_map(move |(n, m, d, e, tile)| {
+                (Just(Sizes { n, m, d, e, tile, block: 1 }), 1..=m, proptest::collection::vec(cmp.clone(), 0..=2), any::<u64>())
+            })
+            .prop_map(|(z, block, mask, seed)| (Sizes { block, ..z }, mask, seed))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// Random sizes, tiles, blocks and affine masks: the interpreter (with and without
+        /// skipping) and every executor give the direct computation, NaN rows included.
+        #[test]
+        fn streamed_attention_matches_the_direct_computation((z, mask, seed) in arb()) {
+            let ins = qkv(z, seed);
+            let want = reference(z, &ins, &|i, j| mask.iter().all(|c| holds(c, i, j)));
+            for dtype in ["f64", "f32"] {
+                let mut p = attention(dtype, z, "");
+                p.tiles[0].stream.as_mut().unwrap().mask = mask.clone();
+                verify(&p).map_err(|e| TestCaseError::fail(format!("{e}\n{p}")))?;
+                let outs: Vec<(String, Vec<f64>)> = if dtype == "f64" {
+                    let refs: Vec<&[f64]> = ins.iter().map(|v| v.as_slice()).collect();
+                    let mut o: Vec<(String, Vec<f64>)> = on_executors(&p, &ins).into_iter().map(|(b, v)| (b.to_string(), v)).collect();
+                    o.push(("interp, no skipping".into(), interpret_with(&p, &refs, InterpOptions { skip_blocks: false }).unwrap().remove(0)));
+                    o
+                } else {
+                    let ins32: Vec<Vec<f32>> = ins.iter().map(|v| as_f32(v)).collect();
+                    let refs: Vec<&[f32]> = ins32.iter().map(|v| v.as_slice()).collect();
+                    let mut o: Vec<(String, Vec<f32>)> = on_executors(&p, &ins32).into_iter().map(|(b, v)| (b.to_string(), v)).collect();
+                    o.push(("interp, no skipping".into(), interpret_with(&p, &refs, InterpOptions { skip_blocks: false }).unwrap().remove(0)));
+                    o.into_iter().map(|(b, v)| (b, v.into_iter().map(f64::from).collect())).collect()
+                };
+                let tol = if dtype == "f64" { 1e-12 } else { 1e-5 };
+                for (backend, got) in outs {
+                    let scale = want.iter().filter(|x| x.is_finite()).fold(1.0f64, |a, x| a.max(x.abs()));
+                    for (n, (g, w)) in got.iter().zip(&want).enumerate() {
+                        let ok = if w.is_nan() { g.is_nan() } else { (g - w).abs() <= tol * scale };
+                        prop_assert!(ok, "{dtype} on {backend}: element {n}: got {g}, want {w}\n{p}");
+                    }
+                }
+            }
         }
     }
 }
