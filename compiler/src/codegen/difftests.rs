@@ -27,7 +27,9 @@ pub(crate) fn cpu_kernels(cg: &dyn Codegen, p: &Program) -> Vec<Option<CpuKernel
 }
 
 pub(crate) fn lower(src: &str, dims: &[(&str, u64)]) -> Program {
-    lower_src(src, dims, &LowerOptions::default()).2
+    // `run` calls kernels directly, without the executor's loop over key blocks, so it
+    // runs attention unstreamed; `tests/stream_props.rs` runs streams on every backend.
+    lower_src(src, dims, &LowerOptions { stream: false, ..LowerOptions::default() }).2
 }
 
 /// Runs `p` compiled, calling each parallel kernel in `chunks` pieces; returns the outputs.

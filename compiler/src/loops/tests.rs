@@ -50,6 +50,12 @@ fn check_against_oracle(src: &str, dims: &[(&str, u64)], opts: &LowerOptions) ->
     prog
 }
 
+/// Attention without streaming: the tests of row fusion, tile groups, the printer and
+/// the verifier look at its unfused kernels.
+fn unstreamed() -> LowerOptions {
+    LowerOptions { stream: false, ..LowerOptions::default() }
+}
+
 const ATTENTION: &str = "fn softmax(Q: f64[n, d], K: f64[m, d], V: f64[m, e]) -> O: f64[n, e] {
     S[i, j] = Q[i, a] * K[j, a] / sqrt(d)
     M[i] max= S[i, j]
@@ -93,7 +99,7 @@ fn attention_interprets_like_the_oracle() {
 
 #[test]
 fn row_fusion_joins_the_softmax_passes() {
-    let prog = check_against_oracle(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &LowerOptions::default());
+    let prog = check_against_oracle(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &unstreamed());
     let loops = prog.kernels.iter().filter(|k| matches!(k, Kernel::Loops(_))).count();
     assert!(loops <= 2, "{prog}");
 }
@@ -153,7 +159,7 @@ fn memory_slots_are_reused() {
 
 #[test]
 fn printer_shows_kernels() {
-    let (_, _, prog) = lower_src(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &LowerOptions::default());
+    let (_, _, prog) = lower_src(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &unstreamed());
     let text = prog.to_string();
     assert!(text.contains("kernel 0 gemm"), "{text}");
     assert!(text.contains("parallel for i in 0..8"), "{text}");
@@ -161,7 +167,7 @@ fn printer_shows_kernels() {
 
 #[test]
 fn verifier_rejects_out_of_bounds_and_races() {
-    let (_, _, mut prog) = lower_src(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &LowerOptions::default());
+    let (_, _, mut prog) = lower_src(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &unstreamed());
     assert_eq!(verify(&prog), Ok(()));
     let mut bad = prog.clone();
     if let Kernel::Gemm(g) = &mut bad.kernels[0] {
@@ -435,7 +441,7 @@ fn pass_manager_names_the_pass_that_broke_the_program() {
     use super::passes::{pass, run_passes, Pass, PassError, RunOptions, PASSES};
     let names: Vec<&str> = PASSES.iter().map(|p| p.name).collect();
     assert_eq!(names, ["row-fusion", "tile-groups", "localise", "sibling-fusion", "memory-plan"]);
-    let (_, _, planned) = lower_src(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &LowerOptions::default());
+    let (_, _, planned) = lower_src(ATTENTION, &[("n", 8), ("d", 4), ("m", 8), ("e", 4)], &unstreamed());
     let plan = {
         let mut sm = SourceMap::new();
         let id = sm.add("p.tsr", ATTENTION);
@@ -447,7 +453,7 @@ fn pass_manager_names_the_pass_that_broke_the_program() {
         }
         plan(&f, &b, &PlanOptions::default()).expect("plans")
     };
-    let kernels = lower_kernels(&plan, &LowerOptions::default()).expect("lowers");
+    let kernels = lower_kernels(&plan, &unstreamed()).expect("lowers");
     // The passes one by one give what lowering gives.
     let mut p = kernels.clone();
     let all: Vec<&Pass> = PASSES.iter().collect();
