@@ -229,9 +229,15 @@ impl CpuExecutor {
             let base = shared.copy();
             let mut args = shared.copy();
             for t in t0..t1 {
-                // Streamed groups run their tiles last first: with a causal mask the last
-                // rows see the most keys, and starting them first balances the threads.
-                let t = if g.stream.is_some() { tiles - 1 - t } else { t };
+                // Streamed groups take their tiles last, first, second last, second, ...:
+                // under a causal mask a tile's cost grows with its rows, so each chunk of
+                // consecutive positions holds long and short tiles alike, and the
+                // threads finish together.
+                let t = match (&g.stream, t % 2) {
+                    (None, _) => t,
+                    (Some(_), 0) => tiles - 1 - t / 2,
+                    (Some(_), _) => t / 2,
+                };
                 let lo = t * g.tile;
                 let hi = (lo + g.tile).min(g.extent);
                 // A tile buffer holds rows lo..hi; its base is set so that the kernels'

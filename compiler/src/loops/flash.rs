@@ -52,6 +52,10 @@ impl Blocks {
             (1, false) => rows.max(32),
             _ => 256,
         };
+        if let Ok(v) = std::env::var("TESSERA_FLASH_EXPERIMENT") {
+            let v: Vec<usize> = v.split(',').filter_map(|x| x.parse().ok()).collect();
+            return Blocks { rows: v[0], keys: v[1].min(inner), outer: v[2].min(f.keys[0]) };
+        }
         Blocks { rows, keys: keys.min(inner).max(1), outer: 8.min(f.keys[0]).max(1) }
     }
 }
