@@ -12,6 +12,7 @@ const TESTED: &[&str] = &[
     "attention::causal",
     "tensor_attention::exact",
     "tensor_attention::poly",
+    "tensor_attention::windowed",
     "tucker::reconstruct",
     "tucker::project",
     "cp::reconstruct",
@@ -83,16 +84,27 @@ fn relative_error(got: &ArrayD<f64>, expected: &ArrayD<f64>) -> f64 {
     err / scale
 }
 
+/// The dims a stdlib function declares in its header (`fn windowed[w1, w2](...)`).
+fn header_dims(module: &str, function: &str) -> Vec<String> {
+    let src = tessera_compiler::stdlib::source(module).expect("a stdlib module");
+    let ast = tessera_compiler::syntax::parse(src, tessera_compiler::diag::FileId(0)).expect("the stdlib parses");
+    let def = ast.functions.iter().find(|f| f.name.name == function).expect("the function is defined");
+    def.dims.iter().map(|d| d.name.clone()).collect()
+}
+
 /// A program that only calls `std::module::function`, with the same signature, so the
-/// function is also exercised through `use` and inlining.
+/// function is also exercised through `use` and inlining. Header dims are declared by
+/// the wrapper too and passed on at the call.
 fn wrapper_source(module: &str, f: &tessera::Function<'_>) -> String {
+    let header = header_dims(module, f.name());
+    let header = if header.is_empty() { String::new() } else { format!("[{}]", header.join(", ")) };
     let tir = f.tir();
     let param = |t| format!("{}: {}", tir.tensor(t).name, tir.type_string(t));
     let params: Vec<String> = tir.inputs.iter().map(|&t| param(t)).collect();
     let outs: Vec<String> = tir.outputs.iter().map(|&t| param(t)).collect();
     let out_sig = if outs.len() == 1 { outs[0].clone() } else { format!("({})", outs.join(", ")) };
     format!(
-        "use std::{module}\n\nfn wrapped({}) -> {out_sig} {{\n    {} = {module}::{}({})\n}}\n",
+        "use std::{module}\n\nfn wrapped{header}({}) -> {out_sig} {{\n    {} = {module}::{}{header}({})\n}}\n",
         params.join(", "),
         f.output_names().join(", "),
         f.name(),
@@ -104,6 +116,13 @@ fn wrapper_source(module: &str, f: &tessera::Function<'_>) -> String {
 /// in f32, directly and through a `use std::module` program, and compares each result
 /// with `expected`.
 fn check(module: &str, function: &str, inputs: &[ArrayD<f64>], expected: &ArrayD<f64>) {
+    check_with_dims(module, function, inputs, &[], expected);
+}
+
+/// [`check`] with dims the inputs do not determine (a header's `[w1, w2]`) given
+/// explicitly, as `--dim` gives them.
+fn check_with_dims(module: &str, function: &str, inputs: &[ArrayD<f64>], dims: &[(&str, u64)], expected: &ArrayD<f64>) {
+    let explicit: Vec<(String, u64)> = dims.iter().map(|(n, v)| (n.to_string(), *v)).collect();
     assert!(TESTED.contains(&format!("{module}::{function}").as_str()), "add {module}::{function} to TESTED");
     let m = Module::stdlib(module).unwrap_or_else(|e| panic!("{}", e.render(false)));
     let f = m.function(function).unwrap_or_else(|e| panic!("{e}"));
@@ -112,10 +131,10 @@ fn check(module: &str, function: &str, inputs: &[ArrayD<f64>], expected: &ArrayD
     assert!(wm.warnings().is_empty(), "{src}\n{}", wm.render_warnings(false));
     let wf = wm.function("wrapped").unwrap();
     let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
-    check_plan(module, function, &f, inputs, expected);
+    check_plan(module, function, &f, inputs, &explicit, expected);
     for (dtype, tol) in [(DType::F64, TOL_F64), (DType::F32, TOL_F32)] {
         let tensors: Vec<Tensor> = inputs.iter().map(|a| Tensor::F64(a.clone()).cast(dtype)).collect();
-        let opts = CallOptions { dtype: Some(dtype), ..CallOptions::default() };
+        let opts = CallOptions { dtype: Some(dtype), dims: explicit.clone(), ..CallOptions::default() };
         for (how, func) in [("direct", &f), ("through `use`", &wf)] {
             let out = func.call_tensors(&tensors, &opts).unwrap_or_else(|e| panic!("{}", e.render(false)));
             assert_eq!(out.len(), 1);
@@ -129,9 +148,10 @@ fn check(module: &str, function: &str, inputs: &[ArrayD<f64>], expected: &ArrayD
     }
 }
 
-/// The dims of `f` as bound by input shapes, as `(name, size)` for `plan_for`.
-fn dims_of<'f>(f: &tessera::Function<'f>, shapes: &[&[usize]]) -> Vec<(&'f str, u64)> {
-    let b = tessera_compiler::tir::bind_dims(f.tir(), shapes, &[]).unwrap_or_else(|e| panic!("{e}"));
+/// The dims of `f` as bound by input shapes and `explicit`, as `(name, size)` for
+/// `plan_for`.
+fn dims_of<'f>(f: &tessera::Function<'f>, shapes: &[&[usize]], explicit: &[(String, u64)]) -> Vec<(&'f str, u64)> {
+    let b = tessera_compiler::tir::bind_dims(f.tir(), shapes, explicit).unwrap_or_else(|e| panic!("{e}"));
     let dims = &f.tir().dims;
     (0..dims.len())
         .map(|k| (dims[k].name.as_str(), b.get(tessera_compiler::tir::DimId(k as u32)).expect("every dim is bound")))
@@ -141,15 +161,22 @@ fn dims_of<'f>(f: &tessera::Function<'f>, shapes: &[&[usize]]) -> Vec<(&'f str, 
 /// The plan Tessera finds for these inputs, run step by step on the reference evaluator
 /// (its `program`), agrees with the reference too: the planner's rewrites are checked on
 /// every stdlib function.
-fn check_plan(module: &str, function: &str, f: &tessera::Function<'_>, inputs: &[ArrayD<f64>], expected: &ArrayD<f64>) {
+fn check_plan(
+    module: &str,
+    function: &str,
+    f: &tessera::Function<'_>,
+    inputs: &[ArrayD<f64>],
+    explicit: &[(String, u64)],
+    expected: &ArrayD<f64>,
+) {
     let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
-    let plan = f.plan_for(&dims_of(f, &shapes)).unwrap_or_else(|e| panic!("{module}::{function}: {}", e.render(false)));
+    let plan = f.plan_for(&dims_of(f, &shapes, explicit)).unwrap_or_else(|e| panic!("{module}::{function}: {}", e.render(false)));
     // At degenerate sizes (all dims 1) a pairwise plan may count a FLOP or two more
     // than the single loop nest, so the cost is compared only where it means something.
     if plan.naive_flops > 1e3 {
         assert!(plan.flops <= plan.naive_flops, "{module}::{function}: the plan costs more than naive\n{plan}");
     }
-    let b = tessera_compiler::tir::bind_dims(&plan.program, &shapes, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let b = tessera_compiler::tir::bind_dims(&plan.program, &shapes, explicit).unwrap_or_else(|e| panic!("{e}"));
     let views: Vec<_> = inputs.iter().map(|a| a.view()).collect();
     let out = tessera_compiler::eval::evaluate(&plan.program, &b, &views, &tessera::EvalOptions::default())
         .unwrap_or_else(|e| panic!("{module}::{function}: evaluating the plan: {e}\n{plan}"));
@@ -262,6 +289,63 @@ fn tensor_attention_exact() {
 #[test]
 fn tensor_attention_poly() {
     tensor_attention_case("poly", true);
+}
+
+/// Windowed 2-simplicial attention written directly: for query i, the pairs (j, l) with
+/// i - w1 < j <= i and i - w2 < l <= i (and inside the sequence), a softmax of the scaled
+/// trilinear scores over those pairs, and the values' elementwise products.
+fn windowed_ref(q: &Array2<f64>, k1: &Array2<f64>, k2: &Array2<f64>, v1: &Array2<f64>, v2: &Array2<f64>, w1: usize, w2: usize) -> Array2<f64> {
+    let (n, d) = q.dim();
+    let e = v1.ncols();
+    let mut o = Array2::zeros((n, e));
+    for i in 0..n {
+        let mut pairs = Vec::new();
+        for j in (i + 1).saturating_sub(w1)..=i {
+            for l in (i + 1).saturating_sub(w2)..=i {
+                let s: f64 = (0..d).map(|a| q[[i, a]] * k1[[j, a]] * k2[[l, a]]).sum::<f64>() / (d as f64).sqrt();
+                pairs.push((j, l, s));
+            }
+        }
+        let m = pairs.iter().fold(f64::NEG_INFINITY, |a, p| a.max(p.2));
+        let z: f64 = pairs.iter().map(|p| (p.2 - m).exp()).sum();
+        for b in 0..e {
+            o[[i, b]] = pairs.iter().map(|&(j, l, s)| (s - m).exp() * v1[[j, b]] * v2[[l, b]]).sum::<f64>() / z;
+        }
+    }
+    o
+}
+
+#[test]
+fn tensor_attention_windowed() {
+    // (n, d, e, w1, w2): the small case, a single token, windows wider than the
+    // sequence, and w1 > w2.
+    for (n, d, e, w1, w2) in [(9, 4, 3, 3, 4), (1, 2, 2, 1, 1), (6, 3, 2, 8, 6), (7, 2, 3, 5, 1)] {
+        let (q, k1, k2) = (r2(n, d, 21), r2(n, d, 22), r2(n, d, 23));
+        let (v1, v2) = (r2(n, e, 24), r2(n, e, 25));
+        let expected = windowed_ref(&q, &k1, &k2, &v1, &v2, w1 as usize, w2 as usize).into_dyn();
+        let inputs = [q.into_dyn(), k1.into_dyn(), k2.into_dyn(), v1.into_dyn(), v2.into_dyn()];
+        check_with_dims("tensor_attention", "windowed", &inputs, &[("w1", w1), ("w2", w2)], &expected);
+    }
+    // The window matters: with w1 = w2 = n the result is `exact`'s over the causal
+    // triangle, not over all pairs, so the reference above is not `exact`'s in disguise.
+    let (q, k1, k2, v1, v2) = (r2(5, 2, 31), r2(5, 2, 32), r2(5, 2, 33), r2(5, 2, 34), r2(5, 2, 35));
+    let full = tensor_attention_ref(&q, &k1, &k2, &v1, &v2, false);
+    let win = windowed_ref(&q, &k1, &k2, &v1, &v2, 5, 5);
+    assert!((&full - &win).iter().any(|x| x.abs() > 1e-3));
+    let last = (&full.row(4) - &win.row(4)).iter().fold(0.0f64, |a, x| a.max(x.abs()));
+    assert!(last < 1e-12, "the last row sees every pair in both: {last:e}");
+}
+
+/// Without w1 and w2 a direct call says which dims to give.
+#[test]
+fn tensor_attention_windowed_needs_its_window_dims() {
+    let m = Module::stdlib("tensor_attention").unwrap();
+    let f = m.function("windowed").unwrap();
+    let x = Array2::<f32>::zeros((4, 2)).into_dyn();
+    let views = [x.view(), x.view(), x.view(), x.view(), x.view()];
+    let e = f.call(&views).expect_err("w1 and w2 are not bound");
+    let text = e.render(false);
+    assert!(text.contains("dims w1, w2 are not determined by the inputs") && text.contains("--dim w1=4 --dim w2=4"), "{text}");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -779,7 +863,7 @@ fn stdlib_functions_have_doc_comments() {
         let lines: Vec<&str> = src.lines().collect();
         for (k, line) in lines.iter().enumerate() {
             let Some(rest) = line.strip_prefix("fn ") else { continue };
-            let fname = rest.split('(').next().unwrap_or(rest);
+            let fname = rest.split(['(', '[']).next().unwrap_or(rest);
             let doc: Vec<&str> = lines[..k].iter().rev().take_while(|l| l.starts_with('#')).copied().collect();
             let doc = doc.join("\n");
             assert!(doc.contains("Shapes:"), "std::{name}::{fname} has no `Shapes:` line in its doc comment");

@@ -28,6 +28,8 @@ const STDLIB_DIMS: &[Sizes] = &[
     ("attention", "causal", &[("n", 1024), ("d", 64), ("e", 64)]),
     ("tensor_attention", "exact", &[("n", 64), ("m1", 64), ("m2", 64), ("d", 32), ("e", 32)]),
     ("tensor_attention", "poly", &[("n", 512), ("m1", 512), ("m2", 512), ("d", 16), ("e", 16)]),
+    // The windows of issue 11's row (w1 = 32, w2 = 256) at a sequence the unfused plan holds.
+    ("tensor_attention", "windowed", &[("n", 512), ("d", 32), ("e", 32), ("w1", 32), ("w2", 256)]),
     ("tucker", "reconstruct", &[("a", 16), ("b", 16), ("c", 16), ("i", 128), ("j", 128), ("k", 128)]),
     ("tucker", "project", &[("a", 16), ("b", 16), ("c", 16), ("i", 128), ("j", 128), ("k", 128)]),
     ("cp", "reconstruct", &[("i", 128), ("j", 128), ("k", 128), ("r", 16)]),

@@ -168,7 +168,7 @@ pub fn name_expr(name: &str) -> Expr {
 }
 
 pub fn call(f: &str, args: Vec<Expr>) -> Expr {
-    ex(ExprKind::Call { path: vec![ident(f)], args })
+    ex(ExprKind::Call { path: vec![ident(f)], dims: Vec::new(), args })
 }
 
 pub fn bin_add(a: Expr, op: AddOp, b: Expr) -> Expr {

@@ -186,7 +186,7 @@ pub fn mutate_ast(m: &mut Module, rng: &mut Rng, d: &Donors) -> &'static str {
         }
         9 | 10 => {
             let e = random_node(&mut f.body[si].rhs, rng, |e| matches!(e.kind, ExprKind::Call { .. }));
-            if let ExprKind::Call { path, args } = &mut e.kind {
+            if let ExprKind::Call { path, args, .. } = &mut e.kind {
                 if rng.one_in(3) && !args.is_empty() {
                     *e = args.swap_remove(0);
                 } else {

@@ -9,7 +9,11 @@ use crate::tir::{self, Size, TensorDecl, TensorKind};
 use std::sync::Arc;
 
 pub(super) fn const_stmt(cx: &mut FnCx, s: &ast::Stmt, diags: &mut Vec<Diagnostic>) -> Result<(), ()> {
-    let ExprKind::Call { args, .. } = &s.rhs.kind else { return Err(()) };
+    let ExprKind::Call { args, dims, .. } = &s.rhs.kind else { return Err(()) };
+    if let (Some(first), Some(last)) = (dims.first(), dims.last()) {
+        diags.push(super::inline::no_dims_expected("cg", first.span.to(last.span), None));
+        return Err(());
+    }
     let bad = |diags: &mut Vec<Diagnostic>, span, label: &str| {
         diags.push(
             Diagnostic::error("check::constant", "`cg(l1, l2, l3)` defines a whole constant tensor: `C = cg(1, 1, 2)`")

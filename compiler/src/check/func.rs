@@ -225,6 +225,7 @@ pub(super) fn check_fn(c: &mut Checker, module: usize, def: &ast::FnDef) -> Opti
     if cx.failed {
         return None;
     }
+    unused_header_dims(&cx, def, &mut c.diags);
     for (k, t) in cx.tensors.iter().enumerate() {
         if matches!(t.kind, TensorKind::Temp | TensorKind::Const) && !cx.used[k] && !t.name.contains('.') {
             c.diags.push(
@@ -245,6 +246,30 @@ pub(super) fn check_fn(c: &mut Checker, module: usize, def: &ast::FnDef) -> Opti
         stmts: cx.stmts,
         span: def.span,
     })
+}
+
+/// Warns about a header dim that no shape and no expression uses: it would have to be
+/// given with `--dim` for nothing, and is often one that an index of the same name hides.
+fn unused_header_dims(cx: &FnCx, def: &ast::FnDef, diags: &mut Vec<Diagnostic>) {
+    let mut used: Vec<DimId> = cx.tensors.iter().flat_map(|t| t.shape.iter().flat_map(|s| s.syms.iter().copied())).collect();
+    for st in &cx.stmts {
+        used.extend(st.indices.iter().flat_map(|v| v.range.syms.iter().copied()));
+        st.rhs.clone().map_nodes(&mut |e| {
+            if let tir::Expr::Size(s) = &e {
+                used.extend(s.syms.iter().copied());
+            }
+            e
+        });
+    }
+    for (k, n) in def.dims.iter().enumerate() {
+        if !used.contains(&DimId(k as u32)) {
+            diags.push(
+                Diagnostic::warning("check::unused-dim", format!("dim `{}` is declared but never used", n.name))
+                    .label(n.span, "declared here")
+                    .help("remove it from the header; an index of the same name hides the dim inside a statement"),
+            );
+        }
+    }
 }
 
 /// Marks a failed statement's target so later reads are not reported again.
@@ -271,7 +296,31 @@ fn poison(cx: &mut FnCx, t: &ast::Lhs) {
 fn signature(cx: &mut FnCx, def: &ast::FnDef, diags: &mut Vec<Diagnostic>) -> Result<(), ()> {
     let mut ok = true;
     let mut dtype: Option<(DType, Span)> = None;
-    // Dims first, so that tensor names can be checked against every dim name.
+    // Header dims first and in written order, so that a call's `f[a, b](...)` gives dims
+    // 0, 1, ... of the callee.
+    for n in &def.dims {
+        if let Some(d) = cx.dim_by_name(&n.name) {
+            diags.push(
+                Diagnostic::error("check::duplicate-dim", format!("dim `{}` is declared twice", n.name))
+                    .label(n.span, "declared again here")
+                    .label(cx.dims[d.index()].span, "first declared here")
+                    .help("list each dim once in the brackets after the function's name"),
+            );
+            ok = false;
+            continue;
+        }
+        if reserved(&n.name) {
+            diags.push(
+                Diagnostic::error("check::reserved-name", format!("`{}` is a reserved word and cannot name a dim", n.name))
+                    .label(n.span, "reserved")
+                    .help("choose another name"),
+            );
+            ok = false;
+        }
+        cx.dims.push(tir::Dim { name: n.name.clone(), span: n.span });
+    }
+    // Then the dims of the shapes, so that tensor names can be checked against every dim
+    // name.
     for p in def.params.iter().chain(&def.outputs) {
         for d in p.ty.dims.iter().flatten() {
             for f in &d.factors {

@@ -9,7 +9,7 @@ use crate::syntax::ast::{self, AssignOp, ExprKind};
 use crate::tir::{self, DimId, Expr, Size, TensorDecl, TensorId, TensorKind};
 
 pub(super) fn call_stmt(c: &mut Checker, cx: &mut FnCx, s: &ast::Stmt) -> Result<(), ()> {
-    let ExprKind::Call { path, args } = &s.rhs.kind else { return Err(()) };
+    let ExprKind::Call { path, dims, args } = &s.rhs.kind else { return Err(()) };
     let call_span = s.rhs.span;
     let fail = |c: &mut Checker, d: Diagnostic| {
         c.diags.push(d);
@@ -109,7 +109,8 @@ pub(super) fn call_stmt(c: &mut Checker, cx: &mut FnCx, s: &ast::Stmt) -> Result
             .help(format!("its outputs are: {}", want.join(", "))),
         );
     }
-    let map = unify(c, cx, &callee, &callee_name, &arg_ids, call_span)?;
+    let seed = header_dims(c, cx, key, &callee, &callee_name, dims, call_span)?;
+    let map = unify(c, cx, &callee, &callee_name, &arg_ids, call_span, seed)?;
     let subst = |s: &Size| s.substitute(&|d: DimId| map[d.index()].clone().unwrap_or_else(Size::one));
     let overflow = |c: &mut Checker| {
         c.diags.push(
@@ -224,7 +225,113 @@ fn substituted(decl: &TensorDecl, subst: &dyn Fn(&Size) -> Option<Size>) -> Opti
     Some((shape, factors))
 }
 
-/// Finds each callee dim as a caller size from the argument shapes.
+/// The error for dims in brackets at a call that takes none: a builtin, `cg`, or a
+/// function whose header declares no dims (`defined` is where it is defined).
+pub(super) fn no_dims_expected(name: &str, at: Span, defined: Option<Span>) -> Diagnostic {
+    let d = Diagnostic::error("check::call-dim-count", format!("`{name}` takes no dims in brackets"))
+        .label(at, "remove these dims");
+    match defined {
+        Some(def) => d.label(def, "its header declares none").help(format!(
+            "only a function declared with dims, `fn {}[w](...)`, is called with them",
+            name.rsplit("::").next().unwrap_or(name)
+        )),
+        None => d.help(format!("call it as `{name}(...)`")),
+    }
+}
+
+/// The callee's header dims (`fn windowed[w1, w2](...)`, its first dims) as the caller's
+/// sizes written at the call, `windowed[32, w](...)`; the callee's other dims are `None`,
+/// for `unify` to find from the arguments.
+fn header_dims(
+    c: &mut Checker,
+    cx: &FnCx,
+    key: super::FnKey,
+    callee: &tir::Function,
+    callee_name: &str,
+    given: &[ast::DimExpr],
+    call_span: Span,
+) -> Result<Vec<Option<Size>>, ()> {
+    let def = &c.modules[key.0].ast.functions[key.1];
+    let declared: Vec<String> = def.dims.iter().map(|d| d.name.clone()).collect();
+    let header_span = match (def.dims.first(), def.dims.last()) {
+        (Some(a), Some(b)) => a.span.to(b.span),
+        _ => def.name.span,
+    };
+    let mut seed: Vec<Option<Size>> = vec![None; callee.dims.len()];
+    if declared.is_empty() {
+        if let (Some(a), Some(b)) = (given.first(), given.last()) {
+            c.diags.push(no_dims_expected(callee_name, a.span.to(b.span), Some(header_span)));
+            return Err(());
+        }
+        return Ok(seed);
+    }
+    if given.len() != declared.len() {
+        let at = match (given.first(), given.last()) {
+            (Some(a), Some(b)) => a.span.to(b.span),
+            _ => call_span,
+        };
+        c.diags.push(
+            Diagnostic::error(
+                "check::call-dim-count",
+                format!(
+                    "`{callee_name}` declares {} in its header, but {} given",
+                    super::stmt::plural(declared.len(), "dim", "dims"),
+                    super::stmt::plural(given.len(), "is", "are")
+                ),
+            )
+            .label(at, format!("{} given here", given.len()))
+            .label(header_span, format!("declared here: [{}]", declared.join(", ")))
+            .help(format!(
+                "write `{callee_name}[{}](...)`, each a number or a dim of this function, e.g. `[{}]`",
+                declared.join(", "),
+                declared.iter().map(|_| "32").collect::<Vec<_>>().join(", ")
+            )),
+        );
+        return Err(());
+    }
+    for (k, d) in given.iter().enumerate() {
+        let mut size = Size::one();
+        for f in &d.factors {
+            let factor = match f {
+                ast::DimFactor::Lit(v, _) => Size::lit(*v),
+                ast::DimFactor::Name(n) => match cx.dim_by_name(&n.name) {
+                    Some(id) => Size::dim(id),
+                    None => {
+                        let dims: Vec<&str> = cx.dims.iter().map(|x| x.name.as_str()).collect();
+                        let diag = Diagnostic::error("check::unknown-dim", format!("`{}` is not a dim of this function", n.name))
+                            .label(n.span, "not a dim")
+                            .label(header_span, format!("gives `{}` of `{callee_name}`", declared[k]));
+                        c.diags.push(match super::suggest(&n.name, dims.iter().copied()) {
+                            Some(s) => diag.help(format!("did you mean `{s}`?")),
+                            None if dims.is_empty() => diag.help("write a number, or declare the dim: `fn f[w](...)`"),
+                            None => diag.help(format!(
+                                "write a number or one of this function's dims ({}), or declare it: `fn f[w](...)`",
+                                dims.join(", ")
+                            )),
+                        });
+                        return Err(());
+                    }
+                },
+            };
+            size = match size.mul(&factor) {
+                Some(s) => s,
+                None => {
+                    c.diags.push(
+                        Diagnostic::error("check::size-overflow", "this dim's value overflows 64 bits")
+                            .label(d.span, "too large")
+                            .help("use smaller dims"),
+                    );
+                    return Err(());
+                }
+            };
+        }
+        seed[k] = Some(size);
+    }
+    Ok(seed)
+}
+
+/// Finds each callee dim as a caller size from the argument shapes, starting from the
+/// sizes `seed` already gives (the header dims written at the call).
 fn unify(
     c: &mut Checker,
     cx: &FnCx,
@@ -232,8 +339,9 @@ fn unify(
     callee_name: &str,
     args: &[(TensorId, Span)],
     call_span: Span,
+    seed: Vec<Option<Size>>,
 ) -> Result<Vec<Option<Size>>, ()> {
-    let mut map: Vec<Option<Size>> = vec![None; callee.dims.len()];
+    let mut map = seed;
     for (k, (&p, &(a, aspan))) in callee.inputs.iter().zip(args).enumerate() {
         let (want, got) = (&callee.tensor(p).shape, &cx.tensors[a.index()].shape);
         if want.len() != got.len() {
@@ -318,7 +426,11 @@ fn unify(
             )
             .label(call_span, "in this call")
             .label(callee.dims[k].span, "declared here")
-            .help("only functions whose dims all appear in their inputs can be called; run it directly with --dim"),
+            .help(format!(
+                "declare it in the header, `fn {}[{}](...)`, and give it at the call; or run the function directly with --dim",
+                callee_name.rsplit("::").next().unwrap_or(callee_name),
+                callee.dims[k].name
+            )),
         );
         return Err(());
     }

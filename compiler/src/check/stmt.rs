@@ -465,7 +465,7 @@ impl Scx<'_> {
                 }
                 Ok(acc)
             }
-            ExprKind::Call { path, args } => {
+            ExprKind::Call { path, dims, args } => {
                 let builtin = if path.len() == 1 { Builtin::from_name(&path[0].name) } else { None };
                 let Some(b) = builtin else {
                     self.err(
@@ -475,6 +475,10 @@ impl Scx<'_> {
                     );
                     return Err(());
                 };
+                if let (Some(first), Some(last)) = (dims.first(), dims.last()) {
+                    self.err(super::inline::no_dims_expected(b.name(), first.span.to(last.span), None));
+                    return Err(());
+                }
                 if args.len() != b.arity() {
                     self.err(
                         Diagnostic::error(
@@ -830,7 +834,7 @@ fn contracted_in_calls(e: &ast::Expr, reduced: &[(String, String)], out: &mut Ve
         }
     };
     match &e.kind {
-        ExprKind::Call { path, args } => {
+        ExprKind::Call { path, args, .. } => {
             for arg in args {
                 if let ExprKind::Add { first, rest } = &arg.kind {
                     let terms: Vec<&ast::Expr> = std::iter::once(first.as_ref()).chain(rest.iter().map(|(_, x)| x)).collect();

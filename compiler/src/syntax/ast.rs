@@ -36,6 +36,9 @@ pub struct Use {
 #[derive(Clone, Debug, PartialEq)]
 pub struct FnDef {
     pub name: Ident,
+    /// Dims declared in the header, `fn windowed[w1, w2](...)`, in written order; empty
+    /// when there are no brackets.
+    pub dims: Vec<Ident>,
     pub params: Vec<Param>,
     pub outputs: Vec<Param>,
     /// Whether the outputs were written in parentheses (kept for printing).
@@ -155,8 +158,10 @@ pub enum ExprKind {
     Neg(Box<Expr>),
     Add { first: Box<Expr>, rest: Vec<(AddOp, Expr)> },
     Mul { first: Box<Expr>, rest: Vec<(MulOp, Expr)> },
-    /// A builtin (`exp(x)`) or a user function (`attention::softmax(Q, K, V)`).
-    Call { path: Vec<Ident>, args: Vec<Expr> },
+    /// A builtin (`exp(x)`) or a user function (`attention::softmax(Q, K, V)`). `dims`
+    /// are the callee's header dims as written at the call, `windowed[32, w](...)`;
+    /// empty when there are no brackets.
+    Call { path: Vec<Ident>, dims: Vec<DimExpr>, args: Vec<Expr> },
     Select { cond: Box<Cond>, then: Box<Expr>, otherwise: Box<Expr> },
     Reduce { kw: ReduceKw, kw_span: Span, indices: Vec<Ident>, body: Box<Expr> },
 }

@@ -61,7 +61,7 @@ fn rule_name(r: &Rule) -> &'static str {
         Rule::param | Rule::param_list => "a parameter like `A: f32[n]`",
         Rule::outputs | Rule::out_list => "an output like `C: f32[n]`",
         Rule::ty => "a type like `f32[n, d]`",
-        Rule::dims | Rule::index_list => "`[`",
+        Rule::dims | Rule::index_list | Rule::fn_dims | Rule::call_dims => "`[`",
         Rule::dim | Rule::int | Rule::dim_factor => "a dim (a name or a whole number)",
         Rule::stmt | Rule::lhs => "a statement",
         Rule::assign_op => "`=`, `max=` or `min=`",
@@ -213,6 +213,7 @@ impl Builder {
     fn fn_def(&mut self, p: Pair<Rule>) -> R<FnDef> {
         let span = self.span(&p);
         let mut name = None;
+        let mut dims = Vec::new();
         let mut params = Vec::new();
         let mut outputs = Vec::new();
         let mut outputs_parenthesized = false;
@@ -221,6 +222,7 @@ impl Builder {
             match x.as_rule() {
                 Rule::kw_fn => {}
                 Rule::ident => name = Some(self.ident(x)),
+                Rule::fn_dims => dims = x.into_inner().map(|d| self.ident(d)).collect(),
                 Rule::param_list => {
                     for q in x.into_inner() {
                         params.push(self.param(q)?);
@@ -242,7 +244,7 @@ impl Builder {
             }
         }
         let name = name.ok_or_else(|| internal("fn without name"))?;
-        Ok(FnDef { name, params, outputs, outputs_parenthesized, body, span })
+        Ok(FnDef { name, dims, params, outputs, outputs_parenthesized, body, span })
     }
 
     fn param(&mut self, p: Pair<Rule>) -> R<Param> {
@@ -407,8 +409,18 @@ impl Builder {
                 let mut it = p.into_inner();
                 let path = it.next().ok_or_else(|| internal("call path"))?;
                 let path = path.into_inner().map(|i| self.ident(i)).collect();
-                let args = it.map(|a| self.expr(a)).collect::<R<Vec<_>>>()?;
-                ExprKind::Call { path, args }
+                let mut dims = Vec::new();
+                let mut args = Vec::new();
+                for a in it {
+                    if a.as_rule() == Rule::call_dims {
+                        for d in a.into_inner() {
+                            dims.push(self.dim(d)?);
+                        }
+                    } else {
+                        args.push(self.expr(a)?);
+                    }
+                }
+                ExprKind::Call { path, dims, args }
             }
             Rule::select => {
                 let mut it = p.into_inner().filter(|x| x.as_rule() != Rule::kw_select);

@@ -36,7 +36,8 @@ fn print_fn(out: &mut String, f: &FnDef) {
     let params: Vec<String> = f.params.iter().map(param).collect();
     let outs: Vec<String> = f.outputs.iter().map(param).collect();
     let outs = if f.outputs_parenthesized { format!("({})", outs.join(", ")) } else { outs.join(", ") };
-    let _ = writeln!(out, "fn {}({}) -> {} {{", f.name.name, params.join(", "), outs);
+    let dims = bracketed(f.dims.iter().map(|d| d.name.clone()));
+    let _ = writeln!(out, "fn {}{dims}({}) -> {} {{", f.name.name, params.join(", "), outs);
     for s in &f.body {
         let _ = writeln!(out, "    {}", stmt(s));
     }
@@ -46,22 +47,32 @@ fn print_fn(out: &mut String, f: &FnDef) {
 fn param(p: &Param) -> String {
     let mut s = format!("{}: {}", p.name.name, p.ty.dtype.name);
     if let Some(dims) = &p.ty.dims {
-        let ds: Vec<String> = dims
-            .iter()
-            .map(|d| {
-                d.factors
-                    .iter()
-                    .map(|f| match f {
-                        DimFactor::Name(i) => i.name.clone(),
-                        DimFactor::Lit(v, _) => v.to_string(),
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" * ")
-            })
-            .collect();
+        let ds: Vec<String> = dims.iter().map(dim_expr).collect();
         let _ = write!(s, "[{}]", ds.join(", "));
     }
     s
+}
+
+/// `q * s`, `3`, `n`.
+fn dim_expr(d: &DimExpr) -> String {
+    d.factors
+        .iter()
+        .map(|f| match f {
+            DimFactor::Name(i) => i.name.clone(),
+            DimFactor::Lit(v, _) => v.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" * ")
+}
+
+/// `[a, b]` for header dims, or nothing when there are none.
+fn bracketed(items: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = items.collect();
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!("[{}]", items.join(", "))
+    }
 }
 
 /// Prints one statement on one line.
@@ -141,10 +152,10 @@ fn write_expr(out: &mut String, e: &Expr) {
                 write_child(out, x, is_chain(x));
             }
         }
-        ExprKind::Call { path, args } => {
+        ExprKind::Call { path, dims, args } => {
             let p: Vec<&str> = path.iter().map(|i| i.name.as_str()).collect();
             let a: Vec<String> = args.iter().map(expr).collect();
-            let _ = write!(out, "{}({})", p.join("::"), a.join(", "));
+            let _ = write!(out, "{}{}({})", p.join("::"), bracketed(dims.iter().map(dim_expr)), a.join(", "));
         }
         ExprKind::Select { cond, then, otherwise } => {
             let _ = write!(out, "select({}, {}, {})", cond_text(cond), expr(then), expr(otherwise));

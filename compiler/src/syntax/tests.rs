@@ -1,5 +1,6 @@
 use super::*;
 use crate::diag::{FileId, SourceMap};
+use crate::syntax::ast::ExprKind;
 
 const DESIGN_EXAMPLE: &str = r#"
 # comments start with '#'
@@ -55,6 +56,40 @@ fn design_example_parses_and_round_trips() {
     assert_eq!(m.functions.len(), 3);
     assert_eq!(m.functions[1].body.len(), 5);
     assert_eq!(m.functions[2].outputs.len(), 3);
+}
+
+#[test]
+fn header_dims_and_call_dims_round_trip() {
+    let src = "fn windowed[w1, w2](Q: f32[n, d]) -> O: f32[n, d] { O[i, a] = select(i - w1 < j && j <= i, Q[j, a], 0) }
+fn caller[w](Q: f32[n, d]) -> O: f32[n, d] { O = windowed[2 * w, 3](Q) }
+fn trailing[w,](Q: f32[n]) -> O: f32[n] { O = caller[w,](Q) }";
+    assert_round_trip(src);
+    let m = parse(src, FileId(0)).unwrap();
+    let names: Vec<&str> = m.functions[0].dims.iter().map(|d| d.name.as_str()).collect();
+    assert_eq!(names, ["w1", "w2"]);
+    assert!(m.functions[1].dims.len() == 1 && m.functions[2].dims.len() == 1);
+    let ExprKind::Call { dims, args, .. } = &m.functions[1].body[0].rhs.kind else { panic!("not a call") };
+    assert_eq!((dims.len(), args.len()), (2, 1));
+    assert_eq!(dims[0].factors.len(), 2, "2 * w is one dim of two factors");
+    let printed = print_module(&m);
+    assert!(printed.contains("fn windowed[w1, w2](Q: f32[n, d])"), "{printed}");
+    assert!(printed.contains("O = windowed[2 * w, 3](Q)"), "{printed}");
+    // A function without header dims prints without brackets, as before.
+    assert_round_trip("fn f(A: f32[n]) -> B: f32[n] { B[i] = A[i] }");
+    assert!(print_module(&parse("fn f(A: f32[n]) -> B: f32[n] { B[i] = A[i] }", FileId(0)).unwrap()).starts_with("fn f(A"));
+}
+
+#[test]
+fn empty_or_malformed_header_dims_are_syntax_errors() {
+    for src in [
+        "fn f[](A: f32[n]) -> B: f32[n] { B[i] = A[i] }",
+        "fn f[2](A: f32[n]) -> B: f32[n] { B[i] = A[i] }",
+        "fn f[w * 2](A: f32[n]) -> B: f32[n] { B[i] = A[i] }",
+        "fn f(A: f32[n]) -> B: f32[n] { B = g[](A) }",
+    ] {
+        let r = err(src);
+        assert!(r.contains("syntax::unexpected"), "{src}: {r}");
+    }
 }
 
 #[test]

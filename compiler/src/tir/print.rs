@@ -16,7 +16,20 @@ impl fmt::Display for Function {
         let ins: Vec<String> = self.inputs.iter().map(|&t| decl(t)).collect();
         let outs: Vec<String> = self.outputs.iter().map(|&t| decl(t)).collect();
         let outs = if outs.len() == 1 { outs[0].clone() } else { format!("({})", outs.join(", ")) };
-        writeln!(f, "fn {}({}) -> {} {{", self.name, ins.join(", "), outs)?;
+        // Dims that no input or output shape names (declared in a header, `fn f[w](...)`)
+        // are listed after the name, as they are written; the signature would not show them.
+        let in_shapes: Vec<DimId> = self
+            .inputs
+            .iter()
+            .chain(&self.outputs)
+            .flat_map(|&t| self.tensor(t).shape.iter().flat_map(|s| s.syms.iter().copied()))
+            .collect();
+        let free: Vec<&str> = (0..self.dims.len())
+            .filter(|&k| !in_shapes.contains(&DimId(k as u32)))
+            .map(|k| self.dims[k].name.as_str())
+            .collect();
+        let header = if free.is_empty() { String::new() } else { format!("[{}]", free.join(", ")) };
+        writeln!(f, "fn {}{header}({}) -> {} {{", self.name, ins.join(", "), outs)?;
         for c in &self.constants {
             let total = c.values.len();
             writeln!(
