@@ -113,12 +113,23 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
     if algebra.is_some() && source != *f {
         let plain = lower_all(f, b, &opts.path)?;
         let plain_flops: f64 = plain.steps.iter().map(|s| s.flops).sum();
-        if plain_flops < flops {
+        // A fused kernel beats any unfused order of the same steps, so the plan as
+        // written also wins when the rewrite took apart an attention (e.g. by moving its
+        // normalisation into the statements that read it).
+        let fusions = |x: &Builder<'_>| super::fuse::find(&x.prog, b, &x.steps.iter().map(|s| s.flops).collect::<Vec<_>>()).len();
+        let why = if plain_flops < flops {
+            Some("the plan as written is cheaper")
+        } else if fusions(&plain) > fusions(&bld) {
+            Some("the plan as written fuses more")
+        } else {
+            None
+        };
+        if let Some(why) = why {
             bld = plain;
             flops = plain_flops;
             source = f.clone();
             if let Some(a) = algebra.as_mut() {
-                a.stop_reason = format!("{}; rewrite not used (the plan as written is cheaper)", a.stop_reason);
+                a.stop_reason = format!("{}; rewrite not used ({why})", a.stop_reason);
             }
         }
     }

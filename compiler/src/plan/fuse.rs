@@ -59,7 +59,12 @@ pub struct OnlineSoftmax {
 
 /// Finds the online-softmax groups of `plan.program` and records them in `plan.fusions`.
 pub fn detect(plan: &mut Plan, b: &Bindings) {
-    let f = &plan.program;
+    let flops: Vec<f64> = plan.steps.iter().map(|s| s.flops).collect();
+    plan.fusions = find(&plan.program, b, &flops);
+}
+
+/// The online-softmax groups of a plan program whose steps cost `flops`.
+pub(super) fn find(f: &tir::Function, b: &Bindings, step_flops: &[f64]) -> Vec<Fusion> {
     let mut used = vec![false; f.stmts.len()];
     let mut fusions = Vec::new();
     for m in 0..f.stmts.len() {
@@ -77,7 +82,7 @@ pub fn detect(plan: &mut Plan, b: &Bindings) {
                 }
                 group.iter().for_each(|&g| used[g] = true);
                 let mask = (!form.mask.is_empty()).then(|| mask_text(&form.mask, &names.0, &names.1));
-                let flops = group.iter().map(|&g| plan.steps[g].flops).sum();
+                let flops = group.iter().map(|&g| step_flops.get(g).copied().unwrap_or(0.0)).sum();
                 fusions.push(Fusion {
                     kind: "online_softmax".to_string(),
                     steps: group,
@@ -92,7 +97,7 @@ pub fn detect(plan: &mut Plan, b: &Bindings) {
             }
         }
     }
-    plan.fusions = fusions;
+    fusions
 }
 
 /// Index names of a fusion: row, keys, value.
