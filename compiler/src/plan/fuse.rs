@@ -58,9 +58,47 @@ pub struct OnlineSoftmax {
 }
 
 /// Finds the online-softmax groups of `plan.program` and records them in `plan.fusions`.
+/// The plan's FLOPs then count a fusion's masked-out work as not done.
 pub fn detect(plan: &mut Plan, b: &Bindings) {
     let flops: Vec<f64> = plan.steps.iter().map(|s| s.flops).collect();
     plan.fusions = find(&plan.program, b, &flops);
+    let steps: f64 = flops.iter().sum::<f64>() + plan.slices.iter().map(|s| s.extra_flops).sum::<f64>();
+    let replaced: f64 = plan.fusions.iter().flat_map(|u| u.steps.iter().map(|&k| flops[k])).sum();
+    let fused: f64 = plan.fusions.iter().map(|u| u.flops).sum();
+    plan.flops = steps - replaced + fused;
+    plan.speedup = if plan.flops > 0.0 { plan.naive_flops / plan.flops } else { 1.0 };
+}
+
+/// The fraction of (row, keys) pairs the mask lets through: the part of the steps'
+/// work a streamed kernel does. Rows are sampled when there are very many pairs.
+fn visible_fraction(f: &OnlineSoftmax) -> f64 {
+    use crate::loops::stream::key_interval;
+    if f.mask.is_empty() {
+        return 1.0;
+    }
+    let total: f64 = f.rows as f64 * f.keys.iter().map(|&k| k as f64).product::<f64>();
+    if total == 0.0 {
+        return 1.0;
+    }
+    let outer = f.keys[0] as f64;
+    let step = ((f.rows as f64 * if f.keys.len() > 1 { outer } else { 1.0 }) / 4e6).ceil().max(1.0) as usize;
+    let mut seen = 0.0;
+    let mut rows = 0usize;
+    for i in (0..f.rows).step_by(step) {
+        rows += 1;
+        let r = key_interval(&f.mask, i as i64, &[], 0, &f.keys);
+        let (lo, hi) = (r.lo.max(0), r.hi.min(f.keys[0] as i64));
+        if f.keys.len() == 1 {
+            seen += (hi - lo).max(0) as f64;
+            continue;
+        }
+        for j in lo..hi {
+            let l = key_interval(&f.mask, i as i64, &[j], 1, &f.keys);
+            seen += (l.hi.min(f.keys[1] as i64) - l.lo.max(0)).max(0) as f64;
+        }
+    }
+    let per_row = total / f.rows as f64;
+    (seen / (rows as f64 * per_row)).min(1.0)
 }
 
 /// The online-softmax groups of a plan program whose steps cost `flops`.
@@ -82,7 +120,7 @@ pub(super) fn find(f: &tir::Function, b: &Bindings, step_flops: &[f64]) -> Vec<F
                 }
                 group.iter().for_each(|&g| used[g] = true);
                 let mask = (!form.mask.is_empty()).then(|| mask_text(&form.mask, &names.0, &names.1));
-                let flops = group.iter().map(|&g| step_flops.get(g).copied().unwrap_or(0.0)).sum();
+                let flops = group.iter().map(|&g| step_flops.get(g).copied().unwrap_or(0.0)).sum::<f64>() * visible_fraction(&form);
                 fusions.push(Fusion {
                     kind: "online_softmax".to_string(),
                     steps: group,

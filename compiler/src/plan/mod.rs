@@ -94,7 +94,8 @@ pub struct Fusion {
     /// The keys a row sees, when masked (`j - i <= 0`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mask: Option<String>,
-    /// FLOPs of the steps it replaces.
+    /// FLOPs of the steps it replaces, times the fraction of (row, key) pairs the mask
+    /// lets through (the streamed kernel skips the rest).
     pub flops: f64,
     #[serde(skip)]
     pub form: fuse::OnlineSoftmax,

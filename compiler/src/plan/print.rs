@@ -138,10 +138,11 @@ impl fmt::Display for Plan {
             let result = u.steps.last().and_then(|&k| self.steps.get(k)).map_or("?", |s| s.result.as_str());
             writeln!(
                 f,
-                "  fused    steps {} -> {result}: online softmax over {} (row {}{mask}), streamed by blocks of keys",
+                "  fused    steps {} -> {result}: online softmax over {} (row {}{mask}), streamed by blocks of keys, {} FLOPs",
                 ranges(&u.steps),
                 u.keys.join(", "),
                 u.row,
+                human_flops(u.flops),
             )?;
         }
         for s in &self.slices {
