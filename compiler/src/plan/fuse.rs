@@ -176,6 +176,10 @@ fn try_fuse(f: &tir::Function, b: &Bindings, m: usize, o: usize) -> Option<(Vec<
         _ => return None,
     };
     let (o_row, o_val) = row;
+    // `O[i, i]` (a diagonal) has no value index.
+    if o_row == o_val {
+        return None;
+    }
     if nk.len() != keys.len() || dk.len() != keys.len() || !den.den.is_empty() || !num.den.is_empty() {
         return None;
     }
@@ -365,19 +369,23 @@ struct Cx<'a> {
     /// Tensors that depend on the `max=` result: inside sums they are always looked into.
     dep: &'a [bool],
     unfolded: Vec<usize>,
+    /// Definitions left to look into: a chain of intermediates each read twice would
+    /// otherwise compose into an expression exponential in its length.
+    budget: usize,
 }
 
 impl<'a> Cx<'a> {
     fn new(f: &'a tir::Function, b: &'a Bindings, upto: usize, indices: Vec<IndexVar>, dep: &'a [bool]) -> Cx<'a> {
-        Cx { f, b, upto, indices, dep, unfolded: Vec::new() }
+        Cx { f, b, upto, indices, dep, unfolded: Vec::new(), budget: 64 }
     }
 
     /// The definition of an intermediate read by `e`, in this statement's indices.
     fn unfold(&mut self, e: &Expr) -> Option<Expr> {
         let Expr::Access(t, pos) = e else { return None };
-        if self.f.tensor(*t).kind != TensorKind::Temp || pos.iter().any(|p| p.len() != 1) {
+        if self.budget == 0 || self.f.tensor(*t).kind != TensorKind::Temp || pos.iter().any(|p| p.len() != 1) {
             return None;
         }
+        self.budget -= 1;
         let (k, s) = self.f.stmts[..self.upto].iter().enumerate().rev().find(|(_, s)| s.target == *t)?;
         if s.op != ReduceOp::Sum || s.lhs.len() != pos.len() || s.lhs.iter().any(|p| p.len() != 1) {
             return None;
