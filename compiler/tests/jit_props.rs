@@ -16,24 +16,6 @@ use tessera_runtime::DType;
 
 mod common;
 
-/// Deterministic inputs in [-1, 1]; `strided` lays each out with a step of 2 on axis 0
-/// so that the executor sees non-contiguous views.
-fn inputs(f: &Function, b: &Bindings, seed: u64) -> Vec<ArrayD<f64>> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    f.inputs
-        .iter()
-        .map(|&t| {
-            let shape = f.shape(t, b).unwrap_or_default();
-            ArrayD::from_shape_simple_fn(IxDyn(&shape), || {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-            })
-        })
-        .collect()
-}
-
 fn spread<T: Scalar>(a: &ArrayD<f64>) -> ArrayD<T> {
     if a.ndim() == 0 || a.shape()[0] == 0 {
         return a.mapv(T::from_f64);
@@ -61,7 +43,7 @@ fn close(want: &ArrayD<f64>, got: &[f64], shape: &[usize], tol: f64, what: &str)
 fn run_all<T: Scalar>(f: &Function, b: &Bindings, lower_opts: &LowerOptions, strided: bool, tol: f64) -> Result<(), TestCaseError> {
     let mut f = f.clone();
     f.dtype = T::DTYPE;
-    let ins = inputs(&f, b, 3);
+    let ins = common::inputs(&f, b, 3);
     let views: Vec<_> = ins.iter().map(|a| a.view()).collect();
     // The oracle runs in f64 on the function as written.
     let mut f64fn = f.clone();

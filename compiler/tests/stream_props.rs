@@ -44,20 +44,7 @@ fn score(mask: &str) -> String {
 /// Inputs in [-1, 1] times `scale`, rounded to `T` (so that the f64 oracle sees exactly
 /// what the kernels see).
 fn inputs<T: Scalar>(f: &Function, b: &Bindings, seed: u64, scale: f64) -> Vec<ArrayD<f64>> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    f.inputs
-        .iter()
-        .map(|&t| {
-            let shape = f.shape(t, b).unwrap_or_default();
-            ArrayD::from_shape_simple_fn(IxDyn(&shape), || {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                let x = ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale;
-                Scalar::to_f64(T::from_f64(x))
-            })
-        })
-        .collect()
+    common::inputs(f, b, seed).into_iter().map(|a| a.mapv(|x| Scalar::to_f64(T::from_f64(x * scale)))).collect()
 }
 
 fn lowered(f: &Function, b: &Bindings, blocks: Option<Blocks>) -> Result<Program, String> {

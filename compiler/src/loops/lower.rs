@@ -411,7 +411,7 @@ impl Lowerer<'_> {
         for x in xs {
             match x {
                 tir::Expr::Access(t, pos) => operands.push((*t, pos)),
-                other => match const_value(other, self.b) {
+                other => match other.const_value(self.b) {
                     Some(v) => alpha *= v,
                     None => return Ok(None),
                 },
@@ -660,24 +660,6 @@ fn merge(v: Vec<Axis>, key: fn(&Axis) -> (i64, i64)) -> Vec<Axis> {
     out
 }
 
-fn const_value(e: &tir::Expr, b: &Bindings) -> Option<f64> {
-    use tir::Expr as E;
-    match e {
-        E::Lit(v) => Some(*v),
-        E::Size(s) => s.eval(b).ok().map(|v| v as f64),
-        E::Neg(a) => const_value(a, b).map(|v| -v),
-        E::Mul(xs) => xs.iter().map(|x| const_value(x, b)).product(),
-        E::Add(xs) => xs.iter().map(|x| const_value(x, b)).sum(),
-        E::Sub(a, c) => Some(const_value(a, b)? - const_value(c, b)?),
-        E::Div(a, c) => Some(const_value(a, b)? / const_value(c, b)?),
-        E::Call(f, xs) if xs.len() == f.arity() => {
-            let a = const_value(&xs[0], b)?;
-            let c = if xs.len() > 1 { const_value(&xs[1], b)? } else { 0.0 };
-            Some(f.apply(a, c))
-        }
-        _ => None,
-    }
-}
 
 fn accum(op: ReduceOp) -> Accum {
     match op {

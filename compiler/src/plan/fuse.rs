@@ -425,7 +425,7 @@ impl<'a> Cx<'a> {
     }
 
     fn flatten_in(&mut self, e: Expr, out: &mut Prod, inverse: bool, top: bool) -> Option<()> {
-        if let Some(v) = const_value(&e, self.b) {
+        if let Some(v) = e.const_value(self.b) {
             if inverse {
                 if v == 0.0 {
                     return None;
@@ -668,7 +668,7 @@ fn factor_free(x: &Factor, out: &mut Vec<IndexId>) {
 
 /// Whether `e` is a constant -inf (the rewrites may leave it as `4 * (-inf / sqrt(d))`).
 fn is_neg_inf(e: &Expr, b: &Bindings) -> bool {
-    const_value(e, b) == Some(f64::NEG_INFINITY)
+    e.const_value(b) == Some(f64::NEG_INFINITY)
 }
 
 /// Signed terms of a sum.
@@ -684,24 +684,6 @@ fn linear(e: Expr, neg: bool, out: &mut Vec<(bool, Expr)>) {
     }
 }
 
-/// The value of an expression without tensors or indices.
-fn const_value(e: &Expr, b: &Bindings) -> Option<f64> {
-    match e {
-        Expr::Lit(v) => Some(*v),
-        Expr::Size(s) => s.eval(b).ok().map(|v| v as f64),
-        Expr::Neg(a) => const_value(a, b).map(|v| -v),
-        Expr::Mul(xs) => xs.iter().map(|x| const_value(x, b)).product(),
-        Expr::Add(xs) => xs.iter().map(|x| const_value(x, b)).sum(),
-        Expr::Sub(a, c) => Some(const_value(a, b)? - const_value(c, b)?),
-        Expr::Div(a, c) => Some(const_value(a, b)? / const_value(c, b)?),
-        Expr::Call(f, xs) if xs.len() == f.arity() => {
-            let a = const_value(&xs[0], b)?;
-            let c = if xs.len() > 1 { const_value(&xs[1], b)? } else { 0.0 };
-            Some(f.apply(a, c))
-        }
-        _ => None,
-    }
-}
 
 /// An affine integer function of the row and the keys: (row, keys, constant).
 type Lin = (i64, Vec<i64>, i64);

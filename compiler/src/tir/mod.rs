@@ -442,6 +442,26 @@ impl Cond {
 }
 
 impl Expr {
+    /// The value of an expression without tensors or indices (literals, sizes under
+    /// `b`, and operations on them), as the reference evaluator computes it.
+    pub fn const_value(&self, b: &Bindings) -> Option<f64> {
+        match self {
+            Expr::Lit(v) => Some(*v),
+            Expr::Size(s) => s.eval(b).ok().map(|v| v as f64),
+            Expr::Neg(a) => a.const_value(b).map(|v| -v),
+            Expr::Mul(xs) => xs.iter().map(|x| x.const_value(b)).product(),
+            Expr::Add(xs) => xs.iter().map(|x| x.const_value(b)).sum(),
+            Expr::Sub(a, c) => Some(a.const_value(b)? - c.const_value(b)?),
+            Expr::Div(a, c) => Some(a.const_value(b)? / c.const_value(b)?),
+            Expr::Call(f, xs) if xs.len() == f.arity() => {
+                let a = xs[0].const_value(b)?;
+                let c = if xs.len() > 1 { xs[1].const_value(b)? } else { 0.0 };
+                Some(f.apply(a, c))
+            }
+            _ => None,
+        }
+    }
+
     /// Rebuilds the expression bottom-up: every node, after its children (those inside
     /// `select` conditions included), is replaced by `f` of it. The one traversal that
     /// renaming passes share; `f` passes through the nodes it does not rewrite.

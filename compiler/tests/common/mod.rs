@@ -1,6 +1,8 @@
 //! Generators shared by the property tests.
 
+use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
+use tessera_compiler::tir::{Bindings, Function};
 use proptest::test_runner::{TestCaseError, TestRunner};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -82,3 +84,22 @@ pub fn run_cases<S: Strategy>(cases: u32, strategy: S, test: impl Fn(S::Value) -
     assert!(done >= cases, "only {done} of {cases} cases ran to the end");
     done
 }
+
+/// Deterministic inputs in [-1, 1] for the inputs of `f` at sizes `b`.
+#[allow(dead_code)]
+pub fn inputs(f: &Function, b: &Bindings, seed: u64) -> Vec<ArrayD<f64>> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    f.inputs
+        .iter()
+        .map(|&t| {
+            let shape = f.shape(t, b).unwrap_or_default();
+            ArrayD::from_shape_simple_fn(IxDyn(&shape), || {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+        })
+        .collect()
+}
+
