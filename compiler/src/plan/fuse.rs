@@ -62,6 +62,9 @@ pub struct OnlineSoftmax {
 pub fn detect(plan: &mut Plan, b: &Bindings) {
     let flops: Vec<f64> = plan.steps.iter().map(|s| s.flops).collect();
     plan.fusions = find(&plan.program, b, &flops);
+    for u in &mut plan.fusions {
+        u.flops *= visible_fraction(&u.form);
+    }
     let steps: f64 = flops.iter().sum::<f64>() + plan.slices.iter().map(|s| s.extra_flops).sum::<f64>();
     let replaced: f64 = plan.fusions.iter().flat_map(|u| u.steps.iter().map(|&k| flops[k])).sum();
     let fused: f64 = plan.fusions.iter().map(|u| u.flops).sum();
@@ -101,7 +104,8 @@ fn visible_fraction(f: &OnlineSoftmax) -> f64 {
     (seen / (rows as f64 * per_row)).min(1.0)
 }
 
-/// The online-softmax groups of a plan program whose steps cost `flops`.
+/// The online-softmax groups of a plan program whose steps cost `step_flops`, each
+/// costed as the steps it replaces (no mask taken into account).
 pub(super) fn find(f: &tir::Function, b: &Bindings, step_flops: &[f64]) -> Vec<Fusion> {
     let mut used = vec![false; f.stmts.len()];
     let mut fusions = Vec::new();
@@ -120,7 +124,9 @@ pub(super) fn find(f: &tir::Function, b: &Bindings, step_flops: &[f64]) -> Vec<F
                 }
                 group.iter().for_each(|&g| used[g] = true);
                 let mask = (!form.mask.is_empty()).then(|| mask_text(&form.mask, &names.0, &names.1));
-                let flops = group.iter().map(|&g| step_flops.get(g).copied().unwrap_or(0.0)).sum::<f64>() * visible_fraction(&form);
+                // `detect` scales this by the mask's visible fraction (counting fusions,
+                // as the planner also does, needs no FLOPs).
+                let flops = group.iter().map(|&g| step_flops.get(g).copied().unwrap_or(0.0)).sum::<f64>();
                 fusions.push(Fusion {
                     kind: "online_softmax".to_string(),
                     steps: group,
