@@ -66,7 +66,12 @@ impl Compiled {
     /// The code `backend` generates for every loop kernel, as text (`emit --stage clif`
     /// for Cranelift IR, `--stage llvm` for LLVM IR).
     pub fn emit_code(&self, backend: Backend) -> Result<String, Error> {
-        tessera_compiler::pipeline::emit(self.program(), backend).map_err(|e| exec_error(e.into()))
+        use tessera_compiler::pipeline::{emit_plan, PipelineError};
+        emit_plan(&self.plan, self.program(), backend).map_err(|e| match e {
+            PipelineError::Exec(e) => exec_error(e),
+            PipelineError::Plan(e) => Error::from(e),
+            PipelineError::Lower(e) => Error::Internal(e.to_string()),
+        })
     }
 
     /// Runs the compiled function on inputs of the shapes it was compiled for.

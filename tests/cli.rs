@@ -256,7 +256,7 @@ fn emit_errors() {
     let err = env.fails(2, &["emit", "--stage", "ast", "model.tsr", "--fn", "stats"]);
     assert!(err.contains("--stage ast prints the whole file"), "{err}");
     let err = env.fails(2, &["emit", "--stage", "bogus", "model.tsr"]);
-    assert!(err.contains("[possible values: ast, tir, graph, plan, loops, clif, llvm]"), "{err}");
+    assert!(err.contains("[possible values: ast, tir, graph, plan, loops, clif, llvm, ptx]"), "{err}");
     let err = env.fails(1, &["emit", "--stage", "tir", "bad.tsr"]);
     assert!(err.contains("bad.tsr"), "{err}");
 }
@@ -856,7 +856,7 @@ fn run_with_bad_sources() {
     let err = env.fails(1, &["run", "bad.tsr", "A=x.npy"]);
     assert!(err.contains("bad.tsr"), "{err}");
     let err = env.fails(2, &["run", "matmul.tsr", &a, &b, "--backend", "gpu"]);
-    assert!(err.contains("[possible values: cranelift, llvm, interp, reference]"), "{err}");
+    assert!(err.contains("[possible values: cranelift, llvm, cuda, interp, reference]"), "{err}");
 }
 
 #[test]

@@ -11,6 +11,9 @@ pub enum Backend {
     Cranelift,
     /// Native code from LLVM at O3 for the host CPU (cargo feature `llvm`).
     Llvm,
+    /// PTX for NVIDIA GPUs through LLVM's NVPTX target, run with the CUDA driver and
+    /// cuBLAS (cargo feature `cuda`).
+    Cuda,
     /// The loop-IR interpreter: slow, simple, a reference for the generated code.
     Interp,
     /// The reference evaluator of the typed program (the oracle; no plan involved).
@@ -19,13 +22,14 @@ pub enum Backend {
 
 impl Backend {
     /// Every backend, built or not.
-    pub const ALL: [Backend; 4] = [Backend::Cranelift, Backend::Llvm, Backend::Interp, Backend::Reference];
+    pub const ALL: [Backend; 5] = [Backend::Cranelift, Backend::Llvm, Backend::Cuda, Backend::Interp, Backend::Reference];
 
     /// The name on the command line and in messages.
     pub fn name(self) -> &'static str {
         match self {
             Backend::Cranelift => "cranelift",
             Backend::Llvm => "llvm",
+            Backend::Cuda => "cuda",
             Backend::Interp => "interp",
             Backend::Reference => "reference",
         }
@@ -41,7 +45,11 @@ impl Backend {
 
     /// Whether this build includes the backend.
     pub fn is_built(self) -> bool {
-        self != Backend::Llvm || cfg!(feature = "llvm")
+        match self {
+            Backend::Llvm => cfg!(feature = "llvm"),
+            Backend::Cuda => cfg!(feature = "cuda"),
+            _ => true,
+        }
     }
 
     /// The backends of this build that generate native code.
@@ -49,15 +57,17 @@ impl Backend {
         [Backend::Cranelift, Backend::Llvm].into_iter().filter(|b| b.is_built()).collect()
     }
 
-    /// The backends of this build that run loop programs: the native ones and the
-    /// interpreter (what differential tests compare with the reference evaluator).
+    /// The backends of this build that run loop programs on this machine's CPU: the
+    /// native ones and the interpreter (what differential tests compare with the
+    /// reference evaluator). The CUDA backend needs a GPU, so it is not among them; GPU
+    /// tests add it where `TESSERA_GPU_TESTS=1`.
     pub fn executors() -> Vec<Backend> {
         let mut v = Backend::native();
         v.push(Backend::Interp);
         v
     }
 
-    /// Whether it generates native code.
+    /// Whether it generates native code for the host CPU.
     pub fn is_native(self) -> bool {
         matches!(self, Backend::Cranelift | Backend::Llvm)
     }

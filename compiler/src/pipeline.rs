@@ -94,7 +94,7 @@ pub fn compile(f: &Function, b: &Bindings, dtype: DType, opts: &Options) -> Resu
         return Ok(Output { plan, program: None, exec: None, timings });
     }
     let start = Instant::now();
-    let program = crate::loops::lower(&plan, &opts.lower)?;
+    let program = lower(&plan, &opts.lower.for_backend(opts.backend), opts.backend)?;
     timings.lower_ms = ms(start);
     if opts.stop_after == Stage::Loops || opts.backend == Backend::Reference {
         return Ok(Output { plan, program: Some(program), exec: None, timings });
@@ -103,6 +103,22 @@ pub fn compile(f: &Function, b: &Bindings, dtype: DType, opts: &Options) -> Resu
     let exec = Executable::new(program, opts.backend)?;
     timings.codegen_ms = ms(start);
     Ok(Output { plan, program: None, exec: Some(exec), timings })
+}
+
+/// Lowers `plan` for `backend`. On the GPU, GEMMs run on cuBLAS; when one has a layout
+/// cuBLAS cannot take (`exec::blas`), the program's contractions become loop kernels.
+fn lower(plan: &Plan, opts: &LowerOptions, backend: Backend) -> Result<Program, LowerError> {
+    let program = crate::loops::lower(plan, opts)?;
+    let cublas = |p: &Program| {
+        p.kernels.iter().all(|k| match k {
+            crate::loops::Kernel::Gemm(g) => crate::exec::blas::blas_calls(g).is_some(),
+            crate::loops::Kernel::Loops(_) => true,
+        })
+    };
+    if backend == Backend::Cuda && !cublas(&program) {
+        return crate::loops::lower(plan, &LowerOptions { gemm: false, ..opts.clone() });
+    }
+    Ok(program)
 }
 
 impl Output {
@@ -115,6 +131,17 @@ impl Output {
 /// The code `backend` generates for a loop program, as text.
 pub fn emit(p: &Program, backend: Backend) -> Result<String, crate::codegen::CodegenError> {
     crate::codegen::for_backend(backend)?.emit(p)
+}
+
+/// The code `backend` generates for a plan whose loop program, lowered with the default
+/// options, is `p`: a backend that lowers differently (CUDA) lowers the plan again.
+pub fn emit_plan(plan: &Plan, p: &Program, backend: Backend) -> Result<String, PipelineError> {
+    let opts = LowerOptions::default();
+    if opts.for_backend(backend) == opts {
+        return Ok(emit(p, backend).map_err(ExecError::from)?);
+    }
+    let program = lower(plan, &opts.for_backend(backend), backend)?;
+    Ok(emit(&program, backend).map_err(ExecError::from)?)
 }
 
 #[cfg(test)]
@@ -164,9 +191,13 @@ mod tests {
                     let y = o.exec.expect("an executable").run(&[x.view()]).expect("runs");
                     assert!(y[0].iter().all(|&v| v == 3.0), "{b}: {y:?}");
                 }
+                // A CUDA build runs where there is a GPU and says why not elsewhere.
+                (Backend::Cuda, Err(e)) if Backend::Cuda.is_built() => {
+                    assert!(e.to_string().contains("no CUDA device"), "{e}")
+                }
                 (b, Err(e)) => {
                     assert!(!b.is_built(), "{b} is built but fails: {e}");
-                    assert!(e.to_string().contains("--features llvm"), "{e}");
+                    assert!(e.to_string().contains(&format!("--features {b}")), "{e}");
                 }
             }
         }
@@ -179,7 +210,7 @@ mod tests {
         }
         assert_eq!("jit".parse::<Backend>(), Ok(Backend::Cranelift));
         let err = "gpu".parse::<Backend>().unwrap_err();
-        assert!(err.contains("cranelift, llvm, interp, reference"), "{err}");
+        assert!(err.contains("cranelift, llvm, cuda, interp, reference"), "{err}");
         assert!(Backend::executors().contains(&Backend::Interp));
         assert_eq!(Backend::native().contains(&Backend::Llvm), cfg!(feature = "llvm"));
     }

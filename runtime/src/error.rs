@@ -16,4 +16,10 @@ pub enum RuntimeError {
     /// A request that breaks a documented precondition.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// No CUDA driver or no device (feature `cuda`).
+    #[error("no CUDA device: {0}")]
+    NoDevice(String),
+    /// The CUDA driver or cuBLAS reported an error (feature `cuda`).
+    #[error("CUDA: {0}")]
+    Device(String),
 }

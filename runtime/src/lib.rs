@@ -6,13 +6,17 @@
 //! It is the only crate that starts threads.
 
 pub mod abi;
+pub mod blas;
 pub mod buffer;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod error;
 pub mod gemm;
 pub mod pool;
 pub mod scalar;
 
 pub use abi::{tessera_rt_parallel_for, KernelFn};
+pub use blas::BlasGemm;
 pub use buffer::{advise_huge_pages, AlignedBuf, BUFFER_ALIGN};
 pub use error::RuntimeError;
 pub use gemm::{check_gemm, gemm_slices, GemmDesc, GemmLoop, GemmScalar};

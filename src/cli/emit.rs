@@ -17,7 +17,7 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
     let module = Module::from_file(&args.file)?;
     let text = match args.stage {
         Stage::Ast => module.emit_ast(),
-        Stage::Tir | Stage::Graph | Stage::Plan | Stage::Loops | Stage::Clif | Stage::Llvm => {
+        Stage::Tir | Stage::Graph | Stage::Plan | Stage::Loops | Stage::Clif | Stage::Llvm | Stage::Ptx => {
             let functions = match &args.function {
                 Some(name) => vec![module.function(name)?],
                 None => module
@@ -35,6 +35,7 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
                     Stage::Loops => f.compile_dims(&dims, &interp())?.program().to_string(),
                     Stage::Clif => code(f, &dims, tessera::Backend::Cranelift)?,
                     Stage::Llvm => code(f, &dims, tessera::Backend::Llvm)?,
+                    Stage::Ptx => code(f, &dims, tessera::Backend::Cuda)?,
                     _ => f.emit_tir(),
                 }));
             }

@@ -101,6 +101,9 @@ enum Stage {
     Clif,
     /// The LLVM IR of each loop kernel (needs --dim and a build with `--features llvm`).
     Llvm,
+    /// The PTX of each loop kernel for NVIDIA GPUs, sm_80 (needs --dim and a build with
+    /// `--features cuda`; no GPU needed).
+    Ptx,
 }
 
 /// Evaluate a function of a .tsr file on .npy inputs.
@@ -268,6 +271,7 @@ fn backend_parser() -> impl clap::builder::TypedValueParser<Value = tessera::Bac
     let help = |b: tessera::Backend| match b {
         tessera::Backend::Cranelift => "Native code from Cranelift, GEMM calls, on all cores",
         tessera::Backend::Llvm => "Native code from LLVM at O3 for this CPU (a build with --features llvm)",
+        tessera::Backend::Cuda => "NVIDIA GPU: PTX through LLVM, cuBLAS GEMMs (a build with --features cuda, and a GPU)",
         tessera::Backend::Interp => "The loop-IR interpreter (slow; a reference for the native code)",
         tessera::Backend::Reference => "The reference evaluator of the typed program (the oracle)",
     };

@@ -23,6 +23,8 @@ pub(crate) type Codegens = [Box<dyn Codegen>];
 pub(crate) fn cpu_kernels(cg: &dyn Codegen, p: &Program) -> Vec<Option<CpuKernel>> {
     match cg.compile(p).unwrap_or_else(|e| panic!("{e}\n{p}")) {
         Code::Cpu(c) => c.kernels,
+        #[cfg(feature = "cuda")]
+        Code::Cuda(_) => panic!("{} generates GPU code, not CPU kernels", cg.backend()),
     }
 }
 

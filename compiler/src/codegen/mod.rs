@@ -7,9 +7,12 @@
 //! with the GEMM kernels; a GPU backend adds its own variant of [`Code`] and executor.
 //!
 //! Backends: `clif/` (Cranelift, always built, with its vectorised math library in
-//! `clif/math.rs`); `llvm/` (feature `llvm`).
+//! `clif/math.rs`); `llvm/` (feature `llvm`); `cuda.rs` (feature `cuda`: PTX from
+//! `llvm/ptx.rs`, run by the CUDA executor).
 
 pub mod clif;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 #[cfg(test)]
 pub(crate) mod difftests;
 #[cfg(test)]
@@ -62,6 +65,9 @@ pub trait Codegen {
 pub enum Code {
     /// Native functions for the CPU executor.
     Cpu(CpuCode),
+    /// A PTX module for the CUDA executor.
+    #[cfg(feature = "cuda")]
+    Cuda(llvm::ptx::PtxCode),
 }
 
 /// Native loop kernels for the CPU: `kernels[k]` is kernel `k` of the program (None for
@@ -121,6 +127,13 @@ pub fn for_backend(backend: Backend) -> Result<Box<dyn Codegen>, CodegenError> {
         Backend::Llvm => Err(CodegenError::NotBuilt {
             backend: "LLVM",
             hint: "rebuild with `--features llvm` (LLVM 19 installed; see the README)",
+        }),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda => Ok(Box::new(cuda::Cuda::default())),
+        #[cfg(not(feature = "cuda"))]
+        Backend::Cuda => Err(CodegenError::NotBuilt {
+            backend: "CUDA",
+            hint: "rebuild with `--features cuda` (LLVM 19 installed; see the README)",
         }),
         Backend::Interp | Backend::Reference => Err(CodegenError::NoCode(backend.name())),
     }

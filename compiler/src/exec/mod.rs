@@ -5,7 +5,10 @@
 //! An [`Executable`] is made from a program and a [`Backend`]; code generators plug in
 //! through [`crate::codegen::Codegen`], so this module knows no backend by name.
 
+pub mod blas;
 mod cpu;
+#[cfg(feature = "cuda")]
+mod cuda;
 
 pub use cpu::gemm_args;
 
@@ -48,6 +51,8 @@ impl From<CodegenError> for ExecError {
 /// What runs an executable's program.
 enum Engine {
     Cpu(cpu::CpuExecutor),
+    #[cfg(feature = "cuda")]
+    Cuda(cuda::CudaExecutor),
     Interp,
 }
 
@@ -85,6 +90,8 @@ impl Executable {
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
         let engine = match code {
             Code::Cpu(c) => Engine::Cpu(cpu::CpuExecutor::new(&program, c.kernels)?),
+            #[cfg(feature = "cuda")]
+            Code::Cuda(c) => Engine::Cuda(cuda::CudaExecutor::new(&program, c)?),
         };
         Ok(Executable { program, backend: cg.backend(), compile_ms, engine })
     }
@@ -110,6 +117,8 @@ impl Executable {
         }
         match &self.engine {
             Engine::Cpu(cpu) => cpu.run(p, inputs),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(gpu) => gpu.run(p, inputs),
             Engine::Interp => interpret(p, inputs),
         }
     }

@@ -19,7 +19,7 @@ use crate::plan::{Plan, StepKind};
 use crate::tir::{self, Bindings, Builtin, Cond, IndexId, IndexVar, Position, ReduceOp, TensorId, TensorKind};
 
 /// What the lowering may do.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LowerOptions {
     /// Contractions become GEMM calls (else generated loops).
     pub gemm: bool,
@@ -31,11 +31,25 @@ pub struct LowerOptions {
     /// Query rows per tile and keys per block of streams, instead of the defaults
     /// (tests use tiny blocks to reach every kind of block at small sizes).
     pub stream_blocks: Option<super::flash::Blocks>,
+    /// Run chains of row-wise kernels as tile groups (the CPU executor's construct; a
+    /// GPU program has none, and so no streams either).
+    pub tiles: bool,
 }
 
 impl Default for LowerOptions {
     fn default() -> Self {
-        LowerOptions { gemm: true, fuse: true, stream: true, stream_blocks: None }
+        LowerOptions { gemm: true, fuse: true, stream: true, stream_blocks: None, tiles: true }
+    }
+}
+
+impl LowerOptions {
+    /// These options as `backend` can run them: the CUDA executor runs no tile groups
+    /// (so no streamed attention yet either).
+    pub fn for_backend(&self, backend: crate::backend::Backend) -> LowerOptions {
+        match backend {
+            crate::backend::Backend::Cuda => LowerOptions { tiles: false, stream: false, ..self.clone() },
+            _ => self.clone(),
+        }
     }
 }
 
@@ -64,7 +78,7 @@ pub fn lower(plan: &Plan, opts: &LowerOptions) -> R<Program> {
 /// Lowers a plan, running the passes as `run` says (verification after every pass).
 pub fn lower_with(plan: &Plan, opts: &LowerOptions, run: &RunOptions) -> R<Program> {
     let mut p = lower_kernels(plan, opts)?;
-    run_passes(&mut p, &pipeline(opts.fuse), Stage::Kernels, run).map_err(|e| LowerError::Internal(e.to_string()))?;
+    run_passes(&mut p, &pipeline(opts.fuse, opts.tiles), Stage::Kernels, run).map_err(|e| LowerError::Internal(e.to_string()))?;
     // Backends rely on a verified program, so release builds check the result once.
     if !run.verify_each {
         if let Err(e) = verify(&p) {
@@ -93,7 +107,7 @@ pub fn lower_kernels(plan: &Plan, opts: &LowerOptions) -> R<Program> {
         .collect();
     // A fusion's statements leave; its result's statement stays as the place where the
     // stream runs, marked as a contraction so that nothing is inlined into or from it.
-    let streams: Vec<&crate::plan::fuse::OnlineSoftmax> = if opts.stream && opts.gemm && opts.fuse {
+    let streams: Vec<&crate::plan::fuse::OnlineSoftmax> = if opts.stream && opts.tiles && opts.gemm && opts.fuse {
         plan.fusions.iter().filter(|u| super::flash::supported(&u.form)).map(|u| &u.form).collect()
     } else {
         Vec::new()

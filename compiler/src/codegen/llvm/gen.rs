@@ -21,12 +21,15 @@ use inkwell::context::Context;
 use inkwell::module::{Linkage, Module};
 use inkwell::types::{BasicTypeEnum, FloatType};
 use inkwell::values::{
-    BasicMetadataValueEnum, FastMathFlags, FloatValue, FunctionValue, InstructionValue, IntValue,
+    BasicMetadataValueEnum, BasicValueEnum, FastMathFlags, FloatValue, FunctionValue, InstructionValue, IntValue,
     PointerValue,
 };
 use inkwell::{AddressSpace, FloatPredicate, IntPredicate};
 use std::collections::HashMap;
 use tessera_runtime::DType;
+
+/// LLVM's `ptx_kernel` calling convention: the function is a GPU entry point.
+const PTX_KERNEL: u32 = 71;
 
 /// The exported symbol of kernel `k`.
 pub(super) fn kernel_name(k: usize) -> String {
@@ -61,6 +64,7 @@ pub(super) fn build<'ctx>(
     p: &Program,
     opts: &LlvmOptions,
     host: Option<&Host>,
+    gpu: bool,
 ) -> R<Built<'ctx>> {
     if std::mem::size_of::<usize>() != 8 {
         return Err(LlvmError::Host(
@@ -78,6 +82,7 @@ pub(super) fn build<'ctx>(
         wide,
         opts: opts.clone(),
         attrs: function_attrs(cx, host),
+        gpu,
         helpers: HashMap::new(),
         fixups: HashMap::new(),
     };
@@ -95,6 +100,26 @@ pub(super) fn build<'ctx>(
         module: g.module,
         helpers,
     })
+}
+
+/// The buffers kernel `l` uses, and those of them it takes as parameters (all but its
+/// scratch buffers, which live on its stack), in `BufId` order.
+pub(super) fn kernel_buffers(p: &Program, l: &LoopKernel) -> R<(Vec<BufId>, Vec<BufId>)> {
+    let (reads, writes) = l.buffers();
+    let mut used: Vec<BufId> = reads.into_iter().chain(writes.iter().copied()).collect();
+    used.sort();
+    used.dedup();
+    for b in &used {
+        if b.index() >= p.bufs.len() {
+            return Err(internal(format!("buffer {b} is not in the program")));
+        }
+    }
+    let params = used
+        .iter()
+        .copied()
+        .filter(|b| !matches!(p.buf(*b).kind, BufKind::Scratch))
+        .collect();
+    Ok((used, params))
 }
 
 /// Attributes of every generated function.
@@ -126,6 +151,9 @@ struct ModGen<'ctx> {
     wide: bool,
     opts: LlvmOptions,
     attrs: Vec<Attribute>,
+    /// Kernels for the GPU (NVPTX): a thread per iteration of the parallel loop, no
+    /// calls into Rust.
+    gpu: bool,
     /// Declarations of the Rust helpers, by function, with their addresses.
     helpers: HashMap<MathFn, (FunctionValue<'ctx>, usize)>,
     /// The sin/cos fix-up functions (by `cos`), scalar.
@@ -143,20 +171,7 @@ impl<'ctx> ModGen<'ctx> {
         let cx = self.cx;
         let ptr = cx.ptr_type(AddressSpace::default());
         let i64t = cx.i64_type();
-        let (reads, writes) = l.buffers();
-        let mut used: Vec<BufId> = reads.into_iter().chain(writes.iter().copied()).collect();
-        used.sort();
-        used.dedup();
-        for b in &used {
-            if b.index() >= p.bufs.len() {
-                return Err(internal(format!("buffer {b} is not in the program")));
-            }
-        }
-        let params: Vec<BufId> = used
-            .iter()
-            .copied()
-            .filter(|b| !matches!(p.buf(*b).kind, BufKind::Scratch))
-            .collect();
+        let (used, params) = kernel_buffers(p, l)?;
 
         // The body: noalias buffer pointers, then begin and end.
         let mut ptys: Vec<inkwell::types::BasicMetadataTypeEnum> = vec![ptr.into(); params.len()];
@@ -173,7 +188,22 @@ impl<'ctx> ModGen<'ctx> {
             body.add_attribute(AttributeLoc::Param(n as u32), enum_attr(cx, "nocapture", 0));
         }
 
-        // The wrapper with the runtime's ABI.
+        if self.gpu {
+            self.gpu_wrapper(k, &params, body)?;
+        } else {
+            self.cpu_wrapper(p, k, &params, body)?;
+        }
+
+        // The body's code.
+        self.body(p, l, body, &params, &used)
+    }
+
+    /// The kernel with the runtime's CPU ABI: loads the buffer pointers from `args` and
+    /// calls the body with `begin..end`.
+    fn cpu_wrapper(&mut self, p: &Program, k: usize, params: &[BufId], body: FunctionValue<'ctx>) -> R<()> {
+        let cx = self.cx;
+        let ptr = cx.ptr_type(AddressSpace::default());
+        let i64t = cx.i64_type();
         let abi = cx
             .void_type()
             .fn_type(&[ptr.into(), i64t.into(), i64t.into()], false);
@@ -187,7 +217,7 @@ impl<'ctx> ModGen<'ctx> {
             .into_pointer_value();
         args.set_name("args");
         let mut call_args: Vec<BasicMetadataValueEnum> = Vec::new();
-        for b in &params {
+        for b in params {
             let idx = i64t.const_int(b.index() as u64, false);
             // SAFETY (LLVM IR, not Rust): `args` has one pointer per buffer of the program.
             let slot = unsafe { self.b.build_in_bounds_gep(ptr, args, &[idx], "")? };
@@ -204,8 +234,78 @@ impl<'ctx> ModGen<'ctx> {
         }
         self.b.build_call(body, &call_args, "")?;
         self.b.build_return(None)?;
+        Ok(())
+    }
 
-        // The body's code.
+    /// The GPU kernel (`ptx_kernel` calling convention): one global pointer per buffer,
+    /// then `begin` and `end`; thread `t` of the grid (block-major) runs iteration
+    /// `begin + t` of the parallel loop when it is below `end`. A kernel without a
+    /// parallel loop is launched on one thread.
+    fn gpu_wrapper(&mut self, k: usize, params: &[BufId], body: FunctionValue<'ctx>) -> R<()> {
+        let cx = self.cx;
+        let global = cx.ptr_type(AddressSpace::from(1u16));
+        let generic = cx.ptr_type(AddressSpace::default());
+        let (i32t, i64t) = (cx.i32_type(), cx.i64_type());
+        let mut tys: Vec<inkwell::types::BasicMetadataTypeEnum> = vec![global.into(); params.len()];
+        tys.extend([inkwell::types::BasicMetadataTypeEnum::from(i64t); 2]);
+        let wrapper = self.module.add_function(&kernel_name(k), cx.void_type().fn_type(&tys, false), None);
+        self.add_attrs(wrapper);
+        wrapper.set_call_conventions(PTX_KERNEL);
+        let (entry, run, done) = (
+            cx.append_basic_block(wrapper, "entry"),
+            cx.append_basic_block(wrapper, "run"),
+            cx.append_basic_block(wrapper, "done"),
+        );
+        self.b.position_at_end(entry);
+        let sreg = |name: &str| -> R<IntValue<'ctx>> {
+            let f = inkwell::intrinsics::Intrinsic::find(name)
+                .and_then(|i| i.get_declaration(&self.module, &[]))
+                .ok_or_else(|| internal(format!("no {name}")))?;
+            match self.b.build_call(f, &[], "")?.try_as_basic_value() {
+                inkwell::values::ValueKind::Basic(v) => {
+                    Ok(self.b.build_int_z_extend(v.into_int_value(), i64t, "")?)
+                }
+                _ => Err(internal(format!("{name} returned nothing"))),
+            }
+        };
+        let tid = sreg("llvm.nvvm.read.ptx.sreg.tid.x")?;
+        let ctaid = sreg("llvm.nvvm.read.ptx.sreg.ctaid.x")?;
+        let ntid = sreg("llvm.nvvm.read.ptx.sreg.ntid.x")?;
+        let _ = i32t;
+        let np = params.len() as u32;
+        let param = |n: u32| -> R<BasicValueEnum<'ctx>> {
+            wrapper.get_nth_param(n).ok_or_else(|| internal("kernel parameter missing"))
+        };
+        let begin = param(np)?.into_int_value();
+        let end = param(np + 1)?.into_int_value();
+        begin.set_name("begin");
+        end.set_name("end");
+        let t = self.b.build_int_nuw_mul(ctaid, ntid, "")?;
+        let t = self.b.build_int_nuw_add(t, tid, "")?;
+        let it = self.b.build_int_nuw_add(begin, t, "iter")?;
+        let inside = self.b.build_int_compare(IntPredicate::ULT, it, end, "")?;
+        self.b.build_conditional_branch(inside, run, done)?;
+        self.b.position_at_end(run);
+        let mut call_args: Vec<BasicMetadataValueEnum> = Vec::new();
+        for (n, b) in params.iter().enumerate() {
+            let v = param(n as u32)?.into_pointer_value();
+            v.set_name(&format!("buf{}", b.index()));
+            call_args.push(self.b.build_address_space_cast(v, generic, "")?.into());
+        }
+        let next = self.b.build_int_nuw_add(it, i64t.const_int(1, false), "")?;
+        call_args.push(it.into());
+        call_args.push(next.into());
+        self.b.build_call(body, &call_args, "")?;
+        self.b.build_unconditional_branch(done)?;
+        self.b.position_at_end(done);
+        self.b.build_return(None)?;
+        Ok(())
+    }
+
+    /// The body of kernel `l`: its loops, over `begin..end` of the parallel loop.
+    fn body(&mut self, p: &Program, l: &LoopKernel, body: FunctionValue<'ctx>, params: &[BufId], used: &[BufId]) -> R<()> {
+        let cx = self.cx;
+        let i64t = cx.i64_type();
         let entry = cx.append_basic_block(body, "entry");
         self.b.position_at_end(entry);
         let mut bases = vec![None; p.bufs.len()];
@@ -219,7 +319,7 @@ impl<'ctx> ModGen<'ctx> {
             bases[b.index()] = Some(v);
             inbounds[b.index()] = !matches!(p.buf(*b).kind, BufKind::Tile { .. });
         }
-        for b in &used {
+        for b in used {
             if matches!(p.buf(*b).kind, BufKind::Scratch) {
                 let n = u32::try_from(p.buf(*b).len())
                     .map_err(|_| internal("scratch buffer too large"))?;
@@ -783,7 +883,7 @@ impl<'ctx> KGen<'_, 'ctx> {
 
     /// A transcendental function: inline code, or a call of the std function.
     fn math(&mut self, f: MathFn, x: F<'ctx>, y: F<'ctx>) -> R<F<'ctx>> {
-        if !self.g.opts.inline_math {
+        if !self.g.opts.inline_math && !self.g.gpu {
             let h = self.g.helper(f);
             let args: Vec<BasicMetadataValueEnum> = if f == MathFn::Pow {
                 vec![x.into(), y.into()]
@@ -793,7 +893,9 @@ impl<'ctx> KGen<'_, 'ctx> {
             return call_float(self.b(), h, &args, "helper");
         }
         let fast = Math::new(self.g.cx, &self.g.b, &self.g.module, self.g.wide).emit(f, x, y)?;
-        if !matches!(f, MathFn::Sin | MathFn::Cos) {
+        // GPU code calls no Rust: beyond the reduction's range sin/cos stay NaN there
+        // (documented in `codegen/cuda.rs`).
+        if !matches!(f, MathFn::Sin | MathFn::Cos) || self.g.gpu {
             return Ok(fast);
         }
         // The inline reduction gives NaN beyond its range; the fix-up replaces those

@@ -22,6 +22,8 @@
 //! the same ulp bounds), which the vectoriser widens like any other code.
 
 mod gen;
+#[cfg(feature = "cuda")]
+pub mod ptx;
 mod math;
 
 #[cfg(test)]
@@ -275,7 +277,7 @@ pub fn emit_ir_with(p: &Program, optimised: bool, opts: &LlvmOptions) -> Result<
         let host = host()?;
         optimised_build(&cx, p, opts, host, &host.machine()?)?
     } else {
-        let g = gen::build(&cx, p, opts, None)?;
+        let g = gen::build(&cx, p, opts, None, false)?;
         verify_module(&g.module)?;
         g
     };
@@ -295,7 +297,7 @@ fn optimised_build<'ctx>(
     host: &Host,
     machine: &TargetMachine,
 ) -> R<gen::Built<'ctx>> {
-    let g = gen::build(cx, p, opts, Some(host))?;
+    let g = gen::build(cx, p, opts, Some(host), false)?;
     g.module.set_triple(&machine.get_triple());
     g.module.set_data_layout(&machine.get_target_data().get_data_layout());
     verify_module(&g.module)?;

@@ -37,9 +37,13 @@ impl std::fmt::Debug for Pass {
 pub const PASSES: &[Pass] = &[row_fusion::PASS, tile_groups::PASS, localise::PASS, sibling_fusion::PASS, memory_plan::PASS];
 
 /// The passes lowering runs: all of them when it fuses, else only the memory plan, which
-/// every backend needs.
-pub fn pipeline(fuse: bool) -> Vec<&'static Pass> {
-    PASSES.iter().filter(|p| fuse || p.name == memory_plan::PASS.name).collect()
+/// every backend needs; without `tiles` (a GPU program) no tile groups.
+pub fn pipeline(fuse: bool, tiles: bool) -> Vec<&'static Pass> {
+    PASSES
+        .iter()
+        .filter(|p| fuse || p.name == memory_plan::PASS.name)
+        .filter(|p| tiles || p.name != tile_groups::PASS.name)
+        .collect()
 }
 
 /// The pass named `name`.
