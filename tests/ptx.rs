@@ -90,3 +90,24 @@ fn ptx_of_a_row_softmax() {
     assert!(ptx.contains("ld.global.f32") && ptx.contains("st.global.f32"), "{ptx}");
     insta::assert_snapshot!(ptx);
 }
+
+#[test]
+fn ptx_of_layernorm_in_f64() {
+    // Two reductions per row then a map, in one kernel: loops inside a thread, f64 math.
+    let m = Module::stdlib("norm").expect("norm");
+    let f = m.function("layernorm").expect("layernorm");
+    let opts = CallOptions { backend: Backend::Interp, dtype: Some(DType::F64), ..Default::default() };
+    let ptx = f.compile_dims(&[("b", 4), ("d", 8)], &opts).expect("compiles").emit_code(Backend::Cuda).expect("ptx");
+    assert!(ptx.contains("ld.global.f64") && ptx.contains("sqrt.rn.f64"), "{ptx}");
+    insta::assert_snapshot!(ptx);
+}
+
+#[test]
+fn a_gemm_step_is_no_ptx_kernel() {
+    // The matmul goes to cuBLAS; only the elementwise step after it is a kernel.
+    let m = Module::from_source("fn f(A: f32[n, k], B: f32[k, m]) -> C: f32[n, m] {\n    T[i, j] = A[i, l] * B[l, j]\n    C[i, j] = tanh(T[i, j])\n}\n")
+        .expect("checks");
+    let ptx = ptx_of(&m, "f", DType::F32);
+    assert_eq!(ptx.matches(".entry").count(), 1, "{ptx}");
+    assert!(!ptx.contains("tessera_kernel0("), "{ptx}");
+}
