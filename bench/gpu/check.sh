@@ -17,7 +17,10 @@ if [ ! -f bench/gpu/carry/bundle.tar.xz ]; then
     exit 2
 fi
 tar -C "$work" -xJf bench/gpu/carry/bundle.tar.xz
-export LD_LIBRARY_PATH="$work/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# cudarc looks for libcublas.so (or .so.12): the CUDA toolkit's folder has the plain name.
+cublas_dirs=$(ls -d /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib 2>/dev/null | tr '\n' ':')
+export LD_LIBRARY_PATH="$work/lib:${cublas_dirs}${LD_LIBRARY_PATH:-}"
+ls /usr/local/cuda/lib64/libcublas.so* 2>/dev/null | head -3
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 
 echo "== GPU tests (TESSERA_GPU_TESTS=1)"

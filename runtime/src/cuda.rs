@@ -150,6 +150,12 @@ impl Gpu {
         if count <= 0 || ordinal >= count as usize {
             return Err(RuntimeError::NoDevice(format!("the driver sees {count} CUDA device(s), not device {ordinal}")));
         }
+        // SAFETY: as above; cudarc panics on first use of a library it cannot load.
+        if !unsafe { cudarc::cublas::sys::is_culib_present() } {
+            return Err(RuntimeError::NoDevice(
+                "cuBLAS (libcublas.so) is not found; add its folder (e.g. /usr/local/cuda/lib64) to LD_LIBRARY_PATH".into(),
+            ));
+        }
         let ctx = CudaContext::new(ordinal).map_err(|e| RuntimeError::NoDevice(format!("device {ordinal}: {e}")))?;
         let name = ctx.name().unwrap_or_else(|_| format!("CUDA device {ordinal}"));
         let stream = ctx.default_stream();
