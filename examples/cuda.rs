@@ -34,7 +34,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             let on_cpu = f.call(&inputs)?;
             let err = on_gpu[0].iter().zip(on_cpu[0].iter()).map(|(a, c)| (a - c).abs()).fold(0.0f32, f32::max);
             println!("ran on the GPU; largest difference from the CPU: {err:e}");
-            if !(err < 1e-4) {
+            if err.is_nan() || err >= 1e-4 {
                 return Err(format!("the GPU result differs from the CPU's by {err:e}").into());
             }
         }
