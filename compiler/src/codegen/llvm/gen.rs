@@ -122,6 +122,71 @@ pub(super) fn kernel_buffers(p: &Program, l: &LoopKernel) -> R<(Vec<BufId>, Vec<
     Ok((used, params))
 }
 
+/// A kernel `parallel for i in 0..n { for j in 0..m { body } }` whose (i, j) iterations
+/// are independent: (i, n, j, m, body). GPU code runs one thread per (i, j), so that
+/// neighbouring threads touch neighbouring elements; the rows alone would give too few
+/// threads and strided accesses.
+///
+/// Independent means: `body` has no nested loop that stores (each (i, j) stores its own
+/// elements at top level), every store's address has a j term and reaches only the
+/// loops i and j with strides whose rectangles cannot overlap (so no two (i, j) write
+/// one element), no buffer is both read and written, and no scratch buffer is used.
+/// Variables need no check: the kernel's body is these two loops alone, so every
+/// variable the body uses is defined in it, per (i, j).
+pub(super) struct Collapse<'l> {
+    pub i: LoopId,
+    pub n: usize,
+    pub j: LoopId,
+    pub m: usize,
+    pub body: &'l [Stmt],
+}
+
+pub(super) fn collapsible<'l>(p: &Program, l: &'l LoopKernel) -> Option<Collapse<'l>> {
+    let (i, n) = l.parallel_loop()?;
+    let [Stmt::For { body: outer, .. }] = l.body.as_slice() else { return None };
+    let [Stmt::For { id: j, extent: m, body, .. }] = outer.as_slice() else { return None };
+    if *m < 2 {
+        return None;
+    }
+    let (reads, writes) = l.buffers();
+    if reads.iter().any(|b| writes.contains(b)) || reads.iter().chain(&writes).any(|b| matches!(p.buf(*b).kind, BufKind::Scratch)) {
+        return None;
+    }
+    for s in body {
+        match s {
+            Stmt::Store { index, .. } => {
+                let stride = |id: LoopId| index.terms.iter().find(|t| t.0 == id).map_or(0, |t| t.1.unsigned_abs());
+                let (si, sj) = (stride(i), stride(*j));
+                let only_ij = index.terms.iter().all(|t| t.0 == i || t.0 == *j);
+                let apart = sj > 0 && (n < 2 || si >= sj * *m as u64 || sj >= si.max(1) * n as u64);
+                if !only_ij || !apart || (n > 1 && si == 0) {
+                    return None;
+                }
+            }
+            Stmt::For { body: inner, .. } if stores(inner) => return None,
+            _ => {}
+        }
+    }
+    Some(Collapse { i, n, j: *j, m: *m, body })
+}
+
+fn stores(body: &[Stmt]) -> bool {
+    body.iter().any(|s| match s {
+        Stmt::Store { .. } => true,
+        Stmt::For { body, .. } => stores(body),
+        _ => false,
+    })
+}
+
+/// The iterations `begin..end` of kernel `l` index: its parallel loop's, or with
+/// `collapse`, the (i, j) pairs of a collapsible kernel.
+pub(super) fn launch_extent(p: &Program, l: &LoopKernel, collapse: bool) -> Option<usize> {
+    match collapsible(p, l) {
+        Some(c) if collapse => c.n.checked_mul(c.m),
+        _ => l.parallel_loop().map(|x| x.1),
+    }
+}
+
 /// Attributes of every generated function.
 fn function_attrs(cx: &Context, host: Option<&Host>) -> Vec<Attribute> {
     let mut attrs =
@@ -348,6 +413,7 @@ impl<'ctx> ModGen<'ctx> {
             .into_int_value();
         begin.set_name("begin");
         end.set_name("end");
+        let collapse = if self.gpu || self.opts.collapse { collapsible(p, l) } else { None };
         let mut kg = KGen {
             g: self,
             l,
@@ -357,6 +423,17 @@ impl<'ctx> ModGen<'ctx> {
             vars,
             cur: vec![None; l.loops.len()],
         };
+        if let Some(c) = collapse {
+            if let Some(total) = c.n.checked_mul(c.m).filter(|&t| t > 0) {
+                let n = i64t.const_int(total as u64, false);
+                let b = &kg.g.b;
+                let small = b.build_int_compare(IntPredicate::ULT, end, n, "")?;
+                let hi = b.build_select(small, end, n, "hi")?.into_int_value();
+                kg.flat_loop(&c, begin, hi)?;
+            }
+            kg.g.b.build_return(None)?;
+            return Ok(());
+        }
         match (l.parallel_loop(), l.body.as_slice()) {
             (Some((id, extent)), [Stmt::For { body: inner, .. }]) => {
                 if extent > 0 {
@@ -731,6 +808,39 @@ impl<'ctx> KGen<'_, 'ctx> {
         if innermost(body) {
             no_unroll(cx, back);
         }
+        phi.add_incoming(&[(&next, latch)]);
+        self.b().position_at_end(exit);
+        Ok(())
+    }
+
+    /// `for t in lo..hi { i = t / m; j = t % m; body }` for a collapsed kernel.
+    fn flat_loop(&mut self, c: &Collapse<'_>, lo: IntValue<'ctx>, hi: IntValue<'ctx>) -> R<()> {
+        let cx = self.g.cx;
+        let pre = self.b().get_insert_block().ok_or_else(|| internal("builder has no block"))?;
+        let head = cx.append_basic_block(self.f, "ij.loop");
+        let exit = cx.append_basic_block(self.f, "ij.exit");
+        let any = self.b().build_int_compare(IntPredicate::ULT, lo, hi, "")?;
+        self.b().build_conditional_branch(any, head, exit)?;
+        self.b().position_at_end(head);
+        let phi = self.b().build_phi(cx.i64_type(), "ij")?;
+        phi.add_incoming(&[(&lo, pre)]);
+        let t = phi.as_basic_value().into_int_value();
+        let m = cx.i64_type().const_int(c.m as u64, false);
+        let i = self.b().build_int_unsigned_div(t, m, "i")?;
+        let j = self.b().build_int_unsigned_rem(t, m, "j")?;
+        for (id, v) in [(c.i, i), (c.j, j)] {
+            *self
+                .cur
+                .get_mut(id.index())
+                .ok_or_else(|| internal(format!("loop {id} is not declared")))? = Some(v);
+        }
+        self.stmts(c.body)?;
+        self.cur[c.i.index()] = None;
+        self.cur[c.j.index()] = None;
+        let next = self.b().build_int_nuw_add(t, cx.i64_type().const_int(1, false), "")?;
+        let more = self.b().build_int_compare(IntPredicate::ULT, next, hi, "")?;
+        let latch = self.b().get_insert_block().ok_or_else(|| internal("builder has no block"))?;
+        self.b().build_conditional_branch(more, head, exit)?;
         phi.add_incoming(&[(&next, latch)]);
         self.b().position_at_end(exit);
         Ok(())

@@ -54,6 +54,10 @@ pub struct LlvmOptions {
     /// calling Rust's std functions once per element (exact std results, far slower and
     /// never vectorised).
     pub inline_math: bool,
+    /// Run kernels `parallel for i { for j { .. } }` whose (i, j) iterations are
+    /// independent over the flattened pairs, as GPU code always does (`gen::collapsible`);
+    /// on the CPU this only serves to test that code, since it defeats vectorisation.
+    pub collapse: bool,
 }
 
 impl Default for LlvmOptions {
@@ -61,6 +65,7 @@ impl Default for LlvmOptions {
         LlvmOptions {
             fma: true,
             inline_math: true,
+            collapse: false,
         }
     }
 }
@@ -223,7 +228,7 @@ pub fn compile(p: &Program, opts: &LlvmOptions) -> Result<LlvmCode, LlvmError> {
         .iter()
         .map(|k| match k {
             Kernel::Gemm(_) => None,
-            Kernel::Loops(l) => Some(l.parallel_loop().map(|x| x.1)),
+            Kernel::Loops(l) => Some(gen::launch_extent(p, l, opts.collapse)),
         })
         .collect();
     let mut kernels = vec![None; p.kernels.len()];

@@ -3,7 +3,9 @@
 //!
 //! Each loop kernel becomes one `.entry` with one global pointer per buffer it uses
 //! ([`PtxKernel::params`]) and the range `begin, end` of its parallel loop; a thread runs
-//! one iteration (`gen.rs`, `gpu_wrapper`). The body is the CPU backend's, inlined, so the
+//! one iteration (`gen.rs`, `gpu_wrapper`), or one (row, column) pair where the kernel is
+//! two loops with independent iterations (`gen::collapsible`), so that neighbouring
+//! threads touch neighbouring elements. The body is the CPU backend's, inlined, so the
 //! semantics (accumulation order within a thread, NaN-propagating max/min, the inline
 //! math) are the same, except that sin/cos beyond the inline reduction's range (2^20 for
 //! f32, 2^40 for f64) give NaN: there is no std function to fall back to on the device.
@@ -26,7 +28,8 @@ pub struct PtxKernel {
     pub name: String,
     /// The buffers passed as its pointer parameters, in order (then `begin`, `end`).
     pub params: Vec<BufId>,
-    /// The extent of its parallel loop (one thread per iteration), or None: one thread.
+    /// Threads it runs on: the extent of its parallel loop, or of the (i, j) pairs of a
+    /// collapsed kernel (`gen::collapsible`), or None: one thread.
     pub parallel: Option<usize>,
 }
 
@@ -70,7 +73,7 @@ pub fn emit_ptx(p: &Program, sm: u32) -> Result<PtxCode, LlvmError> {
     }
     let machine = machine(sm)?;
     let cx = Context::create();
-    let opts = LlvmOptions { fma: true, inline_math: true };
+    let opts = LlvmOptions { fma: true, inline_math: true, collapse: true };
     let g = gen::build(&cx, p, &opts, None, true)?;
     g.module.set_triple(&machine.get_triple());
     g.module.set_data_layout(&machine.get_target_data().get_data_layout());
@@ -89,7 +92,7 @@ pub fn emit_ptx(p: &Program, sm: u32) -> Result<PtxCode, LlvmError> {
             Kernel::Loops(l) => Ok(Some(PtxKernel {
                 name: gen::kernel_name(k),
                 params: gen::kernel_buffers(p, l)?.1,
-                parallel: l.parallel_loop().map(|x| x.1),
+                parallel: gen::launch_extent(p, l, true),
             })),
         })
         .collect::<R<_>>()?;

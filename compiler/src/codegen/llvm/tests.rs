@@ -11,6 +11,8 @@ fn all_codegens() -> Vec<Box<dyn Codegen>> {
         LlvmOptions::default(),
         LlvmOptions { fma: false, ..LlvmOptions::default() },
         LlvmOptions { inline_math: false, ..LlvmOptions::default() },
+        // The GPU's flattened (row, column) kernels, run here on the CPU.
+        LlvmOptions { collapse: true, ..LlvmOptions::default() },
     ];
     opts.into_iter().map(|opts| Box::new(Llvm { opts }) as Box<dyn Codegen>).collect()
 }
@@ -169,4 +171,31 @@ fn random_kernels_match_the_interpreter() {
         }
     });
     assert!(vectorised >= 5, "only {vectorised} of 15 sampled kernels vectorised");
+}
+
+#[test]
+fn independent_row_and_column_loops_collapse_and_reductions_do_not() {
+    let p = lower("fn f(x: f32[n, m], y: f32[n, m]) -> z: f32[n, m] { z[i, j] = x[i, j] * y[i, j] + 1 }", &[("n", 5), ("m", 7)]);
+    let collapsed = compile(&p, &LlvmOptions { collapse: true, ..LlvmOptions::default() }).expect("compiles");
+    let k = (0..collapsed.len()).find(|&k| collapsed.kernel(k).is_some()).expect("a loop kernel");
+    assert_eq!(collapsed.parallel_extent(k), Some(35));
+    let plain = compile(&p, &LlvmOptions::default()).expect("compiles");
+    assert_eq!(plain.parallel_extent(k), Some(5));
+    // A row reduction carries its accumulator along j: rows stay whole.
+    let r = lower("fn f(x: f32[n, m]) -> s: f32[n] { s[i] = x[i, j] }", &[("n", 5), ("m", 7)]);
+    let code = compile(&r, &LlvmOptions { collapse: true, ..LlvmOptions::default() }).expect("compiles");
+    let k = (0..code.len()).find(|&k| code.kernel(k).is_some()).expect("a loop kernel");
+    assert_eq!(code.parallel_extent(k), Some(5));
+    // The flattened kernel computes what the loops do.
+    let x: Vec<f32> = (0..35).map(|v| v as f32).collect();
+    let y: Vec<f32> = (0..35).map(|v| (v % 3) as f32).collect();
+    let mut z = vec![f32::NAN; 35];
+    let f = collapsed.kernel(k).expect("kernel");
+    let args = [x.as_ptr() as *mut u8, y.as_ptr() as *mut u8, z.as_mut_ptr().cast::<u8>()];
+    // SAFETY: three buffers of 35 f32s, as the program declares; two ranges cover them.
+    unsafe {
+        f(args.as_ptr(), 0, 17);
+        f(args.as_ptr(), 17, usize::MAX);
+    }
+    assert_eq!(z, x.iter().zip(&y).map(|(a, b)| a * b + 1.0).collect::<Vec<_>>());
 }
