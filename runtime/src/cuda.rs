@@ -124,10 +124,15 @@ pub struct Gpu {
     stream: Arc<CudaStream>,
     blas: CudaBlas,
     name: String,
+    /// Held for a whole call: a cuBLAS handle must not be used by two threads at once.
+    busy: std::sync::Mutex<()>,
 }
 
-// SAFETY: cudarc's context, stream and cuBLAS handle are thread-safe handles; the
-// executor serialises calls that use one `Gpu` (a mutex around each run).
+/// The GPU held by one thread for a call (see [`Gpu::lock`]).
+pub struct GpuGuard<'a>(#[allow(dead_code)] std::sync::MutexGuard<'a, ()>);
+
+// SAFETY: cudarc's context and stream are thread-safe handles; the cuBLAS handle is
+// used only while `busy` is held (`Gpu::lock`, which the executor takes for each call).
 unsafe impl Send for Gpu {}
 // SAFETY: see `Send`.
 unsafe impl Sync for Gpu {}
@@ -160,7 +165,15 @@ impl Gpu {
         let name = ctx.name().unwrap_or_else(|_| format!("CUDA device {ordinal}"));
         let stream = ctx.default_stream();
         let blas = CudaBlas::new(stream.clone()).map_err(|e| device_err("cuBLAS", e))?;
-        Ok(Gpu { ctx, stream, blas, name })
+        Ok(Gpu { ctx, stream, blas, name, busy: std::sync::Mutex::new(()) })
+    }
+
+    /// Takes the GPU for one call on this thread: waits for other threads' calls and
+    /// makes the device's context current here (cuBLAS and launches use it).
+    pub fn lock(&self) -> Result<GpuGuard<'_>, RuntimeError> {
+        let guard = self.busy.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.ctx.bind_to_thread().map_err(|e| device_err("binding the CUDA context", e))?;
+        Ok(GpuGuard(guard))
     }
 
     /// The device's name, e.g. `NVIDIA H100 80GB HBM3`.

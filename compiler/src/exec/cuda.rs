@@ -81,7 +81,10 @@ impl CudaExecutor {
                 _ => return Err(ExecError::Internal(format!("kernel {k} has no device code"))),
             });
         }
-        let module = gpu.load(&code.text, &names).map_err(device)?;
+        let module = {
+            let _held = gpu.lock().map_err(device)?;
+            gpu.load(&code.text, &names).map_err(device)?
+        };
         Ok(CudaExecutor { gpu, module, steps, memory: Mutex::new(None) })
     }
 
@@ -92,6 +95,7 @@ impl CudaExecutor {
             .map(|a| a.as_slice().ok_or_else(|| ExecError::Internal("a standard-layout input is not contiguous".into())))
             .collect::<Result<_, _>>()?;
         let mut guard = self.memory.lock().map_err(|_| ExecError::Internal("a CUDA call panicked".into()))?;
+        let _gpu = self.gpu.lock().map_err(device)?;
         match p.dtype {
             DType::F32 => {
                 let outs = self.run_typed::<f32>(p, &cast(&slices)?, &mut guard)?;
