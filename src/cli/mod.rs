@@ -307,6 +307,11 @@ struct BenchArgs {
     /// Keep calling for at least this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, allow_hyphen_values = true)]
     min_time: f64,
+    /// The largest intermediate or output allowed, e.g. 512MiB; a plan whose
+    /// intermediates exceed it runs its slice loops.
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
+          allow_hyphen_values = true)]
+    memory_limit: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
     format: BenchFormat,

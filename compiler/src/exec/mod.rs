@@ -6,6 +6,9 @@
 //! through [`crate::codegen::Codegen`], so this module knows no backend by name.
 
 mod cpu;
+mod sliced;
+
+pub use sliced::{SliceLoop, Slicing};
 
 pub use cpu::gemm_args;
 
@@ -49,6 +52,8 @@ impl From<CodegenError> for ExecError {
 enum Engine {
     Cpu(cpu::CpuExecutor),
     Interp,
+    /// A plan's slice loops around compiled pieces (`sliced.rs`).
+    Sliced(Box<sliced::Sliced>),
 }
 
 /// A loop program ready to run many times.
@@ -89,8 +94,69 @@ impl Executable {
         Ok(Executable { program, backend: cg.backend(), compile_ms, engine })
     }
 
+    /// A plan with slice loops, run slice by slice within `limit` bytes of
+    /// intermediates: its pieces are compiled by `backend`, and `program` is the loop
+    /// program of one slice of the body.
+    pub fn sliced(plan: &crate::plan::Plan, b: &crate::tir::Bindings, backend: Backend, limit: u64) -> Result<Executable, ExecError> {
+        let start = Instant::now();
+        let (s, program) = sliced::Sliced::new(plan, b, backend, limit)?;
+        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(Executable { program, backend, compile_ms, engine: Engine::Sliced(Box::new(s)) })
+    }
+
+    /// How slices run, for a sliced executable.
+    pub fn slicing(&self) -> Option<&Slicing> {
+        match &self.engine {
+            Engine::Sliced(s) => Some(&s.info),
+            _ => None,
+        }
+    }
+
+    /// Shapes of the inputs a call takes.
+    pub fn input_shapes(&self) -> Vec<Vec<usize>> {
+        match &self.engine {
+            Engine::Sliced(s) => s.input_shapes(),
+            _ => self.program.inputs.iter().map(|&b| self.program.buf(b).shape.clone()).collect(),
+        }
+    }
+
+    /// Shapes of the outputs a call returns.
+    pub fn output_shapes(&self) -> Vec<Vec<usize>> {
+        match &self.engine {
+            Engine::Sliced(s) => s.output_shapes(),
+            _ => self.program.outputs.iter().map(|&b| self.program.buf(b).shape.clone()).collect(),
+        }
+    }
+
+    /// Peak bytes of intermediates a call holds on `threads` threads (memory slots and
+    /// tiles; for a sliced executable, the driver's results and its pieces' memory).
+    pub fn temp_bytes(&self, threads: usize) -> usize {
+        match &self.engine {
+            Engine::Sliced(s) => s.info.temp_bytes,
+            _ => self.program.temp_bytes(threads),
+        }
+    }
+
     /// Runs the program. Inputs may have any strides (non-contiguous ones are copied).
     pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+        if let Engine::Sliced(s) = &self.engine {
+            if T::DTYPE != self.program.dtype {
+                return Err(ExecError::Input(format!("the program is {}, the inputs {}", self.program.dtype.name(), T::DTYPE.name())));
+            }
+            let shapes = s.input_shapes();
+            if inputs.len() != shapes.len() {
+                return Err(ExecError::Input(format!("{} inputs for {} parameters", inputs.len(), shapes.len())));
+            }
+            for (k, (x, want)) in inputs.iter().zip(&shapes).enumerate() {
+                if x.shape() != want.as_slice() {
+                    return Err(ExecError::Input(format!(
+                        "input {k} has shape {:?}, the program was compiled for {want:?}",
+                        x.shape()
+                    )));
+                }
+            }
+            return s.run(inputs);
+        }
         let p = &self.program;
         if T::DTYPE != p.dtype {
             return Err(ExecError::Input(format!("the program is {}, the inputs {}", p.dtype.name(), T::DTYPE.name())));
@@ -111,6 +177,7 @@ impl Executable {
         match &self.engine {
             Engine::Cpu(cpu) => cpu.run(p, inputs),
             Engine::Interp => interpret(p, inputs),
+            Engine::Sliced(_) => Err(ExecError::Internal("a sliced executable ran as one program".into())),
         }
     }
 }

