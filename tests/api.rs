@@ -259,7 +259,9 @@ fn a_call_over_the_memory_limit_runs_its_slice_loops() {
     }
     // One slice at a time on one thread gives the same.
     let seq = tessera_runtime::with_threads(1, || {
-        let c = f.compile(&[a.shape(), b.shape()], &CallOptions { memory_limit: limit - 1, ..CallOptions::default() }).expect("compiles");
+        let c = f
+            .compile(&[a.shape(), b.shape()], &CallOptions { memory_limit: limit - 1, ..CallOptions::default() })
+            .expect("compiles");
         assert_eq!(c.exec.slicing().map(|s| s.parallel), Some(1));
         c.run(&inputs).expect("runs")
     })
@@ -267,4 +269,17 @@ fn a_call_over_the_memory_limit_runs_its_slice_loops() {
     for (x, y) in seq.iter().zip(&whole) {
         assert!(close(x, y), "{x} vs {y}");
     }
+}
+#[test]
+fn an_einsum_over_the_memory_limit_runs_sliced() {
+    let a = mat(48, 48).into_dyn();
+    let inputs = [a.view(), a.view(), a.view(), a.view()];
+    let whole = tessera::einsum("ij,jk,kl,li->", &inputs).expect("runs");
+    let opts = CallOptions { memory_limit: 4 << 10, ..CallOptions::default() };
+    let sliced = tessera::einsum_with("ij,jk,kl,li->", &inputs, &opts).expect("runs sliced");
+    assert!(close(&whole, &sliced), "{whole} vs {sliced}");
+    // A limit below what one slice needs is refused with the numbers.
+    let tiny = CallOptions { memory_limit: 16, ..CallOptions::default() };
+    let err = tessera::einsum_with("ij,jk,kl,li->", &inputs, &tiny).expect_err("too small");
+    assert!(err.to_string().contains("memory limit"), "{err}");
 }

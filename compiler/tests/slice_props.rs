@@ -17,8 +17,7 @@ use tessera_runtime::DType;
 
 mod common;
 
-/// Cases whose plan sliced and ran sliced on every backend; refused ones, by reason.
-static RAN: AtomicU32 = AtomicU32::new(0);
+/// Why cases did not run sliced, for the test's printout.
 static WHY: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 fn note(why: &str) {
@@ -51,28 +50,39 @@ fn largest_intermediate(f: &Function, b: &Bindings) -> Result<u64, TestCaseError
         .unwrap_or(0))
 }
 
-/// Plans `f` under a limit of `fraction` of its largest intermediate and runs the slice
-/// loops on every executor with 1 thread and with the default pool.
-fn sliced_equals_direct(f: &Function, b: &Bindings, fraction: f64) -> Result<(), TestCaseError> {
+/// Plans `f` under a limit of `fraction` of its largest intermediate (or, when the
+/// driver refuses that, limits between it and the largest intermediate) and runs the
+/// slice loops on every executor with 1 thread and with the default pool.
+fn sliced_equals_direct(f: &Function, b: &Bindings, fraction: f64) -> Result<bool, TestCaseError> {
     let largest = largest_intermediate(f, b)?;
     if largest < 2 * 8 {
         // Nothing to slice: an intermediate of one element always fits.
         note("nothing to slice");
-        return Ok(());
+        return Ok(false);
     }
-    let limit = ((largest as f64 * fraction) as u64).max(8);
+    let low = ((largest as f64 * fraction) as u64).max(8);
+    for limit in [low, (low + largest) / 2, largest - 8] {
+        if check_at(f, b, limit)? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whether the plan under `limit` ran sliced (and then agreed everywhere).
+fn check_at(f: &Function, b: &Bindings, limit: u64) -> Result<bool, TestCaseError> {
     let p = match plan(f, b, &PlanOptions { memory_limit: Some(limit), ..PlanOptions::default() }) {
         Ok(p) => p,
         // The planner may find no slicing that fits; it says so, as a size error.
         Err(PlanError::Size(_)) => {
             note("the planner finds no slicing");
-            return Ok(());
+            return Ok(false);
         }
         Err(e) => return Err(TestCaseError::fail(format!("planning under {limit} B: {e}\n{f}"))),
     };
     if p.slices.is_empty() {
         note("no slices");
-        return Ok(());
+        return Ok(false);
     }
     let inputs = common::inputs(f, b, 7);
     let views: Vec<ArrayViewD<'_, f64>> = inputs.iter().map(|a| a.view()).collect();
@@ -84,7 +94,6 @@ fn sliced_equals_direct(f: &Function, b: &Bindings, fraction: f64) -> Result<(),
         .ok_or_else(|| TestCaseError::fail("no executable"))?
         .run(&views)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    let input_bytes: usize = inputs.iter().map(|a| a.len() * 8).sum();
     let mut ran = true;
     for backend in Backend::executors() {
         for threads in [1, 0] {
@@ -128,11 +137,7 @@ fn sliced_equals_direct(f: &Function, b: &Bindings, fraction: f64) -> Result<(),
             }
         }
     }
-    let _ = input_bytes;
-    if ran {
-        RAN.fetch_add(1, Ordering::Relaxed);
-    }
-    Ok(())
+    Ok(ran)
 }
 
 fn checked(src: &str) -> Result<Function, TestCaseError> {
@@ -148,7 +153,8 @@ fn network() -> impl Strategy<Value = (String, Vec<Vec<usize>>)> {
         |(terms, sizes, out)| {
             let labels: Vec<char> = "abcdef".chars().collect();
             let ins: Vec<String> = terms.iter().map(|t| t.iter().map(|&l| labels[l]).collect()).collect();
-            let out: String = out.filter(|o| terms.iter().any(|t| t.contains(o))).map(|o| labels[o].to_string()).unwrap_or_default();
+            let out: String =
+                out.filter(|o| terms.iter().any(|t| t.contains(o))).map(|o| labels[o].to_string()).unwrap_or_default();
             let shapes = terms.iter().map(|t| t.iter().map(|&l| sizes[l]).collect()).collect();
             (format!("{}->{out}", ins.join(",")), shapes)
         },
@@ -157,20 +163,69 @@ fn network() -> impl Strategy<Value = (String, Vec<Vec<usize>>)> {
 
 #[test]
 fn sliced_einsums_equal_direct() {
-    RAN.store(0, Ordering::Relaxed);
+    let ran = AtomicU32::new(0);
     let cases = 200;
     common::run_cases(cases, (network(), 0.25f64..0.95), |((spec, shapes), fraction)| {
         let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
         let e = tessera_compiler::einsum::translate(&spec, &refs, DType::F64, FileId(0))
             .map_err(|d| TestCaseError::fail(format!("{spec}: {}", d.message)))?;
-        sliced_equals_direct(&e.function, &e.bindings, fraction)
+        if sliced_equals_direct(&e.function, &e.bindings, fraction)? {
+            ran.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
     });
-    let ran = RAN.load(Ordering::Relaxed);
+    let ran = ran.into_inner();
     println!("{ran} of {cases} cases ran sliced");
     let mut why = WHY.lock().map(|w| w.clone()).unwrap_or_default();
     why.sort();
-    let mut n = std::collections::BTreeMap::new(); for w in &why { *n.entry(w.chars().take(45).collect::<String>()).or_insert(0) += 1; }
+    let mut n = std::collections::BTreeMap::new();
+    for w in &why {
+        *n.entry(w.chars().take(45).collect::<String>()).or_insert(0) += 1;
+    }
     println!("not run sliced: {n:#?}");
-    println!("{}", why.iter().filter(|w| w.contains("partial")).take(2).cloned().collect::<Vec<_>>().join("\n----\n"));
-    assert!(ran >= cases / 20, "only {ran} of {cases} cases ran sliced");
+    assert!(ran >= cases / 8, "only {ran} of {cases} cases ran sliced");
+}
+
+/// Random two-statement programs: a product `T` of two inputs over most of their
+/// indices, then `Y` reduced from `T · C` with `sum`, `max=` or `min=`, keeping at most
+/// one index; sizes 3..9 over indices `i0..i4`.
+fn reduction_program() -> impl Strategy<Value = (String, Vec<Vec<usize>>)> {
+    let labels = || prop::sample::subsequence((0usize..5).collect::<Vec<_>>(), 2..4).prop_shuffle();
+    (labels(), labels(), labels(), prop::collection::vec(3usize..9, 5), any::<u64>(), prop::sample::select(vec!["=", "max=", "min="]))
+        .prop_map(|(la, lb, lc, sizes, bits, op)| {
+            let mut ab: Vec<usize> = la.clone();
+            ab.extend(lb.iter().filter(|l| !la.contains(l)));
+            // T keeps all but (sometimes) one of the indices of A and B.
+            let drop = (bits % 4 == 0).then(|| ab[(bits as usize / 4) % ab.len()]);
+            let lt: Vec<usize> = ab.iter().copied().filter(|l| Some(*l) != drop).collect();
+            let mut tc = lt.clone();
+            tc.extend(lc.iter().filter(|l| !lt.contains(l)));
+            let ly: Vec<usize> = if bits & 16 == 0 { vec![] } else { vec![tc[(bits as usize / 32) % tc.len()]] };
+            let idx = |ls: &[usize]| ls.iter().map(|l| format!("i{l}")).collect::<Vec<_>>().join(", ");
+            let dims = |ls: &[usize]| ls.iter().map(|l| format!("n{l}")).collect::<Vec<_>>().join(", ");
+            let src = format!(
+                "fn f(A: f64[{}], B: f64[{}], C: f64[{}]) -> Y: f64[{}] {{\n    T[{}] = A[{}] * B[{}]\n    Y[{}] {op} T[{}] * C[{}]\n}}\n",
+                dims(&la), dims(&lb), dims(&lc), dims(&ly), idx(&lt), idx(&la), idx(&lb), idx(&ly), idx(&lt), idx(&lc)
+            );
+            let shape = |ls: &[usize]| ls.iter().map(|&l| sizes[l]).collect::<Vec<_>>();
+            (src, vec![shape(&la), shape(&lb), shape(&lc)])
+        })
+}
+
+#[test]
+fn sliced_reductions_equal_direct() {
+    let cases = 100;
+    let ran = AtomicU32::new(0);
+    common::run_cases(cases, (reduction_program(), 0.25f64..0.95), |((src, shapes), fraction)| {
+        let f = checked(&src)?;
+        let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+        let b = bind_dims(&f, &refs, &[]).map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
+        if sliced_equals_direct(&f, &b, fraction)? {
+            ran.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    let ran = ran.into_inner();
+    println!("{ran} of {cases} programs ran sliced");
+    assert!(ran >= cases / 4, "only {ran} of {cases} programs ran sliced");
 }

@@ -105,7 +105,8 @@ fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliE
     if progress {
         eprint!("\r\x1b[K");
     }
-    let bytes = |ss: &[Vec<usize>]| -> usize { ss.iter().map(|s| s.iter().product::<usize>()).sum::<usize>() * T::DTYPE.size_of() };
+    let bytes =
+        |ss: &[Vec<usize>]| -> usize { ss.iter().map(|s| s.iter().product::<usize>()).sum::<usize>() * T::DTYPE.size_of() };
     let dims: Vec<String> = c.plan.dims.iter().map(|d| format!("{} = {}", d.name, d.size)).collect();
     Ok(Measured {
         function: c.plan.function.clone(),
@@ -153,7 +154,8 @@ fn human(bytes: usize) -> String {
 /// The slice loops a sliced call runs, for people.
 fn slicing_line(s: &tessera::Slicing) -> String {
     let loops: Vec<String> = s.loops.iter().map(|l| format!("{} in chunks of {} of {}", l.index, l.chunk, l.extent)).collect();
-    let how = if s.parallel > 1 { format!("{} at a time, one per thread", s.parallel) } else { "one at a time on every thread".into() };
+    let how =
+        if s.parallel > 1 { format!("{} at a time, one per thread", s.parallel) } else { "one at a time on every thread".into() };
     format!("  slicing   {} slices ({}), {how}, under {}\n", s.slices, loops.join(", "), human(s.limit as usize))
 }
 

@@ -97,7 +97,12 @@ impl Executable {
     /// A plan with slice loops, run slice by slice within `limit` bytes of
     /// intermediates: its pieces are compiled by `backend`, and `program` is the loop
     /// program of one slice of the body.
-    pub fn sliced(plan: &crate::plan::Plan, b: &crate::tir::Bindings, backend: Backend, limit: u64) -> Result<Executable, ExecError> {
+    pub fn sliced(
+        plan: &crate::plan::Plan,
+        b: &crate::tir::Bindings,
+        backend: Backend,
+        limit: u64,
+    ) -> Result<Executable, ExecError> {
         let start = Instant::now();
         let (s, program) = sliced::Sliced::new(plan, b, backend, limit)?;
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -141,7 +146,11 @@ impl Executable {
     pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
         if let Engine::Sliced(s) = &self.engine {
             if T::DTYPE != self.program.dtype {
-                return Err(ExecError::Input(format!("the program is {}, the inputs {}", self.program.dtype.name(), T::DTYPE.name())));
+                return Err(ExecError::Input(format!(
+                    "the program is {}, the inputs {}",
+                    self.program.dtype.name(),
+                    T::DTYPE.name()
+                )));
             }
             let shapes = s.input_shapes();
             if inputs.len() != shapes.len() {

@@ -1,17 +1,24 @@
 //! Executed slicing: a plan's slice loops run as a driver around compiled pieces.
 //!
-//! The plan's program (one TIR statement per step) is cut into phases: the steps before
-//! the slice loops (loop-invariant, run once), the sliced body, and the steps after it
-//! (run once on the accumulated results). Each phase is a TIR function compiled through
-//! the ordinary pipeline, so every backend runs it; the body is compiled with every axis
-//! of its sliced classes at the chunk's size. Per slice, the driver hands the body views
-//! of its inputs at the slice's offsets and combines the body's results into full-size
-//! arrays: written at the slice's offsets when they carry a sliced axis, summed (or
-//! max/min-combined) when their statement reduces over one.
+//! The plan's program (one TIR statement per step) is cut along its slice loops into a
+//! tree: steps outside every loop run once, and each loop runs its block of steps once
+//! per chunk of its sliced index, with inner loops nested inside. Every run of steps is
+//! a TIR function compiled through the ordinary pipeline, so every backend runs it,
+//! with the axes of the enclosing loops' classes at their chunk lengths. Per chunk, the
+//! driver hands the block views of what it reads at the chunk's offsets and combines
+//! the block's results into arrays the loop's chunks share: written at the chunk's
+//! offsets when they carry the sliced axis, summed (or max/min-combined) when their
+//! statement reduces over it.
 //!
-//! Chunks are as large as the memory limit allows. When it allows one slice per thread,
-//! slices run in parallel, each group of them with its own partial results that are
-//! combined at the end; otherwise they run one after another, each on every thread.
+//! Chunks are as large as the memory limit allows, measured on the compiled pieces.
+//! When the limit allows one chunk per thread, the chunks of the outermost loops run in
+//! parallel, each group of them with its own partial results, combined at the end;
+//! otherwise they run one after another, each on every thread.
+//!
+//! The planner's loops may overlap without nesting (it ranges each loop over the steps
+//! that touch its index). The driver widens one of two such loops to contain the other,
+//! choosing one that reads no partial result inside its range; steps it takes in run
+//! once per chunk of the widened loop.
 
 use super::{ExecError, Executable};
 use crate::backend::Backend;
@@ -22,7 +29,7 @@ use crate::tir::{self, Bindings, Expr, Function, IndexId, ReduceOp, Size, Tensor
 use ndarray::{ArrayD, ArrayViewD, IxDyn, Slice as Range, Zip};
 use std::sync::Mutex;
 
-/// One slice loop as run: the class's index name, its extent and the chunk per slice.
+/// One slice loop as run: its index, its extent and the chunk per iteration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SliceLoop {
     pub index: String,
@@ -34,50 +41,54 @@ pub struct SliceLoop {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Slicing {
     pub loops: Vec<SliceLoop>,
-    /// Slices per call (the product over loops of extent / chunk, rounded up).
+    /// Combinations of one chunk of every loop (extent / chunk rounded up, multiplied).
     pub slices: usize,
-    /// Slices in flight at once: 1 runs them one after another on every thread.
+    /// Chunks of an outermost loop in flight at once: 1 runs them one after another,
+    /// each on every thread.
     pub parallel: usize,
-    /// Peak bytes of intermediates the driver and its pieces hold (no inputs, outputs).
+    /// Peak bytes of intermediates that the driver and its pieces hold (inputs and
+    /// outputs not included), measured on the compiled pieces.
     pub temp_bytes: usize,
     /// The memory limit it was made for.
     pub limit: u64,
 }
 
-/// What a phase runs.
-enum Run {
-    Once(Executable),
-    Body(Body),
+/// A part of a block of the plan's steps.
+enum Item {
+    /// Steps run once per iteration of the enclosing loops, compiled for every
+    /// combination of their chunk lengths: keyed by the length of every loop's index
+    /// (the extent for loops that do not enclose it).
+    Once { range: std::ops::Range<usize>, reads: Vec<TensorId>, writes: Vec<TensorId>, execs: Vec<(Vec<usize>, Executable)> },
+    /// A slice loop over class `class` around a block.
+    Loop { class: usize, reads: Vec<TensorId>, writes: Vec<TensorId>, combine: Vec<Option<ReduceOp>>, body: Vec<Item> },
 }
 
-struct Phase {
-    /// Tensors of the plan's program the phase reads (its inputs, in order) and writes.
-    reads: Vec<TensorId>,
-    writes: Vec<TensorId>,
-    /// Tensors whose last use is this phase.
-    frees: Vec<TensorId>,
-    run: Run,
+impl Item {
+    fn reads(&self) -> &[TensorId] {
+        match self {
+            Item::Once { reads, .. } | Item::Loop { reads, .. } => reads,
+        }
+    }
+
+    fn writes(&self) -> &[TensorId] {
+        match self {
+            Item::Once { writes, .. } | Item::Loop { writes, .. } => writes,
+        }
+    }
 }
 
-/// The sliced body: executables by the chunk of each class (a class's last chunk may
-/// be shorter), and for every read and write the class of each axis.
-struct Body {
-    execs: Vec<(Vec<usize>, Executable)>,
-    read_axes: Vec<Vec<Option<usize>>>,
-    write_axes: Vec<Vec<Option<usize>>>,
-    /// The reduction combining slices, for writes whose statement reduces over a class.
-    combine: Vec<Option<ReduceOp>>,
-}
-
-/// A plan's program run slice by slice.
+/// A plan's program run loop by loop.
 pub(crate) struct Sliced {
     inputs: Vec<TensorId>,
     outputs: Vec<TensorId>,
     /// Concrete shapes of the plan's tensors.
     shapes: Vec<Vec<usize>>,
-    /// Constants that some phase reads as an input (sliced ones), with their values.
+    /// The loop (class) of each axis of each tensor.
+    class_of: Vec<Vec<Option<usize>>>,
+    extents: Vec<usize>,
+    /// Constants with a sliced axis, read as values.
     consts: Vec<(TensorId, std::sync::Arc<Vec<f64>>)>,
-    phases: Vec<Phase>,
+    items: Vec<Item>,
     pub(crate) info: Slicing,
 }
 
@@ -216,116 +227,252 @@ fn compile(f: &Function, b: &Bindings, backend: Backend) -> Result<Executable, E
     out.exec.ok_or_else(|| ExecError::Unavailable(format!("the {backend} backend runs no sliced plans")))
 }
 
-/// Memory a chunking of the body needs, as the driver and its pieces allocate it.
-struct Costs<'a> {
-    shapes: &'a [Vec<usize>],
+/// What the driver knows while it builds the tree and sizes the chunks.
+struct Ctx<'a> {
+    prog: &'a Function,
+    b: &'a Bindings,
+    backend: Backend,
+    shapes: Vec<Vec<usize>>,
+    class_of: Vec<Vec<Option<usize>>>,
+    /// For each statement, its indices in a class and the class.
+    index_class: Vec<Vec<(IndexId, usize)>>,
+    extents: Vec<usize>,
     elem: usize,
-    /// Class of each axis of each tensor.
-    class_of: &'a [Vec<Option<usize>>],
-    /// Intermediates alive through the body (not inputs, not outputs).
-    live: usize,
-    body_temps: Vec<TensorId>,
-    reads: &'a [TensorId],
-    writes: &'a [TensorId],
-    combine: &'a [Option<ReduceOp>],
-    outputs: &'a [TensorId],
 }
 
-impl Costs<'_> {
-    fn bytes(&self, t: TensorId, chunks: Option<&[usize]>) -> usize {
-        let shape = &self.shapes[t.index()];
+impl Ctx<'_> {
+    /// Bytes of `t` with each class axis at `lens` (extents outside its loops).
+    fn bytes(&self, t: TensorId, lens: &[usize]) -> usize {
         let mut n = self.elem;
-        for (a, &s) in shape.iter().enumerate() {
-            let s = match (chunks, self.class_of[t.index()][a]) {
-                (Some(c), Some(k)) => c[k].min(s),
-                _ => s,
-            };
-            n = n.saturating_mul(s);
+        for (a, &s) in self.shapes[t.index()].iter().enumerate() {
+            n = n.saturating_mul(self.class_of[t.index()][a].map_or(s, |k| lens[k].min(s)));
         }
         n
     }
 
-    /// Peak bytes of intermediates with chunks `c` and `p` slices in flight.
-    fn total(&self, c: &[usize], p: usize) -> usize {
-        let sliced = |t: &TensorId| self.class_of[t.index()].iter().any(|x| x.is_some());
-        let per_slice: usize = self.body_temps.iter().map(|&t| self.bytes(t, Some(c))).sum::<usize>()
-            + self.writes.iter().map(|&t| self.bytes(t, Some(c))).sum::<usize>()
-            + self.reads.iter().filter(|t| sliced(t)).map(|&t| self.bytes(t, Some(c))).sum::<usize>();
-        // Full-size results that are not outputs, and per-group partials of combined ones.
-        let accum: usize =
-            self.writes.iter().filter(|t| !self.outputs.contains(t)).map(|&t| self.bytes(t, None)).sum();
-        let partials: usize = if p > 1 {
-            p * self.writes.iter().zip(self.combine).filter(|(_, c)| c.is_some()).map(|(&t, _)| self.bytes(t, None)).sum::<usize>()
-        } else {
-            0
+    fn has_class(&self, t: TensorId) -> bool {
+        self.class_of[t.index()].iter().any(|c| c.is_some())
+    }
+
+    /// What steps `range` read from before it: tensors, and constants with a class axis.
+    fn reads(&self, range: &std::ops::Range<usize>) -> Vec<TensorId> {
+        let stmts = &self.prog.stmts[range.clone()];
+        reads_of(stmts)
+            .into_iter()
+            .filter(|t| !stmts.iter().any(|s| s.target == *t))
+            .filter(|&t| self.prog.tensor(t).kind != TensorKind::Const || self.has_class(t))
+            .collect()
+    }
+
+    /// What steps `range` define that later steps read or the function returns.
+    fn writes(&self, range: &std::ops::Range<usize>) -> Vec<TensorId> {
+        let later = reads_of(&self.prog.stmts[range.end..]);
+        self.prog.stmts[range.clone()]
+            .iter()
+            .map(|s| s.target)
+            .filter(|t| self.prog.outputs.contains(t) || later.contains(t))
+            .collect()
+    }
+
+    /// Whether statement `k` reduces over the index of loop `class`.
+    fn reduces(&self, k: usize, class: usize) -> bool {
+        self.index_class[k].iter().any(|&(i, c)| c == class && self.prog.stmts[k].reduced.contains(&i))
+    }
+
+    /// Whether a loop over `class` may run around steps `lo..=hi`: no step reads a
+    /// result reduced over the loop's index before the loop ends.
+    fn valid(&self, class: usize, lo: usize, hi: usize) -> bool {
+        (lo..=hi).all(|k| {
+            !self.reduces(k, class)
+                || !self.prog.stmts[k + 1..=hi].iter().any(|s| {
+                    let mut r = Vec::new();
+                    s.rhs.tensors(&mut r);
+                    r.contains(&self.prog.stmts[k].target)
+                })
+        })
+    }
+
+    /// The items of steps `lo..hi` with the (laminar) loops `ranges` inside them.
+    fn build(&self, lo: usize, hi: usize, ranges: &[(usize, usize, usize)]) -> Vec<Item> {
+        let mut items = Vec::new();
+        let (mut k, mut start) = (lo, lo);
+        let once = |r: std::ops::Range<usize>| Item::Once {
+            reads: self.reads(&r),
+            writes: self.writes(&r),
+            range: r,
+            execs: Vec::new(),
         };
-        self.live.saturating_add(accum).saturating_add(partials).saturating_add(p.saturating_mul(per_slice))
+        while k < hi {
+            let outer = ranges.iter().filter(|r| r.1 == k).max_by_key(|r| (r.2, std::cmp::Reverse(r.0)));
+            let Some(&(class, a, b)) = outer else {
+                k += 1;
+                continue;
+            };
+            if start < k {
+                items.push(once(start..k));
+            }
+            let inner: Vec<_> = ranges.iter().copied().filter(|r| r.0 != class && r.1 >= a && r.2 <= b).collect();
+            let range = a..b + 1;
+            let writes = self.writes(&range);
+            let combine = writes
+                .iter()
+                .map(|&t| {
+                    let k = range.clone().find(|&k| self.prog.stmts[k].target == t)?;
+                    self.reduces(k, class).then_some(self.prog.stmts[k].op)
+                })
+                .collect();
+            items.push(Item::Loop { class, reads: self.reads(&range), writes, combine, body: self.build(a, b + 1, &inner) });
+            k = b + 1;
+            start = k;
+        }
+        if start < hi {
+            items.push(once(start..hi));
+        }
+        items
+    }
+
+    /// Compiles every run of steps for every combination of the chunk lengths of the
+    /// loops around it (`active`).
+    fn compile(&self, items: &mut [Item], active: &[usize], chunks: &[usize]) -> Result<(), ExecError> {
+        for item in items {
+            match item {
+                Item::Once { range, reads, writes, execs } => {
+                    execs.clear();
+                    let mut combos = vec![self.extents.clone()];
+                    for &k in active {
+                        let mut sizes = vec![chunks[k]];
+                        if !self.extents[k].is_multiple_of(chunks[k]) {
+                            sizes.push(self.extents[k] % chunks[k]);
+                        }
+                        combos = combos
+                            .into_iter()
+                            .flat_map(|v| {
+                                sizes.iter().map(move |&s| {
+                                    let mut v = v.clone();
+                                    v[k] = s;
+                                    v
+                                })
+                            })
+                            .collect();
+                    }
+                    for lens in combos {
+                        let on = |k: usize| active.contains(&k).then_some(lens[k]);
+                        let axis_size = |t: TensorId, a: usize| self.class_of[t.index()][a].and_then(on);
+                        let index_size =
+                            |s: usize, i: IndexId| self.index_class[s].iter().find(|(x, _)| *x == i).and_then(|&(_, c)| on(c));
+                        let f = sub_function(self.prog, range.clone(), reads, writes, &axis_size, &index_size);
+                        execs.push((lens.clone(), compile(&f, self.b, self.backend)?));
+                    }
+                }
+                Item::Loop { class, body, .. } => {
+                    let inner: Vec<usize> = active.iter().copied().chain([*class]).collect();
+                    self.compile(body, &inner, chunks)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Peak bytes a block holds, beyond what encloses it, with chunks `chunks` and `p`
+    /// chunks of outermost loops in flight. `temps` gives a run of steps' own memory.
+    #[allow(clippy::too_many_arguments)]
+    fn peak(
+        &self,
+        items: &[Item],
+        lens: &[usize],
+        hand_up: &[TensorId],
+        top: bool,
+        p: usize,
+        chunks: &[usize],
+        temps: &dyn Fn(&Item, &[usize]) -> usize,
+    ) -> usize {
+        // At the top, outputs are the call's outputs, not intermediates.
+        let count = |t: &TensorId| if top && self.prog.outputs.contains(t) { 0 } else { self.bytes(*t, lens) };
+        let mut own: Vec<TensorId> = Vec::new();
+        let mut peak = 0usize;
+        for (n, item) in items.iter().enumerate() {
+            let held: usize = own.iter().map(count).sum();
+            let cost = match item {
+                Item::Once { reads, writes, .. } => {
+                    // Views cut by a loop are copied when a piece needs them contiguous.
+                    let cut =
+                        |t: &&TensorId| self.class_of[t.index()].iter().any(|c| c.is_some_and(|k| lens[k] < self.extents[k]));
+                    let copies: usize = reads.iter().filter(cut).map(|t| self.bytes(*t, lens)).sum();
+                    copies + writes.iter().map(count).sum::<usize>() + temps(item, lens)
+                }
+                Item::Loop { class, writes, combine, body, .. } => {
+                    let full: usize = writes.iter().map(count).sum();
+                    let mut inner = lens.to_vec();
+                    inner[*class] = chunks[*class];
+                    let per = self.peak(body, &inner, writes, false, 1, chunks, temps);
+                    let slices = self.extents[*class].div_ceil(chunks[*class].max(1));
+                    let q = if top { p.min(slices).max(1) } else { 1 };
+                    let partials: usize = if q > 1 {
+                        writes.iter().zip(combine).filter(|(_, c)| c.is_some()).map(|(t, _)| self.bytes(*t, lens)).sum()
+                    } else {
+                        0
+                    };
+                    full.saturating_add(q.saturating_mul(partials)).saturating_add(q.saturating_mul(per))
+                }
+            };
+            peak = peak.max(held.saturating_add(cost));
+            own.extend(item.writes().iter().copied());
+            let later: Vec<TensorId> = items[n + 1..].iter().flat_map(|i| i.reads().iter().copied()).collect();
+            own.retain(|t| later.contains(t) || hand_up.contains(t));
+        }
+        peak
+    }
+
+    /// Chunks whose estimated peak fits `limit` with `p` in flight: from whole loops,
+    /// each step halving the chunk that lowers the estimate most.
+    fn choose(
+        &self,
+        items: &[Item],
+        base: usize,
+        limit: usize,
+        p: usize,
+        start: &[usize],
+        temps: &dyn Fn(&Item, &[usize]) -> usize,
+    ) -> Option<Vec<usize>> {
+        let total = |c: &[usize]| base.saturating_add(self.peak(items, &self.extents, &self.prog.outputs, true, p, c, temps));
+        let mut c = start.to_vec();
+        loop {
+            if total(&c) <= limit {
+                return Some(c);
+            }
+            let best = (0..c.len())
+                .filter(|&k| c[k] > 1)
+                .map(|k| {
+                    let mut d = c.clone();
+                    d[k] = d[k].div_ceil(2);
+                    (total(&d), std::cmp::Reverse(c[k]), k)
+                })
+                .min()?;
+            c[best.2] = c[best.2].div_ceil(2);
+        }
     }
 }
 
-/// Halves the largest chunk until the body fits `limit` with `p` slices in flight (and,
-/// for `p > 1`, there are at least `p` slices); None when even chunks of one do not fit.
-fn choose_chunks(costs: &Costs<'_>, extents: &[usize], limit: usize, p: usize) -> Option<Vec<usize>> {
-    let mut c = extents.to_vec();
-    let slices = |c: &[usize]| c.iter().zip(extents).map(|(&c, &e)| e.div_ceil(c.max(1))).product::<usize>();
-    loop {
-        if costs.total(&c, p) <= limit && slices(&c) >= p {
-            return Some(c);
+/// The first compiled run of steps inside a loop (the body of one slice), else any.
+fn body_program(items: &[Item], inside: bool) -> Option<&Program> {
+    for item in items {
+        match item {
+            Item::Once { execs, .. } if inside => return execs.first().map(|(_, e)| &e.program),
+            Item::Loop { body, .. } => {
+                if let Some(p) = body_program(body, true) {
+                    return Some(p);
+                }
+            }
+            _ => {}
         }
-        let (k, &largest) = c.iter().enumerate().max_by_key(|(k, &v)| (v, std::cmp::Reverse(*k)))?;
-        if largest <= 1 {
-            return None;
-        }
-        c[k] = largest.div_ceil(2);
     }
-}
-
-/// Halves the largest chunk; false when every chunk is already one.
-fn halve(c: &mut [usize]) -> bool {
-    match c.iter_mut().max_by_key(|v| **v) {
-        Some(v) if *v > 1 => {
-            *v = v.div_ceil(2);
-            true
-        }
-        _ => false,
-    }
-}
-
-/// The body compiled for every combination of full and last (shorter) chunks.
-#[allow(clippy::too_many_arguments)]
-fn compile_body(
-    prog: &Function,
-    b: &Bindings,
-    backend: Backend,
-    range: std::ops::Range<usize>,
-    reads: &[TensorId],
-    writes: &[TensorId],
-    class_of: &[Vec<Option<usize>>],
-    index_class: &[Vec<(IndexId, usize)>],
-    chunks: &[usize],
-    extents: &[usize],
-) -> Result<Vec<(Vec<usize>, Executable)>, ExecError> {
-    let mut combos: Vec<Vec<usize>> = vec![Vec::new()];
-    for (&c, &e) in chunks.iter().zip(extents) {
-        let mut sizes = vec![c];
-        if e % c != 0 {
-            sizes.push(e % c);
-        }
-        combos = combos.into_iter().flat_map(|v| sizes.iter().map(move |&s| [v.clone(), vec![s]].concat())).collect();
-    }
-    let mut execs = Vec::new();
-    for combo in combos {
-        let axis_size = |t: TensorId, a: usize| class_of[t.index()][a].map(|k| combo[k]);
-        let index_size = |k: usize, i: IndexId| index_class[k].iter().find(|(x, _)| *x == i).map(|&(_, c)| combo[c]);
-        let f = sub_function(prog, range.clone(), reads, writes, &axis_size, &index_size);
-        execs.push((combo.clone(), compile(&f, b, backend)?));
-    }
-    Ok(execs)
+    None
 }
 
 impl Sliced {
     /// The plan's slice loops as a driver around compiled pieces, with chunks that keep
-    /// the intermediates within `limit` bytes. Also returns the body's loop program.
+    /// the intermediates within `limit` bytes. Also returns the loop program of one
+    /// slice's steps (what `emit --stage loops` shows of a sliced call).
     pub(crate) fn new(plan: &Plan, b: &Bindings, backend: Backend, limit: u64) -> Result<(Sliced, Program), ExecError> {
         let prog = &plan.program;
         if plan.slices.is_empty() {
@@ -336,186 +483,154 @@ impl Sliced {
             .collect::<Result<_, _>>()
             .map_err(|e| ExecError::Internal(format!("shapes of the sliced plan: {e:?}")))?;
         let classes: Vec<_> = plan.slices.iter().map(|s| slice_class(plan, s)).collect();
-        let extents: Vec<usize> = plan.slices.iter().map(|s| s.count as usize).collect();
-        let first = plan.slices.iter().map(|s| s.first).min().unwrap_or(0);
-        let last = plan.slices.iter().map(|s| s.last).max().unwrap_or(0).min(prog.stmts.len().saturating_sub(1));
         let mut class_of: Vec<Vec<Option<usize>>> = shapes.iter().map(|s| vec![None; s.len()]).collect();
         for (k, c) in classes.iter().enumerate() {
             for &(t, a) in &c.axes {
                 class_of[t.index()][a] = Some(k);
             }
         }
-        // The class of each index of each body statement, and checks that slicing it is
-        // exact: one index per class, only at plain positions, never used as a number
-        // or reduced inline, and partial reductions read only after the loop.
-        let mut index_class: Vec<Vec<(IndexId, usize)>> = vec![Vec::new(); prog.stmts.len()];
-        for k in first..=last {
-            let s = &prog.stmts[k];
+        let n = prog.stmts.len();
+        let name = |c: usize| plan.slices[c].indices.join(", ");
+        // Slicing is exact when each statement has one index per class, only at plain
+        // positions, never used as a number or reduced inside an expression, and kept
+        // or reduced by the statement itself.
+        let mut index_class: Vec<Vec<(IndexId, usize)>> = vec![Vec::new(); n];
+        for (k, s) in prog.stmts.iter().enumerate() {
             for (c, class) in classes.iter().enumerate() {
                 match class.indices[k].as_slice() {
                     [] => {}
                     [i] => index_class[k].push((*i, c)),
-                    _ => return Err(unsupported(format!("statement {k} pairs two indices of the loop over {}", plan.slices[c].indices.join(", ")))),
+                    _ => return Err(unsupported(format!("step {k} pairs two indices of the loop over {}", name(c)))),
                 }
             }
             for &(i, c) in &index_class[k] {
-                let name = &s.indices[i.index()].name;
+                let index = &s.indices[i.index()].name;
                 if uses_index(&s.rhs, i) {
-                    return Err(unsupported(format!("the sliced index `{name}` is used as a number or reduced inside an expression")));
+                    return Err(unsupported(format!(
+                        "step {k} uses the sliced index `{index}` as a number or reduces it inside an expression"
+                    )));
                 }
                 let mut grouped = s.lhs.iter().any(|p| p.len() > 1 && p.contains(&i));
                 s.rhs.for_each_access(&mut |_, pos| grouped |= pos.iter().any(|p| p.len() > 1 && p.contains(&i)));
                 if grouped {
-                    return Err(unsupported(format!("the sliced index `{name}` is part of a grouped position")));
+                    return Err(unsupported(format!("the sliced index `{index}` of step {k} is part of a grouped position")));
                 }
-                let on_left = s.lhs.iter().any(|p| p.as_slice() == [i]);
-                if !on_left && !s.reduced.contains(&i) {
-                    return Err(unsupported(format!("the sliced index `{name}` of loop {c} is neither kept nor reduced")));
-                }
-            }
-            if index_class[k].iter().any(|(i, _)| s.reduced.contains(i)) {
-                let read_later = prog.stmts[k + 1..=last].iter().any(|x| {
-                    let mut r = Vec::new();
-                    x.rhs.tensors(&mut r);
-                    r.contains(&s.target)
-                });
-                if read_later {
-                    return Err(unsupported("a partial sum over a sliced index is read inside the loop"));
+                if !s.lhs.iter().any(|p| p.as_slice() == [i]) && !s.reduced.contains(&i) {
+                    return Err(unsupported(format!(
+                        "step {k} neither keeps nor reduces the sliced index `{index}` ({})",
+                        name(c)
+                    )));
                 }
             }
         }
-        let n = prog.stmts.len();
-        let ranges: Vec<(std::ops::Range<usize>, bool)> =
-            [(0..first, false), (first..last + 1, true), (last + 1..n, false)].into_iter().filter(|(r, _)| !r.is_empty()).collect();
-        let elem = prog.dtype.size_of();
-        let is_output = |t: TensorId| prog.outputs.contains(&t);
-        let mut phases = Vec::new();
-        let mut consts = Vec::new();
-        let mut info = Slicing { loops: Vec::new(), slices: 1, parallel: 1, temp_bytes: 0, limit };
-        let mut body_program = None;
-        for (range, sliced) in &ranges {
-            let stmts = &prog.stmts[range.clone()];
-            let defined: Vec<TensorId> = stmts.iter().map(|s| s.target).collect();
-            let later = reads_of(&prog.stmts[range.end..]);
-            let writes: Vec<TensorId> = defined.iter().copied().filter(|&t| is_output(t) || later.contains(&t)).collect();
-            let has_class = |t: TensorId| class_of[t.index()].iter().any(|c| c.is_some());
-            let reads: Vec<TensorId> = reads_of(stmts)
-                .into_iter()
-                .filter(|t| !defined.contains(t))
-                .filter(|&t| prog.tensor(t).kind != TensorKind::Const || (*sliced && has_class(t)))
-                .collect();
-            for &t in &reads {
-                if let Some(c) = prog.constant(t) {
-                    consts.push((t, c.values.clone()));
+        let ctx = Ctx {
+            prog,
+            b,
+            backend,
+            shapes,
+            class_of,
+            index_class,
+            extents: plan.slices.iter().map(|s| s.count as usize).collect(),
+            elem: prog.dtype.size_of(),
+        };
+        // Loops that overlap without nesting: widen one to contain the other.
+        let mut ranges: Vec<(usize, usize, usize)> =
+            plan.slices.iter().enumerate().map(|(k, s)| (k, s.first, s.last.min(n - 1))).collect();
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for x in 0..ranges.len() {
+                for y in 0..ranges.len() {
+                    let (a, b) = (ranges[x], ranges[y]);
+                    if a.1 < b.1 && b.1 <= a.2 && a.2 < b.2 {
+                        if ctx.valid(a.0, a.1, b.2) {
+                            ranges[x].2 = b.2;
+                        } else if ctx.valid(b.0, a.1, b.2) {
+                            ranges[y].1 = a.1;
+                        } else {
+                            return Err(unsupported(format!(
+                                "the loops over {} and {} overlap, and neither can contain the other",
+                                name(a.0),
+                                name(b.0)
+                            )));
+                        }
+                        changed = true;
+                    }
                 }
             }
-            if !sliced {
-                let f = sub_function(prog, range.clone(), &reads, &writes, &|_, _| None, &|_, _| None);
-                let exec = compile(&f, b, backend)?;
-                phases.push(Phase { reads, writes, frees: Vec::new(), run: Run::Once(exec) });
-                continue;
-            }
-            let combine: Vec<Option<ReduceOp>> = writes
-                .iter()
-                .map(|&t| {
-                    let k = range.clone().find(|&k| prog.stmts[k].target == t)?;
-                    let s = &prog.stmts[k];
-                    index_class[k].iter().any(|(i, _)| s.reduced.contains(i)).then_some(s.op)
-                })
-                .collect();
-            // Intermediates alive through the loop: earlier results that it or later
-            // phases read (inputs and outputs are not intermediates).
-            let read_from_here = reads_of(&prog.stmts[range.start..]);
-            let live: usize = prog.stmts[..range.start]
+        }
+        if let Some(r) = ranges.iter().find(|r| !ctx.valid(r.0, r.1, r.2)) {
+            return Err(unsupported(format!("a result reduced over {} is read inside its loop", name(r.0))));
+        }
+        let mut items = ctx.build(0, n, &ranges);
+        let consts: Vec<(TensorId, std::sync::Arc<Vec<f64>>)> =
+            prog.constants.iter().filter(|c| ctx.has_class(c.tensor)).map(|c| (c.tensor, c.values.clone())).collect();
+        let base: usize = consts.iter().map(|(t, _)| ctx.bytes(*t, &ctx.extents)).sum();
+        let limit_bytes = usize::try_from(limit).unwrap_or(usize::MAX);
+        let threads = tessera_runtime::threads();
+        // Before compiling: a run of steps holds the results it defines and keeps.
+        let estimate = |item: &Item, lens: &[usize]| match item {
+            Item::Once { range, writes, .. } => prog.stmts[range.clone()]
                 .iter()
                 .map(|s| s.target)
-                .filter(|&t| !is_output(t) && read_from_here.contains(&t))
-                .map(|t| shapes[t.index()].iter().product::<usize>() * elem)
-                .sum::<usize>()
-                + consts.iter().map(|(t, _)| shapes[t.index()].iter().product::<usize>() * elem).sum::<usize>();
-            let costs = Costs {
-                shapes: &shapes,
-                elem,
-                class_of: &class_of,
-                live,
-                body_temps: defined.iter().copied().filter(|t| !writes.contains(t)).collect(),
-                reads: &reads,
-                writes: &writes,
-                combine: &combine,
-                outputs: &prog.outputs,
-            };
-            let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-            let threads = tessera_runtime::threads();
-            let modes: Vec<usize> = if threads > 1 { vec![threads, 1] } else { vec![1] };
-            let mut found = None;
-            'modes: for p in modes {
-                let Some(mut chunks) = choose_chunks(&costs, &extents, limit_usize, p) else { continue };
-                // The pieces' memory plans may hold more than the statements' results
-                // (lowering's own temporaries, tiles) or less (shared slots): compile,
-                // measure, and shrink the chunks until the measured total fits.
-                loop {
-                    let execs = compile_body(prog, b, backend, range.clone(), &reads, &writes, &class_of, &index_class, &chunks, &extents)?;
-                    let per_thread = if p > 1 { 1 } else { threads };
-                    let piece_temps = execs.iter().map(|(_, e)| e.temp_bytes(per_thread)).max().unwrap_or(0);
-                    let estimated: usize = costs.body_temps.iter().map(|&t| costs.bytes(t, Some(&chunks))).sum();
-                    let total = costs.total(&chunks, p) - p * estimated + p * piece_temps;
-                    if total <= limit_usize {
-                        found = Some((chunks, p, execs, total));
-                        break 'modes;
-                    }
-                    if !halve(&mut chunks) {
-                        continue 'modes;
-                    }
+                .filter(|t| !writes.contains(t))
+                .map(|t| ctx.bytes(t, lens))
+                .sum(),
+            Item::Loop { .. } => 0,
+        };
+        // Compiled: what the piece's memory plan holds (slots and tiles).
+        let measured = |item: &Item, lens: &[usize]| match item {
+            Item::Once { execs, .. } => execs.iter().find(|(l, _)| l == lens).map_or(0, |(_, e)| e.temp_bytes(threads)),
+            Item::Loop { .. } => 0,
+        };
+        let modes: Vec<usize> = if threads > 1 { vec![threads, 1] } else { vec![1] };
+        let mut found = None;
+        'modes: for p in modes {
+            let Some(mut chunks) = ctx.choose(&items, base, limit_bytes, p, &ctx.extents, &estimate) else { continue };
+            // The pieces may hold more than the statements' results (lowering's own
+            // temporaries, tiles) or less (shared slots): compile, measure, shrink.
+            loop {
+                ctx.compile(&mut items, &[], &chunks)?;
+                let total = base.saturating_add(ctx.peak(&items, &ctx.extents, &prog.outputs, true, p, &chunks, &measured));
+                if total <= limit_bytes {
+                    found = Some((chunks, p, total));
+                    break 'modes;
                 }
+                // Shrink by the measured peak, one halving at a time.
+                let mut smaller = chunks.clone();
+                let Some(k) = (0..smaller.len()).filter(|&k| smaller[k] > 1).max_by_key(|&k| smaller[k]) else { continue 'modes };
+                smaller[k] = smaller[k].div_ceil(2);
+                chunks = ctx.choose(&items, base, limit_bytes, p, &smaller, &estimate).unwrap_or(smaller);
             }
-            let Some((chunks, p, execs, total)) = found else {
-                let ones = vec![1; extents.len()];
-                return Err(ExecError::Memory(format!(
-                    "cannot run under the memory limit of {} bytes: even slices of one element need {} bytes of intermediates",
-                    limit,
-                    costs.total(&ones, 1)
-                )));
-            };
-            info.temp_bytes = info.temp_bytes.max(total);
-            info.parallel = p;
-            info.slices = chunks.iter().zip(&extents).map(|(&c, &e)| e.div_ceil(c)).product();
-            info.loops = plan
+        }
+        let Some((chunks, p, total)) = found else {
+            let ones = vec![1; ctx.extents.len()];
+            let need = base.saturating_add(ctx.peak(&items, &ctx.extents, &prog.outputs, true, 1, &ones, &estimate));
+            return Err(ExecError::Memory(format!(
+                "cannot run under the memory limit of {limit} bytes: even slices of one element need about {need} bytes of intermediates"
+            )));
+        };
+        let info = Slicing {
+            loops: plan
                 .slices
                 .iter()
                 .zip(&chunks)
-                .zip(&extents)
+                .zip(&ctx.extents)
                 .map(|((s, &chunk), &extent)| SliceLoop { index: s.indices.join(","), extent, chunk })
-                .collect();
-            body_program = execs.first().map(|(_, e)| e.program.clone());
-            let read_axes = reads.iter().map(|t| class_of[t.index()].clone()).collect();
-            let write_axes = writes.iter().map(|t| class_of[t.index()].clone()).collect();
-            phases.push(Phase { reads, writes, frees: Vec::new(), run: Run::Body(Body { execs, read_axes, write_axes, combine }) });
-        }
-        // Memory of the phases that run once: what is alive plus the piece's own.
-        let mut alive: Vec<TensorId> = consts.iter().map(|(t, _)| *t).collect();
-        let bytes = |t: &TensorId| shapes[t.index()].iter().product::<usize>() * elem;
-        let threads = tessera_runtime::threads();
-        let count = phases.len();
-        for k in 0..count {
-            let later: Vec<TensorId> = phases[k + 1..].iter().flat_map(|p| p.reads.iter().copied()).collect();
-            let ph = &mut phases[k];
-            if let Run::Once(e) = &ph.run {
-                let held: usize = alive.iter().chain(&ph.writes).filter(|t| !is_output(**t)).map(bytes).sum();
-                let need = held + e.temp_bytes(threads);
-                if need as u64 > limit {
-                    return Err(ExecError::Memory(format!(
-                        "cannot run under the memory limit of {limit} bytes: the steps outside the slice loops need {need} bytes of intermediates"
-                    )));
-                }
-                info.temp_bytes = info.temp_bytes.max(need);
-            }
-            alive.extend(ph.writes.iter().copied());
-            ph.frees = alive.iter().copied().filter(|t| !later.contains(t) && !is_output(*t)).collect();
-            alive.retain(|t| !ph.frees.contains(t));
-        }
-        let body_program = body_program.ok_or_else(|| ExecError::Internal("a sliced plan without a body".into()))?;
-        let sliced = Sliced { inputs: prog.inputs.clone(), outputs: prog.outputs.clone(), shapes, consts, phases, info };
-        Ok((sliced, body_program))
+                .collect(),
+            slices: chunks.iter().zip(&ctx.extents).map(|(&c, &e)| e.div_ceil(c)).product(),
+            parallel: p,
+            temp_bytes: total,
+            limit,
+        };
+        let program = body_program(&items, false)
+            .or_else(|| body_program(&items, true))
+            .cloned()
+            .ok_or_else(|| ExecError::Internal("a sliced plan without compiled steps".into()))?;
+        let Ctx { shapes, class_of, extents, .. } = ctx;
+        let sliced =
+            Sliced { inputs: prog.inputs.clone(), outputs: prog.outputs.clone(), shapes, class_of, extents, consts, items, info };
+        Ok((sliced, program))
     }
 
     /// The shapes of the inputs the executable takes.
@@ -529,38 +644,20 @@ impl Sliced {
     }
 
     pub(crate) fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
-        let mut values: Vec<Option<Value<'_, T>>> = (0..self.shapes.len()).map(|_| None).collect();
+        let mut env: Vec<Option<Value<'_, T>>> = (0..self.shapes.len()).map(|_| None).collect();
         for (&t, x) in self.inputs.iter().zip(inputs) {
-            values[t.index()] = Some(Value::In(x.view()));
+            env[t.index()] = Some(Value::In(x.view()));
         }
         for (t, v) in &self.consts {
             let a = ArrayD::from_shape_vec(IxDyn(&self.shapes[t.index()]), v.iter().map(|&x| T::from_f64(x)).collect())
                 .map_err(|e| ExecError::Internal(format!("constant of a sliced plan: {e}")))?;
-            values[t.index()] = Some(Value::Own(a));
+            env[t.index()] = Some(Value::Own(a));
         }
-        for ph in &self.phases {
-            let results = {
-                let views: Vec<ArrayViewD<'_, T>> = ph
-                    .reads
-                    .iter()
-                    .map(|t| values[t.index()].as_ref().map(Value::view))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| ExecError::Internal("a sliced plan reads a value before it is computed".into()))?;
-                match &ph.run {
-                    Run::Once(e) => e.run(&views)?,
-                    Run::Body(body) => self.run_body(body, ph, &views)?,
-                }
-            };
-            for (&t, v) in ph.writes.iter().zip(results) {
-                values[t.index()] = Some(Value::Own(v));
-            }
-            for t in &ph.frees {
-                values[t.index()] = None;
-            }
-        }
+        let mut lens = self.extents.clone();
+        self.run_items(&self.items, &mut env, &mut lens, &self.outputs, true)?;
         self.outputs
             .iter()
-            .map(|t| match values[t.index()].take() {
+            .map(|t| match env[t.index()].take() {
                 Some(Value::Own(a)) => Ok(a),
                 Some(Value::In(v)) => Ok(v.to_owned()),
                 None => Err(ExecError::Internal("a sliced plan did not compute an output".into())),
@@ -568,47 +665,97 @@ impl Sliced {
             .collect()
     }
 
-    /// Every slice of the body, combined into full-size results.
-    fn run_body<T: Scalar>(&self, body: &Body, ph: &Phase, reads: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
-        let loops = &self.info.loops;
-        // Slice starts: every combination of chunk starts, last loop fastest.
-        let mut starts: Vec<Vec<usize>> = vec![Vec::new()];
-        for l in loops {
-            let s: Vec<usize> = (0..l.extent).step_by(l.chunk.max(1)).collect();
-            starts = starts.into_iter().flat_map(|v| s.iter().map(move |&x| [v.clone(), vec![x]].concat())).collect();
+    /// The shape of `t` with each class axis at `lens`.
+    fn shape(&self, t: TensorId, lens: &[usize]) -> Vec<usize> {
+        self.shapes[t.index()].iter().zip(&self.class_of[t.index()]).map(|(&s, c)| c.map_or(s, |k| lens[k].min(s))).collect()
+    }
+
+    /// Runs a block: results go into `env`, and values the rest of the block and
+    /// `hand_up` do not need are dropped as soon as they are dead.
+    fn run_items<T: Scalar>(
+        &self,
+        items: &[Item],
+        env: &mut [Option<Value<'_, T>>],
+        lens: &mut Vec<usize>,
+        hand_up: &[TensorId],
+        top: bool,
+    ) -> Result<(), ExecError> {
+        let mut own: Vec<TensorId> = Vec::new();
+        for (n, item) in items.iter().enumerate() {
+            let results: Vec<ArrayD<T>> = match item {
+                Item::Once { reads, execs, .. } => {
+                    let exec = execs
+                        .iter()
+                        .find(|(l, _)| l == lens)
+                        .map(|(_, e)| e)
+                        .ok_or_else(|| ExecError::Internal(format!("no piece compiled for chunk lengths {lens:?}")))?;
+                    let views = reads
+                        .iter()
+                        .map(|t| env[t.index()].as_ref().map(Value::view))
+                        .collect::<Option<Vec<_>>>()
+                        .ok_or_else(|| ExecError::Internal("a sliced plan reads a value before it is computed".into()))?;
+                    exec.run(&views)?
+                }
+                Item::Loop { .. } => self.run_loop(item, env, lens, top)?,
+            };
+            for (&t, a) in item.writes().iter().zip(results) {
+                env[t.index()] = Some(Value::Own(a));
+                own.push(t);
+            }
+            let later: Vec<TensorId> = items[n + 1..].iter().flat_map(|i| i.reads().iter().copied()).collect();
+            for t in own.iter().filter(|t| !later.contains(t) && !hand_up.contains(t)) {
+                env[t.index()] = None;
+            }
+            own.retain(|t| later.contains(t) || hand_up.contains(t));
         }
+        Ok(())
+    }
+
+    /// Runs a loop item: every chunk of its index, results combined into arrays of the
+    /// loop's writes (in their order).
+    fn run_loop<T: Scalar>(
+        &self,
+        item: &Item,
+        env: &[Option<Value<'_, T>>],
+        lens: &mut Vec<usize>,
+        top: bool,
+    ) -> Result<Vec<ArrayD<T>>, ExecError> {
+        let Item::Loop { class, writes, combine, .. } = item else {
+            return Err(ExecError::Internal("run_loop on a run of steps".into()));
+        };
+        let (chunk, extent) = (self.info.loops[*class].chunk.max(1), self.extents[*class]);
+        let starts: Vec<usize> = (0..extent).step_by(chunk).collect();
         let fresh = |w: usize| {
-            let fill = match body.combine[w] {
+            let fill = match combine[w] {
                 Some(ReduceOp::Max) => T::neg_infinity(),
                 Some(ReduceOp::Min) => T::infinity(),
                 _ => T::zero(),
             };
-            ArrayD::from_elem(IxDyn(&self.shapes[ph.writes[w].index()]), fill)
+            ArrayD::from_elem(IxDyn(&self.shape(writes[w], lens)), fill)
         };
-        let full: Vec<ArrayD<T>> = (0..ph.writes.len()).map(fresh).collect();
-        let p = self.info.parallel.min(starts.len()).max(1);
-        if p == 1 {
+        let full: Vec<ArrayD<T>> = (0..writes.len()).map(fresh).collect();
+        let q = if top { self.info.parallel.min(starts.len()).max(1) } else { 1 };
+        if q == 1 {
             let mut full = full;
-            for s in &starts {
-                self.run_slice(body, reads, s, &mut |w, region, out| {
-                    combine_into(&mut full[w], region, out, body.combine[w]);
-                })?;
+            for &s in &starts {
+                self.run_chunk(item, env, s, lens, &mut |w, region, out| combine_into(&mut full[w], region, out, combine[w]))?;
             }
             return Ok(full);
         }
-        // Groups of consecutive slices in parallel: combined results go to each group's
-        // partials, the others (disjoint regions, or equal values) straight to `full`.
+        // Groups of consecutive chunks in parallel: combined results go to each group's
+        // partials, the others (disjoint regions) straight to the shared arrays.
         let shared = Mutex::new(full);
-        let partials: Mutex<Vec<Vec<ArrayD<T>>>> = Mutex::new(Vec::new());
+        let partials: Mutex<Vec<Vec<Option<ArrayD<T>>>>> = Mutex::new(Vec::new());
         let failed: Mutex<Option<ExecError>> = Mutex::new(None);
-        tessera_runtime::parallel_for(p, 1, &|g0, g1| {
+        let base = lens.clone();
+        tessera_runtime::parallel_for(q, 1, &|g0, g1| {
             for g in g0..g1 {
-                let (lo, hi) = (g * starts.len() / p, (g + 1) * starts.len() / p);
-                let mut mine: Vec<Option<ArrayD<T>>> =
-                    (0..ph.writes.len()).map(|w| body.combine[w].map(|_| fresh(w))).collect();
-                for s in &starts[lo..hi] {
-                    let r = self.run_slice(body, reads, s, &mut |w, region, out| match &mut mine[w] {
-                        Some(a) => combine_into(a, region, out, body.combine[w]),
+                let (lo, hi) = (g * starts.len() / q, (g + 1) * starts.len() / q);
+                let mut lens = base.clone();
+                let mut mine: Vec<Option<ArrayD<T>>> = (0..writes.len()).map(|w| combine[w].map(|_| fresh(w))).collect();
+                for &s in &starts[lo..hi] {
+                    let r = self.run_chunk(item, env, s, &mut lens, &mut |w, region, out| match &mut mine[w] {
+                        Some(a) => combine_into(a, region, out, combine[w]),
                         None => {
                             if let Ok(mut f) = shared.lock() {
                                 combine_into(&mut f[w], region, out, None);
@@ -623,21 +770,22 @@ impl Sliced {
                     }
                 }
                 if let Ok(mut all) = partials.lock() {
-                    all.push(mine.into_iter().map(|a| a.unwrap_or_default()).collect());
+                    all.push(mine);
                 }
             }
         });
         if let Some(e) = failed.into_inner().ok().flatten() {
             return Err(e);
         }
-        let mut full = shared.into_inner().map_err(|_| ExecError::Internal("a slice group panicked".into()))?;
-        let partials = partials.into_inner().map_err(|_| ExecError::Internal("a slice group panicked".into()))?;
-        if partials.len() != p {
-            return Err(ExecError::Internal(format!("{} of {p} slice groups finished", partials.len())));
+        let poisoned = || ExecError::Internal("a group of slices panicked".into());
+        let mut full = shared.into_inner().map_err(|_| poisoned())?;
+        let partials = partials.into_inner().map_err(|_| poisoned())?;
+        if partials.len() != q {
+            return Err(ExecError::Internal(format!("{} of {q} groups of slices finished", partials.len())));
         }
         for group in partials {
             for (w, a) in group.into_iter().enumerate() {
-                if let Some(op) = body.combine[w] {
+                if let (Some(a), Some(op)) = (a, combine[w]) {
                     let all: Vec<Range> = vec![Range::from(..); a.ndim()];
                     combine_into(&mut full[w], &all, &a, Some(op));
                 }
@@ -646,45 +794,54 @@ impl Sliced {
         Ok(full)
     }
 
-    /// Runs the slice at `starts`, handing each result with its region to `put`.
-    fn run_slice<T: Scalar>(
+    /// Runs a loop's block on the chunk at `start`, handing each write with its region
+    /// to `put`.
+    fn run_chunk<T: Scalar>(
         &self,
-        body: &Body,
-        reads: &[ArrayViewD<'_, T>],
-        starts: &[usize],
-        put: &mut dyn FnMut(usize, &[Range], &ArrayD<T>),
+        item: &Item,
+        env: &[Option<Value<'_, T>>],
+        start: usize,
+        lens: &mut Vec<usize>,
+        put: &mut Put<'_, T>,
     ) -> Result<(), ExecError> {
-        let loops = &self.info.loops;
-        let lens: Vec<usize> = starts.iter().zip(loops).map(|(&s, l)| l.chunk.min(l.extent - s)).collect();
-        let region = |axes: &[Option<usize>]| -> Vec<Range> {
-            axes.iter()
-                .map(|c| match c {
-                    Some(k) => Range::from(starts[*k] as isize..(starts[*k] + lens[*k]) as isize),
-                    None => Range::from(..),
-                })
+        let Item::Loop { class, reads, writes, body, .. } = item else {
+            return Err(ExecError::Internal("run_chunk on a run of steps".into()));
+        };
+        let class = *class;
+        let len = self.info.loops[class].chunk.min(self.extents[class] - start);
+        let region = |t: TensorId| -> Vec<Range> {
+            self.class_of[t.index()]
+                .iter()
+                .map(|c| if *c == Some(class) { Range::from(start as isize..(start + len) as isize) } else { Range::from(..) })
                 .collect()
         };
-        let exec = body
-            .execs
-            .iter()
-            .find(|(c, _)| *c == lens)
-            .map(|(_, e)| e)
-            .ok_or_else(|| ExecError::Internal(format!("no body compiled for slice lengths {lens:?}")))?;
-        let views: Vec<ArrayViewD<'_, T>> = reads
-            .iter()
-            .zip(&body.read_axes)
-            .map(|(x, axes)| {
-                let r = region(axes);
-                x.slice_each_axis(|d| r[d.axis.index()])
-            })
-            .collect();
-        let outs = exec.run(&views)?;
-        for (w, out) in outs.iter().enumerate() {
-            put(w, &region(&body.write_axes[w]), out);
+        let mut inner: Vec<Option<Value<'_, T>>> = (0..self.shapes.len()).map(|_| None).collect();
+        for &t in reads {
+            let v = env[t.index()]
+                .as_ref()
+                .ok_or_else(|| ExecError::Internal("a slice loop reads a value before it is computed".into()))?;
+            let r = region(t);
+            let mut view = v.view();
+            view.slice_each_axis_inplace(|d| r[d.axis.index()]);
+            inner[t.index()] = Some(Value::In(view));
+        }
+        let saved = lens[class];
+        lens[class] = len;
+        let r = self.run_items(body, &mut inner, lens, writes, false);
+        lens[class] = saved;
+        r?;
+        for (w, &t) in writes.iter().enumerate() {
+            match inner[t.index()].take() {
+                Some(Value::Own(a)) => put(w, &region(t), &a),
+                _ => return Err(ExecError::Internal("a slice loop's block did not compute a result".into())),
+            }
         }
         Ok(())
     }
 }
+
+/// Where a chunk's results go: write index, region, values.
+type Put<'a, T> = dyn FnMut(usize, &[Range], &ArrayD<T>) + 'a;
 
 /// `a[region] = a[region] ⊕ b`, or `= b` without a reduction.
 fn combine_into<T: Scalar>(a: &mut ArrayD<T>, region: &[Range], b: &ArrayD<T>, op: Option<ReduceOp>) {
