@@ -30,7 +30,10 @@ use tessera_compiler::tir;
 pub use tessera_compiler::diag::{Diagnostic, SourceMap};
 pub use tessera_compiler::eval::{EvalError, EvalOptions, Scalar};
 pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions};
-pub use tessera_compiler::exec::{Executable, SliceLoop, Slicing};
+pub use tessera_compiler::exec::{Distribution, Executable, SliceLoop, Slicing};
+
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub use tessera_compiler::pipeline::Stage;
 pub use tessera_compiler::Backend;
 pub use tessera_compiler::loops::{BufId, Program};
@@ -73,6 +76,13 @@ impl Compiled {
     pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, Error> {
         self.exec.run(inputs).map_err(exec_error)
     }
+
+    /// Runs it on every rank of `ranks` with the same inputs: the chunks of a sliced
+    /// call's outermost loops are shared among the ranks, and every rank returns the
+    /// combined outputs (an unsliced call runs whole on every rank).
+    pub fn run_distributed<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], ranks: &Ranks) -> Result<Vec<ArrayD<T>>, Error> {
+        self.exec.run_distributed(inputs, ranks.0.as_ref()).map_err(exec_error)
+    }
 }
 
 fn exec_error(e: tessera_compiler::exec::ExecError) -> Error {
@@ -80,12 +90,72 @@ fn exec_error(e: tessera_compiler::exec::ExecError) -> Error {
     match e {
         E::Input(m) | E::Unavailable(m) => Error::Input(m),
         E::Memory(m) => Error::Memory(m),
+        E::Distributed(m) => Error::Distributed(m),
         E::Internal(m) => Error::Internal(m),
     }
 }
 
-/// (function, dtype, dim sizes, backend, memory limit of a sliced compilation).
-type CacheKey = (String, DType, Vec<u64>, Backend, Option<u64>);
+/// The ranks a call is spread over ([`CallOptions::distributed`]); with the feature `mpi`,
+/// `tessera::mpi::World::ranks` gives those of `MPI_COMM_WORLD`.
+#[derive(Clone)]
+pub struct Ranks(pub Arc<dyn Distribution>);
+
+impl fmt::Debug for Ranks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ranks(rank {} of {})", self.0.rank(), self.0.ranks())
+    }
+}
+
+impl Ranks {
+    pub fn rank(&self) -> usize {
+        self.0.rank()
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.ranks()
+    }
+
+    /// Tells the other ranks that this one failed (they learn it at their next
+    /// agreement); for a failure before the call, e.g. an input that cannot be read.
+    pub fn fail(&self, message: &str) {
+        let _ = self.0.agree(Some(message.to_string()));
+    }
+
+    /// Checks that every rank holds the same `value` (e.g. a hash of its inputs) as rank
+    /// 0; a rank that differs fails the call on every rank, naming `what`.
+    pub fn same_everywhere(&self, what: &str, value: u64) -> Result<(), Error> {
+        let mut v = [(value >> 32) as f64, (value & 0xffff_ffff) as f64];
+        self.0.broadcast_f64(&mut v, 0).map_err(Error::Distributed)?;
+        let root = ((v[0] as u64) << 32) | v[1] as u64;
+        let local = if root == value {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "rank {} read {what} that differ from rank 0's; every rank must read the same files",
+                self.rank()
+            )))
+        };
+        self.agreed(local)
+    }
+
+    /// `local` once every rank has said whether its part failed: Ok only when no rank
+    /// failed; else this rank's own error, or the first failing rank's as
+    /// [`Error::Distributed`]. Errors that ranks already agreed on pass through, so each
+    /// rank agrees once per failure and none waits for a rank that has left.
+    pub fn agreed<R>(&self, local: Result<R, Error>) -> Result<R, Error> {
+        match local {
+            Err(Error::Distributed(m)) => Err(Error::Distributed(m)),
+            Err(e) => {
+                let _ = self.0.agree(Some(e.to_string()));
+                Err(e)
+            }
+            Ok(r) => self.0.agree(None).map(|()| r).map_err(Error::Distributed),
+        }
+    }
+}
+
+/// (function, dtype, dim sizes, backend, (memory limit, ranks) of a sliced compilation).
+type CacheKey = (String, DType, Vec<u64>, Backend, Option<(u64, usize)>);
 
 /// Refuses a compiled function whose intermediates or outputs exceed `limit` bytes each
 /// (before anything is allocated).
@@ -120,7 +190,14 @@ fn intermediate_over_limit(e: &Error) -> bool {
 /// `f` planned under `limit` and compiled to run its slice loops (see
 /// `tessera_compiler::exec::Executable::sliced`). `refusal` is the error to give when the
 /// plan finds no slice loop to run.
-fn compile_sliced(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Backend, limit: u64, refusal: Error) -> Result<Compiled, Error> {
+fn compile_sliced(
+    f: &tir::Function,
+    b: &tir::Bindings,
+    dtype: DType,
+    backend: Backend,
+    (limit, ranks): (u64, usize),
+    refusal: Error,
+) -> Result<Compiled, Error> {
     let start = std::time::Instant::now();
     let opts = PlanOptions { memory_limit: Some(limit), ..PlanOptions::default() };
     let plan = if f.dtype == dtype {
@@ -134,7 +211,7 @@ fn compile_sliced(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: B
     if plan.slices.is_empty() {
         return Err(refusal);
     }
-    let exec = Executable::sliced(&plan, b, backend, limit).map_err(exec_error)?;
+    let exec = Executable::sliced_for_ranks(&plan, b, backend, limit, ranks).map_err(exec_error)?;
     let codegen_ms = exec.compile_ms;
     Ok(Compiled { plan, exec, plan_ms, compile_ms: codegen_ms, lower_ms: 0.0, codegen_ms })
 }
@@ -184,6 +261,9 @@ pub enum Error {
     Eval(EvalError),
     /// Memory for intermediates or outputs could not be allocated.
     Memory(String),
+    /// Another rank of a distributed call failed (the message names it), or the ranks
+    /// could not exchange data.
+    Distributed(String),
     /// An internal invariant failed. This is always a bug in Tessera; please report it.
     Internal(String),
 }
@@ -209,7 +289,7 @@ impl fmt::Display for Error {
             Error::Io { path, message } => write!(f, "cannot read {path}: {message}"),
             Error::Input(m) => f.write_str(m),
             Error::Eval(e) => write!(f, "{e}"),
-            Error::Memory(m) => f.write_str(m),
+            Error::Memory(m) | Error::Distributed(m) => f.write_str(m),
             Error::Internal(m) => write!(f, "internal error (this is a bug in Tessera): {m}"),
         }
     }
@@ -262,11 +342,29 @@ pub struct CallOptions {
     pub dtype: Option<DType>,
     /// What runs the call (Cranelift by default).
     pub backend: Backend,
+    /// Spread the call over these ranks (every rank calls with the same inputs): the
+    /// chunks of the outermost slice loops are divided among them, balanced by cost, and
+    /// every rank gets the combined outputs. A failure on any rank fails the call on
+    /// every rank. None runs in this process alone.
+    pub distributed: Option<Ranks>,
 }
 
 impl Default for CallOptions {
     fn default() -> Self {
-        CallOptions { dims: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, dtype: None, backend: Backend::Cranelift }
+        CallOptions {
+            dims: Vec::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            dtype: None,
+            backend: Backend::Cranelift,
+            distributed: None,
+        }
+    }
+}
+
+impl CallOptions {
+    /// Ranks the call is spread over (1 when not distributed).
+    fn ranks(&self) -> usize {
+        self.distributed.as_ref().map_or(1, |d| d.count())
     }
 }
 
@@ -516,7 +614,10 @@ impl<'m> Function<'m> {
             let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
             return Ok(tessera_compiler::eval::evaluate(self.tir, &bindings, inputs, &eval_opts)?);
         }
-        self.compiled(&bindings, T::DTYPE, opts)?.run(inputs)
+        match &opts.distributed {
+            None => self.compiled(&bindings, T::DTYPE, opts)?.run(inputs),
+            Some(d) => d.agreed(self.compiled(&bindings, T::DTYPE, opts).and_then(|c| c.run_distributed(inputs, d))),
+        }
     }
 
     /// The function compiled for input shapes (and `opts.dims`, `opts.dtype`,
@@ -543,8 +644,9 @@ impl<'m> Function<'m> {
         match check_memory(&c, opts.memory_limit) {
             // An intermediate over the limit: run the plan's slice loops instead.
             Err(e) if intermediate_over_limit(&e) => {
-                let key = (key.0, key.1, key.2, key.3, Some(opts.memory_limit));
-                self.cached(key, || compile_sliced(self.tir, b, dtype, opts.backend, opts.memory_limit, e))
+                let sliced = (opts.memory_limit, opts.ranks());
+                let key = (key.0, key.1, key.2, key.3, Some(sliced));
+                self.cached(key, || compile_sliced(self.tir, b, dtype, opts.backend, sliced, e))
             }
             Err(e) => Err(e),
             Ok(()) => Ok(c),
@@ -618,13 +720,16 @@ pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &C
         let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
         tessera_compiler::eval::evaluate(&e.function, &e.bindings, inputs, &eval_opts)?
     } else {
-        compile_einsum_limited(spec, &shapes, &e, T::DTYPE, opts)?.run(inputs)?
+        match &opts.distributed {
+            None => compile_einsum_limited(spec, &shapes, &e, T::DTYPE, opts)?.run(inputs)?,
+            Some(d) => d.agreed(compile_einsum_limited(spec, &shapes, &e, T::DTYPE, opts).and_then(|c| c.run_distributed(inputs, d)))?,
+        }
     };
     out.pop().ok_or_else(|| Error::Internal("einsum produced no output".into()))
 }
 
 /// Compiled einsums by (spec, dtype, shapes, backend), shared by the whole process.
-type EinsumKey = (String, DType, Vec<Vec<usize>>, Backend, Option<u64>);
+type EinsumKey = (String, DType, Vec<Vec<usize>>, Backend, Option<(u64, usize)>);
 static EINSUM_CACHE: OnceLock<Mutex<HashMap<EinsumKey, Arc<Compiled>>>> = OnceLock::new();
 
 /// The einsum compiled for these shapes (cached), ready to call with [`Compiled::run`].
@@ -660,7 +765,7 @@ fn compile_einsum_limited(
     let c = compile_einsum(spec, shapes, e, dtype, opts.backend, None)?;
     match check_memory(&c, opts.memory_limit) {
         Err(refusal) if intermediate_over_limit(&refusal) => {
-            compile_einsum(spec, shapes, e, dtype, opts.backend, Some((opts.memory_limit, refusal)))
+            compile_einsum(spec, shapes, e, dtype, opts.backend, Some(((opts.memory_limit, opts.ranks()), refusal)))
         }
         Err(e) => Err(e),
         Ok(()) => Ok(c),
@@ -675,7 +780,7 @@ fn compile_einsum(
     e: &tessera_compiler::einsum::Einsum,
     dtype: DType,
     backend: Backend,
-    sliced: Option<(u64, Error)>,
+    sliced: Option<((u64, usize), Error)>,
 ) -> Result<Arc<Compiled>, Error> {
     let limit = sliced.as_ref().map(|s| s.0);
     let key: EinsumKey = (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend, limit);

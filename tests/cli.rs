@@ -1046,3 +1046,14 @@ fn einsum_run_and_bench_slice_under_a_memory_limit() {
     let err = env.fails(1, &["einsum", spec, &a, &a, &a, &a, "--memory-limit", "64B"]);
     assert!(err.contains("memory limit"), "{err}");
 }
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn distributed_needs_the_mpi_feature() {
+    let env = Env::new();
+    let (a, b) = env.matmul_inputs();
+    let err = env.fails(2, &["run", "matmul.tsr", &a, &b, "--distributed"]);
+    assert!(err.contains("--features mpi"), "{err}");
+    let err = env.fails(2, &["einsum", "ij,jk->ik", &a, &a, "--distributed"]);
+    assert!(err.contains("--features mpi"), "{err}");
+}

@@ -8,10 +8,10 @@ use proptest::prelude::*;
 use std::sync::atomic::{AtomicU32, Ordering};
 use tessera_compiler::diag::FileId;
 use tessera_compiler::eval::{evaluate, EvalOptions};
-use tessera_compiler::exec::{ExecError, Executable};
+use tessera_compiler::exec::{Distribution, ExecError, Executable};
 use tessera_compiler::pipeline;
 use tessera_compiler::plan::{plan, PlanError, PlanOptions};
-use tessera_compiler::tir::{bind_dims, Bindings, Function, TensorKind};
+use tessera_compiler::tir::{bind_dims, Bindings, Function, ReduceOp, TensorKind};
 use tessera_compiler::Backend;
 use tessera_runtime::DType;
 
@@ -228,4 +228,130 @@ fn sliced_reductions_equal_direct() {
     let ran = ran.into_inner();
     println!("{ran} of {cases} programs ran sliced");
     assert!(ran >= cases / 4, "only {ran} of {cases} programs ran sliced");
+}
+
+/// Ranks as threads of this process, for testing distributed runs without MPI: each
+/// collective waits for every rank at a barrier and reduces in rank order.
+struct ThreadRanks {
+    rank: usize,
+    shared: std::sync::Arc<Shared>,
+}
+
+struct Shared {
+    size: usize,
+    barrier: std::sync::Barrier,
+    data: std::sync::Mutex<Vec<Vec<f64>>>,
+    failures: std::sync::Mutex<Vec<Option<String>>>,
+}
+
+impl ThreadRanks {
+    fn all(size: usize) -> Vec<ThreadRanks> {
+        let shared = std::sync::Arc::new(Shared {
+            size,
+            barrier: std::sync::Barrier::new(size),
+            data: std::sync::Mutex::new(vec![Vec::new(); size]),
+            failures: std::sync::Mutex::new(vec![None; size]),
+        });
+        (0..size).map(|rank| ThreadRanks { rank, shared: shared.clone() }).collect()
+    }
+
+    /// Every rank's data, after all have put theirs.
+    fn exchange(&self, mine: Vec<f64>) -> Vec<Vec<f64>> {
+        self.shared.data.lock().unwrap()[self.rank] = mine;
+        self.shared.barrier.wait();
+        let all = self.shared.data.lock().unwrap().clone();
+        self.shared.barrier.wait();
+        all
+    }
+
+    fn reduce(&self, data: &mut [f64], op: ReduceOp) {
+        let all = self.exchange(data.to_vec());
+        for (k, x) in data.iter_mut().enumerate() {
+            let vals = all.iter().map(|v| v[k]);
+            *x = match op {
+                ReduceOp::Sum => vals.sum(),
+                ReduceOp::Max => vals.fold(f64::NEG_INFINITY, f64::max),
+                ReduceOp::Min => vals.fold(f64::INFINITY, f64::min),
+            };
+        }
+    }
+}
+
+impl Distribution for ThreadRanks {
+    fn rank(&self) -> usize {
+        self.rank
+    }
+    fn ranks(&self) -> usize {
+        self.shared.size
+    }
+    fn agree(&self, failure: Option<String>) -> Result<(), String> {
+        self.shared.failures.lock().unwrap()[self.rank] = failure;
+        self.shared.barrier.wait();
+        let all = self.shared.failures.lock().unwrap().clone();
+        self.shared.barrier.wait();
+        match all.iter().position(|f| f.is_some()) {
+            None => Ok(()),
+            Some(r) => Err(format!("rank {r} failed: {}", all[r].clone().unwrap_or_default())),
+        }
+    }
+    fn allreduce_f64(&self, data: &mut [f64], op: ReduceOp) -> Result<(), String> {
+        self.reduce(data, op);
+        Ok(())
+    }
+    fn allreduce_f32(&self, data: &mut [f32], op: ReduceOp) -> Result<(), String> {
+        let mut wide: Vec<f64> = data.iter().map(|&x| x as f64).collect();
+        self.reduce(&mut wide, op);
+        data.iter_mut().zip(wide).for_each(|(x, w)| *x = w as f32);
+        Ok(())
+    }
+    fn broadcast_f64(&self, data: &mut [f64], root: usize) -> Result<(), String> {
+        let all = self.exchange(data.to_vec());
+        data.copy_from_slice(&all[root]);
+        Ok(())
+    }
+    fn broadcast_f32(&self, data: &mut [f32], root: usize) -> Result<(), String> {
+        let all = self.exchange(data.iter().map(|&x| x as f64).collect());
+        data.iter_mut().zip(&all[root]).for_each(|(x, &w)| *x = w as f32);
+        Ok(())
+    }
+}
+
+#[test]
+fn distributed_slices_equal_direct() {
+    let ran = AtomicU32::new(0);
+    let cases = 60;
+    common::run_cases(cases, (reduction_program(), 0.25f64..0.9, 2usize..4), |((src, shapes), fraction, ranks)| {
+        let f = checked(&src)?;
+        let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+        let b = bind_dims(&f, &refs, &[]).map_err(|e| TestCaseError::fail(format!("{e}\n{src}")))?;
+        let largest = largest_intermediate(&f, &b)?;
+        let limit = ((largest as f64 * fraction) as u64).max(8);
+        let Ok(p) = plan(&f, &b, &PlanOptions { memory_limit: Some(limit), ..PlanOptions::default() }) else { return Ok(()) };
+        if p.slices.is_empty() {
+            return Ok(());
+        }
+        let Ok(exe) = Executable::sliced_for_ranks(&p, &b, Backend::Cranelift, limit, ranks) else { return Ok(()) };
+        let inputs = common::inputs(&f, &b, 11);
+        let views: Vec<ArrayViewD<'_, f64>> = inputs.iter().map(|a| a.view()).collect();
+        let want = evaluate(&f, &b, &views, &EvalOptions::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let all = ThreadRanks::all(ranks);
+        let got: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = all.iter().map(|d| s.spawn(|| exe.run_distributed(&views, d))).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().map_err(|_| ExecError::Internal("a rank panicked".into())).and_then(|r| r))
+                .collect()
+        });
+        for (rank, g) in got.into_iter().enumerate() {
+            let g = g.map_err(|e| TestCaseError::fail(format!("rank {rank}: {e}\n{src}\n{p}")))?;
+            for (w, x) in want.iter().zip(&g) {
+                close(w, x, &format!("rank {rank} of {ranks} under {limit} B\n{src}\n{p}"))?;
+            }
+        }
+        ran.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    });
+    let ran = ran.into_inner();
+    println!("{ran} of {cases} programs ran distributed");
+    assert!(ran >= cases / 4, "only {ran} of {cases} programs ran distributed");
 }

@@ -8,7 +8,7 @@
 mod cpu;
 mod sliced;
 
-pub use sliced::{SliceLoop, Slicing};
+pub use sliced::{Distribution, SliceLoop, Slicing};
 
 pub use cpu::gemm_args;
 
@@ -30,6 +30,9 @@ pub enum ExecError {
     /// Memory could not be had.
     #[error("{0}")]
     Memory(String),
+    /// Another rank of a distributed call failed, or the ranks could not exchange data.
+    #[error("{0}")]
+    Distributed(String),
     /// An invariant failed. Always a bug.
     #[error("internal error (this is a bug in Tessera): {0}")]
     Internal(String),
@@ -103,8 +106,20 @@ impl Executable {
         backend: Backend,
         limit: u64,
     ) -> Result<Executable, ExecError> {
+        Executable::sliced_for_ranks(plan, b, backend, limit, 1)
+    }
+
+    /// [`Executable::sliced`] with at least one chunk of each outermost loop per thread
+    /// of each of `ranks` ranks where the loop allows, for [`Executable::run_distributed`].
+    pub fn sliced_for_ranks(
+        plan: &crate::plan::Plan,
+        b: &crate::tir::Bindings,
+        backend: Backend,
+        limit: u64,
+        ranks: usize,
+    ) -> Result<Executable, ExecError> {
         let start = Instant::now();
-        let (s, program) = sliced::Sliced::new(plan, b, backend, limit)?;
+        let (s, program) = sliced::Sliced::new(plan, b, backend, limit, ranks)?;
         let compile_ms = start.elapsed().as_secs_f64() * 1e3;
         Ok(Executable { program, backend, compile_ms, engine: Engine::Sliced(Box::new(s)) })
     }
@@ -144,6 +159,21 @@ impl Executable {
 
     /// Runs the program. Inputs may have any strides (non-contiguous ones are copied).
     pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+        self.run_on(inputs, None)
+    }
+
+    /// Runs the program on every rank of `dist` with the same inputs: a sliced program
+    /// shares the chunks of its outermost loops among the ranks, and every rank returns
+    /// the combined outputs; any other program runs whole on every rank.
+    pub fn run_distributed<T: Scalar>(
+        &self,
+        inputs: &[ArrayViewD<'_, T>],
+        dist: &dyn Distribution,
+    ) -> Result<Vec<ArrayD<T>>, ExecError> {
+        self.run_on(inputs, Some(dist))
+    }
+
+    fn run_on<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], dist: Option<&dyn Distribution>) -> Result<Vec<ArrayD<T>>, ExecError> {
         if let Engine::Sliced(s) = &self.engine {
             if T::DTYPE != self.program.dtype {
                 return Err(ExecError::Input(format!(
@@ -164,7 +194,7 @@ impl Executable {
                     )));
                 }
             }
-            return s.run(inputs);
+            return s.run(inputs, dist);
         }
         let p = &self.program;
         if T::DTYPE != p.dtype {

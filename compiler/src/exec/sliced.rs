@@ -425,12 +425,14 @@ impl Ctx<'_> {
 
     /// Chunks whose estimated peak fits `limit` with `p` in flight: from whole loops,
     /// each step halving the chunk that lowers the estimate most.
+    #[allow(clippy::too_many_arguments)]
     fn choose(
         &self,
         items: &[Item],
         base: usize,
         limit: usize,
         p: usize,
+        want: usize,
         start: &[usize],
         temps: &dyn Fn(&Item, &[usize]) -> usize,
     ) -> Option<Vec<usize>> {
@@ -438,6 +440,15 @@ impl Ctx<'_> {
         let mut c = start.to_vec();
         loop {
             if total(&c) <= limit {
+                // Outermost loops get `want` chunks where they can (one per thread and
+                // rank): smaller chunks only lower the peak.
+                for item in items {
+                    if let Item::Loop { class, .. } = item {
+                        while self.extents[*class].div_ceil(c[*class]) < want && c[*class] > 1 {
+                            c[*class] = c[*class].div_ceil(2);
+                        }
+                    }
+                }
                 return Some(c);
             }
             let best = (0..c.len())
@@ -473,7 +484,13 @@ impl Sliced {
     /// The plan's slice loops as a driver around compiled pieces, with chunks that keep
     /// the intermediates within `limit` bytes. Also returns the loop program of one
     /// slice's steps (what `emit --stage loops` shows of a sliced call).
-    pub(crate) fn new(plan: &Plan, b: &Bindings, backend: Backend, limit: u64) -> Result<(Sliced, Program), ExecError> {
+    pub(crate) fn new(
+        plan: &Plan,
+        b: &Bindings,
+        backend: Backend,
+        limit: u64,
+        ranks: usize,
+    ) -> Result<(Sliced, Program), ExecError> {
         let prog = &plan.program;
         if plan.slices.is_empty() {
             return Err(ExecError::Internal("a sliced executable for a plan without slice loops".into()));
@@ -586,7 +603,9 @@ impl Sliced {
         let modes: Vec<usize> = if threads > 1 { vec![threads, 1] } else { vec![1] };
         let mut found = None;
         'modes: for p in modes {
-            let Some(mut chunks) = ctx.choose(&items, base, limit_bytes, p, &ctx.extents, &estimate) else { continue };
+            let Some(mut chunks) = ctx.choose(&items, base, limit_bytes, p, p * ranks.max(1), &ctx.extents, &estimate) else {
+                continue;
+            };
             // The pieces may hold more than the statements' results (lowering's own
             // temporaries, tiles) or less (shared slots): compile, measure, shrink.
             loop {
@@ -600,7 +619,7 @@ impl Sliced {
                 let mut smaller = chunks.clone();
                 let Some(k) = (0..smaller.len()).filter(|&k| smaller[k] > 1).max_by_key(|&k| smaller[k]) else { continue 'modes };
                 smaller[k] = smaller[k].div_ceil(2);
-                chunks = ctx.choose(&items, base, limit_bytes, p, &smaller, &estimate).unwrap_or(smaller);
+                chunks = ctx.choose(&items, base, limit_bytes, p, p * ranks.max(1), &smaller, &estimate).unwrap_or(smaller);
             }
         }
         let Some((chunks, p, total)) = found else {
@@ -643,7 +662,13 @@ impl Sliced {
         self.outputs.iter().map(|t| self.shapes[t.index()].clone()).collect()
     }
 
-    pub(crate) fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+    /// Runs the call; with `dist`, each rank runs its share of the chunks of the
+    /// outermost loops, and every rank ends with the combined results.
+    pub(crate) fn run<T: Scalar>(
+        &self,
+        inputs: &[ArrayViewD<'_, T>],
+        dist: Option<&dyn Distribution>,
+    ) -> Result<Vec<ArrayD<T>>, ExecError> {
         let mut env: Vec<Option<Value<'_, T>>> = (0..self.shapes.len()).map(|_| None).collect();
         for (&t, x) in self.inputs.iter().zip(inputs) {
             env[t.index()] = Some(Value::In(x.view()));
@@ -654,7 +679,7 @@ impl Sliced {
             env[t.index()] = Some(Value::Own(a));
         }
         let mut lens = self.extents.clone();
-        self.run_items(&self.items, &mut env, &mut lens, &self.outputs, true)?;
+        self.run_items(&self.items, &mut env, &mut lens, &self.outputs, dist.map(Top::Distributed).unwrap_or(Top::Local))?;
         self.outputs
             .iter()
             .map(|t| match env[t.index()].take() {
@@ -678,7 +703,7 @@ impl Sliced {
         env: &mut [Option<Value<'_, T>>],
         lens: &mut Vec<usize>,
         hand_up: &[TensorId],
-        top: bool,
+        top: Top<'_>,
     ) -> Result<(), ExecError> {
         let mut own: Vec<TensorId> = Vec::new();
         for (n, item) in items.iter().enumerate() {
@@ -711,20 +736,58 @@ impl Sliced {
         Ok(())
     }
 
-    /// Runs a loop item: every chunk of its index, results combined into arrays of the
-    /// loop's writes (in their order).
+    /// Runs a loop item: every chunk of its index (an outermost loop of a distributed
+    /// call: this rank's share, then combined over the ranks), results combined into
+    /// arrays of the loop's writes (in their order).
     fn run_loop<T: Scalar>(
         &self,
         item: &Item,
         env: &[Option<Value<'_, T>>],
         lens: &mut Vec<usize>,
-        top: bool,
+        top: Top<'_>,
     ) -> Result<Vec<ArrayD<T>>, ExecError> {
         let Item::Loop { class, writes, combine, .. } = item else {
             return Err(ExecError::Internal("run_loop on a run of steps".into()));
         };
         let (chunk, extent) = (self.info.loops[*class].chunk.max(1), self.extents[*class]);
         let starts: Vec<usize> = (0..extent).step_by(chunk).collect();
+        let Top::Distributed(d) = top else {
+            return self.run_chunks(item, env, lens, matches!(top, Top::Local), &starts);
+        };
+        let (rank, ranks) = (d.rank(), d.ranks().max(1));
+        let shares = balance(&starts.iter().map(|&s| chunk.min(extent - s)).collect::<Vec<_>>(), ranks);
+        let mine: Vec<usize> = shares.get(rank).map(|v| v.iter().map(|&k| starts[k]).collect()).unwrap_or_default();
+        let local = self.run_chunks(item, env, lens, true, &mine);
+        // Every rank learns whether any failed before any waits for another's data.
+        d.agree(local.as_ref().err().map(|e| e.to_string())).map_err(ExecError::Distributed)?;
+        let mut full = local?;
+        // The rank with the first chunk has every result that no chunk slices.
+        let root = shares.iter().position(|v| v.contains(&0)).unwrap_or(0);
+        for (w, a) in full.iter_mut().enumerate() {
+            let sliced = self.class_of[writes[w].index()].contains(&Some(*class));
+            let r = match (combine[w], sliced) {
+                (Some(op), _) => allreduce(d, a, op),
+                // Disjoint regions, zero elsewhere: their sum is the whole.
+                (None, true) => allreduce(d, a, ReduceOp::Sum),
+                (None, false) => broadcast(d, a, root),
+            };
+            r.map_err(ExecError::Distributed)?;
+        }
+        Ok(full)
+    }
+
+    /// Runs the chunks at `starts` of a loop item (in parallel groups when `top`).
+    fn run_chunks<T: Scalar>(
+        &self,
+        item: &Item,
+        env: &[Option<Value<'_, T>>],
+        lens: &mut Vec<usize>,
+        top: bool,
+        starts: &[usize],
+    ) -> Result<Vec<ArrayD<T>>, ExecError> {
+        let Item::Loop { writes, combine, .. } = item else {
+            return Err(ExecError::Internal("run_chunks on a run of steps".into()));
+        };
         let fresh = |w: usize| {
             let fill = match combine[w] {
                 Some(ReduceOp::Max) => T::neg_infinity(),
@@ -737,7 +800,7 @@ impl Sliced {
         let q = if top { self.info.parallel.min(starts.len()).max(1) } else { 1 };
         if q == 1 {
             let mut full = full;
-            for &s in &starts {
+            for &s in starts {
                 self.run_chunk(item, env, s, lens, &mut |w, region, out| combine_into(&mut full[w], region, out, combine[w]))?;
             }
             return Ok(full);
@@ -827,7 +890,7 @@ impl Sliced {
         }
         let saved = lens[class];
         lens[class] = len;
-        let r = self.run_items(body, &mut inner, lens, writes, false);
+        let r = self.run_items(body, &mut inner, lens, writes, Top::Inner);
         lens[class] = saved;
         r?;
         for (w, &t) in writes.iter().enumerate() {
@@ -837,6 +900,72 @@ impl Sliced {
             }
         }
         Ok(())
+    }
+}
+
+/// Where a block runs: at the top of a call (its loops' chunks in parallel groups, and
+/// for a distributed call shared among the ranks), or inside a loop.
+#[derive(Clone, Copy)]
+enum Top<'a> {
+    Local,
+    Distributed(&'a dyn Distribution),
+    Inner,
+}
+
+/// Ranks that share the chunks of a sliced call's outermost loops (MPI, in the facade's
+/// `mpi` feature). Every rank calls each method in the same order with arrays of the
+/// same shapes; the methods return only when every rank has called them.
+pub trait Distribution: Send + Sync {
+    fn rank(&self) -> usize;
+    fn ranks(&self) -> usize;
+    /// Shares each rank's failure (None on success): Ok when no rank failed, else every
+    /// rank gets the first failing rank's message, naming it.
+    fn agree(&self, failure: Option<String>) -> Result<(), String>;
+    /// Combines the arrays of all ranks elementwise with `op`, in place on every rank.
+    fn allreduce_f64(&self, data: &mut [f64], op: ReduceOp) -> Result<(), String>;
+    fn allreduce_f32(&self, data: &mut [f32], op: ReduceOp) -> Result<(), String>;
+    /// Copies `root`'s array to every rank.
+    fn broadcast_f64(&self, data: &mut [f64], root: usize) -> Result<(), String>;
+    fn broadcast_f32(&self, data: &mut [f32], root: usize) -> Result<(), String>;
+}
+
+/// Chunks (by cost) to ranks: longest first, each to the least loaded rank (the lowest
+/// on ties), so every rank computes the same shares and the first chunk goes to rank 0.
+fn balance(costs: &[usize], ranks: usize) -> Vec<Vec<usize>> {
+    let mut order: Vec<usize> = (0..costs.len()).collect();
+    order.sort_by_key(|&k| (std::cmp::Reverse(costs[k]), k));
+    let mut load = vec![0usize; ranks.max(1)];
+    let mut shares = vec![Vec::new(); ranks.max(1)];
+    for k in order {
+        let r = (0..load.len()).min_by_key(|&r| (load[r], r)).unwrap_or(0);
+        load[r] += costs[k];
+        shares[r].push(k);
+    }
+    for s in &mut shares {
+        s.sort_unstable();
+    }
+    shares
+}
+
+fn allreduce<T: Scalar>(d: &dyn Distribution, a: &mut ArrayD<T>, op: ReduceOp) -> Result<(), String> {
+    let any = a as &mut dyn std::any::Any;
+    if let Some(x) = any.downcast_mut::<ArrayD<f64>>() {
+        return d.allreduce_f64(x.as_slice_mut().ok_or("a result is not contiguous")?, op);
+    }
+    match any.downcast_mut::<ArrayD<f32>>() {
+        Some(x) => d.allreduce_f32(x.as_slice_mut().ok_or("a result is not contiguous")?, op),
+        None => Err("only f32 and f64 results are distributed".into()),
+    }
+}
+
+fn broadcast<T: Scalar>(d: &dyn Distribution, a: &mut ArrayD<T>, root: usize) -> Result<(), String> {
+    let any = a as &mut dyn std::any::Any;
+    if let Some(x) = any.downcast_mut::<ArrayD<f64>>() {
+        return d.broadcast_f64(x.as_slice_mut().ok_or("a result is not contiguous")?, root);
+    }
+    match any.downcast_mut::<ArrayD<f32>>() {
+        Some(x) => d.broadcast_f32(x.as_slice_mut().ok_or("a result is not contiguous")?, root),
+        None => Err("only f32 and f64 results are distributed".into()),
     }
 }
 
@@ -867,5 +996,18 @@ impl<T> Value<'_, T> {
             Value::In(v) => v.view(),
             Value::Own(a) => a.view(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::balance;
+
+    #[test]
+    fn chunks_are_balanced_by_cost_and_the_first_goes_to_rank_0() {
+        assert_eq!(balance(&[4, 4, 4, 1], 2), vec![vec![0, 2], vec![1, 3]]);
+        assert_eq!(balance(&[3, 3, 3, 3, 2], 3), vec![vec![0, 3], vec![1, 4], vec![2]]);
+        // More ranks than chunks: some ranks get none.
+        assert_eq!(balance(&[5], 2), vec![vec![0], vec![]]);
     }
 }
