@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Distributed runs over MPI on loopback: `mpirun -n 2` gives the single-process result,
 # and a rank that fails makes every rank exit with an error naming it, without hanging.
-# Usage: tests/mpi/run.sh [path/to/tessera]   (default: builds it with --features mpi)
+# Usage: tests/mpi/run.sh [path/to/tessera]   (default: builds it with --features mpi,
+# in the dev profile, which shares its dependencies with `cargo test`)
 # Needs OpenMPI (apt-get install libopenmpi-dev openmpi-bin libclang-dev).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 if [ $# -ge 1 ]; then
     T=$(realpath "$1")
 else
-    cargo build --release --features mpi
-    T=$(realpath target/release/tessera)
+    cargo build --features mpi
+    T=$(realpath target/debug/tessera)
 fi
 # CI runs as root; OpenMPI refuses that unless told.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
