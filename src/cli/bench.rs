@@ -156,7 +156,13 @@ fn slicing_line(s: &tessera::Slicing) -> String {
     let loops: Vec<String> = s.loops.iter().map(|l| format!("{} in chunks of {} of {}", l.index, l.chunk, l.extent)).collect();
     let how =
         if s.parallel > 1 { format!("{} at a time, one per thread", s.parallel) } else { "one at a time on every thread".into() };
-    format!("  slicing   {} slices ({}), {how}, under {}\n", s.slices, loops.join(", "), human(s.limit as usize))
+    format!(
+        "  slicing   {} slices ({}), {how}, under {}; {:.3e} FLOPs as run\n",
+        s.slices,
+        loops.join(", "),
+        human(s.limit as usize),
+        s.flops
+    )
 }
 
 fn text(m: &Measured) -> String {
@@ -212,6 +218,7 @@ fn json(m: &Measured) -> String {
         "output_bytes": m.output_bytes,
         "input_bytes": m.input_bytes,
         "slices": m.slicing.as_ref().map_or(1, |s| s.slices),
+        "sliced_flops": m.slicing.as_ref().map(|s| s.flops),
         "parallel_slices": m.slicing.as_ref().map_or(1, |s| s.parallel),
         "slice_loops": m.slicing.as_ref().map(|s| s.loops.iter().map(|l| serde_json::json!({
             "index": l.index, "extent": l.extent, "chunk": l.chunk,

@@ -38,7 +38,7 @@ pub struct SliceLoop {
 }
 
 /// How a sliced executable runs its slices.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Slicing {
     pub loops: Vec<SliceLoop>,
     /// Combinations of one chunk of every loop (extent / chunk rounded up, multiplied).
@@ -49,6 +49,9 @@ pub struct Slicing {
     /// Peak bytes of intermediates that the driver and its pieces hold (inputs and
     /// outputs not included), measured on the compiled pieces.
     pub temp_bytes: usize,
+    /// FLOPs of one call as run: each piece's planned FLOPs times its runs (a loop's
+    /// recomputed steps included).
+    pub flops: f64,
     /// The memory limit it was made for.
     pub limit: u64,
 }
@@ -58,7 +61,14 @@ enum Item {
     /// Steps run once per iteration of the enclosing loops, compiled for every
     /// combination of their chunk lengths: keyed by the length of every loop's index
     /// (the extent for loops that do not enclose it).
-    Once { range: std::ops::Range<usize>, reads: Vec<TensorId>, writes: Vec<TensorId>, execs: Vec<(Vec<usize>, Executable)> },
+    Once {
+        range: std::ops::Range<usize>,
+        reads: Vec<TensorId>,
+        writes: Vec<TensorId>,
+        execs: Vec<(Vec<usize>, Executable)>,
+        /// The FLOPs of each of `execs`.
+        flops: Vec<f64>,
+    },
     /// A slice loop over class `class` around a block.
     Loop { class: usize, reads: Vec<TensorId>, writes: Vec<TensorId>, combine: Vec<Option<ReduceOp>>, body: Vec<Item> },
 }
@@ -217,14 +227,17 @@ fn sub_function(
     }
 }
 
-fn compile(f: &Function, b: &Bindings, backend: Backend) -> Result<Executable, ExecError> {
+/// A run of steps compiled, with the FLOPs of its plan.
+fn compile(f: &Function, b: &Bindings, backend: Backend) -> Result<(Executable, f64), ExecError> {
     use crate::pipeline::{self, PipelineError};
     let opts = pipeline::Options { backend, ..Default::default() };
     let out = pipeline::compile(f, b, f.dtype, &opts).map_err(|e| match e {
         PipelineError::Exec(e) => e,
         e => ExecError::Internal(format!("a piece of a sliced plan does not compile: {e}")),
     })?;
-    out.exec.ok_or_else(|| ExecError::Unavailable(format!("the {backend} backend runs no sliced plans")))
+    let flops = out.plan.flops;
+    let exec = out.exec.ok_or_else(|| ExecError::Unavailable(format!("the {backend} backend runs no sliced plans")))?;
+    Ok((exec, flops))
 }
 
 /// What the driver knows while it builds the tree and sizes the chunks.
@@ -301,6 +314,7 @@ impl Ctx<'_> {
             writes: self.writes(&r),
             range: r,
             execs: Vec::new(),
+            flops: Vec::new(),
         };
         while k < hi {
             let outer = ranges.iter().filter(|r| r.1 == k).max_by_key(|r| (r.2, std::cmp::Reverse(r.0)));
@@ -336,8 +350,9 @@ impl Ctx<'_> {
     fn compile(&self, items: &mut [Item], active: &[usize], chunks: &[usize]) -> Result<(), ExecError> {
         for item in items {
             match item {
-                Item::Once { range, reads, writes, execs } => {
+                Item::Once { range, reads, writes, execs, flops } => {
                     execs.clear();
+                    flops.clear();
                     let mut combos = vec![self.extents.clone()];
                     for &k in active {
                         let mut sizes = vec![chunks[k]];
@@ -361,7 +376,9 @@ impl Ctx<'_> {
                         let index_size =
                             |s: usize, i: IndexId| self.index_class[s].iter().find(|(x, _)| *x == i).and_then(|&(_, c)| on(c));
                         let f = sub_function(self.prog, range.clone(), reads, writes, &axis_size, &index_size);
-                        execs.push((lens.clone(), compile(&f, self.b, self.backend)?));
+                        let (exec, f) = compile(&f, self.b, self.backend)?;
+                        execs.push((lens.clone(), exec));
+                        flops.push(f);
                     }
                 }
                 Item::Loop { class, body, .. } => {
@@ -371,6 +388,31 @@ impl Ctx<'_> {
             }
         }
         Ok(())
+    }
+
+    /// FLOPs of a block run once per iteration of the loops `active`: each piece's FLOPs
+    /// times how many chunks of its lengths the loops have.
+    fn flops(&self, items: &[Item], active: &[usize], chunks: &[usize]) -> f64 {
+        items
+            .iter()
+            .map(|item| match item {
+                Item::Once { execs, flops, .. } => execs
+                    .iter()
+                    .zip(flops)
+                    .map(|((lens, _), f)| {
+                        let runs: f64 = active
+                            .iter()
+                            .map(|&k| if lens[k] == chunks[k] { (self.extents[k] / chunks[k]) as f64 } else { 1.0 })
+                            .product();
+                        runs * f
+                    })
+                    .sum::<f64>(),
+                Item::Loop { class, body, .. } => {
+                    let inner: Vec<usize> = active.iter().copied().chain([*class]).collect();
+                    self.flops(body, &inner, chunks)
+                }
+            })
+            .sum()
     }
 
     /// Peak bytes a block holds, beyond what encloses it, with chunks `chunks` and `p`
@@ -640,6 +682,7 @@ impl Sliced {
             slices: chunks.iter().zip(&ctx.extents).map(|(&c, &e)| e.div_ceil(c)).product(),
             parallel: p,
             temp_bytes: total,
+            flops: ctx.flops(&items, &[], &chunks),
             limit,
         };
         let program = body_program(&items, false)
