@@ -30,7 +30,10 @@ use tessera_compiler::tir;
 pub use tessera_compiler::diag::{Diagnostic, SourceMap};
 pub use tessera_compiler::eval::{EvalError, EvalOptions, Scalar};
 pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions};
-pub use tessera_compiler::exec::Executable;
+pub use tessera_compiler::exec::{Distribution, Executable, SliceLoop, Slicing};
+
+#[cfg(feature = "mpi")]
+pub mod mpi;
 pub use tessera_compiler::pipeline::Stage;
 pub use tessera_compiler::Backend;
 pub use tessera_compiler::loops::{BufId, Program};
@@ -78,6 +81,13 @@ impl Compiled {
     pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, Error> {
         self.exec.run(inputs).map_err(exec_error)
     }
+
+    /// Runs it on every rank of `ranks` with the same inputs: the chunks of a sliced
+    /// call's outermost loops are shared among the ranks, and every rank returns the
+    /// combined outputs (an unsliced call runs whole on every rank).
+    pub fn run_distributed<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], ranks: &Ranks) -> Result<Vec<ArrayD<T>>, Error> {
+        self.exec.run_distributed(inputs, ranks.0.as_ref()).map_err(exec_error)
+    }
 }
 
 fn exec_error(e: tessera_compiler::exec::ExecError) -> Error {
@@ -85,30 +95,130 @@ fn exec_error(e: tessera_compiler::exec::ExecError) -> Error {
     match e {
         E::Input(m) | E::Unavailable(m) => Error::Input(m),
         E::Memory(m) => Error::Memory(m),
+        E::Distributed(m) => Error::Distributed(m),
         E::Internal(m) => Error::Internal(m),
     }
 }
 
-type CacheKey = (String, DType, Vec<u64>, Backend);
+/// The ranks a call is spread over ([`CallOptions::distributed`]); with the feature `mpi`,
+/// `tessera::mpi::World::ranks` gives those of `MPI_COMM_WORLD`.
+#[derive(Clone)]
+pub struct Ranks(pub Arc<dyn Distribution>);
+
+impl fmt::Debug for Ranks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ranks(rank {} of {})", self.0.rank(), self.0.ranks())
+    }
+}
+
+impl Ranks {
+    pub fn rank(&self) -> usize {
+        self.0.rank()
+    }
+
+    pub fn count(&self) -> usize {
+        self.0.ranks()
+    }
+
+    /// Tells the other ranks that this one failed (they learn it at their next
+    /// agreement); for a failure before the call, e.g. an input that cannot be read.
+    pub fn fail(&self, message: &str) {
+        let _ = self.0.agree(Some(message.to_string()));
+    }
+
+    /// Checks that every rank holds the same `value` (e.g. a hash of its inputs) as rank
+    /// 0; a rank that differs fails the call on every rank, naming `what`.
+    pub fn same_everywhere(&self, what: &str, value: u64) -> Result<(), Error> {
+        let mut v = [(value >> 32) as f64, (value & 0xffff_ffff) as f64];
+        self.0.broadcast_f64(&mut v, 0).map_err(Error::Distributed)?;
+        let root = ((v[0] as u64) << 32) | v[1] as u64;
+        let local = if root == value {
+            Ok(())
+        } else {
+            Err(Error::Input(format!(
+                "rank {} read {what} that differ from rank 0's; every rank must read the same files",
+                self.rank()
+            )))
+        };
+        self.agreed(local)
+    }
+
+    /// `local` once every rank has said whether its part failed: Ok only when no rank
+    /// failed; else this rank's own error, or the first failing rank's as
+    /// [`Error::Distributed`]. Errors that ranks already agreed on pass through, so each
+    /// rank agrees once per failure and none waits for a rank that has left.
+    pub fn agreed<R>(&self, local: Result<R, Error>) -> Result<R, Error> {
+        match local {
+            Err(Error::Distributed(m)) => Err(Error::Distributed(m)),
+            Err(e) => {
+                let _ = self.0.agree(Some(e.to_string()));
+                Err(e)
+            }
+            Ok(r) => self.0.agree(None).map(|()| r).map_err(Error::Distributed),
+        }
+    }
+}
+
+/// (function, dtype, dim sizes, backend, (memory limit, ranks) of a sliced compilation).
+type CacheKey = (String, DType, Vec<u64>, Backend, Option<(u64, usize)>);
 
 /// Refuses a compiled function whose intermediates or outputs exceed `limit` bytes each
 /// (before anything is allocated).
 fn check_memory(c: &Compiled, limit: u64) -> Result<(), Error> {
     let p = c.program();
-    for buf in &p.bufs {
-        let bytes = (buf.len() as u64).saturating_mul(p.dtype.size_of() as u64);
-        let temp = matches!(buf.kind, tessera_compiler::loops::BufKind::Temp { .. });
-        if (temp || matches!(buf.kind, tessera_compiler::loops::BufKind::Output(_))) && bytes > limit {
-            let shape: Vec<String> = buf.shape.iter().map(|x| x.to_string()).collect();
-            return Err(Error::Eval(EvalError::MemoryLimit {
-                what: format!("{} {}", if temp { "intermediate" } else { "output" }, buf.name),
-                shape: format!("[{}]", shape.join(", ")),
-                bytes,
-                limit,
-            }));
+    // Outputs first: slicing mends an intermediate over the limit, never an output.
+    for want_temp in [false, true] {
+        for buf in &p.bufs {
+            let bytes = (buf.len() as u64).saturating_mul(p.dtype.size_of() as u64);
+            let temp = matches!(buf.kind, tessera_compiler::loops::BufKind::Temp { .. });
+            let output = matches!(buf.kind, tessera_compiler::loops::BufKind::Output(_));
+            if (if want_temp { temp } else { output }) && bytes > limit {
+                let shape: Vec<String> = buf.shape.iter().map(|x| x.to_string()).collect();
+                return Err(Error::Eval(EvalError::MemoryLimit {
+                    what: format!("{} {}", if temp { "intermediate" } else { "output" }, buf.name),
+                    shape: format!("[{}]", shape.join(", ")),
+                    bytes,
+                    limit,
+                }));
+            }
         }
     }
     Ok(())
+}
+
+/// Whether `e` refuses an intermediate (not an output) over the memory limit: the case
+/// that slicing can mend.
+fn intermediate_over_limit(e: &Error) -> bool {
+    matches!(e, Error::Eval(EvalError::MemoryLimit { what, .. }) if what.starts_with("intermediate"))
+}
+
+/// `f` planned under `limit` and compiled to run its slice loops (see
+/// `tessera_compiler::exec::Executable::sliced`). `refusal` is the error to give when the
+/// plan finds no slice loop to run.
+fn compile_sliced(
+    f: &tir::Function,
+    b: &tir::Bindings,
+    dtype: DType,
+    backend: Backend,
+    (limit, ranks): (u64, usize),
+    refusal: Error,
+) -> Result<Compiled, Error> {
+    let start = std::time::Instant::now();
+    let opts = PlanOptions { memory_limit: Some(limit), ..PlanOptions::default() };
+    let plan = if f.dtype == dtype {
+        tessera_compiler::plan::plan(f, b, &opts)?
+    } else {
+        let mut f = f.clone();
+        f.dtype = dtype;
+        tessera_compiler::plan::plan(&f, b, &opts)?
+    };
+    let plan_ms = start.elapsed().as_secs_f64() * 1e3;
+    if plan.slices.is_empty() {
+        return Err(refusal);
+    }
+    let exec = Executable::sliced_for_ranks(&plan, b, backend, limit, ranks).map_err(exec_error)?;
+    let codegen_ms = exec.compile_ms;
+    Ok(Compiled { plan, exec, plan_ms, compile_ms: codegen_ms, lower_ms: 0.0, codegen_ms })
 }
 
 /// Plans, lowers and compiles `f` at the sizes in `b` through the pipeline driver.
@@ -156,6 +266,9 @@ pub enum Error {
     Eval(EvalError),
     /// Memory for intermediates or outputs could not be allocated.
     Memory(String),
+    /// Another rank of a distributed call failed (the message names it), or the ranks
+    /// could not exchange data.
+    Distributed(String),
     /// An internal invariant failed. This is always a bug in Tessera; please report it.
     Internal(String),
 }
@@ -181,7 +294,7 @@ impl fmt::Display for Error {
             Error::Io { path, message } => write!(f, "cannot read {path}: {message}"),
             Error::Input(m) => f.write_str(m),
             Error::Eval(e) => write!(f, "{e}"),
-            Error::Memory(m) => f.write_str(m),
+            Error::Memory(m) | Error::Distributed(m) => f.write_str(m),
             Error::Internal(m) => write!(f, "internal error (this is a bug in Tessera): {m}"),
         }
     }
@@ -225,17 +338,38 @@ fn io_message(e: &std::io::Error) -> String {
 pub struct CallOptions {
     /// Dims given explicitly (`--dim n=4`), for dims the inputs do not determine.
     pub dims: Vec<(String, u64)>,
-    /// Largest intermediate or output, in bytes.
+    /// Largest intermediate or output, in bytes. When an intermediate of the plain plan
+    /// would exceed it, the call plans slice loops under it and runs them (slices of
+    /// the work whose intermediates fit, accumulated into the outputs); an output over
+    /// it is refused.
     pub memory_limit: u64,
     /// Evaluate in this dtype instead of the function's declared one.
     pub dtype: Option<DType>,
     /// What runs the call (Cranelift by default).
     pub backend: Backend,
+    /// Spread the call over these ranks (every rank calls with the same inputs): the
+    /// chunks of the outermost slice loops are divided among them, balanced by cost, and
+    /// every rank gets the combined outputs. A failure on any rank fails the call on
+    /// every rank. None runs in this process alone.
+    pub distributed: Option<Ranks>,
 }
 
 impl Default for CallOptions {
     fn default() -> Self {
-        CallOptions { dims: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, dtype: None, backend: Backend::Cranelift }
+        CallOptions {
+            dims: Vec::new(),
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            dtype: None,
+            backend: Backend::Cranelift,
+            distributed: None,
+        }
+    }
+}
+
+impl CallOptions {
+    /// Ranks the call is spread over (1 when not distributed).
+    fn ranks(&self) -> usize {
+        self.distributed.as_ref().map_or(1, |d| d.count())
     }
 }
 
@@ -485,7 +619,10 @@ impl<'m> Function<'m> {
             let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
             return Ok(tessera_compiler::eval::evaluate(self.tir, &bindings, inputs, &eval_opts)?);
         }
-        self.compiled(&bindings, T::DTYPE, opts)?.run(inputs)
+        match &opts.distributed {
+            None => self.compiled(&bindings, T::DTYPE, opts)?.run(inputs),
+            Some(d) => d.agreed(self.compiled(&bindings, T::DTYPE, opts).and_then(|c| c.run_distributed(inputs, d))),
+        }
     }
 
     /// The function compiled for input shapes (and `opts.dims`, `opts.dtype`,
@@ -507,19 +644,29 @@ impl<'m> Function<'m> {
 
     fn compiled(&self, b: &tir::Bindings, dtype: DType, opts: &CallOptions) -> Result<Arc<Compiled>, Error> {
         let sizes: Vec<u64> = (0..self.tir.dims.len()).map(|k| b.get(tir::DimId(k as u32)).unwrap_or(0)).collect();
-        let key: CacheKey = (self.tir.name.clone(), dtype, sizes, opts.backend);
-        let cache = |m: &Module| m.cache.lock().map(|c| c.get(&key).cloned()).ok().flatten();
-        let c = match cache(self.module) {
-            Some(c) => c,
-            None => {
-                let c = Arc::new(compile_tir(self.tir, b, dtype, opts.backend)?);
-                if let Ok(mut m) = self.module.cache.lock() {
-                    m.insert(key, c.clone());
-                }
-                c
+        let key: CacheKey = (self.tir.name.clone(), dtype, sizes, opts.backend, None);
+        let c = self.cached(key.clone(), || compile_tir(self.tir, b, dtype, opts.backend))?;
+        match check_memory(&c, opts.memory_limit) {
+            // An intermediate over the limit: run the plan's slice loops instead.
+            Err(e) if intermediate_over_limit(&e) => {
+                let sliced = (opts.memory_limit, opts.ranks());
+                let key = (key.0, key.1, key.2, key.3, Some(sliced));
+                self.cached(key, || compile_sliced(self.tir, b, dtype, opts.backend, sliced, e))
             }
-        };
-        check_memory(&c, opts.memory_limit)?;
+            Err(e) => Err(e),
+            Ok(()) => Ok(c),
+        }
+    }
+
+    /// The module's compiled function under `key`, compiled by `make` when missing.
+    fn cached(&self, key: CacheKey, make: impl FnOnce() -> Result<Compiled, Error>) -> Result<Arc<Compiled>, Error> {
+        if let Some(c) = self.module.cache.lock().map(|c| c.get(&key).cloned()).ok().flatten() {
+            return Ok(c);
+        }
+        let c = Arc::new(make()?);
+        if let Ok(mut m) = self.module.cache.lock() {
+            m.insert(key, c.clone());
+        }
         Ok(c)
     }
 
@@ -578,15 +725,16 @@ pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &C
         let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
         tessera_compiler::eval::evaluate(&e.function, &e.bindings, inputs, &eval_opts)?
     } else {
-        let c = compile_einsum(spec, &shapes, &e, T::DTYPE, opts.backend)?;
-        check_memory(&c, opts.memory_limit)?;
-        c.run(inputs)?
+        match &opts.distributed {
+            None => compile_einsum_limited(spec, &shapes, &e, T::DTYPE, opts)?.run(inputs)?,
+            Some(d) => d.agreed(compile_einsum_limited(spec, &shapes, &e, T::DTYPE, opts).and_then(|c| c.run_distributed(inputs, d)))?,
+        }
     };
     out.pop().ok_or_else(|| Error::Internal("einsum produced no output".into()))
 }
 
 /// Compiled einsums by (spec, dtype, shapes, backend), shared by the whole process.
-type EinsumKey = (String, DType, Vec<Vec<usize>>, Backend);
+type EinsumKey = (String, DType, Vec<Vec<usize>>, Backend, Option<(u64, usize)>);
 static EINSUM_CACHE: OnceLock<Mutex<HashMap<EinsumKey, Arc<Compiled>>>> = OnceLock::new();
 
 /// The einsum compiled for these shapes (cached), ready to call with [`Compiled::run`].
@@ -597,22 +745,58 @@ pub fn compile_einsum_for(spec: &str, shapes: &[&[usize]], dtype: DType, backend
         Ok(e) => e,
         Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
     };
-    compile_einsum(spec, shapes, &e, dtype, backend)
+    compile_einsum(spec, shapes, &e, dtype, backend, None)
 }
 
+/// The einsum compiled for these shapes and `opts.backend`, sliced when an
+/// intermediate would exceed `opts.memory_limit` (cached either way).
+pub fn compile_einsum_with(spec: &str, shapes: &[&[usize]], dtype: DType, opts: &CallOptions) -> Result<Arc<Compiled>, Error> {
+    let mut sources = SourceMap::new();
+    let file = sources.add("<einsum>", spec);
+    let e = match tessera_compiler::einsum::translate(spec, shapes, dtype, file) {
+        Ok(e) => e,
+        Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
+    };
+    compile_einsum_limited(spec, shapes, &e, dtype, opts)
+}
+
+fn compile_einsum_limited(
+    spec: &str,
+    shapes: &[&[usize]],
+    e: &tessera_compiler::einsum::Einsum,
+    dtype: DType,
+    opts: &CallOptions,
+) -> Result<Arc<Compiled>, Error> {
+    let c = compile_einsum(spec, shapes, e, dtype, opts.backend, None)?;
+    match check_memory(&c, opts.memory_limit) {
+        Err(refusal) if intermediate_over_limit(&refusal) => {
+            compile_einsum(spec, shapes, e, dtype, opts.backend, Some(((opts.memory_limit, opts.ranks()), refusal)))
+        }
+        Err(e) => Err(e),
+        Ok(()) => Ok(c),
+    }
+}
+
+/// The einsum compiled whole, or with `sliced` = (limit, the refusal to give when the
+/// plan finds no slice loop) its slice loops run under the limit.
 fn compile_einsum(
     spec: &str,
     shapes: &[&[usize]],
     e: &tessera_compiler::einsum::Einsum,
     dtype: DType,
     backend: Backend,
+    sliced: Option<((u64, usize), Error)>,
 ) -> Result<Arc<Compiled>, Error> {
-    let key: EinsumKey = (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend);
+    let limit = sliced.as_ref().map(|s| s.0);
+    let key: EinsumKey = (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend, limit);
     let cache = EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(c) = cache.lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(c);
     }
-    let c = Arc::new(compile_tir(&e.function, &e.bindings, dtype, backend)?);
+    let c = Arc::new(match sliced {
+        Some((limit, refusal)) => compile_sliced(&e.function, &e.bindings, dtype, backend, limit, refusal)?,
+        None => compile_tir(&e.function, &e.bindings, dtype, backend)?,
+    });
     if let Ok(mut m) = cache.lock() {
         // A long-running process compiling many shapes should not grow without bound.
         if m.len() >= 256 {

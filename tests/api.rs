@@ -220,3 +220,66 @@ fn huge_einsums_plan_and_refuse_to_compile_what_cannot_be_allocated() {
         .expect_err("2^64 elements cannot be allocated");
     assert!(!matches!(err, Error::Internal(_)), "{err}");
 }
+
+/// Row sums and row maxima of a product whose `n × m` intermediate exceeds the limit:
+/// with only 2 rows, the planner must slice the reduced index `j`.
+const REDUCED: &str = "fn f(A: f64[n, k], B: f64[k, m]) -> (s: f64[n], top: f64[n], low: f64[n]) {
+    T[i, j] = A[i, l] * B[l, j]
+    s[i] = exp(T[i, j])
+    top[i] max= T[i, j]
+    low[i] min= T[i, j]
+}";
+
+fn close(a: &ArrayD<f64>, b: &ArrayD<f64>) -> bool {
+    a.shape() == b.shape() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-9 * x.abs().max(1.0))
+}
+
+#[test]
+fn a_call_over_the_memory_limit_runs_its_slice_loops() {
+    let m = Module::from_source(REDUCED).expect("compiles");
+    let f = m.function("f").expect("exists");
+    let a = Array2::from_shape_fn((2, 8), |(i, j)| ((i * 8 + j) % 7) as f64 * 0.1 - 0.3);
+    let b = Array2::from_shape_fn((8, 4096), |(i, j)| ((i * 31 + j * 17) % 23) as f64 * 0.05 - 0.5);
+    let inputs = [a.view().into_dyn(), b.view().into_dyn()];
+    let whole = f.call(&inputs).expect("runs unsliced");
+    let reference = f.call_with(&inputs, &CallOptions { backend: Backend::Reference, ..CallOptions::default() }).expect("runs");
+    // The intermediate T is 64 KiB.
+    let limit = 16 << 10;
+    for backend in Backend::executors() {
+        let opts = CallOptions { memory_limit: limit, backend, ..CallOptions::default() };
+        let c = f.compile(&[a.shape(), b.shape()], &opts).expect("compiles sliced");
+        let s = c.exec.slicing().expect("sliced").clone();
+        assert!(s.slices >= 4 && s.loops.iter().any(|l| l.index == "j"), "{s:?}");
+        let peak = c.exec.temp_bytes(tessera::threads()) as u64;
+        assert!(peak <= limit, "{peak} bytes of intermediates over {limit}: {s:?}");
+        let out = f.call_with(&inputs, &opts).expect("runs sliced");
+        for ((x, y), z) in out.iter().zip(&whole).zip(&reference) {
+            assert!(close(x, y) && close(x, z), "{backend}: {x} vs {y} vs {z}");
+        }
+    }
+    // One slice at a time on one thread gives the same.
+    let seq = tessera_runtime::with_threads(1, || {
+        let c = f
+            .compile(&[a.shape(), b.shape()], &CallOptions { memory_limit: limit - 1, ..CallOptions::default() })
+            .expect("compiles");
+        assert_eq!(c.exec.slicing().map(|s| s.parallel), Some(1));
+        c.run(&inputs).expect("runs")
+    })
+    .expect("a pool of one thread");
+    for (x, y) in seq.iter().zip(&whole) {
+        assert!(close(x, y), "{x} vs {y}");
+    }
+}
+#[test]
+fn an_einsum_over_the_memory_limit_runs_sliced() {
+    let a = mat(48, 48).into_dyn();
+    let inputs = [a.view(), a.view(), a.view(), a.view()];
+    let whole = tessera::einsum("ij,jk,kl,li->", &inputs).expect("runs");
+    let opts = CallOptions { memory_limit: 4 << 10, ..CallOptions::default() };
+    let sliced = tessera::einsum_with("ij,jk,kl,li->", &inputs, &opts).expect("runs sliced");
+    assert!(close(&whole, &sliced), "{whole} vs {sliced}");
+    // A limit below what one slice needs is refused with the numbers.
+    let tiny = CallOptions { memory_limit: 16, ..CallOptions::default() };
+    let err = tessera::einsum_with("ij,jk,kl,li->", &inputs, &tiny).expect_err("too small");
+    assert!(err.to_string().contains("memory limit"), "{err}");
+}

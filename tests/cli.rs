@@ -1013,3 +1013,47 @@ fn bench_reports_text_and_json() {
     let err = env.fails(1, &["bench", "matmul.tsr", "--dim", "m=2"]);
     assert!(err.contains("missing"), "{err}");
 }
+
+#[test]
+fn einsum_run_and_bench_slice_under_a_memory_limit() {
+    let env = Env::new();
+    let m = Array::from_shape_fn((40, 40), |(i, j)| ((i * 7 + j * 3) % 11) as f64 * 0.1 - 0.5);
+    let a = env.write("m.npy", &m);
+    let spec = "ij,jk,kl,li->";
+    env.succeeds(&["einsum", spec, &a, &a, &a, &a, "-o", &env.path("whole.npy")]);
+    // Each 40 × 40 intermediate is 12.5 KiB: 4 KiB forces slice loops.
+    env.succeeds(&["einsum", spec, &a, &a, &a, &a, "--memory-limit", "4KiB", "-o", &env.path("sliced.npy")]);
+    let (whole, sliced) = (env.read_f64("whole.npy"), env.read_f64("sliced.npy"));
+    let (w, s) = (whole.sum(), sliced.sum());
+    assert!((w - s).abs() <= 1e-9 * w.abs().max(1.0), "{w} vs {s}");
+    // `run` slices a max= reduction over the intermediate's columns the same way.
+    let src = env.write_bytes("top.tsr", b"fn f(A: f64[n, k], B: f64[k, m]) -> top: f64[n] {\n    T[i, j] = A[i, l] * B[l, j]\n    top[i] max= T[i, j]\n}\n");
+    env.succeeds(&["run", &src, &format!("A={a}"), &format!("B={a}"), "-o", &env.path("top.npy")]);
+    env.succeeds(&["run", &src, &format!("A={a}"), &format!("B={a}"), "--memory-limit", "4KiB", "-o", &env.path("top_sliced.npy")]);
+    assert_eq!(env.read_f64("top.npy"), env.read_f64("top_sliced.npy"));
+    // bench reports the slices, and intermediates within the limit.
+    let out = env.succeeds(&[
+        "bench", "--einsum", spec, "--sizes", "i=40,j=40,k=40,l=40", "--dtype", "f64", "--memory-limit", "4KiB", "--format",
+        "json", "--min-time", "0",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("bench prints one JSON object");
+    let (temp, outputs) = (v["temp_bytes"].as_u64().unwrap_or(u64::MAX), v["output_bytes"].as_u64().unwrap_or(u64::MAX));
+    assert!(temp <= 4096 && v["peak_bytes"].as_u64() == Some(temp + outputs), "{v}");
+    assert!(v["slices"].as_u64().unwrap_or(0) >= 2 && !v["slice_loops"].as_array().is_some_and(|l| l.is_empty()), "{v}");
+    let out = env.succeeds(&["bench", "--einsum", spec, "--sizes", "i=40,j=40,k=40,l=40", "--memory-limit", "4KiB", "--min-time", "0"]);
+    assert!(out.stdout.contains("slicing") && out.stdout.contains("chunks of"), "{}", out.stdout);
+    // A limit that no slicing meets is refused with the numbers.
+    let err = env.fails(1, &["einsum", spec, &a, &a, &a, &a, "--memory-limit", "64B"]);
+    assert!(err.contains("memory limit"), "{err}");
+}
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn distributed_needs_the_mpi_feature() {
+    let env = Env::new();
+    let (a, b) = env.matmul_inputs();
+    let err = env.fails(2, &["run", "matmul.tsr", &a, &b, "--distributed"]);
+    assert!(err.contains("--features mpi"), "{err}");
+    let err = env.fails(2, &["einsum", "ij,jk->ik", &a, &a, "--distributed"]);
+    assert!(err.contains("--features mpi"), "{err}");
+}

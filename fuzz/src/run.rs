@@ -342,6 +342,7 @@ fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut V
         memory_limit: limits.memory_limit,
         dtype: Some(p.dtype),
         backend,
+        ..CallOptions::default()
     };
     // The text forms of the plan, the loop program and each native backend's code (the
     // compiled function is cached, so the calls below reuse it).

@@ -21,6 +21,7 @@ struct Measured {
     temp_bytes: usize,
     output_bytes: usize,
     input_bytes: usize,
+    slicing: Option<tessera::Slicing>,
 }
 
 pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
@@ -39,7 +40,8 @@ pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
             let shapes = tessera::einsum_label_shapes(spec, &sizes)?;
             let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
             let dtype = args.dtype.map(DType::from).unwrap_or(DType::F32);
-            (tessera::compile_einsum_for(spec, &refs, dtype, backend)?, dtype)
+            let opts = CallOptions { backend, memory_limit: args.memory_limit, ..CallOptions::default() };
+            (tessera::compile_einsum_with(spec, &refs, dtype, &opts)?, dtype)
         }
         (None, Some(file)) => {
             module = Module::from_file(file)?;
@@ -47,7 +49,7 @@ pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
             let f = module.entry(args.target.function.as_deref())?;
             let dims: Vec<(&str, u64)> = args.target.dims.iter().map(|d| (d.name.as_str(), d.size)).collect();
             let dtype = args.dtype.map(DType::from).unwrap_or(f.dtype());
-            let opts = CallOptions { dtype: Some(dtype), backend, ..CallOptions::default() };
+            let opts = CallOptions { dtype: Some(dtype), backend, memory_limit: args.memory_limit, ..CallOptions::default() };
             (f.compile_dims(&dims, &opts)?, dtype)
         }
         (None, None) => return Err(CliError::usage("bench", "give a FILE.tsr or --einsum SPEC")),
@@ -76,8 +78,8 @@ fn random<T: Scalar>(shape: &[usize], seed: u64) -> ArrayD<T> {
 }
 
 fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliError> {
-    let p = c.program();
-    let inputs: Vec<ArrayD<T>> = p.inputs.iter().enumerate().map(|(k, &b)| random::<T>(&p.buf(b).shape, k as u64 + 1)).collect();
+    let shapes = c.exec.input_shapes();
+    let inputs: Vec<ArrayD<T>> = shapes.iter().enumerate().map(|(k, s)| random::<T>(s, k as u64 + 1)).collect();
     let views: Vec<ArrayViewD<'_, T>> = inputs.iter().map(|a| a.view()).collect();
     let progress = std::io::stderr().is_terminal();
     if progress {
@@ -103,7 +105,8 @@ fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliE
     if progress {
         eprint!("\r\x1b[K");
     }
-    let bytes = |bs: &[tessera::BufId]| -> usize { bs.iter().map(|&b| p.buf(b).len()).sum::<usize>() * p.dtype.size_of() };
+    let bytes =
+        |ss: &[Vec<usize>]| -> usize { ss.iter().map(|s| s.iter().product::<usize>()).sum::<usize>() * T::DTYPE.size_of() };
     let dims: Vec<String> = c.plan.dims.iter().map(|d| format!("{} = {}", d.name, d.size)).collect();
     Ok(Measured {
         function: c.plan.function.clone(),
@@ -116,9 +119,10 @@ fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliE
         codegen_ms: c.codegen_ms,
         times,
         flops: c.plan.flops,
-        temp_bytes: p.temp_bytes(tessera::threads()),
-        output_bytes: bytes(&p.outputs),
-        input_bytes: bytes(&p.inputs),
+        temp_bytes: c.exec.temp_bytes(tessera::threads()),
+        output_bytes: bytes(&c.exec.output_shapes()),
+        input_bytes: bytes(&shapes),
+        slicing: c.exec.slicing().cloned(),
     })
 }
 
@@ -147,15 +151,30 @@ fn human(bytes: usize) -> String {
     }
 }
 
+/// The slice loops a sliced call runs, for people.
+fn slicing_line(s: &tessera::Slicing) -> String {
+    let loops: Vec<String> = s.loops.iter().map(|l| format!("{} in chunks of {} of {}", l.index, l.chunk, l.extent)).collect();
+    let how =
+        if s.parallel > 1 { format!("{} at a time, one per thread", s.parallel) } else { "one at a time on every thread".into() };
+    format!(
+        "  slicing   {} slices ({}), {how}, under {}; {:.3e} FLOPs as run\n",
+        s.slices,
+        loops.join(", "),
+        human(s.limit as usize),
+        s.flops
+    )
+}
+
 fn text(m: &Measured) -> String {
     let (median, min) = stats(&m.times);
+    let slicing = m.slicing.as_ref().map(slicing_line).unwrap_or_default();
     format!(
         "bench `{}` ({}, {}, {} threads; {})\n  \
          plan      {:.2} ms\n  \
          compile   {:.2} ms (lower {:.2} ms, codegen {:.2} ms)\n  \
          time      median {:.4} ms, min {:.4} ms over {} calls\n  \
          speed     {:.2} GFLOP/s at the median ({:.3e} FLOPs per call)\n  \
-         memory    {} intermediates, {} outputs, {} inputs\n",
+         memory    {} intermediates, {} outputs, {} inputs\n{}",
         m.function,
         m.dtype.name(),
         m.backend,
@@ -172,7 +191,8 @@ fn text(m: &Measured) -> String {
         m.flops,
         human(m.temp_bytes),
         human(m.output_bytes),
-        human(m.input_bytes)
+        human(m.input_bytes),
+        slicing
     )
 }
 
@@ -197,6 +217,12 @@ fn json(m: &Measured) -> String {
         "temp_bytes": m.temp_bytes,
         "output_bytes": m.output_bytes,
         "input_bytes": m.input_bytes,
+        "slices": m.slicing.as_ref().map_or(1, |s| s.slices),
+        "sliced_flops": m.slicing.as_ref().map(|s| s.flops),
+        "parallel_slices": m.slicing.as_ref().map_or(1, |s| s.parallel),
+        "slice_loops": m.slicing.as_ref().map(|s| s.loops.iter().map(|l| serde_json::json!({
+            "index": l.index, "extent": l.extent, "chunk": l.chunk,
+        })).collect::<Vec<_>>()).unwrap_or_default(),
     })
     .to_string()
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod check;
+mod distributed;
 mod einsum;
 mod emit;
 mod npy;
@@ -145,6 +146,11 @@ struct RunArgs {
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
           allow_hyphen_values = true)]
     memory_limit: u64,
+    /// Spread the slices of the memory limit's slice loops over MPI ranks: start with
+    /// `mpirun -n R`; every rank reads the inputs, rank 0 writes the outputs. Needs a
+    /// build with the feature `mpi`; outside mpirun it runs as one process.
+    #[arg(long)]
+    distributed: bool,
     /// Write outputs to .npy files (repeatable): `-o out.npy` for the only output,
     /// or `-o NAME=out.npy` for each output to save; the others are printed.
     #[arg(short = 'o', long = "output", value_name = "PATH|NAME=PATH",
@@ -178,6 +184,11 @@ struct EinsumArgs {
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
           allow_hyphen_values = true)]
     memory_limit: u64,
+    /// Spread the slices of the memory limit's slice loops over MPI ranks: start with
+    /// `mpirun -n R`; every rank reads the inputs, rank 0 writes the outputs. Needs a
+    /// build with the feature `mpi`; outside mpirun it runs as one process.
+    #[arg(long)]
+    distributed: bool,
     /// The backend that evaluates the einsum.
     #[arg(long, value_name = "BACKEND", value_parser = backend_parser(), default_value = "cranelift")]
     backend: tessera::Backend,
@@ -311,6 +322,11 @@ struct BenchArgs {
     /// Keep calling for at least this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, allow_hyphen_values = true)]
     min_time: f64,
+    /// The largest intermediate or output allowed, e.g. 512MiB; a plan whose
+    /// intermediates exceed it runs its slice loops.
+    #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
+          allow_hyphen_values = true)]
+    memory_limit: u64,
     /// Output format.
     #[arg(long, value_enum, default_value_t = BenchFormat::Text)]
     format: BenchFormat,
@@ -372,6 +388,16 @@ impl CliError {
             CliError::Tessera(_) | CliError::User { .. } => EXIT_USER,
             CliError::Usage(_) => EXIT_USAGE,
             CliError::BrokenPipe => 0,
+        }
+    }
+
+    /// The error as one line, for other ranks of a distributed run.
+    fn message(&self) -> String {
+        match self {
+            CliError::Tessera(e) => e.to_string(),
+            CliError::User { message, .. } => message.clone(),
+            CliError::Usage(e) => e.to_string().lines().next().unwrap_or("a usage error").to_string(),
+            CliError::BrokenPipe => "stdout was closed".into(),
         }
     }
 

@@ -4,33 +4,47 @@ use super::args::{InputArg, OutputArg};
 use super::{print_text, print_warnings, read_npy, tensor_type, write_npy, CliError, RunArgs};
 use std::collections::HashMap;
 use std::path::Path;
-use tessera::{CallOptions, DType, Function, Module, Tensor};
+use super::distributed::{inputs_ready, local, writes};
+use tessera::{CallOptions, DType, Function, Module, Ranks, Tensor};
 
 pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
-    check_repeats(args)?;
-    let module = Module::from_file(&args.file)?;
-    print_warnings(&module);
-    let function = module.entry(args.function.as_deref())?;
-    let bound = bind_inputs(&function, &args.inputs)?;
-    let destinations = bind_outputs(&function, &args.outputs)?;
+    super::distributed::maybe(args.distributed, "run", |ranks| run_on(args, ranks))
+}
+
+/// Runs the call; on a distributed run every failure before it reaches the other ranks
+/// (`local`), and only rank 0 prints and writes.
+fn run_on(args: &RunArgs, ranks: Option<&Ranks>) -> Result<(), CliError> {
+    local(ranks, check_repeats(args))?;
+    let module = local(ranks, Module::from_file(&args.file).map_err(CliError::from))?;
+    if writes(ranks) {
+        print_warnings(&module);
+    }
+    let function = local(ranks, module.entry(args.function.as_deref()).map_err(CliError::from))?;
+    let bound = local(ranks, bind_inputs(&function, &args.inputs))?;
+    let destinations = local(ranks, bind_outputs(&function, &args.outputs))?;
 
     let dtype = args.dtype.map(DType::from);
     let mut tensors = Vec::with_capacity(bound.len());
     for input in bound {
-        let t = read_npy(&input.path, &format!("input `{}`", input.name))?;
+        let t = local(ranks, read_npy(&input.path, &format!("input `{}`", input.name)))?;
         tensors.push(match dtype {
             Some(d) => t.cast(d),
             None if t.dtype() == function.dtype() => t,
-            None => return Err(wrong_dtype(&function, input, &t)),
+            None => return local(ranks, Err(wrong_dtype(&function, input, &t))),
         });
     }
+    inputs_ready(ranks, &tensors)?;
     let opts = CallOptions {
         dims: args.dims.iter().map(|d| (d.name.clone(), d.size)).collect(),
         memory_limit: args.memory_limit,
         dtype,
         backend: args.backend,
+        distributed: ranks.cloned(),
     };
     let outputs = function.call_tensors(&tensors, &opts)?;
+    if !writes(ranks) {
+        return Ok(());
+    }
     let names = function.output_names();
     if outputs.len() != names.len() {
         return Err(CliError::Tessera(tessera::Error::Internal(format!(

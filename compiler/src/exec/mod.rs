@@ -9,6 +9,9 @@ pub mod blas;
 mod cpu;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod sliced;
+
+pub use sliced::{Distribution, SliceLoop, Slicing};
 
 pub use cpu::gemm_args;
 
@@ -30,6 +33,9 @@ pub enum ExecError {
     /// Memory could not be had.
     #[error("{0}")]
     Memory(String),
+    /// Another rank of a distributed call failed, or the ranks could not exchange data.
+    #[error("{0}")]
+    Distributed(String),
     /// An invariant failed. Always a bug.
     #[error("internal error (this is a bug in Tessera): {0}")]
     Internal(String),
@@ -54,6 +60,8 @@ enum Engine {
     #[cfg(feature = "cuda")]
     Cuda(cuda::CudaExecutor),
     Interp,
+    /// A plan's slice loops around compiled pieces (`sliced.rs`).
+    Sliced(Box<sliced::Sliced>),
 }
 
 /// A loop program ready to run many times.
@@ -96,8 +104,105 @@ impl Executable {
         Ok(Executable { program, backend: cg.backend(), compile_ms, engine })
     }
 
+    /// A plan with slice loops, run slice by slice within `limit` bytes of
+    /// intermediates: its pieces are compiled by `backend`, and `program` is the loop
+    /// program of one slice of the body.
+    pub fn sliced(
+        plan: &crate::plan::Plan,
+        b: &crate::tir::Bindings,
+        backend: Backend,
+        limit: u64,
+    ) -> Result<Executable, ExecError> {
+        Executable::sliced_for_ranks(plan, b, backend, limit, 1)
+    }
+
+    /// [`Executable::sliced`] with at least one chunk of each outermost loop per thread
+    /// of each of `ranks` ranks where the loop allows, for [`Executable::run_distributed`].
+    pub fn sliced_for_ranks(
+        plan: &crate::plan::Plan,
+        b: &crate::tir::Bindings,
+        backend: Backend,
+        limit: u64,
+        ranks: usize,
+    ) -> Result<Executable, ExecError> {
+        let start = Instant::now();
+        let (s, program) = sliced::Sliced::new(plan, b, backend, limit, ranks)?;
+        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        Ok(Executable { program, backend, compile_ms, engine: Engine::Sliced(Box::new(s)) })
+    }
+
+    /// How slices run, for a sliced executable.
+    pub fn slicing(&self) -> Option<&Slicing> {
+        match &self.engine {
+            Engine::Sliced(s) => Some(&s.info),
+            _ => None,
+        }
+    }
+
+    /// Shapes of the inputs a call takes.
+    pub fn input_shapes(&self) -> Vec<Vec<usize>> {
+        match &self.engine {
+            Engine::Sliced(s) => s.input_shapes(),
+            _ => self.program.inputs.iter().map(|&b| self.program.buf(b).shape.clone()).collect(),
+        }
+    }
+
+    /// Shapes of the outputs a call returns.
+    pub fn output_shapes(&self) -> Vec<Vec<usize>> {
+        match &self.engine {
+            Engine::Sliced(s) => s.output_shapes(),
+            _ => self.program.outputs.iter().map(|&b| self.program.buf(b).shape.clone()).collect(),
+        }
+    }
+
+    /// Peak bytes of intermediates a call holds on `threads` threads (memory slots and
+    /// tiles; for a sliced executable, the driver's results and its pieces' memory).
+    pub fn temp_bytes(&self, threads: usize) -> usize {
+        match &self.engine {
+            Engine::Sliced(s) => s.info.temp_bytes,
+            _ => self.program.temp_bytes(threads),
+        }
+    }
+
     /// Runs the program. Inputs may have any strides (non-contiguous ones are copied).
     pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+        self.run_on(inputs, None)
+    }
+
+    /// Runs the program on every rank of `dist` with the same inputs: a sliced program
+    /// shares the chunks of its outermost loops among the ranks, and every rank returns
+    /// the combined outputs; any other program runs whole on every rank.
+    pub fn run_distributed<T: Scalar>(
+        &self,
+        inputs: &[ArrayViewD<'_, T>],
+        dist: &dyn Distribution,
+    ) -> Result<Vec<ArrayD<T>>, ExecError> {
+        self.run_on(inputs, Some(dist))
+    }
+
+    fn run_on<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], dist: Option<&dyn Distribution>) -> Result<Vec<ArrayD<T>>, ExecError> {
+        if let Engine::Sliced(s) = &self.engine {
+            if T::DTYPE != self.program.dtype {
+                return Err(ExecError::Input(format!(
+                    "the program is {}, the inputs {}",
+                    self.program.dtype.name(),
+                    T::DTYPE.name()
+                )));
+            }
+            let shapes = s.input_shapes();
+            if inputs.len() != shapes.len() {
+                return Err(ExecError::Input(format!("{} inputs for {} parameters", inputs.len(), shapes.len())));
+            }
+            for (k, (x, want)) in inputs.iter().zip(&shapes).enumerate() {
+                if x.shape() != want.as_slice() {
+                    return Err(ExecError::Input(format!(
+                        "input {k} has shape {:?}, the program was compiled for {want:?}",
+                        x.shape()
+                    )));
+                }
+            }
+            return s.run(inputs, dist);
+        }
         let p = &self.program;
         if T::DTYPE != p.dtype {
             return Err(ExecError::Input(format!("the program is {}, the inputs {}", p.dtype.name(), T::DTYPE.name())));
@@ -120,6 +225,7 @@ impl Executable {
             #[cfg(feature = "cuda")]
             Engine::Cuda(gpu) => gpu.run(p, inputs),
             Engine::Interp => interpret(p, inputs),
+            Engine::Sliced(_) => Err(ExecError::Internal("a sliced executable ran as one program".into())),
         }
     }
 }

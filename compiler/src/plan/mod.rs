@@ -19,6 +19,7 @@ mod print;
 mod slice;
 
 pub use build::{plan, PlanError, PlanOptions};
+pub use slice::{slice_class, SliceClass};
 
 use crate::tir;
 use serde::Serialize;
@@ -66,6 +67,10 @@ pub struct Slice {
     pub last: usize,
     /// FLOPs added by recomputing steps per slice.
     pub extra_flops: f64,
+    /// The `(tensor, axis)` whose class of linked axes the loop runs over (see
+    /// [`slice_class`]); the executor slices every axis of that class.
+    #[serde(skip)]
+    pub axis: (tir::TensorId, usize),
 }
 
 /// The algebra pass's summary, when it ran.

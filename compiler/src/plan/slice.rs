@@ -250,7 +250,7 @@ pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<
                 .find(|&&(tt, aa, _)| c.find(c.base[tt.index()] + aa) == class)
                 .map(|&(_, _, i)| plan.program.stmts[first].indices[i as usize].name.clone())
                 .unwrap_or_else(|| format!("axis {a} of {}", decl.name));
-            let slice = Slice { indices: vec![index], count, first, last, extra_flops: extra };
+            let slice = Slice { indices: vec![index], count, first, last, extra_flops: extra, axis: (TensorId(t as u32), a) };
             let better = match &best {
                 None => true,
                 Some((e, n, _, _)) => extra < *e || (extra == *e && count > *n),
@@ -335,4 +335,43 @@ fn hoist_invariants(plan: &mut Plan, c: &mut Classes, chosen: &mut [(usize, Slic
                 + 0.0;
         }
     }
+}
+
+/// The axes and statement indices a slice loop runs over: every tensor axis linked to
+/// the slice's axis through shared indices, and each statement's indices at them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SliceClass {
+    /// `(tensor, axis)` pairs of the class.
+    pub axes: Vec<(TensorId, usize)>,
+    /// For each statement of the plan's program, its indices in the class.
+    pub indices: Vec<Vec<crate::tir::IndexId>>,
+}
+
+/// The class of linked axes that `slice` runs over.
+pub fn slice_class(plan: &Plan, slice: &Slice) -> SliceClass {
+    let axes = step_axes(plan);
+    let mut c = classes(plan, &axes);
+    let (t, a) = slice.axis;
+    let root = c.find(c.base[t.index()] + a);
+    let mut members = Vec::new();
+    for (k, decl) in plan.program.tensors.iter().enumerate() {
+        for axis in 0..decl.shape.len() {
+            if c.find(c.base[k] + axis) == root {
+                members.push((TensorId(k as u32), axis));
+            }
+        }
+    }
+    let indices = axes
+        .iter()
+        .map(|step| {
+            let mut v: Vec<crate::tir::IndexId> = Vec::new();
+            for &(tt, aa, i) in step {
+                if c.root(c.base[tt.index()] + aa) == root && !v.contains(&crate::tir::IndexId(i)) {
+                    v.push(crate::tir::IndexId(i));
+                }
+            }
+            v
+        })
+        .collect();
+    SliceClass { axes: members, indices }
 }
