@@ -29,7 +29,7 @@ use tessera_compiler::tir;
 
 pub use tessera_compiler::diag::{Diagnostic, SourceMap};
 pub use tessera_compiler::eval::{EvalError, EvalOptions, Scalar};
-pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions};
+pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions, StepKind};
 pub use tessera_compiler::exec::Executable;
 pub use tessera_compiler::pipeline::Stage;
 pub use tessera_compiler::Backend;
@@ -232,6 +232,11 @@ impl Default for CallOptions {
     fn default() -> Self {
         CallOptions { dims: Vec::new(), memory_limit: DEFAULT_MEMORY_LIMIT, dtype: None, backend: Backend::Cranelift }
     }
+}
+
+/// The names of the standard-library modules (`use std::NAME`, [`Module::stdlib`]).
+pub fn stdlib_names() -> Vec<&'static str> {
+    tessera_compiler::stdlib::names()
 }
 
 /// A checked `.tsr` module: its functions as typed programs, calls inlined.
@@ -562,9 +567,18 @@ pub fn einsum<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>]) -> Result<Arr
 
 /// [`einsum`] with options (memory limit).
 pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &CallOptions) -> Result<ArrayD<T>, Error> {
+    let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
+    // A repeated einsum skips the translation: its compiled function is looked up first,
+    // so that a tiny einsum called in a loop costs a hash lookup and the kernels.
+    if opts.backend != Backend::Reference {
+        if let Some(c) = cached_einsum(&einsum_key(spec, &shapes, T::DTYPE, opts.backend)) {
+            check_memory(&c, opts.memory_limit)?;
+            let mut out = c.run(inputs)?;
+            return out.pop().ok_or_else(|| Error::Internal("einsum produced no output".into()));
+        }
+    }
     let mut sources = SourceMap::new();
     let file = sources.add("<einsum>", spec);
-    let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
     let e = match tessera_compiler::einsum::translate(spec, &shapes, T::DTYPE, file) {
         Ok(e) => e,
         Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
@@ -595,6 +609,14 @@ pub fn compile_einsum_for(spec: &str, shapes: &[&[usize]], dtype: DType, backend
     compile_einsum(spec, shapes, &e, dtype, backend)
 }
 
+fn einsum_key(spec: &str, shapes: &[&[usize]], dtype: DType, backend: Backend) -> EinsumKey {
+    (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend)
+}
+
+fn cached_einsum(key: &EinsumKey) -> Option<Arc<Compiled>> {
+    EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new())).lock().ok().and_then(|m| m.get(key).cloned())
+}
+
 fn compile_einsum(
     spec: &str,
     shapes: &[&[usize]],
@@ -602,12 +624,12 @@ fn compile_einsum(
     dtype: DType,
     backend: Backend,
 ) -> Result<Arc<Compiled>, Error> {
-    let key: EinsumKey = (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend);
-    let cache = EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(c) = cache.lock().ok().and_then(|m| m.get(&key).cloned()) {
+    let key = einsum_key(spec, shapes, dtype, backend);
+    if let Some(c) = cached_einsum(&key) {
         return Ok(c);
     }
     let c = Arc::new(compile_tir(&e.function, &e.bindings, dtype, backend)?);
+    let cache = EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Ok(mut m) = cache.lock() {
         // A long-running process compiling many shapes should not grow without bound.
         if m.len() >= 256 {
