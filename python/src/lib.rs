@@ -47,16 +47,16 @@ enum Operand<'py> {
 
 /// `obj` as an f32 or f64 array (lists and scalars go through `numpy.asarray`); other
 /// dtypes are refused with `what` (`operand 2`, `input A`) in the message.
-fn operand<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Operand<'py>> {
+fn operand<'py>(obj: &Bound<'py, PyAny>, what: &dyn Fn() -> String) -> PyResult<Operand<'py>> {
     let py = obj.py();
     let arr = match obj.cast::<PyUntypedArray>() {
         Ok(a) => a.clone(),
         Err(_) => {
             let a = py.import("numpy")?.call_method1("asarray", (obj,))?;
-            a.cast_into::<PyUntypedArray>().map_err(|_| PyValueError::new_err(format!("{what} is not an array")))?
+            a.cast_into::<PyUntypedArray>().map_err(|_| PyValueError::new_err(format!("{} is not an array", what())))?
         }
     };
-    let borrow_err = |_| PyValueError::new_err(format!("{what} is being written to elsewhere (a mutable borrow)"));
+    let borrow_err = |_| PyValueError::new_err(format!("{} is being written to elsewhere (a mutable borrow)", what()));
     if let Ok(a) = arr.cast::<PyArrayDyn<f64>>() {
         return Ok(Operand::F64(a.try_readonly().map_err(borrow_err)?));
     }
@@ -65,37 +65,36 @@ fn operand<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Operand<'py>> {
     }
     let dtype = arr.dtype().str().map(|s| s.to_string()).unwrap_or_else(|_| "?".into());
     Err(PyValueError::new_err(format!(
-        "{what} has dtype {dtype}; Tessera computes in float32 or float64 (convert it, e.g. with .astype(numpy.float64))"
+        "{} has dtype {dtype}; Tessera computes in float32 or float64 (convert it, e.g. with .astype(numpy.float64))",
+        what()
     )))
 }
 
-/// Views of the operands in one dtype: float64 if any is float64 (numpy's promotion),
-/// else float32. float32 operands of a float64 call are converted (a copy).
+/// Calls `f32_call` or `f64_call` with views of the operands in one dtype: float64 if
+/// any is float64 (numpy's promotion), else float32. float32 operands of a float64 call
+/// are converted (a copy).
 fn with_views<R>(
-    py: Python<'_>,
     ops: Vec<Operand<'_>>,
-    f32_call: impl FnOnce(&[ArrayViewD<'_, f32>]) -> R,
-    f64_call: impl FnOnce(&[ArrayViewD<'_, f64>]) -> R,
-) -> R {
-    let _ = py;
+    f32_call: impl FnOnce(&[ArrayViewD<'_, f32>]) -> PyResult<R>,
+    f64_call: impl FnOnce(&[ArrayViewD<'_, f64>]) -> PyResult<R>,
+) -> PyResult<R> {
     if ops.iter().any(|o| matches!(o, Operand::F64(_))) {
-        let converted: Vec<Option<ArrayD<f64>>> = ops
+        let converted: Vec<ArrayD<f64>> = ops
             .iter()
-            .map(|o| match o {
+            .filter_map(|o| match o {
                 Operand::F32(a) => Some(a.as_array().mapv(f64::from)),
                 Operand::F64(_) => None,
             })
             .collect();
-        let views: Vec<ArrayViewD<'_, f64>> = ops
+        let mut next = converted.iter();
+        let views: Option<Vec<ArrayViewD<'_, f64>>> = ops
             .iter()
-            .zip(&converted)
-            .map(|(o, c)| match (o, c) {
-                (Operand::F64(a), _) => a.as_array(),
-                (_, Some(c)) => c.view(),
-                // Every float32 operand was converted above.
-                (Operand::F32(_), None) => unreachable!("converted above"),
+            .map(|o| match o {
+                Operand::F64(a) => Some(a.as_array()),
+                Operand::F32(_) => next.next().map(|c| c.view()),
             })
             .collect();
+        let views = views.ok_or_else(|| to_py(Error::Internal("an operand was not converted to float64".into())))?;
         f64_call(&views)
     } else {
         let views: Vec<ArrayViewD<'_, f32>> = ops
@@ -141,9 +140,9 @@ fn einsum(
     let n = operands.len();
     let mut ops = Vec::with_capacity(n);
     for (k, o) in operands.iter().enumerate() {
-        ops.push(operand(&o, &format!("operand {k} (of {n})"))?);
+        ops.push(operand(&o, &|| format!("operand {k} (of {n})"))?);
     }
-    with_views(py, ops, |v| einsum_run(py, spec, v), |v| einsum_run(py, spec, v))
+    with_views(ops, |v| einsum_run(py, spec, v), |v| einsum_run(py, spec, v))
 }
 
 /// einsum_plan(spec, shapes, memory_limit=None, dtype="float64")
@@ -303,7 +302,7 @@ impl Function {
         let want = f.dtype();
         let mut ops = Vec::with_capacity(inputs.len());
         for (obj, name) in inputs.iter().zip(&names) {
-            let o = operand(obj, &format!("input `{name}`"))?;
+            let o = operand(obj, &|| format!("input `{name}`"))?;
             let got = match o {
                 Operand::F32(_) => DType::F32,
                 Operand::F64(_) => DType::F64,
@@ -320,7 +319,7 @@ impl Function {
             ops.push(o);
         }
         let opts = CallOptions { dims: dims_of(dims)?, ..CallOptions::default() };
-        with_views(py, ops, |v| call_run(py, &f, v, &opts), |v| call_run(py, &f, v, &opts))
+        with_views(ops, |v| call_run(py, &f, v, &opts), |v| call_run(py, &f, v, &opts))
     }
 
     /// The costed plan for dims given by name, e.g. `f.plan({"n": 4096, "d": 64})`.
