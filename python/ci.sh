@@ -2,9 +2,9 @@
 # The Python package's CI: on a machine with Python 3.9+ and pip, make a fresh venv,
 # install the build and test tools, build the package, install it and run pytest.
 #
-# The build is cargo's dev profile (the root workspace's settings: dependencies at
-# opt-level 2, our crates unoptimised), which is what a test needs and much quicker to
-# build than the release wheel that `pip install ./python` makes for users.
+# The build is the `ci` cargo profile (python/Cargo.toml: nothing optimised, no debug
+# info), the quickest to build; the tests use tiny arrays. Users' `pip install ./python`
+# builds the release profile.
 #
 # Environment: PYTHON (default python3), CARGO_TARGET_DIR (default: the repository's
 # target/, next to the workspace's own builds), TESSERA_PY_VENV (default: a temp dir).
@@ -21,7 +21,7 @@ echo "== python venv at $venv ($("$python" --version))"
 
 echo "== build the wheel (dev profile) and install it"
 dist="$(mktemp -d)"
-"$venv/bin/maturin" build --quiet --interpreter "$venv/bin/python" --out "$dist"
+"$venv/bin/maturin" build --quiet --profile ci --interpreter "$venv/bin/python" --out "$dist"
 "$venv/bin/python" -m pip install -q --no-deps --force-reinstall "$dist"/tessera-*.whl
 
 echo "== pytest"
