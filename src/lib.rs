@@ -29,7 +29,7 @@ use tessera_compiler::tir;
 
 pub use tessera_compiler::diag::{Diagnostic, SourceMap};
 pub use tessera_compiler::eval::{EvalError, EvalOptions, Scalar};
-pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions};
+pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions, StepKind};
 pub use tessera_compiler::exec::{Distribution, Executable, SliceLoop, Slicing};
 
 #[cfg(feature = "mpi")]
@@ -373,6 +373,11 @@ impl CallOptions {
     }
 }
 
+/// The names of the standard-library modules (`use std::NAME`, [`Module::stdlib`]).
+pub fn stdlib_names() -> Vec<&'static str> {
+    tessera_compiler::stdlib::names()
+}
+
 /// A checked `.tsr` module: its functions as typed programs, calls inlined.
 #[derive(Debug)]
 pub struct Module {
@@ -714,9 +719,20 @@ pub fn einsum<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>]) -> Result<Arr
 
 /// [`einsum`] with options (memory limit).
 pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &CallOptions) -> Result<ArrayD<T>, Error> {
+    let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
+    // A repeated einsum skips the translation: its compiled function is looked up first,
+    // so that a tiny einsum called in a loop costs a hash lookup and the kernels. One
+    // whose intermediates exceed the limit takes the full path below, which slices it.
+    if opts.backend != Backend::Reference && opts.distributed.is_none() {
+        if let Some(c) = cached_einsum(&einsum_key(spec, &shapes, T::DTYPE, opts.backend, None)) {
+            if check_memory(&c, opts.memory_limit).is_ok() {
+                let mut out = c.run(inputs)?;
+                return out.pop().ok_or_else(|| Error::Internal("einsum produced no output".into()));
+            }
+        }
+    }
     let mut sources = SourceMap::new();
     let file = sources.add("<einsum>", spec);
-    let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
     let e = match tessera_compiler::einsum::translate(spec, &shapes, T::DTYPE, file) {
         Ok(e) => e,
         Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
@@ -779,6 +795,15 @@ fn compile_einsum_limited(
 
 /// The einsum compiled whole, or with `sliced` = (limit, the refusal to give when the
 /// plan finds no slice loop) its slice loops run under the limit.
+
+fn einsum_key(spec: &str, shapes: &[&[usize]], dtype: DType, backend: Backend, limit: Option<(u64, usize)>) -> EinsumKey {
+    (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend, limit)
+}
+
+fn cached_einsum(key: &EinsumKey) -> Option<Arc<Compiled>> {
+    EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new())).lock().ok().and_then(|m| m.get(key).cloned())
+}
+
 fn compile_einsum(
     spec: &str,
     shapes: &[&[usize]],
@@ -788,15 +813,15 @@ fn compile_einsum(
     sliced: Option<((u64, usize), Error)>,
 ) -> Result<Arc<Compiled>, Error> {
     let limit = sliced.as_ref().map(|s| s.0);
-    let key: EinsumKey = (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend, limit);
-    let cache = EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(c) = cache.lock().ok().and_then(|m| m.get(&key).cloned()) {
+    let key = einsum_key(spec, shapes, dtype, backend, limit);
+    if let Some(c) = cached_einsum(&key) {
         return Ok(c);
     }
     let c = Arc::new(match sliced {
         Some((limit, refusal)) => compile_sliced(&e.function, &e.bindings, dtype, backend, limit, refusal)?,
         None => compile_tir(&e.function, &e.bindings, dtype, backend)?,
     });
+    let cache = EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Ok(mut m) = cache.lock() {
         // A long-running process compiling many shapes should not grow without bound.
         if m.len() >= 256 {

@@ -893,6 +893,9 @@ fn plan_of_an_einsum_as_text_json_and_dot() {
     }
     let dot = env.succeeds(&[&args[..], &["--format", "dot"]].concat()).stdout;
     assert!(dot.starts_with("digraph"), "{dot}");
+    let svg = env.succeeds(&[&args[..], &["--format", "svg"]].concat()).stdout;
+    assert!(svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"), "{svg}");
+    assert!(svg.contains("op0[10, 100]") && svg.contains("out[10, 50]"), "edges and boxes carry shapes:\n{svg}");
 }
 
 /// opt_einsum's labels (`×`, `÷`, digits, punctuation) go through `--einsum` and

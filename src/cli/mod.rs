@@ -257,6 +257,9 @@ enum PlanFormat {
     Json,
     /// A Graphviz DOT graph of the steps.
     Dot,
+    /// An SVG drawing of the steps (boxes coloured and sized by FLOPs, edges labelled
+    /// with the tensors' shapes), rendered without Graphviz.
+    Svg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

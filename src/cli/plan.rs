@@ -1,4 +1,4 @@
-//! `tessera plan`: the costed plan of a function or an einsum, as text, JSON or DOT.
+//! `tessera plan`: the costed plan of a function or an einsum, as text, JSON, DOT or SVG.
 
 use super::{print_text, CliError, PlanArgs, PlanFormat};
 use tessera::{Module, PlanOptions};
@@ -26,6 +26,7 @@ pub(super) fn plan(args: &PlanArgs) -> Result<(), CliError> {
         PlanFormat::Text => plan.to_string(),
         PlanFormat::Json => format!("{}\n", plan.to_json()),
         PlanFormat::Dot => plan.to_dot(),
+        PlanFormat::Svg => plan.to_svg(),
     };
     print_text(&text)
 }

@@ -17,6 +17,7 @@ mod build;
 pub mod fuse;
 mod print;
 mod slice;
+mod svg;
 
 pub use build::{plan, PlanError, PlanOptions};
 pub use slice::{slice_class, SliceClass};

@@ -302,3 +302,18 @@ fn two_key_softmax_is_found() {
         assert_eq!(masks, vec![mask.map(String::from)], "{src}");
     }
 }
+
+/// The SVG drawing of a two-step chain: one box per step, coloured by FLOPs, edges
+/// labelled with the tensors and their shapes.
+#[test]
+fn svg_drawing_of_a_matrix_chain() {
+    let p = plan_src(
+        "fn f(A: f64[a, b], B: f64[b, c], C: f64[c, d]) -> D: f64[a, d] { D[i, l] = A[i, j] * B[j, k] * C[k, l] }",
+        &[("a", 10), ("b", 100), ("c", 5), ("d", 50)],
+        None,
+    );
+    let svg = p.to_svg();
+    assert_eq!(svg.matches("<rect").count(), 3 + p.steps.len(), "three inputs and the steps");
+    assert!(svg.contains("A[10, 100]") && svg.contains("C[5, 50]"), "edges carry input shapes");
+    insta::assert_snapshot!(svg);
+}
