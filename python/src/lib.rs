@@ -36,6 +36,8 @@ fn to_py(e: Error) -> PyErr {
         Error::Input(_) | Error::Eval(_) => PyValueError::new_err(e.to_string()),
         Error::Memory(_) => PyMemoryError::new_err(e.to_string()),
         Error::Internal(_) => InternalError::new_err(e.to_string()),
+        // Python calls never distribute, but the facade's error type covers it.
+        Error::Distributed(_) => PyRuntimeError::new_err(e.to_string()),
     }
 }
 
