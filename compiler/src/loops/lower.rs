@@ -69,8 +69,8 @@ fn internal<T>(msg: impl Into<String>) -> R<T> {
     Err(LowerError::Internal(msg.into()))
 }
 
-/// Lowers a plan. Slice loops of the plan are not materialised yet: every step runs
-/// over its whole range (the caller checks the memory this needs).
+/// Lowers a plan. Every step runs over its whole range: the plan's slice loops are run
+/// above the loop IR, by `exec::sliced`, which lowers each sliced piece through here.
 pub fn lower(plan: &Plan, opts: &LowerOptions) -> R<Program> {
     lower_with(plan, opts, &RunOptions::default())
 }
