@@ -453,12 +453,16 @@ fn compare_all(results: &[(String, Outs)], dtype: DType, inner_nonfinite: bool, 
     let ref32 = results.iter().find(|(n, _)| n == "reference:f32").and_then(|(_, r)| r.as_ref().ok());
     let moved = results.iter().find(|(n, _)| n == "reference:f64-perturbed").and_then(|(_, r)| r.as_ref().ok());
     // How far f32 rounding, or inputs moved by a few f32 ulps, move each output.
+    // A finite output that turns non-finite under that change (a square root of a sum
+    // that cancels to zero, pushed below it) is ill-conditioned without bound.
     let spread = |other: Option<&Vec<ArrayD<f64>>>, k: usize, w: &ArrayD<f64>| match other.and_then(|r| r.get(k)) {
-        Some(r) if r.shape() == w.shape() => w
-            .iter()
-            .zip(r.iter())
-            .filter(|(a, b)| a.is_finite() && b.is_finite())
-            .fold(0.0f64, |m, (a, b)| m.max((a - b).abs())),
+        Some(r) if r.shape() == w.shape() => w.iter().zip(r.iter()).filter(|(a, _)| a.is_finite()).fold(0.0f64, |m, (a, b)| {
+            if b.is_finite() {
+                m.max((a - b).abs())
+            } else {
+                f64::INFINITY
+            }
+        }),
         _ => 0.0,
     };
     let noise: Vec<f64> =
