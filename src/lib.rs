@@ -793,9 +793,6 @@ fn compile_einsum_limited(
     }
 }
 
-/// The einsum compiled whole, or with `sliced` = (limit, the refusal to give when the
-/// plan finds no slice loop) its slice loops run under the limit.
-
 fn einsum_key(spec: &str, shapes: &[&[usize]], dtype: DType, backend: Backend, limit: Option<(u64, usize)>) -> EinsumKey {
     (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend, limit)
 }
@@ -804,6 +801,8 @@ fn cached_einsum(key: &EinsumKey) -> Option<Arc<Compiled>> {
     EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new())).lock().ok().and_then(|m| m.get(key).cloned())
 }
 
+/// The einsum compiled whole, or with `sliced` = (limit, the refusal to give when the
+/// plan finds no slice loop) its slice loops run under the limit.
 fn compile_einsum(
     spec: &str,
     shapes: &[&[usize]],

@@ -44,6 +44,8 @@ impl Backend {
     }
 
     /// Whether this build includes the backend.
+    // One arm per optional backend reads better than the boolean `matches!` would be.
+    #[allow(clippy::match_like_matches_macro)]
     pub fn is_built(self) -> bool {
         match self {
             Backend::Llvm => cfg!(feature = "llvm"),
