@@ -44,18 +44,14 @@ struct Memory<T: GpuElement> {
     owned: Vec<DeviceBuf<T>>,
 }
 
-enum AnyMemory {
-    F32(Memory<f32>),
-    F64(Memory<f64>),
-}
-
 pub(super) struct CudaExecutor {
     gpu: Arc<Gpu>,
     module: GpuModule,
     steps: Vec<Step>,
     /// Device buffers of the last call, reused by the next; a call holds the lock, so
     /// calls on one executable run one at a time.
-    memory: Mutex<Option<AnyMemory>>,
+    /// `Memory<f32>` or `Memory<f64>`, by the program's dtype.
+    memory: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 impl CudaExecutor {
@@ -108,20 +104,20 @@ impl CudaExecutor {
         }
     }
 
-    fn run_typed<U: Typed + Scalar>(
+    fn run_typed<U: GpuElement + Scalar>(
         &self,
         p: &Program,
         inputs: &[&[U]],
-        memory: &mut Option<AnyMemory>,
+        memory: &mut Option<Box<dyn std::any::Any + Send>>,
     ) -> Result<Vec<ArrayD<U>>, ExecError> {
         let gpu = &self.gpu;
-        let mem = match U::memory(memory) {
-            Some(m) => m,
-            None => {
-                *memory = Some(U::wrap(allocate::<U>(gpu, p)?));
-                U::memory(memory).ok_or_else(|| ExecError::Internal("device memory vanished".into()))?
-            }
-        };
+        if !memory.as_ref().is_some_and(|m| m.is::<Memory<U>>()) {
+            *memory = Some(Box::new(allocate::<U>(gpu, p)?));
+        }
+        let mem = memory
+            .as_mut()
+            .and_then(|m| m.downcast_mut::<Memory<U>>())
+            .ok_or_else(|| ExecError::Internal("device memory vanished".into()))?;
         for (x, &b) in inputs.iter().zip(&p.inputs) {
             let i = mem.bufs[b.index()].ok_or_else(|| ExecError::Internal("an input has no device memory".into()))?;
             gpu.upload(x, &mut mem.owned[i]).map_err(device)?;
@@ -204,36 +200,6 @@ fn allocate<U: GpuElement>(gpu: &Gpu, p: &Program) -> Result<Memory<U>, ExecErro
         };
     }
     Ok(Memory { bufs, owned })
-}
-
-/// The device memory of a dtype, from the executor's cache.
-trait Typed: GpuElement + Sized {
-    fn memory(m: &mut Option<AnyMemory>) -> Option<&mut Memory<Self>>;
-    fn wrap(m: Memory<Self>) -> AnyMemory;
-}
-
-impl Typed for f32 {
-    fn memory(m: &mut Option<AnyMemory>) -> Option<&mut Memory<f32>> {
-        match m {
-            Some(AnyMemory::F32(x)) => Some(x),
-            _ => None,
-        }
-    }
-    fn wrap(m: Memory<f32>) -> AnyMemory {
-        AnyMemory::F32(m)
-    }
-}
-
-impl Typed for f64 {
-    fn memory(m: &mut Option<AnyMemory>) -> Option<&mut Memory<f64>> {
-        match m {
-            Some(AnyMemory::F64(x)) => Some(x),
-            _ => None,
-        }
-    }
-    fn wrap(m: Memory<f64>) -> AnyMemory {
-        AnyMemory::F64(m)
-    }
 }
 
 /// `&[T]` as `&[U]` when they are the same type (the dtype checked at run time).
