@@ -310,7 +310,7 @@ impl<'ctx> ModGen<'ctx> {
         let cx = self.cx;
         let global = cx.ptr_type(AddressSpace::from(1u16));
         let generic = cx.ptr_type(AddressSpace::default());
-        let (i32t, i64t) = (cx.i32_type(), cx.i64_type());
+        let i64t = cx.i64_type();
         let mut tys: Vec<inkwell::types::BasicMetadataTypeEnum> = vec![global.into(); params.len()];
         tys.extend([inkwell::types::BasicMetadataTypeEnum::from(i64t); 2]);
         let wrapper = self.module.add_function(&kernel_name(k), cx.void_type().fn_type(&tys, false), None);
@@ -336,7 +336,6 @@ impl<'ctx> ModGen<'ctx> {
         let tid = sreg("llvm.nvvm.read.ptx.sreg.tid.x")?;
         let ctaid = sreg("llvm.nvvm.read.ptx.sreg.ctaid.x")?;
         let ntid = sreg("llvm.nvvm.read.ptx.sreg.ntid.x")?;
-        let _ = i32t;
         let np = params.len() as u32;
         let param = |n: u32| -> R<BasicValueEnum<'ctx>> {
             wrapper.get_nth_param(n).ok_or_else(|| internal("kernel parameter missing"))
