@@ -226,4 +226,4 @@ impl Checker<'_> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

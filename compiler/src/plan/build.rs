@@ -292,7 +292,7 @@ struct Builder<'a> {
     single_path: Option<SearchedPath>,
     temps: usize,
     /// Canonical forms of the steps emitted into fresh intermediates, for reuse.
-    seen: Vec<(String, TensorId)>,
+    seen: Vec<(StepKey, TensorId)>,
 }
 
 /// One signed product term of a summed right side.
@@ -699,7 +699,7 @@ impl Builder<'_> {
         let lhs_ids: Vec<IndexId> = lhs2.iter().flatten().copied().collect();
         let reduced: Vec<IndexId> = free(&rhs2).into_iter().filter(|i| !lhs_ids.contains(i)).collect();
         // A step computing what an earlier step computed reuses its result.
-        let key = matches!(target, Target::New).then(|| canonical_key(&self.prog, &lhs2, op, &rhs2, &indices));
+        let key = matches!(target, Target::New).then(|| canonical_key(&lhs2, op, &rhs2, &indices));
         if let Some(k) = &key {
             if let Some(&(_, t)) = self.seen.iter().find(|(s, _)| s == k) {
                 return Ok(t);
@@ -745,8 +745,6 @@ impl Builder<'_> {
         s.rhs.tensors(&mut reads);
         let inputs: Vec<String> = reads.iter().map(|t| p.tensor(*t).name.clone()).collect();
         let result = decl.name.clone();
-        let stmt_text = p.stmt_string(s);
-        let expr_text = stmt_text.split(" = ").nth(1).unwrap_or("").split("    #").next().unwrap_or("").to_string();
         let mut domain = lhs_ids.clone();
         domain.extend(s.reduced.iter().copied());
         let dom = elements(&s.indices, &domain, self.b)?;
@@ -787,9 +785,9 @@ impl Builder<'_> {
                 (kind, text, flops)
             }
             (StepHint::Reduce, _) | (_, _) if !s.reduced.is_empty() => {
-                (StepKind::Reduce { op: s.op.name().to_string() }, expr_text, dom * (ops(&s.rhs) + 1.0))
+                (StepKind::Reduce { op: s.op.name().to_string() }, p.rhs_string(s), dom * (ops(&s.rhs) + 1.0))
             }
-            _ => (StepKind::Map, expr_text, dom * ops(&s.rhs)),
+            _ => (StepKind::Map, p.rhs_string(s), dom * ops(&s.rhs)),
         };
         Ok(Step { kind, result, shape, inputs, einsum, flops, bytes, statement: self.origin })
     }
@@ -895,16 +893,25 @@ pub(super) fn einsum_text(inputs: &[Vec<String>], output: &[String]) -> String {
     format!("{}->{}", ins.join(","), term(output))
 }
 
-/// A text that two statements share exactly when they compute the same tensor: index
-/// names replaced by their order of appearance (left side first), and the operands of a
-/// product sorted, so `v[a] * Ai[a, b]` and `Ai[l, j] * v[l]` meet.
-fn canonical_key(p: &tir::Function, lhs: &[Position], op: ReduceOp, rhs: &Expr, indices: &[IndexVar]) -> String {
+/// What a step computes, equal for two statements exactly when they compute the same
+/// tensor: indices renumbered by order of appearance (left side first) with only their
+/// ranges kept, and the operands of a product sorted, so `v[a] * Ai[a, b]` and
+/// `Ai[l, j] * v[l]` meet. A value rather than printed text: it is built for every step.
+#[derive(PartialEq)]
+struct StepKey {
+    lhs: Vec<Position>,
+    op: ReduceOp,
+    rhs: Expr,
+    ranges: Vec<Size>,
+}
+
+fn canonical_key(lhs: &[Position], op: ReduceOp, rhs: &Expr, indices: &[IndexVar]) -> StepKey {
     let rhs = match rhs {
         Expr::Mul(xs) => {
             let mut xs = xs.clone();
             xs.sort_by_key(|x| match x {
-                Expr::Access(t, pos) => (p.tensor(*t).name.clone(), pos.len()),
-                _ => (String::new(), 0),
+                Expr::Access(t, pos) => (t.0, pos.len()),
+                _ => (u32::MAX, 0),
             });
             Expr::Mul(xs)
         }
@@ -913,20 +920,10 @@ fn canonical_key(p: &tir::Function, lhs: &[Position], op: ReduceOp, rhs: &Expr, 
     let mut order: Vec<IndexId> = lhs.iter().flatten().copied().collect();
     collect_all_ids(&rhs, &mut order);
     let rename = |i: IndexId| IndexId(order.iter().position(|x| *x == i).unwrap_or(0) as u32);
-    let lhs2: Vec<Position> = lhs.iter().map(|q| q.iter().map(|&i| rename(i)).collect()).collect();
-    let rhs2 = remap(&rhs, &rename);
-    let mut idx2: Vec<IndexVar> = order.iter().map(|&i| indices[i.index()].clone()).collect();
-    for (k, v) in idx2.iter_mut().enumerate() {
-        v.name = format!("_{k}");
+    StepKey {
+        lhs: lhs.iter().map(|q| q.iter().map(|&i| rename(i)).collect()).collect(),
+        op,
+        rhs: remap(&rhs, &rename),
+        ranges: order.iter().map(|&i| indices[i.index()].range.clone()).collect(),
     }
-    let reduced: Vec<IndexId> = {
-        let l: Vec<IndexId> = lhs2.iter().flatten().copied().collect();
-        free(&rhs2).into_iter().filter(|i| !l.contains(i)).collect()
-    };
-    let probe = tir::Stmt { target: TensorId(0), lhs: lhs2, op, reduced, indices: idx2, rhs: rhs2, span: p.span };
-    // Printing reads only the function's tensor names, so no copy of it is needed (a
-    // copy per step made planning quadratic in the number of steps).
-    let text = p.stmt_string(&probe);
-    // The target's name is not part of what is computed.
-    text.split_once(' ').map(|(_, rest)| rest.to_string()).unwrap_or(text)
 }

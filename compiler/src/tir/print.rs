@@ -63,6 +63,19 @@ impl Function {
     pub fn stmt_string(&self, s: &Stmt) -> String {
         StmtDisplay { func: self, stmt: s }.to_string()
     }
+
+    /// The right-hand side of a statement as the printer writes it (`sum[j] A[i, j]`).
+    pub fn rhs_string(&self, s: &Stmt) -> String {
+        let p = Printer { func: self, stmt: s };
+        let mut rhs = String::new();
+        // Writing to a String cannot fail.
+        let _ = if s.reduced.is_empty() {
+            p.expr(&mut rhs, &s.rhs, 0)
+        } else {
+            write!(rhs, "{}[{}] ", s.op.name(), p.index_list(&s.reduced)).and_then(|_| p.expr(&mut rhs, &s.rhs, PREC_MUL))
+        };
+        rhs
+    }
 }
 
 struct StmtDisplay<'a> {
@@ -80,14 +93,7 @@ impl fmt::Display for StmtDisplay<'_> {
             write!(f, "[{}]", p.positions(&s.lhs))?;
         }
         f.write_str(" = ")?;
-        let mut rhs = String::new();
-        if s.reduced.is_empty() {
-            p.expr(&mut rhs, &s.rhs, 0)?;
-        } else {
-            write!(rhs, "{}[{}] ", s.op.name(), p.index_list(&s.reduced))?;
-            p.expr(&mut rhs, &s.rhs, PREC_MUL)?;
-        }
-        f.write_str(&rhs)?;
+        f.write_str(&self.func.rhs_string(s))?;
         let ranges: Vec<String> = s
             .indices
             .iter()

@@ -16,16 +16,9 @@ pub fn verify(f: &Function) -> Result<(), String> {
             }
         }
     }
-    let check_size = |s: &Size, what: &str| -> Result<(), String> {
-        match s.syms.iter().find(|d| d.index() >= f.dims.len()) {
-            Some(d) => Err(format!("{what}: dim id {} out of range", d.0)),
-            None if !s.syms.windows(2).all(|w| w[0] <= w[1]) => Err(format!("{what}: unsorted size")),
-            None => Ok(()),
-        }
-    };
     for (k, t) in f.tensors.iter().enumerate() {
         for s in &t.shape {
-            check_size(s, &format!("tensor {}", t.name))?;
+            check_size(f, s).map_err(|e| format!("tensor {}: {e}", t.name))?;
         }
         if t.factors.len() != t.shape.len() {
             return Err(format!("tensor {}: factors do not match its rank", t.name));
@@ -54,35 +47,14 @@ pub fn verify(f: &Function) -> Result<(), String> {
     let mut defined: Vec<bool> =
         f.tensors.iter().map(|t| matches!(t.kind, TensorKind::Input | TensorKind::Const)).collect();
     for (n, s) in f.stmts.iter().enumerate() {
-        let ctx = format!("statement {n} ({})", f.stmt_string(s));
-        if s.target.index() >= nt {
-            return Err(format!("{ctx}: target out of range"));
-        }
-        if defined[s.target.index()] {
-            return Err(format!("{ctx}: target defined twice or is an input"));
-        }
-        for v in &s.indices {
-            check_size(&v.range, &ctx)?;
-        }
-        let ni = s.indices.len();
-        let in_range = |i: &IndexId| i.index() < ni;
-        if !s.lhs.iter().flatten().all(in_range) || !s.reduced.iter().all(in_range) {
-            return Err(format!("{ctx}: index id out of range"));
-        }
-        check_positions(f, s, s.target, &s.lhs, &ctx)?;
-        let lhs: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
-        for (a, i) in lhs.iter().enumerate() {
-            if lhs[..a].contains(i) {
-                return Err(format!("{ctx}: index repeated on the left"));
+        // The statement is printed only on failure: verification runs on every plan.
+        verify_stmt(f, s, &defined).map_err(|e| {
+            if s.target.index() < nt {
+                format!("statement {n} ({}): {e}", f.stmt_string(s))
+            } else {
+                format!("statement {n}: {e}")
             }
-        }
-        let mut free = Vec::new();
-        s.rhs.free_indices(&mut free);
-        let expect: Vec<IndexId> = free.iter().copied().filter(|i| !lhs.contains(i)).collect();
-        if expect != s.reduced {
-            return Err(format!("{ctx}: reduction set differs from the free indices"));
-        }
-        verify_expr(f, s, &s.rhs, &defined, &ctx)?;
+        })?;
         defined[s.target.index()] = true;
     }
     for &o in &f.outputs {
@@ -93,34 +65,74 @@ pub fn verify(f: &Function) -> Result<(), String> {
     Ok(())
 }
 
-fn check_positions(f: &Function, s: &Stmt, t: TensorId, pos: &[Position], ctx: &str) -> Result<(), String> {
+fn check_size(f: &Function, s: &Size) -> Result<(), String> {
+    match s.syms.iter().find(|d| d.index() >= f.dims.len()) {
+        Some(d) => Err(format!("dim id {} out of range", d.0)),
+        None if !s.syms.windows(2).all(|w| w[0] <= w[1]) => Err("unsorted size".to_string()),
+        None => Ok(()),
+    }
+}
+
+/// One statement, given which tensors earlier ones define; errors name no statement.
+fn verify_stmt(f: &Function, s: &Stmt, defined: &[bool]) -> Result<(), String> {
+    if s.target.index() >= f.tensors.len() {
+        return Err("target out of range".to_string());
+    }
+    if defined[s.target.index()] {
+        return Err("target defined twice or is an input".to_string());
+    }
+    for v in &s.indices {
+        check_size(f, &v.range)?;
+    }
+    let ni = s.indices.len();
+    let in_range = |i: &IndexId| i.index() < ni;
+    if !s.lhs.iter().flatten().all(in_range) || !s.reduced.iter().all(in_range) {
+        return Err("index id out of range".to_string());
+    }
+    check_positions(f, s, s.target, &s.lhs)?;
+    let lhs: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
+    for (a, i) in lhs.iter().enumerate() {
+        if lhs[..a].contains(i) {
+            return Err("index repeated on the left".to_string());
+        }
+    }
+    let mut free = Vec::new();
+    s.rhs.free_indices(&mut free);
+    let expect: Vec<IndexId> = free.iter().copied().filter(|i| !lhs.contains(i)).collect();
+    if expect != s.reduced {
+        return Err("reduction set differs from the free indices".to_string());
+    }
+    verify_expr(f, s, &s.rhs, defined)
+}
+
+fn check_positions(f: &Function, s: &Stmt, t: TensorId, pos: &[Position]) -> Result<(), String> {
     let decl = f.tensor(t);
     if decl.shape.len() != pos.len() {
-        return Err(format!("{ctx}: {} has rank {} but {} positions", decl.name, decl.shape.len(), pos.len()));
+        return Err(format!("{} has rank {} but {} positions", decl.name, decl.shape.len(), pos.len()));
     }
     for (p, size) in pos.iter().zip(&decl.shape) {
         if p.is_empty() {
-            return Err(format!("{ctx}: empty position"));
+            return Err("empty position".to_string());
         }
         let mut prod = Size::one();
         for i in p {
-            let v = s.indices.get(i.index()).ok_or_else(|| format!("{ctx}: index id out of range"))?;
-            prod = prod.mul(&v.range).ok_or_else(|| format!("{ctx}: size overflow"))?;
+            let v = s.indices.get(i.index()).ok_or_else(|| "index id out of range".to_string())?;
+            prod = prod.mul(&v.range).ok_or_else(|| "size overflow".to_string())?;
         }
         if &prod != size {
-            return Err(format!("{ctx}: position of {} has the wrong size", decl.name));
+            return Err(format!("position of {} has the wrong size", decl.name));
         }
     }
     Ok(())
 }
 
-fn verify_expr(f: &Function, s: &Stmt, e: &Expr, defined: &[bool], ctx: &str) -> Result<(), String> {
-    let rec = |x: &Expr| verify_expr(f, s, x, defined, ctx);
+fn verify_expr(f: &Function, s: &Stmt, e: &Expr, defined: &[bool]) -> Result<(), String> {
+    let rec = |x: &Expr| verify_expr(f, s, x, defined);
     match e {
         Expr::Lit(_) => Ok(()),
         Expr::Size(sz) => {
             if sz.syms.iter().any(|d| d.index() >= f.dims.len()) {
-                Err(format!("{ctx}: dim out of range"))
+                Err("dim out of range".to_string())
             } else {
                 Ok(())
             }
@@ -129,46 +141,76 @@ fn verify_expr(f: &Function, s: &Stmt, e: &Expr, defined: &[bool], ctx: &str) ->
             if i.index() < s.indices.len() {
                 Ok(())
             } else {
-                Err(format!("{ctx}: index id out of range"))
+                Err("index id out of range".to_string())
             }
         }
         Expr::Access(t, pos) => {
             if t.index() >= f.tensors.len() {
-                return Err(format!("{ctx}: tensor id out of range"));
+                return Err("tensor id out of range".to_string());
             }
             if !defined[t.index()] {
-                return Err(format!("{ctx}: reads {} before it is defined", f.tensor(*t).name));
+                return Err(format!("reads {} before it is defined", f.tensor(*t).name));
             }
-            check_positions(f, s, *t, pos, ctx)
+            check_positions(f, s, *t, pos)
         }
         Expr::Neg(a) => rec(a),
         Expr::Add(xs) | Expr::Mul(xs) => {
             if xs.len() < 2 {
-                return Err(format!("{ctx}: chain with fewer than two operands"));
+                return Err("chain with fewer than two operands".to_string());
             }
             xs.iter().try_for_each(rec)
         }
         Expr::Sub(a, b) | Expr::Div(a, b) => rec(a).and(rec(b)),
         Expr::Call(b, xs) => {
             if xs.len() != b.arity() {
-                return Err(format!("{ctx}: {} called with {} arguments", b.name(), xs.len()));
+                return Err(format!("{} called with {} arguments", b.name(), xs.len()));
             }
             xs.iter().try_for_each(rec)
         }
-        Expr::Select(c, a, b) => verify_cond(f, s, c, defined, ctx).and(rec(a)).and(rec(b)),
+        Expr::Select(c, a, b) => verify_cond(f, s, c, defined).and(rec(a)).and(rec(b)),
         Expr::Reduce(_, ids, body) => {
             if ids.is_empty() || ids.iter().any(|i| i.index() >= s.indices.len()) {
-                return Err(format!("{ctx}: bad inline reduction indices"));
+                return Err("bad inline reduction indices".to_string());
             }
             rec(body)
         }
     }
 }
 
-fn verify_cond(f: &Function, s: &Stmt, c: &Cond, defined: &[bool], ctx: &str) -> Result<(), String> {
+fn verify_cond(f: &Function, s: &Stmt, c: &Cond, defined: &[bool]) -> Result<(), String> {
     match c {
-        Cond::Cmp(_, a, b) => verify_expr(f, s, a, defined, ctx).and(verify_expr(f, s, b, defined, ctx)),
-        Cond::And(cs) | Cond::Or(cs) => cs.iter().try_for_each(|x| verify_cond(f, s, x, defined, ctx)),
-        Cond::Not(x) => verify_cond(f, s, x, defined, ctx),
+        Cond::Cmp(_, a, b) => verify_expr(f, s, a, defined).and(verify_expr(f, s, b, defined)),
+        Cond::And(cs) | Cond::Or(cs) => cs.iter().try_for_each(|x| verify_cond(f, s, x, defined)),
+        Cond::Not(x) => verify_cond(f, s, x, defined),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checked(src: &str) -> Function {
+        let (_, c) = crate::check::tests::check_src(src);
+        assert!(!c.has_errors());
+        c.functions[0].clone()
+    }
+
+    #[test]
+    fn a_broken_statement_is_named_and_printed() {
+        let src = "fn f(A: f32[n, k], B: f32[k, m]) -> C: f32[n, m] { T[i, j] = A[i, l] * B[l, j]\n C[i, j] = T[i, j] }";
+        let f = checked(src);
+        assert_eq!(verify(&f), Ok(()));
+        let mut bad = f.clone();
+        bad.stmts[0].reduced.clear();
+        let e = verify(&bad).unwrap_err();
+        assert!(e.starts_with("statement 0 (T[i, j] = A[i, l] * B[l, j]"), "{e}");
+        assert!(e.ends_with(": reduction set differs from the free indices"), "{e}");
+        let mut bad = f.clone();
+        bad.stmts.swap(0, 1);
+        let e = verify(&bad).unwrap_err();
+        assert!(e.starts_with("statement 0 (C[i, j] = T[i, j]") && e.contains("reads T before it is defined"), "{e}");
+        let mut bad = f;
+        bad.stmts[1].target = TensorId(99);
+        assert_eq!(verify(&bad).unwrap_err(), "statement 1: target out of range");
     }
 }
