@@ -90,11 +90,22 @@ impl Compiled {
     }
 }
 
+fn pipeline_error(e: tessera_compiler::pipeline::PipelineError) -> Error {
+    use tessera_compiler::pipeline::PipelineError as E;
+    match e {
+        E::Plan(e) => Error::from(e),
+        E::Lower(tessera_compiler::loops::LowerError::Internal(m)) => Error::Internal(m),
+        E::Lower(e) => Error::Input(e.to_string()),
+        E::Exec(e) => exec_error(e),
+    }
+}
+
 fn exec_error(e: tessera_compiler::exec::ExecError) -> Error {
     use tessera_compiler::exec::ExecError as E;
     match e {
         E::Input(m) | E::Unavailable(m) => Error::Input(m),
         E::Memory(m) => Error::Memory(m),
+        e @ E::OverLimit { .. } => Error::Memory(e.to_string()),
         E::Distributed(m) => Error::Distributed(m),
         E::Internal(m) => Error::Internal(m),
     }
@@ -162,8 +173,8 @@ impl Ranks {
 /// (function, dtype, dim sizes, backend, (memory limit, ranks) of a sliced compilation).
 type CacheKey = (String, DType, Vec<u64>, Backend, Option<(u64, usize)>);
 
-/// Refuses a compiled function whose intermediates or outputs exceed `limit` bytes each
-/// (before anything is allocated).
+/// Refuses a compiled function with an output over `limit` bytes, or whose
+/// intermediates alive at once exceed it (before anything is allocated).
 fn check_memory(c: &Compiled, limit: u64) -> Result<(), Error> {
     let p = c.program();
     // Outputs first: slicing mends an intermediate over the limit, never an output.
@@ -182,6 +193,17 @@ fn check_memory(c: &Compiled, limit: u64) -> Result<(), Error> {
                 }));
             }
         }
+    }
+    // The limit caps the intermediates alive at once, as the sliced executor counts them.
+    let threads = tessera_runtime::threads();
+    let live = c.exec.temp_bytes(threads) as u64;
+    if live > limit && c.exec.slicing().is_none() {
+        return Err(Error::Eval(EvalError::MemoryLimit {
+            what: "intermediates alive at once".to_string(),
+            shape: format!("memory slots and tiles on {threads} threads"),
+            bytes: live,
+            limit,
+        }));
     }
     Ok(())
 }
@@ -203,27 +225,26 @@ fn compile_sliced(
     (limit, ranks): (u64, usize),
     refusal: Error,
 ) -> Result<Compiled, Error> {
-    let start = std::time::Instant::now();
-    let opts = PlanOptions { memory_limit: Some(limit), ..PlanOptions::default() };
-    let plan = if f.dtype == dtype {
-        tessera_compiler::plan::plan(f, b, &opts)?
-    } else {
-        let mut f = f.clone();
-        f.dtype = dtype;
-        tessera_compiler::plan::plan(&f, b, &opts)?
-    };
-    let plan_ms = start.elapsed().as_secs_f64() * 1e3;
-    if plan.slices.is_empty() {
-        return Err(refusal);
+    use tessera_compiler::pipeline;
+    let out = pipeline::compile_sliced(f, b, dtype, backend, limit, ranks).map_err(pipeline_error)?;
+    match out {
+        Some(pipeline::Output { plan, exec: Some(exec), timings, .. }) => Ok(Compiled {
+            plan,
+            exec,
+            plan_ms: timings.plan_ms,
+            compile_ms: timings.codegen_ms,
+            lower_ms: 0.0,
+            codegen_ms: timings.codegen_ms,
+        }),
+        Some(_) => Err(Error::Internal("a sliced compilation without an executable".into())),
+        None => Err(refusal),
     }
-    let exec = Executable::sliced_for_ranks(&plan, b, backend, limit, ranks).map_err(exec_error)?;
-    let codegen_ms = exec.compile_ms;
-    Ok(Compiled { plan, exec, plan_ms, compile_ms: codegen_ms, lower_ms: 0.0, codegen_ms })
 }
+
 
 /// Plans, lowers and compiles `f` at the sizes in `b` through the pipeline driver.
 fn compile_tir(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Backend) -> Result<Compiled, Error> {
-    use tessera_compiler::pipeline::{self, PipelineError};
+    use tessera_compiler::pipeline;
     if backend == Backend::Reference {
         return Err(Error::Input(
             "the reference evaluator compiles nothing: it evaluates the typed program when called \
@@ -232,12 +253,7 @@ fn compile_tir(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Back
         ));
     }
     let opts = pipeline::Options { backend, ..Default::default() };
-    let out = pipeline::compile(f, b, dtype, &opts).map_err(|e| match e {
-        PipelineError::Plan(e) => Error::from(e),
-        PipelineError::Lower(tessera_compiler::loops::LowerError::Internal(m)) => Error::Internal(m),
-        PipelineError::Lower(e) => Error::Input(e.to_string()),
-        PipelineError::Exec(e) => exec_error(e),
-    })?;
+    let out = pipeline::compile(f, b, dtype, &opts).map_err(pipeline_error)?;
     let t = out.timings;
     let exec = out.exec.ok_or_else(|| Error::Internal("the pipeline stopped before code".into()))?;
     Ok(Compiled {
@@ -338,10 +354,10 @@ fn io_message(e: &std::io::Error) -> String {
 pub struct CallOptions {
     /// Dims given explicitly (`--dim n=4`), for dims the inputs do not determine.
     pub dims: Vec<(String, u64)>,
-    /// Largest intermediate or output, in bytes. When an intermediate of the plain plan
-    /// would exceed it, the call plans slice loops under it and runs them (slices of
-    /// the work whose intermediates fit, accumulated into the outputs); an output over
-    /// it is refused.
+    /// Bytes allowed for the intermediates alive at once, and for each output. When the
+    /// plain plan's intermediates would exceed it, the call plans slice loops under it
+    /// and runs them (slices of the work whose intermediates fit, accumulated into the
+    /// outputs); an output over it is refused. Inputs are not counted.
     pub memory_limit: u64,
     /// Evaluate in this dtype instead of the function's declared one.
     pub dtype: Option<DType>,

@@ -1033,7 +1033,10 @@ fn einsum_run_and_bench_slice_under_a_memory_limit() {
     let src = env.write_bytes("top.tsr", b"fn f(A: f64[n, k], B: f64[k, m]) -> top: f64[n] {\n    T[i, j] = A[i, l] * B[l, j]\n    top[i] max= T[i, j]\n}\n");
     env.succeeds(&["run", &src, &format!("A={a}"), &format!("B={a}"), "-o", &env.path("top.npy")]);
     env.succeeds(&["run", &src, &format!("A={a}"), &format!("B={a}"), "--memory-limit", "4KiB", "-o", &env.path("top_sliced.npy")]);
-    assert_eq!(env.read_f64("top.npy"), env.read_f64("top_sliced.npy"));
+    // Chunks of rows go through GEMMs of other shapes, which may round differently.
+    let (top, top_sliced) = (env.read_f64("top.npy"), env.read_f64("top_sliced.npy"));
+    assert_eq!(top.shape(), top_sliced.shape());
+    assert!(top.iter().zip(&top_sliced).all(|(x, y)| (x - y).abs() <= 1e-12 * x.abs().max(1.0)), "{top} vs {top_sliced}");
     // bench reports the slices, and intermediates within the limit.
     let out = env.succeeds(&[
         "bench", "--einsum", spec, "--sizes", "i=40,j=40,k=40,l=40", "--dtype", "f64", "--memory-limit", "4KiB", "--format",
@@ -1046,7 +1049,7 @@ fn einsum_run_and_bench_slice_under_a_memory_limit() {
     let out = env.succeeds(&["bench", "--einsum", spec, "--sizes", "i=40,j=40,k=40,l=40", "--memory-limit", "4KiB", "--min-time", "0"]);
     assert!(out.stdout.contains("slicing") && out.stdout.contains("chunks of"), "{}", out.stdout);
     // A limit that no slicing meets is refused with the numbers.
-    let err = env.fails(1, &["einsum", spec, &a, &a, &a, &a, "--memory-limit", "64B"]);
+    let err = env.fails(1, &["einsum", spec, &a, &a, &a, &a, "--memory-limit", "32B"]);
     assert!(err.contains("memory limit"), "{err}");
 }
 

@@ -141,7 +141,8 @@ struct RunArgs {
     /// The backend that evaluates the function.
     #[arg(long, value_name = "BACKEND", value_parser = backend_parser(), default_value = "cranelift")]
     backend: tessera::Backend,
-    /// The largest intermediate or output allowed, e.g. 512MiB, 4GiB, 1e9 (bytes).
+    /// Bytes allowed for the intermediates alive at once and for each output, e.g.
+    /// 512MiB, 4GiB, 1e9; intermediates over it run in slices.
     // Hyphens are allowed so that `-1` reaches the parser and gets its message.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
           allow_hyphen_values = true)]
@@ -180,7 +181,8 @@ struct EinsumArgs {
     /// Cast every operand to this dtype first [default: float64 if any operand is].
     #[arg(long, value_enum, value_name = "DTYPE")]
     dtype: Option<DTypeArg>,
-    /// The largest intermediate or result allowed, e.g. 512MiB, 4GiB, 1e9 (bytes).
+    /// Bytes allowed for the intermediates alive at once and for each result, e.g.
+    /// 512MiB, 4GiB, 1e9; intermediates over it run in slices.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
           allow_hyphen_values = true)]
     memory_limit: u64,
@@ -325,8 +327,8 @@ struct BenchArgs {
     /// Keep calling for at least this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, allow_hyphen_values = true)]
     min_time: f64,
-    /// The largest intermediate or output allowed, e.g. 512MiB; a plan whose
-    /// intermediates exceed it runs its slice loops.
+    /// Bytes allowed for the intermediates alive at once and for each output, e.g.
+    /// 512MiB; a plan whose intermediates exceed it runs its slice loops.
     #[arg(long, value_name = "SIZE", value_parser = args::parse_size, default_value = "4GiB",
           allow_hyphen_values = true)]
     memory_limit: u64,

@@ -33,6 +33,10 @@ pub enum ExecError {
     /// Memory could not be had.
     #[error("{0}")]
     Memory(String),
+    /// A sliced call's intermediates exceed its memory limit even in chunks of one
+    /// element, as measured on its compiled pieces.
+    #[error("cannot run under the memory limit of {limit} bytes: even slices of one element need about {need} bytes of intermediates")]
+    OverLimit { limit: u64, need: u64 },
     /// Another rank of a distributed call failed, or the ranks could not exchange data.
     #[error("{0}")]
     Distributed(String),

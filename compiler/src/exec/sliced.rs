@@ -436,9 +436,12 @@ impl Ctx<'_> {
             let held: usize = own.iter().map(count).sum();
             let cost = match item {
                 Item::Once { reads, writes, .. } => {
-                    // Views cut by a loop are copied when a piece needs them contiguous.
-                    let cut =
-                        |t: &&TensorId| self.class_of[t.index()].iter().any(|c| c.is_some_and(|k| lens[k] < self.extents[k]));
+                    // Views cut by a loop are copied when a piece needs them contiguous;
+                    // what this block computed is whole at its chunk lengths.
+                    let cut = |t: &&TensorId| {
+                        !own.contains(t)
+                            && self.class_of[t.index()].iter().any(|c| c.is_some_and(|k| lens[k] < self.extents[k]))
+                    };
                     let copies: usize = reads.iter().filter(cut).map(|t| self.bytes(*t, lens)).sum();
                     copies + writes.iter().map(count).sum::<usize>() + temps(item, lens)
                 }
@@ -667,9 +670,7 @@ impl Sliced {
         let Some((chunks, p, total)) = found else {
             let ones = vec![1; ctx.extents.len()];
             let need = base.saturating_add(ctx.peak(&items, &ctx.extents, &prog.outputs, true, 1, &ones, &estimate));
-            return Err(ExecError::Memory(format!(
-                "cannot run under the memory limit of {limit} bytes: even slices of one element need about {need} bytes of intermediates"
-            )));
+            return Err(ExecError::OverLimit { limit, need: need as u64 });
         };
         let info = Slicing {
             loops: plan

@@ -138,33 +138,54 @@ fn without_fused(plan: &Plan, mut bytes: Vec<f64>) -> Vec<f64> {
 }
 
 fn peak_with(plan: &Plan, bytes: &[f64]) -> u64 {
-    let stmts = &plan.program.stmts;
-    let mut last_use = vec![None; plan.program.tensors.len()];
-    for (k, s) in stmts.iter().enumerate() {
-        let mut r = Vec::new();
-        s.rhs.tensors(&mut r);
-        for t in r {
-            last_use[t.index()] = Some(k);
+    peak_at(plan, bytes, &|_| 0.0).0 as u64
+}
+
+/// The largest total of intermediates alive at once, plus `extra(step)`, and the first
+/// step where it occurs.
+fn peak_at(plan: &Plan, bytes: &[f64], extra: &dyn Fn(usize) -> f64) -> (f64, usize) {
+    let lt = Lifetimes::of(plan);
+    let mut peak = (0.0f64, 0);
+    for k in 0..plan.program.stmts.len() {
+        let live: f64 = lt.live_during(plan, k).map(|t| bytes[t]).sum::<f64>() + extra(k);
+        if live > peak.0 {
+            peak = (live, k);
         }
     }
-    let mut peak = 0.0f64;
-    for (k, s) in stmts.iter().enumerate() {
-        let live: f64 = plan
-            .program
-            .tensors
-            .iter()
-            .enumerate()
-            .filter(|(t, d)| {
-                d.kind == TensorKind::Temp && {
-                    let produced = stmts.iter().position(|x| x.target.index() == *t);
-                    matches!(produced, Some(p) if p <= k) && (last_use[*t].is_some_and(|u| u >= k) || *t == s.target.index())
-                }
-            })
-            .map(|(t, _)| bytes[t])
-            .sum();
-        peak = peak.max(live);
+    peak
+}
+
+/// When each temporary is produced and last read, by step.
+struct Lifetimes {
+    produced: Vec<Option<usize>>,
+    last_use: Vec<Option<usize>>,
+}
+
+impl Lifetimes {
+    fn of(plan: &Plan) -> Lifetimes {
+        let n = plan.program.tensors.len();
+        let mut lt = Lifetimes { produced: vec![None; n], last_use: vec![None; n] };
+        for (k, s) in plan.program.stmts.iter().enumerate() {
+            lt.produced[s.target.index()].get_or_insert(k);
+            let mut r = Vec::new();
+            s.rhs.tensors(&mut r);
+            for t in r {
+                lt.last_use[t.index()] = Some(k);
+            }
+        }
+        lt
     }
-    peak as u64
+
+    /// The temporaries alive while step `k` runs: produced by then and read at or after
+    /// it, or its own result.
+    fn live_during<'a>(&'a self, plan: &'a Plan, k: usize) -> impl Iterator<Item = usize> + 'a {
+        let target = plan.program.stmts[k].target.index();
+        plan.program.tensors.iter().enumerate().filter_map(move |(t, d)| {
+            let alive = matches!(self.produced[t], Some(p) if p <= k)
+                && (self.last_use[t].is_some_and(|u| u >= k) || t == target);
+            (d.kind == TensorKind::Temp && alive).then_some(t)
+        })
+    }
 }
 
 /// The plan's dims as bindings (the program's dims are in the same order).
@@ -176,108 +197,176 @@ fn bindings_of(plan: &Plan) -> Bindings {
     b
 }
 
-/// Slices until every intermediate fits `limit` bytes, or says why it cannot.
+/// Slices until the intermediates alive at once fit `limit` bytes (the measure the
+/// executor keeps to), or says why it cannot. Each round slices the largest
+/// intermediate alive at the peak that can be sliced, along the axis that adds the
+/// fewest FLOPs.
 pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<(), PlanError> {
     let mut c = classes(plan, &step_axes(plan));
     let mut chosen: Vec<(usize, Slice)> = Vec::new();
-    for _ in 0..8 {
+    for _ in 0..MAX_SLICE_LOOPS {
         // Hoisting reorders steps, so the per-step axes are read afresh each round.
         let axes = step_axes(plan);
         let bytes = sliced_bytes(plan, b, &chosen, &mut c);
-        let worst = plan
-            .program
-            .tensors
-            .iter()
-            .enumerate()
-            .filter(|(_, t)| t.kind == TensorKind::Temp)
-            .map(|(k, _)| (k, bytes[k]))
-            .filter(|(_, v)| *v > limit as f64)
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        let Some((t, tbytes)) = worst else {
-            plan.peak_bytes = peak_with(plan, &bytes);
+        let (peak, at) = peak_at(plan, &bytes, &|k| in_loop_bytes(plan, &axes, &c, &chosen, &bytes, k));
+        if peak <= limit as f64 {
+            plan.peak_bytes = peak as u64;
             plan.slices = chosen.into_iter().map(|(_, s)| s).collect();
             plan.flops += plan.slices.iter().map(|s| s.extra_flops).sum::<f64>();
             plan.speedup = if plan.flops > 0.0 { plan.naive_flops / plan.flops } else { 1.0 };
             return Ok(());
+        }
+        let mut live: Vec<usize> = Lifetimes::of(plan).live_during(plan, at).collect();
+        live.sort_by(|x, y| bytes[*y].total_cmp(&bytes[*x]));
+        // Then the inputs the step reads, whose chunk copies a further loop shrinks.
+        for &(t, _, _) in &axes[at] {
+            if plan.program.tensors[t.index()].kind == TensorKind::Input && !live.contains(&t.index()) {
+                live.push(t.index());
+            }
+        }
+        let Some((class, slice)) = live.iter().find_map(|&t| best_slice(plan, b, &axes, &mut c, &chosen, t)) else {
+            let names: Vec<&str> = live
+                .iter()
+                .filter(|&&t| plan.program.tensors[t].kind == TensorKind::Temp)
+                .map(|&t| plan.program.tensors[t].name.as_str())
+                .collect();
+            return Err(PlanError::Size(format!(
+                "cannot fit under the memory limit of {}: step {at} needs {} even after slicing (intermediates alive: {}; with chunks of inputs and partial results)",
+                super::print::human_bytes(limit),
+                super::print::human_bytes(peak as u64),
+                names.join(", ")
+            )));
         };
-        let decl = &plan.program.tensors[t];
-        let mut best: Option<(f64, u64, usize, Slice)> = None;
-        for a in 0..decl.shape.len() {
-            let class = c.find(c.base[t] + a);
-            if chosen.iter().any(|(k, _)| *k == class) {
-                continue;
-            }
-            let count = decl.shape[a].eval(b).unwrap_or(1);
-            if count < 2 {
-                continue;
-            }
-            let touching: Vec<usize> = axes
-                .iter()
-                .enumerate()
-                .filter(|(_, st)| st.iter().any(|&(tt, aa, _)| c.find(c.base[tt.index()] + aa) == class))
-                .map(|(k, _)| k)
-                .collect();
-            let (Some(&first), Some(&last)) = (touching.first(), touching.last()) else { continue };
-            // A step that reduces over the sliced index accumulates across iterations, so
-            // its result is complete only after the loop: nothing inside may read it.
-            let in_class = |&(tt, aa, _): &(TensorId, usize, u32)| c.root(c.base[tt.index()] + aa) == class;
-            let partial: Vec<TensorId> = (first..=last)
-                .filter(|&k| {
-                    let s = &plan.program.stmts[k];
-                    let writes_class = axes[k].iter().any(|x| x.0 == s.target && in_class(x));
-                    let reads_class = axes[k].iter().any(|x| x.0 != s.target && in_class(x));
-                    reads_class && !writes_class
-                })
-                .map(|k| plan.program.stmts[k].target)
-                .collect();
-            let reads_partial = (first..=last).any(|k| {
-                let mut r = Vec::new();
-                plan.program.stmts[k].rhs.tensors(&mut r);
-                r.iter().any(|t| {
-                    partial.contains(t)
-                        && plan.program.stmts.iter().position(|s| s.target == *t).is_some_and(|p| p < k)
-                })
-            });
-            if reads_partial {
-                continue;
-            }
-            let extra: f64 = (first..=last)
-                .filter(|k| !touching.contains(k))
-                .map(|k| plan.steps[k].flops * (count - 1) as f64)
-                .sum();
-            let index = axes[first]
-                .iter()
-                .find(|&&(tt, aa, _)| c.find(c.base[tt.index()] + aa) == class)
-                .map(|&(_, _, i)| plan.program.stmts[first].indices[i as usize].name.clone())
-                .unwrap_or_else(|| format!("axis {a} of {}", decl.name));
-            let slice = Slice { indices: vec![index], count, first, last, extra_flops: extra, axis: (TensorId(t as u32), a) };
-            let better = match &best {
-                None => true,
-                Some((e, n, _, _)) => extra < *e || (extra == *e && count > *n),
-            };
-            if better {
-                best = Some((extra, count, class, slice));
-            }
-        }
-        match best {
-            Some((_, _, class, slice)) => {
-                chosen.push((class, slice));
-                hoist_invariants(plan, &mut c, &mut chosen);
-            }
-            None => {
-                return Err(PlanError::Size(format!(
-                    "cannot fit under the memory limit of {}: intermediate {} needs {} even after slicing",
-                    super::print::human_bytes(limit),
-                    decl.name,
-                    super::print::human_bytes(tbytes as u64)
-                )))
-            }
-        }
+        chosen.push((class, slice));
+        hoist_invariants(plan, &mut c, &mut chosen);
     }
     Err(PlanError::Size(format!(
-        "cannot fit under the memory limit of {} with up to 8 slice loops",
+        "cannot fit under the memory limit of {} with up to {MAX_SLICE_LOOPS} slice loops",
         super::print::human_bytes(limit)
     )))
+}
+
+/// What step `k` holds beyond the live intermediates when it runs inside slice loops, as
+/// the executor counts it: a copy of each input's chunk (a sliced view is copied when a
+/// piece needs it contiguous), and for a step that reduces over a loop's index, its
+/// partial result next to the accumulated one.
+fn in_loop_bytes(
+    plan: &Plan,
+    axes: &[Vec<(TensorId, usize, u32)>],
+    c: &Classes,
+    chosen: &[(usize, Slice)],
+    bytes: &[f64],
+    k: usize,
+) -> f64 {
+    let loops: Vec<(usize, u64)> =
+        chosen.iter().filter(|(_, s)| (s.first..=s.last).contains(&k)).map(|(class, s)| (*class, s.count.max(1))).collect();
+    if loops.is_empty() {
+        return 0.0;
+    }
+    let class_of = |t: TensorId, a: usize| c.root(c.base[t.index()] + a);
+    let target = plan.program.stmts[k].target;
+    let mut extra = 0.0;
+    let mut copied: Vec<TensorId> = Vec::new();
+    for &(t, a, _) in &axes[k] {
+        let Some(&(_, count)) = loops.iter().find(|(class, _)| *class == class_of(t, a)) else { continue };
+        let kind = plan.program.tensors[t.index()].kind;
+        if t != target && matches!(kind, TensorKind::Input | TensorKind::Const) && !copied.contains(&t) {
+            copied.push(t);
+            let cut: u64 = loops
+                .iter()
+                .filter(|(class, _)| (0..plan.program.tensors[t.index()].shape.len()).any(|x| class_of(t, x) == *class))
+                .map(|(_, n)| n)
+                .product();
+            extra += bytes[t.index()] / cut.max(count) as f64;
+        }
+    }
+    let reduces = |j: usize, class: usize| {
+        let target = plan.program.stmts[j].target;
+        let on_target = (0..plan.program.tensors[target.index()].shape.len()).any(|x| class_of(target, x) == class);
+        !on_target && axes[j].iter().any(|&(t, a, _)| t != target && class_of(t, a) == class)
+    };
+    if loops.iter().any(|&(class, _)| reduces(k, class)) {
+        extra += bytes[target.index()];
+    }
+    // The accumulators of a loop's reduced results exist from its first iteration on.
+    for (class, s) in chosen.iter().filter(|(_, s)| (s.first..=s.last).contains(&k)) {
+        extra += (k + 1..=s.last).filter(|&j| reduces(j, *class)).map(|j| bytes[plan.program.stmts[j].target.index()]).sum::<f64>();
+    }
+    extra
+}
+
+/// Most slice loops a plan gets.
+const MAX_SLICE_LOOPS: usize = 8;
+
+/// The slice over one axis of temporary `t` that adds the fewest FLOPs (the longest
+/// among equals), with its class; `None` when no axis of `t` can be sliced.
+fn best_slice(
+    plan: &Plan,
+    b: &Bindings,
+    axes: &[Vec<(TensorId, usize, u32)>],
+    c: &mut Classes,
+    chosen: &[(usize, Slice)],
+    t: usize,
+) -> Option<(usize, Slice)> {
+    let decl = &plan.program.tensors[t];
+    let mut best: Option<(f64, u64, usize, Slice)> = None;
+    for a in 0..decl.shape.len() {
+        let class = c.find(c.base[t] + a);
+        if chosen.iter().any(|(k, _)| *k == class) {
+            continue;
+        }
+        let count = decl.shape[a].eval(b).unwrap_or(1);
+        if count < 2 {
+            continue;
+        }
+        let touching: Vec<usize> = axes
+            .iter()
+            .enumerate()
+            .filter(|(_, st)| st.iter().any(|&(tt, aa, _)| c.find(c.base[tt.index()] + aa) == class))
+            .map(|(k, _)| k)
+            .collect();
+        let (Some(&first), Some(&last)) = (touching.first(), touching.last()) else { continue };
+        // A step that reduces over the sliced index accumulates across iterations, so
+        // its result is complete only after the loop: nothing inside may read it.
+        let in_class = |&(tt, aa, _): &(TensorId, usize, u32)| c.root(c.base[tt.index()] + aa) == class;
+        let partial: Vec<TensorId> = (first..=last)
+            .filter(|&k| {
+                let s = &plan.program.stmts[k];
+                let writes_class = axes[k].iter().any(|x| x.0 == s.target && in_class(x));
+                let reads_class = axes[k].iter().any(|x| x.0 != s.target && in_class(x));
+                reads_class && !writes_class
+            })
+            .map(|k| plan.program.stmts[k].target)
+            .collect();
+        let reads_partial = (first..=last).any(|k| {
+            let mut r = Vec::new();
+            plan.program.stmts[k].rhs.tensors(&mut r);
+            r.iter().any(|t| {
+                partial.contains(t) && plan.program.stmts.iter().position(|s| s.target == *t).is_some_and(|p| p < k)
+            })
+        });
+        if reads_partial {
+            continue;
+        }
+        let extra: f64 = (first..=last)
+            .filter(|k| !touching.contains(k))
+            .map(|k| plan.steps[k].flops * (count - 1) as f64)
+            .sum();
+        let index = axes[first]
+            .iter()
+            .find(|&&(tt, aa, _)| c.find(c.base[tt.index()] + aa) == class)
+            .map(|&(_, _, i)| plan.program.stmts[first].indices[i as usize].name.clone())
+            .unwrap_or_else(|| format!("axis {a} of {}", decl.name));
+        let slice = Slice { indices: vec![index], count, first, last, extra_flops: extra, axis: (TensorId(t as u32), a) };
+        let better = match &best {
+            None => true,
+            Some((e, n, _, _)) => extra < *e || (extra == *e && count > *n),
+        };
+        if better {
+            best = Some((extra, count, class, slice));
+        }
+    }
+    best.map(|(_, _, class, slice)| (class, slice))
 }
 
 /// Moves steps that do not touch a slice's index and read nothing computed inside its

@@ -115,9 +115,10 @@ fn memory_limit_slices_tensor_attention() {
     }";
     let free = plan_src(src, &[("n", 16), ("d", 4)], None);
     assert!(free.peak_bytes >= 16 * 16 * 16 * 8, "{free}");
-    let limited = plan_src(src, &[("n", 16), ("d", 4)], Some(4096));
+    // The limit caps every intermediate alive at once, as the executor counts them.
+    let limited = plan_src(src, &[("n", 16), ("d", 4)], Some(6144));
     assert!(!limited.slices.is_empty(), "{limited}");
-    assert!(limited.peak_bytes <= 4096 * 3, "{limited}");
+    assert!(limited.peak_bytes <= 6144, "{limited}");
     let text = limited.to_string();
     assert!(text.contains("slice over"), "{text}");
 }
