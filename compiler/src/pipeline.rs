@@ -144,6 +144,66 @@ pub fn emit_plan(plan: &Plan, p: &Program, backend: Backend) -> Result<String, P
     Ok(emit(&program, backend).map_err(ExecError::from)?)
 }
 
+/// Plans `f` in `dtype` under a memory limit of `limit` bytes and compiles its slice
+/// loops to run on `ranks` ranks (see [`Executable::sliced_for_ranks`]); `Ok(None)` when
+/// the plan needs no slice loop.
+///
+/// The planner fits its model of the executor's memory under a target; the executor
+/// measures its compiled pieces against the limit itself. When they need more, the
+/// target drops by what they overshot and the function is planned again, so sliced
+/// further, up to [`SLICE_TRIES`] plans.
+pub fn compile_sliced(
+    f: &Function,
+    b: &Bindings,
+    dtype: DType,
+    backend: Backend,
+    limit: u64,
+    ranks: usize,
+) -> Result<Option<Output>, PipelineError> {
+    let mut f = std::borrow::Cow::Borrowed(f);
+    if f.dtype != dtype {
+        f.to_mut().dtype = dtype;
+    }
+    let mut target = limit;
+    let mut plan_ms = 0.0;
+    let mut refused: Option<ExecError> = None;
+    for _ in 0..SLICE_TRIES {
+        let t = Instant::now();
+        let planned = crate::plan::plan(&f, b, &PlanOptions { memory_limit: Some(target), ..PlanOptions::default() });
+        plan_ms += t.elapsed().as_secs_f64() * 1e3;
+        let plan = match (planned, refused.take()) {
+            (Ok(p), _) => p,
+            // No plan fits the lowered target: the executor's refusal stands.
+            (Err(_), Some(e)) => return Err(e.into()),
+            (Err(e), None) => return Err(e.into()),
+        };
+        if plan.slices.is_empty() {
+            return Ok(None);
+        }
+        match Executable::sliced_for_ranks(&plan, b, backend, limit, ranks) {
+            Err(e @ ExecError::OverLimit { need, .. }) if need > limit => {
+                // The planner's estimate for this plan was `peak_bytes`: ask for less by
+                // what the pieces overshot.
+                let over = need - limit;
+                target = target.min(plan.peak_bytes).saturating_sub(over);
+                refused = Some(e);
+                if target == 0 {
+                    break;
+                }
+            }
+            r => {
+                let exec = r?;
+                let timings = Timings { plan_ms, lower_ms: 0.0, codegen_ms: exec.compile_ms };
+                return Ok(Some(Output { plan, program: Some(exec.program.clone()), exec: Some(exec), timings }));
+            }
+        }
+    }
+    Err(refused.unwrap_or_else(|| ExecError::Internal("no sliced plan was tried".into())).into())
+}
+
+/// Sliced plans [`compile_sliced`] makes before it gives the executor's refusal.
+pub const SLICE_TRIES: usize = 4;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,64 +275,3 @@ mod tests {
         assert_eq!(Backend::native().contains(&Backend::Llvm), cfg!(feature = "llvm"));
     }
 }
-
-/// Plans `f` in `dtype` under a memory limit of `limit` bytes and compiles its slice
-/// loops to run on `ranks` ranks (see [`Executable::sliced_for_ranks`]); `Ok(None)` when
-/// the plan needs no slice loop.
-///
-/// The planner fits its model of the executor's memory under a target; the executor
-/// measures its compiled pieces against the limit itself. When they need more, the
-/// target drops by what they overshot and the function is planned again, so sliced
-/// further, up to [`SLICE_TRIES`] plans.
-pub fn compile_sliced(
-    f: &Function,
-    b: &Bindings,
-    dtype: DType,
-    backend: Backend,
-    limit: u64,
-    ranks: usize,
-) -> Result<Option<Output>, PipelineError> {
-    let mut f = std::borrow::Cow::Borrowed(f);
-    if f.dtype != dtype {
-        f.to_mut().dtype = dtype;
-    }
-    let mut target = limit;
-    let mut plan_ms = 0.0;
-    let mut refused: Option<ExecError> = None;
-    for _ in 0..SLICE_TRIES {
-        let t = Instant::now();
-        let planned = crate::plan::plan(&f, b, &PlanOptions { memory_limit: Some(target), ..PlanOptions::default() });
-        plan_ms += t.elapsed().as_secs_f64() * 1e3;
-        let plan = match (planned, refused.take()) {
-            (Ok(p), _) => p,
-            // No plan fits the lowered target: the executor's refusal stands.
-            (Err(_), Some(e)) => return Err(e.into()),
-            (Err(e), None) => return Err(e.into()),
-        };
-        if plan.slices.is_empty() {
-            return Ok(None);
-        }
-        match Executable::sliced_for_ranks(&plan, b, backend, limit, ranks) {
-            Err(e @ ExecError::OverLimit { need, .. }) if need > limit => {
-                // The planner's estimate for this plan was `peak_bytes`: ask for less by
-                // what the pieces overshot.
-                let over = need - limit;
-                target = target.min(plan.peak_bytes).saturating_sub(over);
-                refused = Some(e);
-                if target == 0 {
-                    break;
-                }
-            }
-            r => {
-                let exec = r?;
-                let timings = Timings { plan_ms, lower_ms: 0.0, codegen_ms: exec.compile_ms };
-                return Ok(Some(Output { plan, program: Some(exec.program.clone()), exec: Some(exec), timings }));
-            }
-        }
-    }
-    Err(refused.map_or_else(|| ExecError::Internal("no sliced plan was tried".into()), |e| e).into())
-}
-
-/// Sliced plans [`compile_sliced`] makes before it gives the executor's refusal.
-pub const SLICE_TRIES: usize = 4;
-

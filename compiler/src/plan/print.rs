@@ -37,10 +37,11 @@ impl fmt::Display for Plan {
         writeln!(f, "plan for `{}` ({}; {})", self.function, self.dtype, if dims.is_empty() { "no dims".into() } else { dims.join(", ") })?;
         writeln!(
             f,
-            "  FLOPs    {} optimised, {} naive ({:.1}x fewer)",
+            "  FLOPs    {} optimised, {} naive ({}x fewer)",
             human_flops(self.flops),
             human_flops(self.naive_flops),
-            self.speedup
+            // Naive counts of big networks reach 1e47: digits beyond a few say nothing.
+            if self.speedup < 1e6 { format!("{:.1}", self.speedup) } else { format!("{:.2e}", self.speedup) }
         )?;
         let limit = match self.memory_limit {
             Some(l) if !self.slices.is_empty() => format!(" (limit {}: sliced)", human_bytes(l)),
