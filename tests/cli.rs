@@ -1051,6 +1051,10 @@ fn einsum_run_and_bench_slice_under_a_memory_limit() {
     // A limit that no slicing meets is refused with the numbers.
     let err = env.fails(1, &["einsum", spec, &a, &a, &a, &a, "--memory-limit", "32B"]);
     assert!(err.contains("memory limit"), "{err}");
+    // One that only slices recomputing most of the work (a million slices, 20 times the
+    // FLOPs) is refused too, with the cost.
+    let err = env.fails(1, &["einsum", spec, &a, &a, &a, &a, "--memory-limit", "64B"]);
+    assert!(err.contains("sensible cost") && err.contains("times the"), "{err}");
 }
 
 #[cfg(not(feature = "mpi"))]

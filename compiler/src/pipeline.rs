@@ -151,7 +151,8 @@ pub fn emit_plan(plan: &Plan, p: &Program, backend: Backend) -> Result<String, P
 /// The planner fits its model of the executor's memory under a target; the executor
 /// measures its compiled pieces against the limit itself. When they need more, the
 /// target drops by what they overshot and the function is planned again, so sliced
-/// further, up to [`SLICE_TRIES`] plans.
+/// further, up to [`SLICE_TRIES`] plans. A slicing whose chunks would do more than
+/// [`MAX_SLICED_WORK`] times the unsliced plan's FLOPs is refused.
 pub fn compile_sliced(
     f: &Function,
     b: &Bindings,
@@ -193,6 +194,18 @@ pub fn compile_sliced(
             }
             r => {
                 let exec = r?;
+                // Slicing that recomputes most of the work is refused, not run for hours.
+                let unsliced = plan.flops - plan.slices.iter().map(|s| s.extra_flops).sum::<f64>();
+                let as_run = exec.slicing().map_or(0.0, |s| s.flops);
+                if as_run > MAX_SLICED_WORK * unsliced.max(1.0) {
+                    return Err(ExecError::Memory(format!(
+                        "cannot run under the memory limit of {limit} bytes at a sensible cost: its slices would do \
+                         {as_run:.3e} FLOPs, {:.0} times the {unsliced:.3e} of the unsliced plan (at most \
+                         {MAX_SLICED_WORK} times is run); raise the limit",
+                        as_run / unsliced.max(1.0)
+                    ))
+                    .into());
+                }
                 let timings = Timings { plan_ms, lower_ms: 0.0, codegen_ms: exec.compile_ms };
                 return Ok(Some(Output { plan, program: Some(exec.program.clone()), exec: Some(exec), timings }));
             }
@@ -203,6 +216,9 @@ pub fn compile_sliced(
 
 /// Sliced plans [`compile_sliced`] makes before it gives the executor's refusal.
 pub const SLICE_TRIES: usize = 4;
+
+/// The most FLOPs a sliced call may do, as a multiple of its unsliced plan's.
+pub const MAX_SLICED_WORK: f64 = 16.0;
 
 #[cfg(test)]
 mod tests {

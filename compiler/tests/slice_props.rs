@@ -134,6 +134,11 @@ fn check_at(f: &Function, b: &Bindings, limit: u64) -> Result<Outcome, TestCaseE
                         note(&format!("{e}\n{what}"));
                         return Ok(Err(Outcome::Refused));
                     }
+                    // And slicings that would recompute most of the work.
+                    Err(pipeline::PipelineError::Exec(e @ ExecError::Memory(_))) if e.to_string().contains("sensible cost") => {
+                        note(&format!("{e}\n{what}"));
+                        return Ok(Err(Outcome::Refused));
+                    }
                     Ok(_) => return Err(TestCaseError::fail(format!("no sliced executable\n{what}"))),
                     Err(e) => return Err(TestCaseError::fail(format!("{e}\n{what}"))),
                 };

@@ -295,6 +295,23 @@ fn in_loop_bytes(
     extra
 }
 
+/// `first..=last` widened until no chosen loop overlaps it without nesting.
+fn nested_range(mut first: usize, mut last: usize, chosen: &[(usize, Slice)]) -> (usize, usize) {
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for (_, s) in chosen {
+            let crosses =
+                (first < s.first && s.first <= last && last < s.last) || (s.first < first && first <= s.last && s.last < last);
+            if crosses {
+                (first, last) = (first.min(s.first), last.max(s.last));
+                changed = true;
+            }
+        }
+    }
+    (first, last)
+}
+
 /// Most slice loops a plan gets.
 const MAX_SLICE_LOOPS: usize = 8;
 
@@ -348,7 +365,10 @@ fn best_slice(
         if reads_partial {
             continue;
         }
-        let extra: f64 = (first..=last)
+        // Loops that overlap without nesting run nested (the executor widens one to
+        // contain the other), so the steps the widening takes in are recomputed too.
+        let (lo, hi) = nested_range(first, last, chosen);
+        let extra: f64 = (lo..=hi)
             .filter(|k| !touching.contains(k))
             .map(|k| plan.steps[k].flops * (count - 1) as f64)
             .sum();
