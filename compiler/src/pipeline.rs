@@ -167,48 +167,68 @@ pub fn compile_sliced(
     }
     let mut target = limit;
     let mut plan_ms = 0.0;
+    // The executor's last refusal: it stands when no plan fits a lowered target.
     let mut refused: Option<ExecError> = None;
     for _ in 0..SLICE_TRIES {
-        let t = Instant::now();
-        let planned = crate::plan::plan(&f, b, &PlanOptions { memory_limit: Some(target), ..PlanOptions::default() });
-        plan_ms += t.elapsed().as_secs_f64() * 1e3;
-        let plan = match (planned, refused.take()) {
-            (Ok(p), _) => p,
-            // No plan fits the lowered target: the executor's refusal stands.
-            (Err(_), Some(e)) => return Err(e.into()),
-            (Err(e), None) => return Err(e.into()),
-        };
-        if plan.slices.is_empty() {
-            return Ok(None);
+        // Both ways of costing nested loops; the slicing whose chunks do less work wins.
+        let mut best: Option<(Plan, Executable, f64)> = None;
+        let mut unplanned: Option<PlanError> = None;
+        let mut lowered: Option<(u64, ExecError)> = None;
+        for nesting_cost in [true, false] {
+            let t = Instant::now();
+            let opts = PlanOptions { memory_limit: Some(target), slice_nesting_cost: nesting_cost, ..PlanOptions::default() };
+            let planned = crate::plan::plan(&f, b, &opts);
+            plan_ms += t.elapsed().as_secs_f64() * 1e3;
+            let plan = match planned {
+                Ok(p) if p.slices.is_empty() => return Ok(None),
+                Ok(p) => p,
+                Err(e) => {
+                    unplanned.get_or_insert(e);
+                    continue;
+                }
+            };
+            match Executable::sliced_for_ranks(&plan, b, backend, limit, ranks) {
+                Ok(exec) => {
+                    let work = exec.slicing().map_or(0.0, |s| s.flops);
+                    if best.as_ref().is_none_or(|x| work < x.2) {
+                        best = Some((plan, exec, work));
+                    }
+                }
+                // The planner's estimate for this plan was `peak_bytes`: the next round
+                // asks for less by what the pieces overshot.
+                Err(e @ ExecError::OverLimit { need, .. }) if need > limit => {
+                    let lower = plan.peak_bytes.min(target).saturating_sub(need - limit);
+                    if lowered.as_ref().is_none_or(|(t, _)| lower < *t) {
+                        lowered = Some((lower, e));
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        match Executable::sliced_for_ranks(&plan, b, backend, limit, ranks) {
-            Err(e @ ExecError::OverLimit { need, .. }) if need > limit => {
-                // The planner's estimate for this plan was `peak_bytes`: ask for less by
-                // what the pieces overshot.
-                let over = need - limit;
-                target = target.min(plan.peak_bytes).saturating_sub(over);
+        if let Some((plan, exec, as_run)) = best {
+            // Slicing that recomputes most of the work is refused, not run for hours.
+            let unsliced = plan.flops - plan.slices.iter().map(|s| s.extra_flops).sum::<f64>();
+            if as_run > MAX_SLICED_WORK * unsliced.max(1.0) {
+                return Err(ExecError::Memory(format!(
+                    "cannot run under the memory limit of {limit} bytes at a sensible cost: its slices would do \
+                     {as_run:.3e} FLOPs, {:.0} times the {unsliced:.3e} of the unsliced plan (at most \
+                     {MAX_SLICED_WORK} times is run); raise the limit",
+                    as_run / unsliced.max(1.0)
+                ))
+                .into());
+            }
+            let timings = Timings { plan_ms, lower_ms: 0.0, codegen_ms: exec.compile_ms };
+            return Ok(Some(Output { plan, program: Some(exec.program.clone()), exec: Some(exec), timings }));
+        }
+        match (lowered, refused.take(), unplanned) {
+            (Some((lower, e)), _, _) if lower > 0 => {
+                target = lower;
                 refused = Some(e);
-                if target == 0 {
-                    break;
-                }
             }
-            r => {
-                let exec = r?;
-                // Slicing that recomputes most of the work is refused, not run for hours.
-                let unsliced = plan.flops - plan.slices.iter().map(|s| s.extra_flops).sum::<f64>();
-                let as_run = exec.slicing().map_or(0.0, |s| s.flops);
-                if as_run > MAX_SLICED_WORK * unsliced.max(1.0) {
-                    return Err(ExecError::Memory(format!(
-                        "cannot run under the memory limit of {limit} bytes at a sensible cost: its slices would do \
-                         {as_run:.3e} FLOPs, {:.0} times the {unsliced:.3e} of the unsliced plan (at most \
-                         {MAX_SLICED_WORK} times is run); raise the limit",
-                        as_run / unsliced.max(1.0)
-                    ))
-                    .into());
-                }
-                let timings = Timings { plan_ms, lower_ms: 0.0, codegen_ms: exec.compile_ms };
-                return Ok(Some(Output { plan, program: Some(exec.program.clone()), exec: Some(exec), timings }));
-            }
+            (Some((_, e)), _, _) => return Err(e.into()),
+            (None, Some(e), _) => return Err(e.into()),
+            (None, None, Some(e)) => return Err(e.into()),
+            (None, None, None) => return Err(ExecError::Internal("no sliced plan was tried".into()).into()),
         }
     }
     Err(refused.unwrap_or_else(|| ExecError::Internal("no sliced plan was tried".into())).into())

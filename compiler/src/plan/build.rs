@@ -15,8 +15,13 @@ use std::time::{Duration, Instant};
 /// How to plan.
 #[derive(Clone, Debug)]
 pub struct PlanOptions {
-    /// Largest intermediate, in bytes; bigger ones are sliced.
+    /// Bytes of intermediates alive at once; more are sliced.
     pub memory_limit: Option<u64>,
+    /// Whether slicing counts the steps that nesting a new loop with an overlapping one
+    /// recomputes (right when the outer loop runs in many chunks; when the executor can
+    /// keep it whole, ignoring them finds cheaper loops). `pipeline::compile_sliced`
+    /// tries both.
+    pub slice_nesting_cost: bool,
     pub path: PathOptions,
     /// Run the egg algebra pass first (with these bounds).
     pub algebra: Option<crate::optimize::algebra::AlgebraOptions>,
@@ -29,6 +34,7 @@ impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
             memory_limit: None,
+            slice_nesting_cost: true,
             path: PathOptions::default(),
             algebra: Some(crate::optimize::algebra::AlgebraOptions {
                 time_limit: Duration::from_secs(20),
@@ -158,7 +164,7 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
     super::fuse::detect(&mut plan, b);
     plan.peak_bytes = super::slice::peak_bytes(&plan, &[]);
     if let Some(limit) = opts.memory_limit {
-        super::slice::slice_to_fit(&mut plan, b, limit)?;
+        super::slice::slice_to_fit(&mut plan, b, limit, opts.slice_nesting_cost)?;
         // Slicing may move steps: find the fusions of the sliced program.
         if !plan.slices.is_empty() {
             super::fuse::detect(&mut plan, b);

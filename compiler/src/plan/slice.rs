@@ -201,7 +201,7 @@ fn bindings_of(plan: &Plan) -> Bindings {
 /// executor keeps to), or says why it cannot. Each round slices the largest
 /// intermediate alive at the peak that can be sliced, along the axis that adds the
 /// fewest FLOPs.
-pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<(), PlanError> {
+pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64, nesting_cost: bool) -> Result<(), PlanError> {
     let mut c = classes(plan, &step_axes(plan));
     let mut chosen: Vec<(usize, Slice)> = Vec::new();
     for _ in 0..MAX_SLICE_LOOPS {
@@ -224,7 +224,7 @@ pub(super) fn slice_to_fit(plan: &mut Plan, b: &Bindings, limit: u64) -> Result<
                 live.push(t.index());
             }
         }
-        let Some((class, slice)) = live.iter().find_map(|&t| best_slice(plan, b, &axes, &mut c, &chosen, t)) else {
+        let Some((class, slice)) = live.iter().find_map(|&t| best_slice(plan, b, &axes, &mut c, &chosen, t, nesting_cost)) else {
             let names: Vec<&str> = live
                 .iter()
                 .filter(|&&t| plan.program.tensors[t].kind == TensorKind::Temp)
@@ -324,6 +324,7 @@ fn best_slice(
     c: &mut Classes,
     chosen: &[(usize, Slice)],
     t: usize,
+    nesting_cost: bool,
 ) -> Option<(usize, Slice)> {
     let decl = &plan.program.tensors[t];
     let mut best: Option<(f64, u64, usize, Slice)> = None;
@@ -367,7 +368,7 @@ fn best_slice(
         }
         // Loops that overlap without nesting run nested (the executor widens one to
         // contain the other), so the steps the widening takes in are recomputed too.
-        let (lo, hi) = nested_range(first, last, chosen);
+        let (lo, hi) = if nesting_cost { nested_range(first, last, chosen) } else { (first, last) };
         let extra: f64 = (lo..=hi)
             .filter(|k| !touching.contains(k))
             .map(|k| plan.steps[k].flops * (count - 1) as f64)
