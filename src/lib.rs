@@ -226,7 +226,7 @@ fn compile_sliced(
     refusal: Error,
 ) -> Result<Compiled, Error> {
     use tessera_compiler::pipeline;
-    let out = pipeline::compile_sliced(f, b, dtype, backend, limit, ranks).map_err(pipeline_error)?;
+    let out = pipeline::compile_sliced(f, b, dtype, backend, limit, ranks, &PlanOptions::default()).map_err(pipeline_error)?;
     match out {
         Some(pipeline::Output { plan, exec: Some(exec), timings, .. }) => Ok(Compiled {
             plan,
@@ -549,9 +549,10 @@ impl<'m> Function<'m> {
     }
 
     /// The costed plan for concrete dims; every dim of the signature must be given.
+    /// Under a memory limit that needs slice loops, the slicing a call runs.
     pub fn plan(&self, dims: &[(&str, u64)], opts: &PlanOptions) -> Result<Plan, Error> {
         let b = self.bindings(dims, "planning")?;
-        Ok(tessera_compiler::plan::plan(self.tir, &b, opts)?)
+        planned(self.tir, &b, opts)
     }
 
     /// The function compiled for concrete dims (every dim given), as [`Function::compile`]
@@ -910,5 +911,23 @@ pub fn einsum_shapes_plan(spec: &str, shapes: &[&[usize]], opts: &PlanOptions) -
         Ok(e) => e,
         Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
     };
-    Ok(tessera_compiler::plan::plan(&e.function, &e.bindings, opts)?)
+    planned(&e.function, &e.bindings, opts)
+}
+
+/// The plan of `f` under `opts`. When a memory limit needs slice loops, the slicing is
+/// the one a call runs: `pipeline::compile_sliced` chooses it by the work of the chunks
+/// the executor picks (compiled for the loop-IR interpreter, which generates no code),
+/// and a limit a call would refuse is refused here too.
+fn planned(f: &tir::Function, b: &tir::Bindings, opts: &PlanOptions) -> Result<Plan, Error> {
+    use tessera_compiler::pipeline;
+    let plan = tessera_compiler::plan::plan(f, b, opts)?;
+    match opts.memory_limit {
+        Some(limit) if !plan.slices.is_empty() => {
+            match pipeline::compile_sliced(f, b, f.dtype, Backend::Interp, limit, 1, opts).map_err(pipeline_error)? {
+                Some(out) => Ok(out.plan),
+                None => Ok(plan),
+            }
+        }
+        _ => Ok(plan),
+    }
 }

@@ -144,8 +144,8 @@ pub fn emit_plan(plan: &Plan, p: &Program, backend: Backend) -> Result<String, P
     Ok(emit(&program, backend).map_err(ExecError::from)?)
 }
 
-/// Plans `f` in `dtype` under a memory limit of `limit` bytes and compiles its slice
-/// loops to run on `ranks` ranks (see [`Executable::sliced_for_ranks`]); `Ok(None)` when
+/// Plans `f` in `dtype` under a memory limit of `limit` bytes (with `base`'s other
+/// options) and compiles its slice loops to run on `ranks` ranks (see [`Executable::sliced_for_ranks`]); `Ok(None)` when
 /// the plan needs no slice loop.
 ///
 /// The planner fits its model of the executor's memory under a target; the executor
@@ -160,6 +160,7 @@ pub fn compile_sliced(
     backend: Backend,
     limit: u64,
     ranks: usize,
+    base: &PlanOptions,
 ) -> Result<Option<Output>, PipelineError> {
     let mut f = std::borrow::Cow::Borrowed(f);
     if f.dtype != dtype {
@@ -176,7 +177,7 @@ pub fn compile_sliced(
         let mut lowered: Option<(u64, ExecError)> = None;
         for nesting_cost in [true, false] {
             let t = Instant::now();
-            let opts = PlanOptions { memory_limit: Some(target), slice_nesting_cost: nesting_cost, ..PlanOptions::default() };
+            let opts = PlanOptions { memory_limit: Some(target), slice_nesting_cost: nesting_cost, ..base.clone() };
             let planned = crate::plan::plan(&f, b, &opts);
             plan_ms += t.elapsed().as_secs_f64() * 1e3;
             let plan = match planned {

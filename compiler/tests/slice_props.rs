@@ -121,7 +121,7 @@ fn check_at(f: &Function, b: &Bindings, limit: u64) -> Result<Outcome, TestCaseE
         for threads in [1, 0] {
             let what = format!("{} on {} thread(s) under {limit} B\n{f}\n{p}", backend.name(), threads);
             let r = tessera_runtime::with_threads(threads, || -> Result<Result<Vec<ArrayD<f64>>, Outcome>, TestCaseError> {
-                let exe = match pipeline::compile_sliced(f, b, DType::F64, backend, limit, 1) {
+                let exe = match pipeline::compile_sliced(f, b, DType::F64, backend, limit, 1, &PlanOptions::default()) {
                     Ok(Some(pipeline::Output { exec: Some(e), .. })) => e,
                     // Plans the driver cannot run exactly are refused with a reason.
                     Err(pipeline::PipelineError::Exec(ExecError::Unavailable(m))) if m.contains("slice loops") => {
