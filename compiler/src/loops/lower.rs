@@ -607,6 +607,7 @@ impl Lowerer<'_> {
                     (Builtin::Pow, 2) => fold_bin(BinOp::Pow, xs[0].clone(), xs[1].clone()),
                     (Builtin::Max, 2) => fold_bin(BinOp::Max, xs[0].clone(), xs[1].clone()),
                     (Builtin::Min, 2) => fold_bin(BinOp::Min, xs[0].clone(), xs[1].clone()),
+                    (Builtin::Lmul(m), 2) => Expr::bin(BinOp::Lmul(*m), xs[0].clone(), xs[1].clone()),
                     _ => return internal(format!("{} with {} arguments", f.name(), xs.len())),
                 }
             }
