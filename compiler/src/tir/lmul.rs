@@ -95,6 +95,59 @@ pub fn max_bits(wide: bool) -> u32 {
     }
 }
 
+/// How the products of a plan are computed: exactly, or as L-Mul (`--mul lmul`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum MulMode {
+    #[default]
+    Exact,
+    /// Every product is `lmul` keeping this many mantissa bits (0: all of them).
+    Lmul(u8),
+}
+
+impl MulMode {
+    /// Reads `exact`, `lmul` or `lmulM` (M from 1 to 52), the spellings of `--mul`.
+    pub fn parse(s: &str) -> Result<MulMode, String> {
+        let bad = || format!("unknown multiplication `{s}`: use exact, lmul, or lmulM for an M-bit mantissa (lmul3, lmul4)");
+        match s {
+            "exact" => Ok(MulMode::Exact),
+            "lmul" => Ok(MulMode::Lmul(0)),
+            _ => match s.strip_prefix("lmul").map(str::parse::<u8>) {
+                Some(Ok(m @ 1..=52)) => Ok(MulMode::Lmul(m)),
+                _ => Err(bad()),
+            },
+        }
+    }
+
+    /// `program` with every product of its statements as a chain of `lmul` calls,
+    /// left to right (a plan's step multiplies two operands, so no order is invented).
+    pub fn apply(self, program: &super::Function) -> super::Function {
+        let MulMode::Lmul(m) = self else { return program.clone() };
+        let mut f = program.clone();
+        for s in &mut f.stmts {
+            let rhs = std::mem::replace(&mut s.rhs, super::Expr::Lit(0.0));
+            s.rhs = rhs.map_nodes(&mut |e| match e {
+                super::Expr::Mul(xs) => {
+                    let mut it = xs.into_iter();
+                    let first = it.next().unwrap_or(super::Expr::Lit(1.0));
+                    it.fold(first, |a, b| super::Expr::Call(super::Builtin::Lmul(m), vec![a, b]))
+                }
+                other => other,
+            });
+        }
+        f
+    }
+}
+
+impl std::fmt::Display for MulMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MulMode::Exact => f.write_str("exact"),
+            MulMode::Lmul(0) => f.write_str("lmul"),
+            MulMode::Lmul(m) => write!(f, "lmul{m}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
