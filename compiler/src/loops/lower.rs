@@ -544,6 +544,25 @@ impl Lowerer<'_> {
         }
         let (_, st) = self.strides(s, s.target, &s.lhs)?;
         let index = k.affine(&st);
+        let elems = self.bufs[target.index()].len();
+        if let Some((&last, outer)) = lhs.split_last().filter(|_| row_form(s, &st)) {
+            // Sums of L-Mul products have no GEMM: they accumulate whole rows of the
+            // result, so that the innermost loop runs along the result's contiguous index
+            // (and usually an operand's), which the backends vectorise.
+            let zero = Stmt::Store { buf: target, index: index.clone(), value: Expr::Const(0.0) };
+            let mut body = k.nest(&[last], vec![zero], false);
+            k.declare(s, last, k.extent(last));
+            let index = k.affine(&st);
+            let mut inner = Vec::new();
+            let v = self.expr(s, &mut k, &mut inner, &s.rhs)?;
+            let sum = Expr::bin(BinOp::Add, Expr::Load(target, index.clone()), v);
+            inner.push(Stmt::Store { buf: target, index, value: sum });
+            let order: Vec<IndexId> = s.reduced.iter().copied().chain([last]).collect();
+            body.extend(k.nest(&order, inner, false));
+            let parallel = elems > 0 && outer.first().is_some_and(|&i| k.extent(i) > 1);
+            k.k.body = k.nest(outer, body, parallel);
+            return Ok(k.k);
+        }
         let mut body = Vec::new();
         if s.reduced.is_empty() {
             let v = self.expr(s, &mut k, &mut body, &s.rhs)?;
@@ -559,7 +578,6 @@ impl Lowerer<'_> {
             body.extend(red);
             body.push(Stmt::Store { buf: target, index, value: Expr::Var(acc) });
         }
-        let elems = self.bufs[target.index()].len();
         let parallel = elems > 0 && lhs.first().is_some_and(|&i| k.extent(i) > 1);
         k.k.body = k.nest(&lhs, body, parallel);
         Ok(k.k)
@@ -658,6 +676,33 @@ impl Lowerer<'_> {
 
 /// Axes of one GEMM role, merged where the outer one steps exactly over the inner one in
 /// every operand (`key` gives the two strides that matter), sorted outermost first.
+/// Whether `s` is a sum of L-Mul products (no inline reductions) into a result of two or
+/// more indices whose last one is contiguous: such a sum runs as row accumulation.
+fn row_form(s: &tir::Stmt, target_strides: &[(IndexId, i64)]) -> bool {
+    fn lmul(e: &tir::Expr) -> bool {
+        matches!(e, tir::Expr::Call(Builtin::Lmul(_), _))
+    }
+    fn any(e: &tir::Expr, f: &dyn Fn(&tir::Expr) -> bool) -> bool {
+        use tir::Expr as E;
+        f(e) || match e {
+            E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) => false,
+            E::Neg(a) => any(a, f),
+            E::Add(xs) | E::Mul(xs) | E::Call(_, xs) => xs.iter().any(|x| any(x, f)),
+            E::Sub(a, b) | E::Div(a, b) => any(a, f) || any(b, f),
+            // A condition is evaluated per element too; it needs no special order.
+            E::Select(_, a, b) => any(a, f) || any(b, f),
+            E::Reduce(..) => true,
+        }
+    }
+    let last = s.lhs.iter().flatten().last().copied();
+    s.op == ReduceOp::Sum
+        && !s.reduced.is_empty()
+        && s.lhs.iter().flatten().count() >= 2
+        && any(&s.rhs, &lmul)
+        && !any(&s.rhs, &|e| matches!(e, tir::Expr::Reduce(..)))
+        && last.is_some_and(|l| target_strides.iter().any(|&(i, v)| i == l && v == 1))
+}
+
 fn merge(v: Vec<Axis>, key: fn(&Axis) -> (i64, i64)) -> Vec<Axis> {
     let mut out: Vec<Axis> = Vec::new();
     for x in v {

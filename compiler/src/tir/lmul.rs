@@ -107,7 +107,9 @@ pub enum MulMode {
 impl MulMode {
     /// Reads `exact`, `lmul` or `lmulM` (M from 1 to 52), the spellings of `--mul`.
     pub fn parse(s: &str) -> Result<MulMode, String> {
-        let bad = || format!("unknown multiplication `{s}`: use exact, lmul, or lmulM for an M-bit mantissa (lmul3, lmul4)");
+        let bad = || {
+            format!("unknown multiplication `{s}`: use exact, lmul, or lmulM for an M-bit mantissa (lmul3, lmul4)")
+        };
         match s {
             "exact" => Ok(MulMode::Exact),
             "lmul" => Ok(MulMode::Lmul(0)),
@@ -121,7 +123,9 @@ impl MulMode {
     /// `program` with every product of its statements as a chain of `lmul` calls,
     /// left to right (a plan's step multiplies two operands, so no order is invented).
     pub fn apply(self, program: &super::Function) -> super::Function {
-        let MulMode::Lmul(m) = self else { return program.clone() };
+        let MulMode::Lmul(m) = self else {
+            return program.clone();
+        };
         let mut f = program.clone();
         for s in &mut f.stmts {
             let rhs = std::mem::replace(&mut s.rhs, super::Expr::Lit(0.0));
@@ -129,7 +133,9 @@ impl MulMode {
                 super::Expr::Mul(xs) => {
                     let mut it = xs.into_iter();
                     let first = it.next().unwrap_or(super::Expr::Lit(1.0));
-                    it.fold(first, |a, b| super::Expr::Call(super::Builtin::Lmul(m), vec![a, b]))
+                    it.fold(first, |a, b| {
+                        super::Expr::Call(super::Builtin::Lmul(m), vec![a, b])
+                    })
                 }
                 other => other,
             });
