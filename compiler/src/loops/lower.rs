@@ -545,7 +545,11 @@ impl Lowerer<'_> {
         let (_, st) = self.strides(s, s.target, &s.lhs)?;
         let index = k.affine(&st);
         let elems = self.bufs[target.index()].len();
-        if let Some((&last, outer)) = lhs.split_last().filter(|_| row_form(s, &st)) {
+        let row = match lhs.last() {
+            Some(&last) if row_form(s, &st) => self.rows_beat_reduction(s, last)?,
+            _ => false,
+        };
+        if let Some((&last, outer)) = lhs.split_last().filter(|_| row) {
             // Sums of L-Mul products have no GEMM: they accumulate whole rows of the
             // result, so that the innermost loop runs along the result's contiguous index
             // (and usually an operand's), which the backends vectorise.
@@ -581,6 +585,23 @@ impl Lowerer<'_> {
         let parallel = elems > 0 && lhs.first().is_some_and(|&i| k.extent(i) > 1);
         k.k.body = k.nest(&lhs, body, parallel);
         Ok(k.k)
+    }
+
+    /// Whether accumulating rows beats a scalar accumulator: the innermost reduced index
+    /// strides through some operand, while every operand is contiguous (or constant)
+    /// along the result's last index `last`.
+    fn rows_beat_reduction(&mut self, s: &tir::Stmt, last: IndexId) -> R<bool> {
+        let Some(&inner) = s.reduced.last() else { return Ok(false) };
+        let mut reads = Vec::new();
+        s.rhs.for_each_access(&mut |t, pos| reads.push((t, pos.to_vec())));
+        let (mut strided, mut rows) = (false, true);
+        for (t, pos) in reads {
+            let (_, st) = self.strides(s, t, &pos)?;
+            let stride = |i: IndexId| st.iter().filter(|(j, _)| *j == i).map(|(_, v)| *v).sum::<i64>();
+            strided |= !matches!(stride(inner), 0 | 1);
+            rows &= matches!(stride(last), 0 | 1);
+        }
+        Ok(strided && rows)
     }
 
     /// Lowers an expression; inline reductions push their loops onto `pre`.

@@ -122,26 +122,45 @@ impl MulMode {
 
     /// `program` with every product of its statements as a chain of `lmul` calls,
     /// left to right (a plan's step multiplies two operands, so no order is invented).
+    /// Factors that are compile-time constants (literals and dims, such as `1 / sqrt(d)`)
+    /// stay exact scalings: L-Mul by a power of two would add its offset to every value.
     pub fn apply(self, program: &super::Function) -> super::Function {
+        use super::Expr;
         let MulMode::Lmul(m) = self else {
             return program.clone();
         };
         let mut f = program.clone();
         for s in &mut f.stmts {
-            let rhs = std::mem::replace(&mut s.rhs, super::Expr::Lit(0.0));
+            let rhs = std::mem::replace(&mut s.rhs, Expr::Lit(0.0));
             s.rhs = rhs.map_nodes(&mut |e| match e {
-                super::Expr::Mul(xs) => {
-                    let mut it = xs.into_iter();
-                    let first = it.next().unwrap_or(super::Expr::Lit(1.0));
-                    it.fold(first, |a, b| {
-                        super::Expr::Call(super::Builtin::Lmul(m), vec![a, b])
-                    })
+                Expr::Mul(xs) => {
+                    let (mut consts, vars): (Vec<Expr>, Vec<Expr>) =
+                        xs.into_iter().partition(is_constant);
+                    let mut it = vars.into_iter();
+                    if let Some(first) = it.next() {
+                        consts.push(it.fold(first, |a, b| {
+                            Expr::Call(super::Builtin::Lmul(m), vec![a, b])
+                        }));
+                    }
+                    match consts.len() {
+                        1 => consts.pop().unwrap_or(Expr::Lit(1.0)),
+                        _ => Expr::Mul(consts),
+                    }
                 }
                 other => other,
             });
         }
         f
     }
+}
+
+/// Whether `e` reads no tensor and no index: a value known when compiling.
+pub fn is_constant(e: &super::Expr) -> bool {
+    let mut indices = Vec::new();
+    e.free_indices(&mut indices);
+    let mut reads = 0;
+    e.for_each_access(&mut |_, _| reads += 1);
+    indices.is_empty() && reads == 0
 }
 
 impl std::fmt::Display for MulMode {
