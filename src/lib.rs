@@ -30,6 +30,7 @@ use tessera_compiler::tir;
 pub use tessera_compiler::diag::{Diagnostic, SourceMap};
 pub use tessera_compiler::eval::{EvalError, EvalOptions, Scalar};
 pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions, StepKind};
+pub use tessera_compiler::tir::lmul::MulMode;
 pub use tessera_compiler::exec::{Distribution, Executable, SliceLoop, Slicing};
 
 #[cfg(feature = "mpi")]
@@ -170,8 +171,9 @@ impl Ranks {
     }
 }
 
-/// (function, dtype, dim sizes, backend, (memory limit, ranks) of a sliced compilation).
-type CacheKey = (String, DType, Vec<u64>, Backend, Option<(u64, usize)>);
+/// (function, dtype, dim sizes, backend, (memory limit, ranks) of a sliced compilation,
+/// multiplication mode).
+type CacheKey = (String, DType, Vec<u64>, Backend, Option<(u64, usize)>, MulMode);
 
 /// Refuses a compiled function with an output over `limit` bytes, or whose
 /// intermediates alive at once exceed it (before anything is allocated).
@@ -224,9 +226,10 @@ fn compile_sliced(
     backend: Backend,
     (limit, ranks): (u64, usize),
     refusal: Error,
+    mul: MulMode,
 ) -> Result<Compiled, Error> {
     use tessera_compiler::pipeline;
-    let out = pipeline::compile_sliced(f, b, dtype, backend, limit, ranks, &PlanOptions::default()).map_err(pipeline_error)?;
+    let out = pipeline::compile_sliced(f, b, dtype, backend, limit, ranks, &PlanOptions { mul, ..PlanOptions::default() }).map_err(pipeline_error)?;
     match out {
         Some(pipeline::Output { plan, exec: Some(exec), timings, .. }) => Ok(Compiled {
             plan,
@@ -243,7 +246,7 @@ fn compile_sliced(
 
 
 /// Plans, lowers and compiles `f` at the sizes in `b` through the pipeline driver.
-fn compile_tir(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Backend) -> Result<Compiled, Error> {
+fn compile_tir(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Backend, mul: MulMode) -> Result<Compiled, Error> {
     use tessera_compiler::pipeline;
     if backend == Backend::Reference {
         return Err(Error::Input(
@@ -252,7 +255,8 @@ fn compile_tir(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Back
                 .into(),
         ));
     }
-    let opts = pipeline::Options { backend, ..Default::default() };
+    let plan = PlanOptions { mul, ..PlanOptions::default() };
+    let opts = pipeline::Options { backend, plan, ..Default::default() };
     let out = pipeline::compile(f, b, dtype, &opts).map_err(pipeline_error)?;
     let t = out.timings;
     let exec = out.exec.ok_or_else(|| Error::Internal("the pipeline stopped before code".into()))?;
@@ -264,6 +268,25 @@ fn compile_tir(f: &tir::Function, b: &tir::Bindings, dtype: DType, backend: Back
         lower_ms: t.lower_ms,
         codegen_ms: t.codegen_ms,
     })
+}
+
+/// The reference evaluator's result for a call. In L-Mul mode it runs the plan's own
+/// program, whose products are the L-Muls the compiled code computes (L-Mul does not
+/// distribute over sums, so the products are those of the plan's contraction order).
+fn reference<T: Scalar>(
+    f: &tir::Function,
+    b: &tir::Bindings,
+    inputs: &[ArrayViewD<'_, T>],
+    opts: &CallOptions,
+) -> Result<Vec<ArrayD<T>>, Error> {
+    let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
+    if opts.mul == MulMode::Exact {
+        return Ok(tessera_compiler::eval::evaluate(f, b, inputs, &eval_opts)?);
+    }
+    let mut typed = f.clone();
+    typed.dtype = T::DTYPE;
+    let plan = tessera_compiler::plan::plan(&typed, b, &PlanOptions { mul: opts.mul, ..PlanOptions::default() })?;
+    Ok(tessera_compiler::eval::evaluate(&plan.program, b, inputs, &eval_opts)?)
 }
 
 /// Default cap on any one intermediate or output: 4 GiB.
@@ -368,6 +391,10 @@ pub struct CallOptions {
     /// every rank gets the combined outputs. A failure on any rank fails the call on
     /// every rank. None runs in this process alone.
     pub distributed: Option<Ranks>,
+    /// How products are computed: exactly, or every product of the plan's contractions
+    /// and maps as an L-Mul (`--mul lmul`, `lmul3`, `lmul4`; see docs/lmul.md), with
+    /// ordinary float sums. In L-Mul mode contractions run as generated loop kernels.
+    pub mul: MulMode,
 }
 
 impl Default for CallOptions {
@@ -378,6 +405,7 @@ impl Default for CallOptions {
             dtype: None,
             backend: Backend::Cranelift,
             distributed: None,
+            mul: MulMode::Exact,
         }
     }
 }
@@ -638,8 +666,7 @@ impl<'m> Function<'m> {
         let bindings =
             tir::bind_dims(self.tir, &shapes, &opts.dims).map_err(|e| Error::Input(format!("`{}`: {e}", self.tir.name)))?;
         if opts.backend == Backend::Reference {
-            let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
-            return Ok(tessera_compiler::eval::evaluate(self.tir, &bindings, inputs, &eval_opts)?);
+            return reference(self.tir, &bindings, inputs, opts);
         }
         match &opts.distributed {
             None => self.compiled(&bindings, T::DTYPE, opts)?.run(inputs),
@@ -666,14 +693,14 @@ impl<'m> Function<'m> {
 
     fn compiled(&self, b: &tir::Bindings, dtype: DType, opts: &CallOptions) -> Result<Arc<Compiled>, Error> {
         let sizes: Vec<u64> = (0..self.tir.dims.len()).map(|k| b.get(tir::DimId(k as u32)).unwrap_or(0)).collect();
-        let key: CacheKey = (self.tir.name.clone(), dtype, sizes, opts.backend, None);
-        let c = self.cached(key.clone(), || compile_tir(self.tir, b, dtype, opts.backend))?;
+        let key: CacheKey = (self.tir.name.clone(), dtype, sizes, opts.backend, None, opts.mul);
+        let c = self.cached(key.clone(), || compile_tir(self.tir, b, dtype, opts.backend, opts.mul))?;
         match check_memory(&c, opts.memory_limit) {
             // An intermediate over the limit: run the plan's slice loops instead.
             Err(e) if intermediate_over_limit(&e) => {
                 let sliced = (opts.memory_limit, opts.ranks());
-                let key = (key.0, key.1, key.2, key.3, Some(sliced));
-                self.cached(key, || compile_sliced(self.tir, b, dtype, opts.backend, sliced, e))
+                let key = (key.0, key.1, key.2, key.3, Some(sliced), key.5);
+                self.cached(key, || compile_sliced(self.tir, b, dtype, opts.backend, sliced, e, opts.mul))
             }
             Err(e) => Err(e),
             Ok(()) => Ok(c),
@@ -741,7 +768,7 @@ pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &C
     // so that a tiny einsum called in a loop costs a hash lookup and the kernels. One
     // whose intermediates exceed the limit takes the full path below, which slices it.
     if opts.backend != Backend::Reference && opts.distributed.is_none() {
-        if let Some(c) = cached_einsum(&einsum_key(spec, &shapes, T::DTYPE, opts.backend, None)) {
+        if let Some(c) = cached_einsum(&einsum_key(spec, &shapes, T::DTYPE, opts.backend, None, opts.mul)) {
             if check_memory(&c, opts.memory_limit).is_ok() {
                 let mut out = c.run(inputs)?;
                 return out.pop().ok_or_else(|| Error::Internal("einsum produced no output".into()));
@@ -755,8 +782,7 @@ pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &C
         Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
     };
     let mut out = if opts.backend == Backend::Reference {
-        let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
-        tessera_compiler::eval::evaluate(&e.function, &e.bindings, inputs, &eval_opts)?
+        reference(&e.function, &e.bindings, inputs, opts)?
     } else {
         match &opts.distributed {
             None => compile_einsum_limited(spec, &shapes, &e, T::DTYPE, opts)?.run(inputs)?,
@@ -766,8 +792,9 @@ pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &C
     out.pop().ok_or_else(|| Error::Internal("einsum produced no output".into()))
 }
 
-/// Compiled einsums by (spec, dtype, shapes, backend), shared by the whole process.
-type EinsumKey = (String, DType, Vec<Vec<usize>>, Backend, Option<(u64, usize)>);
+/// Compiled einsums by (spec, dtype, shapes, backend, slicing, multiplication mode),
+/// shared by the whole process.
+type EinsumKey = (String, DType, Vec<Vec<usize>>, Backend, Option<(u64, usize)>, MulMode);
 static EINSUM_CACHE: OnceLock<Mutex<HashMap<EinsumKey, Arc<Compiled>>>> = OnceLock::new();
 
 /// The einsum compiled for these shapes (cached), ready to call with [`Compiled::run`].
@@ -778,7 +805,7 @@ pub fn compile_einsum_for(spec: &str, shapes: &[&[usize]], dtype: DType, backend
         Ok(e) => e,
         Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
     };
-    compile_einsum(spec, shapes, &e, dtype, backend, None)
+    compile_einsum(spec, shapes, &e, dtype, backend, None, MulMode::Exact)
 }
 
 /// The einsum compiled for these shapes and `opts.backend`, sliced when an
@@ -800,18 +827,18 @@ fn compile_einsum_limited(
     dtype: DType,
     opts: &CallOptions,
 ) -> Result<Arc<Compiled>, Error> {
-    let c = compile_einsum(spec, shapes, e, dtype, opts.backend, None)?;
+    let c = compile_einsum(spec, shapes, e, dtype, opts.backend, None, opts.mul)?;
     match check_memory(&c, opts.memory_limit) {
         Err(refusal) if intermediate_over_limit(&refusal) => {
-            compile_einsum(spec, shapes, e, dtype, opts.backend, Some(((opts.memory_limit, opts.ranks()), refusal)))
+            compile_einsum(spec, shapes, e, dtype, opts.backend, Some(((opts.memory_limit, opts.ranks()), refusal)), opts.mul)
         }
         Err(e) => Err(e),
         Ok(()) => Ok(c),
     }
 }
 
-fn einsum_key(spec: &str, shapes: &[&[usize]], dtype: DType, backend: Backend, limit: Option<(u64, usize)>) -> EinsumKey {
-    (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend, limit)
+fn einsum_key(spec: &str, shapes: &[&[usize]], dtype: DType, backend: Backend, limit: Option<(u64, usize)>, mul: MulMode) -> EinsumKey {
+    (spec.to_string(), dtype, shapes.iter().map(|s| s.to_vec()).collect(), backend, limit, mul)
 }
 
 fn cached_einsum(key: &EinsumKey) -> Option<Arc<Compiled>> {
@@ -827,15 +854,16 @@ fn compile_einsum(
     dtype: DType,
     backend: Backend,
     sliced: Option<((u64, usize), Error)>,
+    mul: MulMode,
 ) -> Result<Arc<Compiled>, Error> {
     let limit = sliced.as_ref().map(|s| s.0);
-    let key = einsum_key(spec, shapes, dtype, backend, limit);
+    let key = einsum_key(spec, shapes, dtype, backend, limit, mul);
     if let Some(c) = cached_einsum(&key) {
         return Ok(c);
     }
     let c = Arc::new(match sliced {
-        Some((limit, refusal)) => compile_sliced(&e.function, &e.bindings, dtype, backend, limit, refusal)?,
-        None => compile_tir(&e.function, &e.bindings, dtype, backend)?,
+        Some((limit, refusal)) => compile_sliced(&e.function, &e.bindings, dtype, backend, limit, refusal, mul)?,
+        None => compile_tir(&e.function, &e.bindings, dtype, backend, mul)?,
     });
     let cache = EINSUM_CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Ok(mut m) = cache.lock() {

@@ -283,3 +283,35 @@ fn an_einsum_over_the_memory_limit_runs_sliced() {
     let err = tessera::einsum_with("ij,jk,kl,li->", &inputs, &tiny).expect_err("too small");
     assert!(err.to_string().contains("memory limit"), "{err}");
 }
+
+/// `CallOptions::mul`: in L-Mul mode every backend agrees with the reference evaluator
+/// in the same mode, the result differs from the exact one by about the paper's error,
+/// compiled functions are cached per mode, and einsums take the mode too.
+#[test]
+fn lmul_mode_is_an_option_of_calls_and_einsums() {
+    let m = Module::from_source(SRC).expect("compiles");
+    let f = m.function("matmul").expect("exists");
+    let (a, b) = (mat(9, 13).mapv(|x| x.sin() + 0.1), mat(13, 6).mapv(|x| x.cos()));
+    let ins = [a.view().into_dyn(), b.view().into_dyn()];
+    let exact = a.dot(&b).into_dyn();
+    for mul in [tessera::MulMode::Lmul(0), tessera::MulMode::Lmul(3), tessera::MulMode::Lmul(4)] {
+        let reference = f.call_with(&ins, &CallOptions { backend: Backend::Reference, mul, ..CallOptions::default() }).expect("runs");
+        let scale = exact.iter().fold(0.0f64, |s, x| s.max(x.abs()));
+        let err = (&reference[0] - &exact).iter().fold(0.0f64, |s, x| s.max(x.abs())) / scale;
+        assert!(err > 1e-4 && err < 0.3, "{mul}: relative error {err}");
+        for backend in Backend::executors() {
+            let opts = CallOptions { backend, mul, ..CallOptions::default() };
+            let c = f.compile(&[a.shape(), b.shape()], &opts).expect("compiles");
+            assert!(c.plan.to_string().contains(&format!("mul      {mul}")));
+            let got = f.call_with(&ins, &opts).expect("runs");
+            let diff = (&got[0] - &reference[0]).iter().fold(0.0f64, |s, x| s.max(x.abs()));
+            assert!(diff <= 1e-12 * scale, "{} {mul}: {diff}", backend.name());
+            let got = tessera::einsum_with("ij,jk->ik", &ins, &opts).expect("runs");
+            let diff = (&got - &reference[0]).iter().fold(0.0f64, |s, x| s.max(x.abs()));
+            assert!(diff <= 1e-12 * scale, "einsum {} {mul}: {diff}", backend.name());
+        }
+    }
+    // The exact mode after the L-Mul ones still gets exact code from the cache.
+    assert_eq!(f.call(&ins).expect("runs")[0], exact);
+    assert_eq!(tessera::einsum("ij,jk->ik", &ins).expect("runs"), exact);
+}

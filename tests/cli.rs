@@ -1067,3 +1067,26 @@ fn distributed_needs_the_mpi_feature() {
     let err = env.fails(2, &["einsum", "ij,jk->ik", &a, &a, "--distributed"]);
     assert!(err.contains("--features mpi"), "{err}");
 }
+
+/// `--mul lmul` and `--mul lmul3` on run, einsum, plan and bench, on the small matmul
+/// whose L-Mul products are exact in binary: 1·1 → 1.0625, 2·0.5 → 1.0625, 3·-1 → -2·1.5625.
+#[test]
+fn mul_lmul_on_run_einsum_plan_and_bench() {
+    let env = Env::new();
+    let (a, b) = env.matmul_inputs();
+    for (mode, want) in [("lmul", [[-1.0], [0.625]]), ("lmul3", [[-1.0], [0.75]])] {
+        for backend in ["cranelift", "interp", "reference"] {
+            env.succeeds(&["run", "matmul.tsr", &a, &b, "--mul", mode, "--backend", backend, "-o", &env.path("c.npy")]);
+            assert_eq!(env.read_f64("c.npy"), arr2(&want).into_dyn(), "{mode} {backend}");
+            let (pa, pb) = (&a[2..], &b[2..]);
+            env.succeeds(&["einsum", "ij,jk->ik", pa, pb, "--mul", mode, "--backend", backend, "-o", &env.path("e.npy")]);
+            assert_eq!(env.read_f64("e.npy"), arr2(&want).into_dyn(), "einsum {mode} {backend}");
+        }
+        let plan = env.succeeds(&["plan", "matmul.tsr", "--dim", "m=2", "--dim", "k=3", "--dim", "n=1", "--mul", mode]);
+        assert!(plan.stdout.contains(&format!("mul      {mode} ")), "{}", plan.stdout);
+        let bench = env.succeeds(&["bench", "--einsum", "ij,jk->ik", "--sizes", "i=8,j=8,k=8", "--mul", mode, "--min-time", "0"]);
+        assert!(bench.stdout.contains(&format!("mul {mode}")), "{}", bench.stdout);
+    }
+    let err = env.fails(2, &["run", "matmul.tsr", &a, &b, "--mul", "lmul99"]);
+    assert!(err.contains("unknown multiplication `lmul99`"), "{err}");
+}

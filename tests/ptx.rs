@@ -111,3 +111,34 @@ fn a_gemm_step_is_no_ptx_kernel() {
     assert_eq!(ptx.matches(".entry").count(), 1, "{ptx}");
     assert!(!ptx.contains("tessera_kernel0("), "{ptx}");
 }
+
+/// The L-Mul builtin and the L-Mul mode compile to PTX that `ptxas` accepts: the lane code
+/// is plain integer arithmetic and selects, with no calls, in f32 and f64.
+#[test]
+fn lmul_assembles_with_ptxas() {
+    let src = "fn f(A: f32[n, k], B: f32[k, m], x: f32[n, k]) -> (C: f32[n, m], y: f32[n, k]) {
+        C[i, j] = A[i, l] * B[l, j]
+        y[i, l] = lmul(A[i, l], x[i, l], 3) + lmul(A[i, l], x[i, l])
+    }";
+    let module = Module::from_source(src).expect("checks");
+    let f = module.function("f").expect("exists");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for dtype in [DType::F32, DType::F64] {
+        for mul in [tessera::MulMode::Exact, tessera::MulMode::Lmul(0), tessera::MulMode::Lmul(4)] {
+            let opts = CallOptions { backend: Backend::Interp, dtype: Some(dtype), mul, ..Default::default() };
+            let compiled = f.compile_dims(&[("n", 6), ("k", 5), ("m", 7)], &opts).expect("compiles");
+            let ptx = compiled.emit_code(Backend::Cuda).expect("PTX");
+            assert!(!ptx.contains("call"), "PTX with a call:\n{ptx}");
+            let Some(ptxas) = ptxas() else { continue };
+            let file = dir.path().join("lmul.ptx");
+            std::fs::write(&file, &ptx).expect("write");
+            let out = Command::new(&ptxas)
+                .args(["--gpu-name", "sm_90", "-o"])
+                .arg(dir.path().join("out.cubin"))
+                .arg(&file)
+                .output()
+                .unwrap_or_else(|e| panic!("running {}: {e}", ptxas.display()));
+            assert!(out.status.success(), "ptxas rejected lmul ({dtype:?}, {mul}):\n{}\n{ptx}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+}

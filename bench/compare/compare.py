@@ -497,6 +497,9 @@ class Row:
     fused: Callable | None = None
     # Which of the issue's speed targets apply: "norm", "elementwise", "exp" (exp-bound).
     tags: tuple = ()
+    # `tessera bench --mul` for the L-Mul rows (issue 14): Tessera runs the row in this
+    # mode and exactly; the peers run the exact formula.
+    mul: str = ""
     # Filled from the .tsr signature.
     inputs: dict = field(default_factory=dict)
     dtype: str = ""
@@ -565,6 +568,11 @@ ROWS = [
         einsum_row("ik,kj,ij->ij", "A", "A", "A")),
     Row("graph_poly::four_path", std("graph_poly"), "four_path", dict(n=1024), einsum_row("ik,kl,lj,ij->ij", "A", "A", "A", "A")),
     Row("lowrank::lora", std("lowrank"), "lora", dict(n=2048, d=1024, o=1024, r=16), lora),
+    # L-Mul (issue 14): every product an L-Mul, run as loop kernels; see docs/lmul.md.
+    Row("lmul matmul", prog("matmul"), "matmul", dict(m=512, k=512, n=512), matmul, mul="lmul"),
+    Row("lmul attention::softmax", std("attention"), "softmax", dict(n=1024, m=1024, d=64, e=64),
+        attention_softmax, mul="lmul"),
+    Row("lmul lowrank::lora", std("lowrank"), "lora", dict(n=1024, d=512, o=512, r=16), lora, mul="lmul3"),
     Row("lowrank::eggroll", std("lowrank"), "eggroll", dict(m=64, b=32, i=512, o=512, r=8), eggroll),
     Row("lowrank::eggroll_update", std("lowrank"), "eggroll_update", dict(m=64, i=1024, o=1024, r=8),
         eggroll_update),
@@ -791,9 +799,11 @@ def detect_backends(tessera):
     return found
 
 
-def run_tessera_bench(tessera, row, min_time, timeout, backend):
+def run_tessera_bench(tessera, row, min_time, timeout, backend, mul=None):
+    mul = row.mul if mul is None else mul
     cmd = [tessera, "bench", os.path.join(ROOT, row.file), "--fn", row.fn, *dim_args(row.dims),
            "--dtype", row.dtype, "--format", "json", "--min-time", str(min_time), "--backend", backend]
+    cmd += ["--mul", mul] if mul else []
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     except subprocess.TimeoutExpired:
@@ -1079,7 +1089,7 @@ def met(value, target):
 
 def targets_section(rows, results, backends):
     """The speed targets of issue 10, row by row: each value with whether it is met."""
-    work = [r for r in rows if not r.gemm and r.name in results]
+    work = [r for r in rows if not r.gemm and not r.mul and r.name in results]
     llvm = backends.get("llvm", (None, ""))[0] is not None
     lines = []
     for r in work:
@@ -1156,7 +1166,7 @@ def report(rows, results, libs, info, args, with_tessera, wall_s, backends):
                f"{info['affinity']} CPUs{' (--pin-cpus)' if args.pin_cpus else ''}; removed for this run: "
                f"{info['removed_env']}")
 
-    work = [r for r in rows if not r.gemm and r.name in results]
+    work = [r for r in rows if not r.gemm and not r.mul and r.name in results]
     if with_tessera and work:
         out.append("\n## Summary\n")
         ran = sum(1 for r in work if tessera_ms(results[r.name]))
@@ -1190,6 +1200,28 @@ def report(rows, results, libs, info, args, with_tessera, wall_s, backends):
                    "exp-bound rows: softmax and causal attention, exact tensor attention, EvoNorm-S0 (its sigmoid). "
                    "A ratio > 1 means the Tessera side is faster.\n")
         out.append(targets_section(rows, results, backends))
+
+    lmul = [r for r in rows if r.mul and r.name in results]
+    if with_tessera and lmul:
+        out.append("\n## L-Mul rows (issue 14), median ms\n")
+        out.append("Tessera with `--mul MODE` (every product an L-Mul, contractions as vectorised loop kernels, "
+                   "no GEMM library) and exactly, on the same row; the peers compute the exact formula. "
+                   "\"L-Mul / exact\" is Tessera's L-Mul median over its exact median (its cost of emulating "
+                   "L-Mul with integer lane code on a CPU).\n")
+        header = ["row", "sizes", "mul"] + [f"{backend_label(b)} L-Mul" for b in tess] + \
+            [f"{backend_label(b)} exact" for b in tess] + [f"{n}" for n in names] + \
+            [f"{backend_label(b)} L-Mul / exact" for b in tess]
+        lines = []
+        for r in lmul:
+            res = results[r.name]
+            exact = {"tessera": res.get("tessera_exact", {})}
+            cells = [r.name, sizes_text(r), r.mul]
+            cells += [tessera_cell(res, b, lambda t: fmt_ms(t["median_ms"])) for b in tess]
+            cells += [tessera_cell(exact, b, lambda t: fmt_ms(t["median_ms"])) for b in tess]
+            cells += [peer_cell(res, n) for n in names]
+            cells += [fmt_ratio(ratio(tessera_ms(res, b), tessera_ms(exact, b))) for b in tess]
+            lines.append(cells)
+        out.append(table(header, lines))
 
     gemm = [r for r in rows if r.gemm and r.name in results]
     if gemm:
@@ -1398,7 +1430,12 @@ def main():
         if with_tessera:
             res["tessera"] = {b: run_tessera_bench(args.tessera, row, args.min_time, args.tessera_timeout, value)
                               if value else {"not_built": why} for b, (value, why) in backends.items()}
-        if args.check_run:
+        if with_tessera and row.mul:
+            res["tessera_exact"] = {b: run_tessera_bench(args.tessera, row, args.min_time, args.tessera_timeout, value, "")
+                                    if value else {"not_built": why} for b, (value, why) in backends.items()}
+        if args.check_run and row.mul:
+            res["run_check"] = "skipped: L-Mul differs from the exact formula by design"
+        elif args.check_run:
             try:
                 res["run_check"] = check_against_run(args.tessera, row, libs[0])
             except Exception as e:

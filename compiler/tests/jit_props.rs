@@ -113,6 +113,7 @@ fn builtins_reductions_and_tails() {
         a[i, j] = exp(x[i, j]) + log(abs(x[i, j]) + 0.5) + sqrt(abs(x[i, j])) + rsqrt(abs(x[i, j]) + 1)
             + tanh(x[i, j]) + sigmoid(x[i, j]) + relu(x[i, j]) + sin(x[i, j]) + cos(x[i, j])
             + pow(abs(x[i, j]) + 0.1, g[j]) + max(x[i, j], g[j]) - min(x[i, j], 0.25) / 3
+            + lmul(x[i, j], g[j]) + lmul(x[i, j], g[j], 3) - lmul(x[i, j], x[i, j], 4)
         b[i] max= select(j <= i || !(x[i, j] < 0) && g[j] != 0.5, x[i, j] * 2, -x[i, j])
         c[j] min= x[i, j] - g[j]
         d[i, j] = y[(i, j)] * i + j - sum[k](x[i, k]) / m

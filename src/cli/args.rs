@@ -34,6 +34,11 @@ pub fn is_identifier(s: &str) -> bool {
         && chars.all(|c| c.is_alphanumeric() || c == '_')
 }
 
+/// `--mul exact|lmul|lmulM`.
+pub fn parse_mul(s: &str) -> Result<tessera::MulMode, String> {
+    tessera::MulMode::parse(s)
+}
+
 pub fn parse_dim(s: &str) -> Result<DimArg, String> {
     let Some((name, size)) = s.split_once('=') else {
         return Err("expected NAME=SIZE, e.g. `--dim n=4096`".to_string());

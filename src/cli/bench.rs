@@ -12,6 +12,7 @@ struct Measured {
     dims: String,
     dtype: DType,
     backend: &'static str,
+    mul: tessera::MulMode,
     plan_ms: f64,
     compile_ms: f64,
     lower_ms: f64,
@@ -40,7 +41,7 @@ pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
             let shapes = tessera::einsum_label_shapes(spec, &sizes)?;
             let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
             let dtype = args.dtype.map(DType::from).unwrap_or(DType::F32);
-            let opts = CallOptions { backend, memory_limit: args.memory_limit, ..CallOptions::default() };
+            let opts = CallOptions { backend, memory_limit: args.memory_limit, mul: args.mul, ..CallOptions::default() };
             (tessera::compile_einsum_with(spec, &refs, dtype, &opts)?, dtype)
         }
         (None, Some(file)) => {
@@ -49,7 +50,7 @@ pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
             let f = module.entry(args.target.function.as_deref())?;
             let dims: Vec<(&str, u64)> = args.target.dims.iter().map(|d| (d.name.as_str(), d.size)).collect();
             let dtype = args.dtype.map(DType::from).unwrap_or(f.dtype());
-            let opts = CallOptions { dtype: Some(dtype), backend, memory_limit: args.memory_limit, ..CallOptions::default() };
+            let opts = CallOptions { dtype: Some(dtype), backend, memory_limit: args.memory_limit, mul: args.mul, ..CallOptions::default() };
             (f.compile_dims(&dims, &opts)?, dtype)
         }
         (None, None) => return Err(CliError::usage("bench", "give a FILE.tsr or --einsum SPEC")),
@@ -59,7 +60,7 @@ pub(super) fn bench(args: &BenchArgs) -> Result<(), CliError> {
         DType::F32 => measure::<f32>(&compiled, min_time)?,
         DType::F64 => measure::<f64>(&compiled, min_time)?,
     };
-    let m = Measured { backend: backend.name(), ..m };
+    let m = Measured { backend: backend.name(), mul: args.mul, ..m };
     print_text(&match args.format {
         BenchFormat::Text => text(&m),
         BenchFormat::Json => format!("{}\n", json(&m)),
@@ -113,6 +114,7 @@ fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliE
         dims: dims.join(", "),
         dtype: T::DTYPE,
         backend: "",
+        mul: tessera::MulMode::Exact,
         plan_ms: c.plan_ms,
         compile_ms: c.compile_ms,
         lower_ms: c.lower_ms,
@@ -169,7 +171,7 @@ fn text(m: &Measured) -> String {
     let (median, min) = stats(&m.times);
     let slicing = m.slicing.as_ref().map(slicing_line).unwrap_or_default();
     format!(
-        "bench `{}` ({}, {}, {} threads; {})\n  \
+        "bench `{}` ({}, {}{}, {} threads; {})\n  \
          plan      {:.2} ms\n  \
          compile   {:.2} ms (lower {:.2} ms, codegen {:.2} ms)\n  \
          time      median {:.4} ms, min {:.4} ms over {} calls\n  \
@@ -178,6 +180,7 @@ fn text(m: &Measured) -> String {
         m.function,
         m.dtype.name(),
         m.backend,
+        if m.mul == tessera::MulMode::Exact { String::new() } else { format!(", mul {}", m.mul) },
         tessera::threads(),
         m.dims,
         m.plan_ms,
@@ -203,6 +206,7 @@ fn json(m: &Measured) -> String {
         "dims": m.dims,
         "dtype": m.dtype.name(),
         "backend": m.backend,
+        "mul": m.mul.to_string(),
         "threads": tessera::threads(),
         "plan_ms": m.plan_ms,
         "compile_ms": m.compile_ms,

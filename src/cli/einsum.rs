@@ -24,6 +24,7 @@ fn einsum_on(args: &EinsumArgs, ranks: Option<&Ranks>) -> Result<(), CliError> {
         backend: args.backend,
         dtype,
         distributed: ranks.cloned(),
+        mul: args.mul,
         ..CallOptions::default()
     };
     inputs_ready(ranks, &operands)?;

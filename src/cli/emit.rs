@@ -31,11 +31,11 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
             for f in &functions {
                 texts.push(with_newline(match args.stage {
                     Stage::Graph => format!("fn {}\n{}", f.name(), f.emit_graph()),
-                    Stage::Plan => f.plan(&dims, &tessera::PlanOptions::default())?.to_string(),
-                    Stage::Loops => f.compile_dims(&dims, &interp())?.program().to_string(),
-                    Stage::Clif => code(f, &dims, tessera::Backend::Cranelift)?,
-                    Stage::Llvm => code(f, &dims, tessera::Backend::Llvm)?,
-                    Stage::Ptx => code(f, &dims, tessera::Backend::Cuda)?,
+                    Stage::Plan => f.plan(&dims, &tessera::PlanOptions { mul: args.mul, ..Default::default() })?.to_string(),
+                    Stage::Loops => f.compile_dims(&dims, &interp(args.mul))?.program().to_string(),
+                    Stage::Clif => code(f, &dims, tessera::Backend::Cranelift, args.mul)?,
+                    Stage::Llvm => code(f, &dims, tessera::Backend::Llvm, args.mul)?,
+                    Stage::Ptx => code(f, &dims, tessera::Backend::Cuda, args.mul)?,
                     _ => f.emit_tir(),
                 }));
             }
@@ -48,13 +48,13 @@ pub(super) fn emit(args: &EmitArgs) -> Result<(), CliError> {
 /// The code `backend` generates for the function's loop program. The program comes
 /// from the interpreter's compilation, which generates no code of its own, so that only
 /// the printing backend runs.
-fn code(f: &tessera::Function<'_>, dims: &[(&str, u64)], backend: tessera::Backend) -> Result<String, CliError> {
-    Ok(f.compile_dims(dims, &interp())?.emit_code(backend)?)
+fn code(f: &tessera::Function<'_>, dims: &[(&str, u64)], backend: tessera::Backend, mul: tessera::MulMode) -> Result<String, CliError> {
+    Ok(f.compile_dims(dims, &interp(mul))?.emit_code(backend)?)
 }
 
 /// Options that compile down to the loop program and generate no code.
-fn interp() -> tessera::CallOptions {
-    tessera::CallOptions { backend: tessera::Backend::Interp, ..Default::default() }
+fn interp(mul: tessera::MulMode) -> tessera::CallOptions {
+    tessera::CallOptions { backend: tessera::Backend::Interp, mul, ..Default::default() }
 }
 
 fn with_newline(mut text: String) -> String {

@@ -83,6 +83,11 @@ struct EmitArgs {
     #[arg(long = "dim", value_name = "NAME=SIZE", value_parser = args::parse_dim,
           allow_hyphen_values = true)]
     dims: Vec<DimArg>,
+    /// For --stage plan and later: how products are computed: exact, or L-Mul (docs/lmul.md) keeping every
+    /// mantissa bit (lmul) or M of them (lmul3, lmul4, any lmulM up to 52); contractions
+    /// then run as generated loop kernels instead of GEMM calls.
+    #[arg(long, value_name = "MODE", value_parser = args::parse_mul, default_value = "exact")]
+    mul: tessera::MulMode,
 }
 
 /// A printable stage of the compiler pipeline.
@@ -141,6 +146,11 @@ struct RunArgs {
     /// The backend that evaluates the function.
     #[arg(long, value_name = "BACKEND", value_parser = backend_parser(), default_value = "cranelift")]
     backend: tessera::Backend,
+    /// How products are computed: exact, or L-Mul (docs/lmul.md) keeping every
+    /// mantissa bit (lmul) or M of them (lmul3, lmul4, any lmulM up to 52); contractions
+    /// then run as generated loop kernels instead of GEMM calls.
+    #[arg(long, value_name = "MODE", value_parser = args::parse_mul, default_value = "exact")]
+    mul: tessera::MulMode,
     /// Bytes allowed for the intermediates alive at once and for each output, e.g.
     /// 512MiB, 4GiB, 1e9; intermediates over it run in slices.
     // Hyphens are allowed so that `-1` reaches the parser and gets its message.
@@ -194,6 +204,11 @@ struct EinsumArgs {
     /// The backend that evaluates the einsum.
     #[arg(long, value_name = "BACKEND", value_parser = backend_parser(), default_value = "cranelift")]
     backend: tessera::Backend,
+    /// How products are computed: exact, or L-Mul (docs/lmul.md) keeping every
+    /// mantissa bit (lmul) or M of them (lmul3, lmul4, any lmulM up to 52); contractions
+    /// then run as generated loop kernels instead of GEMM calls.
+    #[arg(long, value_name = "MODE", value_parser = args::parse_mul, default_value = "exact")]
+    mul: tessera::MulMode,
 }
 
 /// Show the plan Tessera finds for a function or an einsum: each step with its FLOPs
@@ -225,6 +240,11 @@ struct PlanArgs {
     /// skips it anyway: no rewrite beats the contraction order of a lone product.)
     #[arg(long)]
     no_algebra: bool,
+    /// How products are computed: exact, or L-Mul (docs/lmul.md) keeping every
+    /// mantissa bit (lmul) or M of them (lmul3, lmul4, any lmulM up to 52); contractions
+    /// then run as generated loop kernels instead of GEMM calls.
+    #[arg(long, value_name = "MODE", value_parser = args::parse_mul, default_value = "exact")]
+    mul: tessera::MulMode,
 }
 
 /// What `plan` and `bench` work on: a function of a file at given dims, or an einsum at
@@ -324,6 +344,11 @@ struct BenchArgs {
     /// The backend to time.
     #[arg(long, value_name = "BACKEND", value_parser = backend_parser(), default_value = "cranelift")]
     backend: tessera::Backend,
+    /// How products are computed: exact, or L-Mul (docs/lmul.md) keeping every
+    /// mantissa bit (lmul) or M of them (lmul3, lmul4, any lmulM up to 52); contractions
+    /// then run as generated loop kernels instead of GEMM calls.
+    #[arg(long, value_name = "MODE", value_parser = args::parse_mul, default_value = "exact")]
+    mul: tessera::MulMode,
     /// Keep calling for at least this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, allow_hyphen_values = true)]
     min_time: f64,

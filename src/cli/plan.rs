@@ -4,7 +4,7 @@ use super::{print_text, CliError, PlanArgs, PlanFormat};
 use tessera::{Module, PlanOptions};
 
 pub(super) fn plan(args: &PlanArgs) -> Result<(), CliError> {
-    let mut opts = PlanOptions { memory_limit: args.memory_limit, ..PlanOptions::default() };
+    let mut opts = PlanOptions { memory_limit: args.memory_limit, mul: args.mul, ..PlanOptions::default() };
     if args.no_algebra {
         opts.algebra = None;
     }

@@ -40,6 +40,7 @@ fn run_on(args: &RunArgs, ranks: Option<&Ranks>) -> Result<(), CliError> {
         dtype,
         backend: args.backend,
         distributed: ranks.cloned(),
+        mul: args.mul,
     };
     let outputs = function.call_tensors(&tensors, &opts)?;
     if !writes(ranks) {

@@ -479,16 +479,25 @@ impl Scx<'_> {
                     self.err(super::inline::no_dims_expected(b.name(), first.span.to(last.span), None));
                     return Err(());
                 }
+                if b == Builtin::Lmul(0) && args.len() == 3 {
+                    let m = self.lmul_bits(&args[2])?;
+                    let xs = args[..2].iter().map(|a| self.expr(a)).collect::<R<Vec<_>>>()?;
+                    return Ok(Expr::Call(Builtin::Lmul(m), xs));
+                }
                 if args.len() != b.arity() {
                     self.err(
                         Diagnostic::error(
                             "check::arity",
-                            format!("`{}` takes {} argument{}, not {}", b.name(), b.arity(), if b.arity() == 1 { "" } else { "s" }, args.len()),
+                            match b {
+                                Builtin::Lmul(_) => format!("`lmul` takes 2 or 3 arguments, not {}", args.len()),
+                                _ => format!("`{}` takes {} argument{}, not {}", b.name(), b.arity(), if b.arity() == 1 { "" } else { "s" }, args.len()),
+                            },
                         )
                         .label(e.span, format!("{} given", args.len()))
                         .help(match b {
                             Builtin::Pow => "write pow(x, y)",
                             Builtin::Max | Builtin::Min => "max(a, b) is elementwise; reduce over an index with max[j](e) or `max=`",
+                            Builtin::Lmul(_) => "write lmul(x, y), or lmul(x, y, m) to emulate an m-bit mantissa",
                             _ => "these functions apply elementwise to one value",
                         }),
                     );
@@ -535,6 +544,24 @@ impl Scx<'_> {
                 Ok(Expr::Reduce(op, ids, Box::new(body?)))
             }
         }
+    }
+
+    /// The mantissa width of `lmul(x, y, m)`: an integer literal from 1 to the stored
+    /// mantissa bits of the function's dtype, since it selects the generated code.
+    fn lmul_bits(&mut self, e: &ast::Expr) -> R<u8> {
+        let max = crate::tir::lmul::max_bits(self.cx.dtype == tessera_runtime::DType::F64);
+        let what = match &e.kind {
+            ExprKind::Number(v) if v.fract() == 0.0 && *v >= 1.0 && *v <= f64::from(max) => return Ok(*v as u8),
+            ExprKind::Number(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{} is outside 1..={max}", *v as i64),
+            ExprKind::Number(v) => format!("{} is not a whole number", crate::tir::fmt_number(*v)),
+            _ => "not an integer literal".to_string(),
+        };
+        self.err(
+            Diagnostic::error("check::lmul-bits", format!("the mantissa width of `lmul` must be an integer literal from 1 to {max} ({})", self.cx.dtype))
+                .label(e.span, what)
+                .help("the paper's modes are lmul(x, y, 3) and lmul(x, y, 4); lmul(x, y) keeps every mantissa bit"),
+        );
+        Err(())
     }
 
     fn bare_name(&mut self, name: &ast::Ident) -> R<Expr> {

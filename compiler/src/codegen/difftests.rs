@@ -259,10 +259,112 @@ pub(crate) fn every_binary_operator(cgs: &Codegens) {
         "max(x[i], z[i])",
         "min(x[i], z[i])",
         "pow(abs(x[i]), z[i])",
+        "lmul(x[i], z[i])",
+        "lmul(x[i], z[i], 3)",
     ] {
         let src = format!("fn f(x: {{T}}[n], z: {{T}}[n]) -> y: {{T}}[n] {{ y[i] = {e} }}");
         for n in [1, 5, 33] {
             check_src(&src, &[("n", n)], cgs);
+        }
+    }
+}
+
+/// Operand pairs for L-Mul as bit patterns: every pair of special values (zeros,
+/// subnormals, extremes, infinities, NaNs, values whose mantissas carry, exponents near
+/// overflow and underflow), then random patterns, half of them with exponents near 1.
+pub(crate) fn lmul_operands(wide: bool, random: usize, seed: u64) -> (Vec<u64>, Vec<u64>) {
+    let (p, e) = if wide { (52u32, 11u32) } else { (23, 8) };
+    let sign = 1u64 << (p + e);
+    let inf = ((1u64 << e) - 1) << p;
+    let one = ((1u64 << (e - 1)) - 1) << p;
+    let top = 1u64 << (p - 1);
+    let mut specials = vec![
+        0,
+        1,
+        top,
+        (1u64 << p) - 1,
+        1u64 << p,
+        (1u64 << p) | top,
+        one,
+        one | top,
+        one | (top >> 1) | 1,
+        one | ((1u64 << p) - 1),
+        one >> 1,
+        one + (one >> 1),
+        inf - 1,
+        inf - (1u64 << p),
+        inf,
+        inf | 1,
+        inf | top,
+    ];
+    specials.extend(specials.clone().into_iter().map(|b| b | sign));
+    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+    for &a in &specials {
+        for &b in &specials {
+            xs.push(a);
+            ys.push(b);
+        }
+    }
+    let mut rng = Rng::new(seed);
+    let mask = (sign << 1).wrapping_sub(1);
+    for k in 0..random {
+        let (mut a, mut b) = (rng.bits() & mask, rng.bits() & mask);
+        if k % 2 == 0 {
+            // Exponents within 2^±8 of one, so that most products are normal.
+            let near = |r: u64| (r & ((1u64 << p) - 1)) | ((one >> p) - 8 + (r >> 60)) << p | (r & sign);
+            a = near(a);
+            b = near(b);
+        }
+        xs.push(a);
+        ys.push(b);
+    }
+    (xs, ys)
+}
+
+/// Every backend computes L-Mul bit for bit as the scalar reference `tir::lmul`, in
+/// vector lanes and scalar tails, for several mantissa widths.
+pub(crate) fn lmul_is_bit_exact(cgs: &Codegens) {
+    let src = "fn f(x: {T}[n], z: {T}[n]) -> (a: {T}[n], b: {T}[n], c: {T}[n], d: {T}[n], e: {T}[n]) {
+        a[i] = lmul(x[i], z[i])
+        b[i] = lmul(x[i], z[i], 3)
+        c[i] = lmul(x[i], z[i], 4)
+        d[i] = lmul(x[i], z[i], 1)
+        e[i] = lmul(x[i], z[i], 10)
+    }";
+    let widths = [None, Some(3), Some(4), Some(1), Some(10)];
+    for wide in [false, true] {
+        let (xs, ys) = lmul_operands(wide, 4001, 11);
+        let n = xs.len();
+        let p = lower(&src.replace("{T}", if wide { "f64" } else { "f32" }), &[("n", n as u64)]);
+        for cg in cgs {
+            for chunks in [1, 3] {
+                let outs: Vec<Vec<u64>> = if wide {
+                    let (x, y): (Vec<f64>, Vec<f64>) = (xs.iter().map(|&b| f64::from_bits(b)).collect(), ys.iter().map(|&b| f64::from_bits(b)).collect());
+                    run(&p, &[&x, &y], cg.as_ref(), chunks).iter().map(|o| o.iter().map(|v| v.to_bits()).collect()).collect()
+                } else {
+                    let (x, y): (Vec<f32>, Vec<f32>) =
+                        (xs.iter().map(|&b| f32::from_bits(b as u32)).collect(), ys.iter().map(|&b| f32::from_bits(b as u32)).collect());
+                    run(&p, &[&x, &y], cg.as_ref(), chunks).iter().map(|o| o.iter().map(|v| u64::from(v.to_bits())).collect()).collect()
+                };
+                for (o, m) in widths.iter().enumerate() {
+                    for k in 0..n {
+                        let want = if wide {
+                            crate::tir::lmul::lmul_bits(xs[k], ys[k], 52, 11, *m)
+                        } else {
+                            crate::tir::lmul::lmul_bits(xs[k], ys[k], 23, 8, *m)
+                        };
+                        assert_eq!(
+                            outs[o][k],
+                            want,
+                            "{} lmul(0x{:x}, 0x{:x}, {m:?}) at {k} ({} bits, {chunks} chunks)",
+                            cg.backend(),
+                            xs[k],
+                            ys[k],
+                            if wide { 64 } else { 32 }
+                        );
+                    }
+                }
+            }
         }
     }
 }
@@ -596,7 +698,7 @@ impl Gen {
                 Expr::bin(BinOp::Pow, pos(a, 0.5), Expr::un(UnOp::Sin, b))
             }
             10 | 11 => {
-                let op = [BinOp::Max, BinOp::Min][self.pick(2)];
+                let op = [BinOp::Max, BinOp::Min, BinOp::Lmul(0), BinOp::Lmul(3), BinOp::Lmul(4)][self.pick(5)];
                 let (a, b) = (sub(self), sub(self));
                 Expr::bin(op, a, b)
             }
@@ -755,6 +857,10 @@ macro_rules! cpu_backend_tests {
         #[test]
         fn every_binary_operator() {
             crate::codegen::difftests::every_binary_operator(&$all());
+        }
+        #[test]
+        fn lmul_is_bit_exact() {
+            crate::codegen::difftests::lmul_is_bit_exact(&$all());
         }
         #[test]
         fn selects_with_and_or_not() {

@@ -7,7 +7,7 @@
 
 use super::labelled::{contract, internal, map1, reduce, select, zip2, Ctx, Lab};
 use super::{EvalError, Scalar};
-use crate::tir::{Bindings, Cond, Expr, Function, IndexId, Position, ReduceOp, TensorId};
+use crate::tir::{Bindings, Builtin, Cond, Expr, Function, IndexId, Position, ReduceOp, TensorId};
 use ndarray::{Array1, ArrayD, ArrayView, CowArray, IxDyn, ShapeBuilder};
 
 pub(crate) struct StmtEval<'s, 'a, T> {
@@ -142,6 +142,8 @@ impl<'s, T: Scalar> StmtEval<'s, '_, T> {
             Expr::Div(a, b) => zip2(ctx, &self.expr(a)?, &self.expr(b)?, |&x, &y| x / y),
             Expr::Call(fun, args) => match args.as_slice() {
                 [a] => map1(ctx, &self.expr(a)?, |&x| T::from_f64(fun.apply(x.to_f64(), 0.0))),
+                // L-Mul is defined on the bit patterns of the dtype, so it runs in `T`.
+                [a, b] if matches!(fun, Builtin::Lmul(_)) => zip2(ctx, &self.expr(a)?, &self.expr(b)?, |&x, &y| fun.apply(x, y)),
                 [a, b] => {
                     zip2(ctx, &self.expr(a)?, &self.expr(b)?, |&x, &y| T::from_f64(fun.apply(x.to_f64(), y.to_f64())))
                 }

@@ -584,6 +584,14 @@ impl Rng {
         (v >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
     }
 
+    /// 64 uniform random bits.
+    pub fn bits(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
     pub fn array(&mut self, shape: &[usize]) -> ArrayD<f64> {
         ArrayD::from_shape_fn(IxDyn(shape), |_| self.next())
     }

@@ -240,6 +240,7 @@ impl<T: Scalar> Machine<T> {
                     BinOp::Max => crate::tir::nan_max(x, y),
                     BinOp::Min => crate::tir::nan_min(x, y),
                     BinOp::Pow => x.powf(y),
+                    BinOp::Lmul(m) => crate::tir::lmul::lmul(x, y, (*m > 0).then_some(u32::from(*m))),
                 }
             }
             Expr::Select(c, a, b) => {

@@ -544,6 +544,29 @@ impl Lowerer<'_> {
         }
         let (_, st) = self.strides(s, s.target, &s.lhs)?;
         let index = k.affine(&st);
+        let elems = self.bufs[target.index()].len();
+        let row = match lhs.last() {
+            Some(&last) if row_form(s, &st) => self.rows_beat_reduction(s, last)?,
+            _ => false,
+        };
+        if let Some((&last, outer)) = lhs.split_last().filter(|_| row) {
+            // Sums of L-Mul products have no GEMM: they accumulate whole rows of the
+            // result, so that the innermost loop runs along the result's contiguous index
+            // (and usually an operand's), which the backends vectorise.
+            let zero = Stmt::Store { buf: target, index: index.clone(), value: Expr::Const(0.0) };
+            let mut body = k.nest(&[last], vec![zero], false);
+            k.declare(s, last, k.extent(last));
+            let index = k.affine(&st);
+            let mut inner = Vec::new();
+            let v = self.expr(s, &mut k, &mut inner, &s.rhs)?;
+            let sum = Expr::bin(BinOp::Add, Expr::Load(target, index.clone()), v);
+            inner.push(Stmt::Store { buf: target, index, value: sum });
+            let order: Vec<IndexId> = s.reduced.iter().copied().chain([last]).collect();
+            body.extend(k.nest(&order, inner, false));
+            let parallel = elems > 0 && outer.first().is_some_and(|&i| k.extent(i) > 1);
+            k.k.body = k.nest(outer, body, parallel);
+            return Ok(k.k);
+        }
         let mut body = Vec::new();
         if s.reduced.is_empty() {
             let v = self.expr(s, &mut k, &mut body, &s.rhs)?;
@@ -559,10 +582,26 @@ impl Lowerer<'_> {
             body.extend(red);
             body.push(Stmt::Store { buf: target, index, value: Expr::Var(acc) });
         }
-        let elems = self.bufs[target.index()].len();
         let parallel = elems > 0 && lhs.first().is_some_and(|&i| k.extent(i) > 1);
         k.k.body = k.nest(&lhs, body, parallel);
         Ok(k.k)
+    }
+
+    /// Whether accumulating rows beats a scalar accumulator: the innermost reduced index
+    /// strides through some operand, while every operand is contiguous (or constant)
+    /// along the result's last index `last`.
+    fn rows_beat_reduction(&mut self, s: &tir::Stmt, last: IndexId) -> R<bool> {
+        let Some(&inner) = s.reduced.last() else { return Ok(false) };
+        let mut reads = Vec::new();
+        s.rhs.for_each_access(&mut |t, pos| reads.push((t, pos.to_vec())));
+        let (mut strided, mut rows) = (false, true);
+        for (t, pos) in reads {
+            let (_, st) = self.strides(s, t, &pos)?;
+            let stride = |i: IndexId| st.iter().filter(|(j, _)| *j == i).map(|(_, v)| *v).sum::<i64>();
+            strided |= !matches!(stride(inner), 0 | 1);
+            rows &= matches!(stride(last), 0 | 1);
+        }
+        Ok(strided && rows)
     }
 
     /// Lowers an expression; inline reductions push their loops onto `pre`.
@@ -607,6 +646,7 @@ impl Lowerer<'_> {
                     (Builtin::Pow, 2) => fold_bin(BinOp::Pow, xs[0].clone(), xs[1].clone()),
                     (Builtin::Max, 2) => fold_bin(BinOp::Max, xs[0].clone(), xs[1].clone()),
                     (Builtin::Min, 2) => fold_bin(BinOp::Min, xs[0].clone(), xs[1].clone()),
+                    (Builtin::Lmul(m), 2) => Expr::bin(BinOp::Lmul(*m), xs[0].clone(), xs[1].clone()),
                     _ => return internal(format!("{} with {} arguments", f.name(), xs.len())),
                 }
             }
@@ -657,6 +697,33 @@ impl Lowerer<'_> {
 
 /// Axes of one GEMM role, merged where the outer one steps exactly over the inner one in
 /// every operand (`key` gives the two strides that matter), sorted outermost first.
+/// Whether `s` is a sum of L-Mul products (no inline reductions) into a result of two or
+/// more indices whose last one is contiguous: such a sum runs as row accumulation.
+fn row_form(s: &tir::Stmt, target_strides: &[(IndexId, i64)]) -> bool {
+    fn lmul(e: &tir::Expr) -> bool {
+        matches!(e, tir::Expr::Call(Builtin::Lmul(_), _))
+    }
+    fn any(e: &tir::Expr, f: &dyn Fn(&tir::Expr) -> bool) -> bool {
+        use tir::Expr as E;
+        f(e) || match e {
+            E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) => false,
+            E::Neg(a) => any(a, f),
+            E::Add(xs) | E::Mul(xs) | E::Call(_, xs) => xs.iter().any(|x| any(x, f)),
+            E::Sub(a, b) | E::Div(a, b) => any(a, f) || any(b, f),
+            // A condition is evaluated per element too; it needs no special order.
+            E::Select(_, a, b) => any(a, f) || any(b, f),
+            E::Reduce(..) => true,
+        }
+    }
+    let last = s.lhs.iter().flatten().last().copied();
+    s.op == ReduceOp::Sum
+        && !s.reduced.is_empty()
+        && s.lhs.iter().flatten().count() >= 2
+        && any(&s.rhs, &lmul)
+        && !any(&s.rhs, &|e| matches!(e, tir::Expr::Reduce(..)))
+        && last.is_some_and(|l| target_strides.iter().any(|&(i, v)| i == l && v == 1))
+}
+
 fn merge(v: Vec<Axis>, key: fn(&Axis) -> (i64, i64)) -> Vec<Axis> {
     let mut out: Vec<Axis> = Vec::new();
     for x in v {

@@ -505,6 +505,8 @@ pub enum BinOp {
     Max,
     Min,
     Pow,
+    /// L-Mul (`tir::lmul`) with the mantissa bits to emulate; 0 keeps them all.
+    Lmul(u8),
 }
 
 impl BinOp {
@@ -517,6 +519,7 @@ impl BinOp {
             BinOp::Max => "max",
             BinOp::Min => "min",
             BinOp::Pow => "pow",
+            BinOp::Lmul(_) => "lmul",
         }
     }
 

@@ -822,7 +822,7 @@ fn buf_ref(c: &mut Cur, bufs: &[Buffer]) -> R<BufId> {
 
 const UNARY: &[UnOp] =
     &[UnOp::Exp, UnOp::Log, UnOp::Sqrt, UnOp::Rsqrt, UnOp::Tanh, UnOp::Sigmoid, UnOp::Relu, UnOp::Abs, UnOp::Sin, UnOp::Cos];
-const CALLS: &[BinOp] = &[BinOp::Max, BinOp::Min, BinOp::Pow];
+const CALLS: &[BinOp] = &[BinOp::Max, BinOp::Min, BinOp::Pow, BinOp::Lmul(0)];
 const INFIX: &[BinOp] = &[BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Div];
 const CMPS: &[CmpOp] = &[CmpOp::Le, CmpOp::Ge, CmpOp::Eq, CmpOp::Ne, CmpOp::Lt, CmpOp::Gt];
 
@@ -943,7 +943,16 @@ impl KernelScope<'_> {
             } else if let Some(&op) = CALLS.iter().find(|op| op.name() == name) {
                 let a = self.expr(c)?;
                 c.expect(", ")?;
-                Expr::bin(op, a, self.expr(c)?)
+                let b = self.expr(c)?;
+                if op == BinOp::Lmul(0) && c.eat(", ") {
+                    let at = c.pos;
+                    match c.int()? {
+                        m @ 1..=52 => Expr::bin(BinOp::Lmul(m as u8), a, b),
+                        m => return c.err_at(at, format!("lmul keeps 1 to 52 mantissa bits, not {m}")),
+                    }
+                } else {
+                    Expr::bin(op, a, b)
+                }
             } else {
                 return c.err_at(at, format!("unknown function `{name}`"));
             };

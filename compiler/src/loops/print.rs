@@ -217,6 +217,7 @@ impl Ctx<'_> {
             Expr::Binary(op, a, b) if op.is_infix() => {
                 format!("{} {} {}", self.atom(a), op.name(), self.atom(b))
             }
+            Expr::Binary(BinOp::Lmul(m @ 1..), a, b) => format!("lmul({}, {}, {m})", self.expr(a), self.expr(b)),
             Expr::Binary(op, a, b) => format!("{}({}, {})", op.name(), self.expr(a), self.expr(b)),
             Expr::Select(c, a, b) => format!("select({}, {}, {})", self.pred(c), self.expr(a), self.expr(b)),
         }

@@ -487,3 +487,82 @@ fn pass_manager_names_the_pass_that_broke_the_program() {
     assert!(e.to_string().contains("this is a bug") && e.to_string().contains("pass `x`"), "{e}");
 }
 
+
+/// In L-Mul mode every product of a plan is an `lmul`, contractions become loop
+/// kernels (no GEMM, no streamed attention), and every executor matches the reference
+/// evaluator running the plan's own program in the same mode, in f32 and f64.
+#[test]
+fn lmul_mode_runs_contractions_as_loop_kernels_on_every_executor() {
+    use crate::tir::lmul::MulMode;
+    let src = "fn f(Q: f32[n, d], K: f32[n, d], V: f32[n, d], W: f32[d, d]) -> (O: f32[n, d], Y: f32[n, d]) {
+        S[i, j] = Q[i, a] * K[j, a] / sqrt(d)
+        M[i] max= S[i, j]
+        P[i, j] = exp(S[i, j] - M[i])
+        Z[i] = P[i, j]
+        O[i, b] = P[i, j] * V[j, b] / Z[i]
+        Y[i, c] = 2 * Q[i, a] * W[a, c] * W[c, c]
+    }";
+    let mut sm = SourceMap::new();
+    let id = sm.add("p.tsr", src);
+    let c = check_file(&mut sm, id);
+    assert!(!c.has_errors(), "{}", crate::diag::render_all(&c.diagnostics, &sm, false));
+    let f = c.functions[0].clone();
+    for mode in [MulMode::Lmul(0), MulMode::Lmul(3)] {
+        for dtype in [tessera_runtime::DType::F32, tessera_runtime::DType::F64] {
+            let mut f = f.clone();
+            f.dtype = dtype;
+            let b = bind_dims(&f, &[&[37, 8], &[37, 8], &[37, 8], &[8, 8]], &[]).expect("binds");
+            let exact = plan(&f, &b, &PlanOptions::default()).expect("plans");
+            let p = plan(&f, &b, &PlanOptions { mul: mode, ..PlanOptions::default() }).expect("plans");
+            assert!(!exact.fusions.is_empty() && p.fusions.is_empty(), "{p}");
+            assert!(p.to_string().contains(&format!("mul      {mode}")), "{p}");
+            let prog = lower(&p, &LowerOptions::default()).expect("lowers");
+            assert!(prog.kernels.iter().all(|k| matches!(k, Kernel::Loops(_))), "{prog}");
+            assert!(prog.to_string().contains("lmul("), "{prog}");
+            // Only scalings by compile-time constants (here 1/sqrt(d) and 2) stay exact.
+            for st in &p.program.stmts {
+                st.rhs.clone().map_nodes(&mut |e| {
+                    if let crate::tir::Expr::Mul(xs) = &e {
+                        let tensors = xs.iter().filter(|x| !crate::tir::lmul::is_constant(x)).count();
+                        assert!(tensors <= 1, "an exact product of tensors in lmul mode:\n{p}");
+                    }
+                    e
+                });
+            }
+            assert!(prog.to_string().contains("2.0 * lmul("), "{prog}");
+            let ins = inputs(&f, &b, 5);
+            let views: Vec<_> = ins.iter().map(|a| a.view()).collect();
+            let tol = if dtype == tessera_runtime::DType::F32 { 1e-5 } else { 1e-12 };
+            let ins32: Vec<ArrayD<f32>> = ins.iter().map(|a| a.mapv(|x| x as f32)).collect();
+            let v32: Vec<_> = ins32.iter().map(|a| a.view()).collect();
+            // The oracle runs in the program's dtype, as L-Mul is defined on its bits.
+            let want: Vec<ArrayD<f64>> = if dtype == tessera_runtime::DType::F32 {
+                let w = evaluate(&p.program, &b, &v32, &EvalOptions::default()).expect("oracle");
+                w.iter().map(|a| a.mapv(f64::from)).collect()
+            } else {
+                evaluate(&p.program, &b, &views, &EvalOptions::default()).expect("oracle")
+            };
+            let check = |got: Vec<ArrayD<f64>>, what: &str| {
+                for (w, g) in want.iter().zip(&got) {
+                    let scale = w.iter().fold(1.0f64, |a, x| a.max(x.abs()));
+                    for (x, y) in w.iter().zip(g) {
+                        assert!((x - y).abs() <= tol * scale, "{what} {mode} {dtype}: {x} vs {y}\n{prog}");
+                    }
+                }
+                // The mode changes results by about the paper's error, not by nothing.
+                let exact = evaluate(&f, &b, &views, &EvalOptions::default()).expect("oracle");
+                let diff = exact[1].iter().zip(&got[1]).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max);
+                assert!(diff > 1e-3, "{what} {mode}: lmul mode equals the exact result");
+            };
+            for backend in crate::backend::Backend::executors() {
+                let exe = crate::exec::Executable::new(prog.clone(), backend).expect("compiles");
+                let got: Vec<ArrayD<f64>> = if dtype == tessera_runtime::DType::F32 {
+                    exe.run(&v32).expect("runs").iter().map(|a| a.mapv(f64::from)).collect()
+                } else {
+                    exe.run(&views).expect("runs")
+                };
+                check(got, backend.name());
+            }
+        }
+    }
+}

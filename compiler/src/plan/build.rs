@@ -25,6 +25,11 @@ pub struct PlanOptions {
     pub path: PathOptions,
     /// Run the egg algebra pass first (with these bounds).
     pub algebra: Option<crate::optimize::algebra::AlgebraOptions>,
+    /// How products are computed. The plan is found as for exact arithmetic; then every
+    /// product of its steps becomes an L-Mul (`tir::lmul::MulMode::apply`), so its
+    /// contractions run as loop kernels, not GEMMs, and no fusion (which computes its
+    /// own products) is kept.
+    pub mul: tir::lmul::MulMode,
 }
 
 impl Default for PlanOptions {
@@ -40,6 +45,7 @@ impl Default for PlanOptions {
                 time_limit: Duration::from_secs(20),
                 ..Default::default()
             }),
+            mul: tir::lmul::MulMode::Exact,
         }
     }
 }
@@ -159,6 +165,7 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
         algebra,
         path,
         fusions: Vec::new(),
+        mul: tir::lmul::MulMode::Exact,
         program: bld.prog,
     };
     super::fuse::detect(&mut plan, b);
@@ -173,6 +180,11 @@ pub fn plan(f: &tir::Function, b: &Bindings, opts: &PlanOptions) -> R<Plan> {
     if let Some(a) = plan.algebra.as_mut().filter(|_| product) {
         a.cost_before = plan.flops;
         a.cost_after = plan.flops;
+    }
+    if opts.mul != tir::lmul::MulMode::Exact {
+        plan.program = opts.mul.apply(&plan.program);
+        plan.fusions.clear();
+        plan.mul = opts.mul;
     }
     plan.search_ms = start.elapsed().as_secs_f64() * 1e3;
     Ok(plan)

@@ -139,9 +139,16 @@ pub struct Plan {
     /// plan still runs step by step on the oracle).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub fusions: Vec<Fusion>,
+    /// How the products of the steps are computed (`program` already says it).
+    #[serde(skip_serializing_if = "is_exact")]
+    pub mul: tir::lmul::MulMode,
     /// The steps as a TIR function (one statement per step), runnable by the oracle.
     #[serde(skip)]
     pub program: tir::Function,
+}
+
+fn is_exact(m: &tir::lmul::MulMode) -> bool {
+    *m == tir::lmul::MulMode::Exact
 }
 
 impl Plan {

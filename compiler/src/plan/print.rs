@@ -49,6 +49,10 @@ impl fmt::Display for Plan {
             None => String::new(),
         };
         writeln!(f, "  memory   peak intermediate {}{limit}", human_bytes(self.peak_bytes))?;
+        if let crate::tir::lmul::MulMode::Lmul(m) = self.mul {
+            let bits = if m == 0 { "every mantissa bit".to_string() } else { format!("{m}-bit mantissas") };
+            writeln!(f, "  mul      {} (every product is an L-Mul with {bits}; contractions run as loops)", self.mul)?;
+        }
         write!(f, "  search   {:.2} ms", self.search_ms)?;
         if let Some(a) = self.algebra.as_ref().filter(|a| a.iterations == 0 && a.nodes == 0) {
             // The pass did not run (or gave up at once): its counts say nothing.

@@ -4,6 +4,7 @@
 
 mod print;
 mod bind;
+pub mod lmul;
 mod verify;
 
 pub use bind::*;
@@ -271,10 +272,13 @@ pub enum Builtin {
     Pow,
     Max,
     Min,
+    /// L-Mul (see `lmul.rs`) with the mantissa bits to emulate; 0 keeps them all.
+    Lmul(u8),
 }
 
 impl Builtin {
-    pub const ALL: [Builtin; 13] = [
+    /// Every builtin by name; `Lmul` stands for all its widths as `Lmul(0)`.
+    pub const ALL: [Builtin; 14] = [
         Builtin::Exp,
         Builtin::Log,
         Builtin::Sqrt,
@@ -288,6 +292,7 @@ impl Builtin {
         Builtin::Pow,
         Builtin::Max,
         Builtin::Min,
+        Builtin::Lmul(0),
     ];
 
     pub fn name(self) -> &'static str {
@@ -305,6 +310,7 @@ impl Builtin {
             Builtin::Pow => "pow",
             Builtin::Max => "max",
             Builtin::Min => "min",
+            Builtin::Lmul(_) => "lmul",
         }
     }
 
@@ -314,7 +320,7 @@ impl Builtin {
 
     pub fn arity(self) -> usize {
         match self {
-            Builtin::Pow | Builtin::Max | Builtin::Min => 2,
+            Builtin::Pow | Builtin::Max | Builtin::Min | Builtin::Lmul(_) => 2,
             _ => 1,
         }
     }
@@ -342,6 +348,26 @@ impl Builtin {
             Builtin::Pow => a.powf(b),
             Builtin::Max => nan_max(a, b),
             Builtin::Min => nan_min(a, b),
+            Builtin::Lmul(m) => lmul::lmul(a, b, (m > 0).then_some(u32::from(m))),
+        }
+    }
+
+    /// A small code for the builtin (its place in `ALL`, and past it the widths of
+    /// `Lmul`), used where builtins are stored as bytes.
+    pub fn code(self) -> u8 {
+        match self {
+            Builtin::Lmul(m) => Builtin::ALL.len() as u8 - 1 + m,
+            b => Builtin::ALL.iter().position(|x| *x == b).unwrap_or(0) as u8,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Builtin> {
+        let last = Builtin::ALL.len() as u8 - 1;
+        if code >= last {
+            let m = code - last;
+            (u32::from(m) <= lmul::max_bits(true)).then_some(Builtin::Lmul(m))
+        } else {
+            Builtin::ALL.get(code as usize).copied()
         }
     }
 }
@@ -453,6 +479,8 @@ impl Expr {
             Expr::Add(xs) => xs.iter().map(|x| x.const_value(b)).sum(),
             Expr::Sub(a, c) => Some(a.const_value(b)? - c.const_value(b)?),
             Expr::Div(a, c) => Some(a.const_value(b)? / c.const_value(b)?),
+            // L-Mul depends on the dtype, which a constant here does not know.
+            Expr::Call(Builtin::Lmul(_), _) => None,
             Expr::Call(f, xs) if xs.len() == f.arity() => {
                 let a = xs[0].const_value(b)?;
                 let c = if xs.len() > 1 { xs[1].const_value(b)? } else { 0.0 };

@@ -185,6 +185,9 @@ impl Printer<'_> {
                     }
                     self.expr(out, a, 0)?;
                 }
+                if let Builtin::Lmul(m @ 1..) = b {
+                    write!(out, ", {m}")?;
+                }
                 out.push(')');
             }
             Expr::Select(c, a, b) => {

@@ -17,6 +17,8 @@ fn expr_over(leaves: Vec<&'static str>) -> impl Strategy<Value = String> {
                 .prop_map(|(f, a)| format!("{f}({a})")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("pow(abs({a}), 0.5) + min({a}, {b})")),
             (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("select(i <= 1 || {a} > {b}, {a}, {b})")),
+            // L-Mul without truncation is continuous, so rounding upstream stays small.
+            (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("lmul({a}, {b})")),
         ]
     })
 }

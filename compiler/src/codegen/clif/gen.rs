@@ -736,6 +736,7 @@ impl Gen<'_, '_> {
             BinOp::Max => self.b.ins().fmax(x, y),
             BinOp::Min => self.b.ins().fmin(x, y),
             BinOp::Pow => self.math(MathFn::Pow, x, Some(y), ty),
+            BinOp::Lmul(m) => super::math::emit_lmul(&mut self.b, x, y, ty, m),
         }
     }
 

@@ -33,7 +33,7 @@
 //!
 //! [`ulp_bound`] returns the bound that the tests assert.
 
-use cranelift_codegen::ir::condcodes::FloatCC;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
     types, ConstantData, Endianness, InstBuilder, MemFlagsData, Type, Value,
 };
@@ -103,6 +103,66 @@ pub fn emit(b: &mut FunctionBuilder, f: MathFn, x: Value, y: Option<Value>, ty: 
         MathFn::Cos => e.sin_cos(x, true),
         MathFn::Pow => unreachable!("handled above"),
     }
+}
+
+/// Emits L-Mul (`tir::lmul`, bit-exact) of `x` and `y` for `ty` in {F32, F64, F32X4,
+/// F64X2}, keeping `m` mantissa bits (0: all). Straight-line integer code on the lanes:
+/// the special cases are computed for every lane and chosen with selects.
+pub fn emit_lmul(b: &mut FunctionBuilder, x: Value, y: Value, ty: Type, m: u8) -> Value {
+    let mut e = Emitter::new(b, ty);
+    let (w, p) = if e.wide { (64u32, 52u32) } else { (32, 23) };
+    let sign = 1u64 << (w - 1);
+    let inf = ((1u64 << (w - 1 - p)) - 1) << p;
+    let one = ((1u64 << (w - 2 - p)) - 1) << p;
+    let h = 1u64 << (w - 2);
+    let m = if m == 0 { p } else { u32::from(m).min(p) };
+    let off = 1u64 << (p - crate::tir::lmul::offset_bits(m));
+    let (xb, yb) = (e.bits(x), e.bits(y));
+    let abs = e.ki(sign - 1);
+    let xa = e.b.ins().band(xb, abs);
+    let ya = e.b.ins().band(yb, abs);
+    let sx = e.b.ins().bxor(xb, yb);
+    let signk = e.ki(sign);
+    let s = e.b.ins().band(sx, signk);
+    // Classes on the untruncated magnitudes, which are non-negative as signed lanes.
+    let (mn, infk) = (e.ki(1u64 << p), e.ki(inf));
+    let xz = e.b.ins().icmp(IntCC::SignedLessThan, xa, mn);
+    let yz = e.b.ins().icmp(IntCC::SignedLessThan, ya, mn);
+    let zero = e.b.ins().bor(xz, yz);
+    let xi = e.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, xa, infk);
+    let yi = e.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, ya, infk);
+    let infs = e.b.ins().bor(xi, yi);
+    let xn = e.b.ins().icmp(IntCC::SignedGreaterThan, xa, infk);
+    let yn = e.b.ins().icmp(IntCC::SignedGreaterThan, ya, infk);
+    let inf_zero = e.b.ins().band(infs, zero);
+    let nan = e.b.ins().bor(xn, yn);
+    let nan = e.b.ins().bor(nan, inf_zero);
+    let (xt, yt) = if m < p {
+        let keep = e.ki((sign - 1) & !((1u64 << (p - m)) - 1));
+        (e.b.ins().band(xa, keep), e.b.ins().band(ya, keep))
+    } else {
+        (xa, ya)
+    };
+    // v = |x| + |y| + off - one - 2^(w-2) wraps to the exact signed value of the true
+    // sum minus 2^(w-2), so signed compares find overflow and underflow.
+    let k = e.ki(off.wrapping_sub(one).wrapping_sub(h));
+    let v = e.b.ins().iadd(xt, yt);
+    let v = e.b.ins().iadd(v, k);
+    let over_at = e.ki(inf.wrapping_sub(h));
+    let over = e.b.ins().icmp(IntCC::SignedGreaterThanOrEqual, v, over_at);
+    let under_at = e.ki((1u64 << p).wrapping_sub(h));
+    let under = e.b.ins().icmp(IntCC::SignedLessThan, v, under_at);
+    let hk = e.ki(h);
+    let r = e.b.ins().iadd(v, hk);
+    let r = e.b.ins().bor(r, s);
+    let s_inf = e.b.ins().bor(s, infk);
+    let r = e.sel(over, s_inf, r);
+    let to_zero = e.b.ins().bor(under, zero);
+    let r = e.sel(to_zero, s, r);
+    let r = e.sel(infs, s_inf, r);
+    let qnan = e.ki(inf | (1u64 << (p - 1)));
+    let r = e.sel(nan, qnan, r);
+    e.float(r)
 }
 
 /// Pow for f32 runs in f64 so that `y * log(x)` keeps enough bits; f64 uses double-double.

@@ -954,6 +954,7 @@ impl<'ctx> KGen<'_, 'ctx> {
                     BinOp::Max => self.intrinsic("llvm.maximum", &[x, y])?,
                     BinOp::Min => self.intrinsic("llvm.minimum", &[x, y])?,
                     BinOp::Pow => self.math(MathFn::Pow, x, y)?,
+                    BinOp::Lmul(m) => Math::new(self.g.cx, &self.g.b, &self.g.module, self.g.wide).lmul(x, y, *m)?,
                 }
             }
             Expr::Select(p, a, b) => {

@@ -79,6 +79,55 @@ impl<'a, 'ctx> Math<'a, 'ctx> {
         }
     }
 
+    /// L-Mul (`tir::lmul`, bit-exact) keeping `m` mantissa bits (0: all): the integer
+    /// code of `clif::math::emit_lmul`, straight-line, so the vectoriser widens it.
+    pub fn lmul(&self, x: F<'ctx>, y: F<'ctx>, m: u8) -> R<F<'ctx>> {
+        use inkwell::IntPredicate as IP;
+        let b = self.b;
+        let (w, p) = if self.wide { (64u32, 52u32) } else { (32, 23) };
+        let sign = 1u64 << (w - 1);
+        let inf = ((1u64 << (w - 1 - p)) - 1) << p;
+        let one = ((1u64 << (w - 2 - p)) - 1) << p;
+        let h = 1u64 << (w - 2);
+        let m = if m == 0 { p } else { u32::from(m).min(p) };
+        let off = 1u64 << (p - crate::tir::lmul::offset_bits(m));
+        let (xb, yb) = (self.bits(x)?, self.bits(y)?);
+        let xa = b.build_and(xb, self.ki(sign - 1), "")?;
+        let ya = b.build_and(yb, self.ki(sign - 1), "")?;
+        let sx = b.build_xor(xb, yb, "")?;
+        let s = b.build_and(sx, self.ki(sign), "")?;
+        let cmp = |op, a, c: u64| b.build_int_compare(op, a, self.ki(c), "");
+        let zero = b.build_or(
+            cmp(IP::SLT, xa, 1u64 << p)?,
+            cmp(IP::SLT, ya, 1u64 << p)?,
+            "",
+        )?;
+        let infs = b.build_or(cmp(IP::SGE, xa, inf)?, cmp(IP::SGE, ya, inf)?, "")?;
+        let nan = b.build_or(cmp(IP::SGT, xa, inf)?, cmp(IP::SGT, ya, inf)?, "")?;
+        let nan = b.build_or(nan, b.build_and(infs, zero, "")?, "")?;
+        let (xt, yt) = if m < p {
+            let keep = self.ki((sign - 1) & !((1u64 << (p - m)) - 1));
+            (b.build_and(xa, keep, "")?, b.build_and(ya, keep, "")?)
+        } else {
+            (xa, ya)
+        };
+        // The sum minus 2^(w-2) wraps to its exact signed value; see `emit_lmul`.
+        let v = b.build_int_add(xt, yt, "")?;
+        let v = b.build_int_add(v, self.ki(off.wrapping_sub(one).wrapping_sub(h)), "")?;
+        let over = cmp(IP::SGE, v, inf.wrapping_sub(h))?;
+        let under = cmp(IP::SLT, v, (1u64 << p).wrapping_sub(h))?;
+        let r = b.build_or(b.build_int_add(v, self.ki(h), "")?, s, "")?;
+        let s_inf = b.build_or(s, self.ki(inf), "")?;
+        let sel = |c, t: I<'ctx>, f: I<'ctx>| -> R<I<'ctx>> {
+            Ok(b.build_select(c, t, f, "")?.into_int_value())
+        };
+        let r = sel(over, s_inf, r)?;
+        let r = sel(b.build_or(under, zero, "")?, s, r)?;
+        let r = sel(infs, s_inf, r)?;
+        let r = sel(nan, self.ki(inf | (1u64 << (p - 1))), r)?;
+        self.float(r)
+    }
+
     // ---- Constants and thin instruction wrappers. ----
 
     /// A float constant rounded to the lane precision.

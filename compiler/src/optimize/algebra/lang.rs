@@ -111,7 +111,7 @@ pub enum TNode {
     Add(Vec<Id>),
     /// Elementwise reciprocal.
     Recip([Id; 1]),
-    /// Elementwise builtin (index into `Builtin::ALL`) of same-shape arguments.
+    /// Elementwise builtin (`Builtin::code`) of same-shape arguments.
     Call(u8, Vec<Id>),
     /// Splits each axis `p` of the child into axes of sizes `factors[p]` (row-major).
     Split(Arc<Vec<Vec<Size>>>, [Id; 1]),
@@ -128,11 +128,11 @@ impl TNode {
     }
 
     pub fn builtin(b: Builtin) -> u8 {
-        Builtin::ALL.iter().position(|x| *x == b).unwrap_or(0) as u8
+        b.code()
     }
 
     pub fn as_builtin(code: u8) -> Option<Builtin> {
-        Builtin::ALL.get(code as usize).copied()
+        Builtin::from_code(code)
     }
 }
 
@@ -274,6 +274,8 @@ impl Analysis<TNode> for TAnalysis {
             TNode::Call(code, ids) => {
                 let shape = ids.first().map(|i| data(i).shape.clone()).unwrap_or_default();
                 let konst = match (TNode::as_builtin(*code), konsts(ids)) {
+                    // L-Mul depends on the dtype, so it is never folded here.
+                    (Some(Builtin::Lmul(_)), _) => None,
                     (Some(b), Some(cs)) if cs.len() == b.arity() => {
                         Some(Konst::from_f64(b.apply(cs[0].value, cs.get(1).map_or(0.0, |k| k.value))))
                     }
