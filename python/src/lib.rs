@@ -6,6 +6,11 @@
 //! makes); the GIL is released while Tessera checks, plans, compiles and runs.
 
 use ndarray::{ArrayD, ArrayViewD};
+
+// Planning allocates many small objects; mimalloc serves them about twice as fast as
+// glibc's malloc (a 12-tensor contract_path spent half its planning time in malloc).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use numpy::{Element, PyArray, PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyFileNotFoundError, PyMemoryError, PyOSError, PyRuntimeError, PyValueError};

@@ -273,14 +273,26 @@ class PathInfo:
         self.shapes = [tuple(s) for s in shapes]
         self.search_ms = plan.search_ms
         self.peak_bytes = plan.peak_bytes
+        self._inputs = inputs
+        self.opt_cost = Decimal(int(plan.flops)) if plan.flops < 2**63 else Decimal(plan.flops)
+        self.naive_cost = Decimal(int(plan.naive_flops)) if plan.naive_flops < 2**63 else Decimal(plan.naive_flops)
+        self.speedup = self.naive_cost / max(self.opt_cost, Decimal(1))
+        self._steps = None
+
+    # The per-step lists are worked out on first use: most callers of contract_path
+    # only want the path, and for them this Python loop was a fifth of the call.
+    def _step_lists(self):
+        if self._steps is not None:
+            return self._steps
+        inputs, output, sizes = self._inputs, self.output_subscript, self.size_dict
         remaining = list(inputs)
         remaining_sets = [set(t) for t in inputs]
         out_set = set(output)
-        self.contraction_list = []
-        self.scale_list = []
-        self.size_list = []
+        contraction_list = []
+        scale_list = []
+        size_list = []
         cost_list = []
-        for step, positions in enumerate(path):
+        for step, positions in enumerate(self.path):
             positions = tuple(sorted(positions, reverse=True))
             taken = [remaining.pop(p) for p in positions]
             taken_sets = [remaining_sets.pop(p) for p in positions]
@@ -288,25 +300,28 @@ class PathInfo:
             keep = out_set.union(*remaining_sets)
             result_set = contract & keep
             removed = contract - result_set
-            if step == len(path) - 1:
+            if step == len(self.path) - 1:
                 result = output
             else:
                 joined = "".join(taken)
                 result = "".join(sorted(result_set, key=joined.find))
             cost_list.append(_flop_count(contract, bool(removed), len(positions), sizes))
-            self.scale_list.append(len(contract))
-            self.size_list.append(_size(result, sizes))
+            scale_list.append(len(contract))
+            size_list.append(_size(result, sizes))
             remaining.append(result)
             remaining_sets.append(set(result))
             blas = "GEMM" if len(positions) == 2 and removed else False
-            self.contraction_list.append(
+            contraction_list.append(
                 (positions, frozenset(removed), ",".join(taken) + "->" + result, tuple(remaining), blas)
             )
-        self.cost_list = cost_list
-        self.opt_cost = Decimal(int(plan.flops)) if plan.flops < 2**63 else Decimal(plan.flops)
-        self.naive_cost = Decimal(int(plan.naive_flops)) if plan.naive_flops < 2**63 else Decimal(plan.naive_flops)
-        self.speedup = self.naive_cost / max(self.opt_cost, Decimal(1))
-        self.largest_intermediate = Decimal(max(self.size_list, default=1))
+        self._steps = (contraction_list, scale_list, size_list, cost_list)
+        return self._steps
+
+    contraction_list = property(lambda self: self._step_lists()[0])
+    scale_list = property(lambda self: self._step_lists()[1])
+    size_list = property(lambda self: self._step_lists()[2])
+    cost_list = property(lambda self: self._step_lists()[3])
+    largest_intermediate = property(lambda self: Decimal(max(self.size_list, default=1)))
 
     def __repr__(self):
         # opt_einsum's layout, then what Tessera adds.

@@ -277,8 +277,7 @@ fn product_path(reads: &[&Expr], bld: &Builder<'_>) -> R<Option<Vec<Vec<usize>>>
 
 /// Lowers every statement of `source` into steps.
 fn lower_all<'a>(source: &tir::Function, b: &'a Bindings, path: &'a PathOptions) -> R<Builder<'a>> {
-    let mut prog = source.clone();
-    prog.stmts.clear();
+    let prog = source.without_stmts();
     let mut bld = Builder { b, prog, steps: Vec::new(), origin: 0, search: Duration::ZERO, path_opts: path, single_path: None, temps: 0, seen: Vec::new() };
     for (k, s) in source.stmts.iter().enumerate() {
         bld.origin = k;

@@ -646,6 +646,21 @@ pub struct Function {
 }
 
 impl Function {
+    /// A copy with no statements (its declarations, dims and constants only).
+    pub fn without_stmts(&self) -> Function {
+        Function {
+            name: self.name.clone(),
+            dtype: self.dtype,
+            dims: self.dims.clone(),
+            tensors: self.tensors.clone(),
+            inputs: self.inputs.clone(),
+            outputs: self.outputs.clone(),
+            constants: self.constants.clone(),
+            stmts: Vec::new(),
+            span: self.span,
+        }
+    }
+
     pub fn tensor(&self, t: TensorId) -> &TensorDecl {
         &self.tensors[t.index()]
     }
