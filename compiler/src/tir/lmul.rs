@@ -24,6 +24,36 @@ pub fn offset_bits(m: u32) -> u32 {
     }
 }
 
+/// The constants the generated L-Mul code works with, for f32 (`wide` false) or f64
+/// bit patterns keeping `m` mantissa bits (0: all), shared by the Cranelift and LLVM
+/// emitters so that both compute the same thing as [`lmul_bits`].
+pub struct Consts {
+    /// Mantissa bits of the type.
+    pub p: u32,
+    /// The sign bit, +inf's pattern, 1.0's pattern, and 2^(w-2).
+    pub sign: u64,
+    pub inf: u64,
+    pub one: u64,
+    pub h: u64,
+    /// Mantissa bits kept, and the offset 2^-l(m) in mantissa units.
+    pub m: u32,
+    pub off: u64,
+}
+
+pub fn consts(wide: bool, m: u8) -> Consts {
+    let (w, p) = if wide { (64u32, 52u32) } else { (32, 23) };
+    let m = if m == 0 { p } else { u32::from(m).min(p) };
+    Consts {
+        p,
+        sign: 1u64 << (w - 1),
+        inf: ((1u64 << (w - 1 - p)) - 1) << p,
+        one: ((1u64 << (w - 2 - p)) - 1) << p,
+        h: 1u64 << (w - 2),
+        m,
+        off: 1u64 << (p - offset_bits(m)),
+    }
+}
+
 /// L-Mul on the bit patterns of a float with `p` mantissa bits and `e` exponent bits
 /// (sign in bit `p + e`); `m` is the emulated mantissa width, `None` for all of them.
 pub fn lmul_bits(x: u64, y: u64, p: u32, e: u32, m: Option<u32>) -> u64 {

@@ -110,13 +110,7 @@ pub fn emit(b: &mut FunctionBuilder, f: MathFn, x: Value, y: Option<Value>, ty: 
 /// the special cases are computed for every lane and chosen with selects.
 pub fn emit_lmul(b: &mut FunctionBuilder, x: Value, y: Value, ty: Type, m: u8) -> Value {
     let mut e = Emitter::new(b, ty);
-    let (w, p) = if e.wide { (64u32, 52u32) } else { (32, 23) };
-    let sign = 1u64 << (w - 1);
-    let inf = ((1u64 << (w - 1 - p)) - 1) << p;
-    let one = ((1u64 << (w - 2 - p)) - 1) << p;
-    let h = 1u64 << (w - 2);
-    let m = if m == 0 { p } else { u32::from(m).min(p) };
-    let off = 1u64 << (p - crate::tir::lmul::offset_bits(m));
+    let crate::tir::lmul::Consts { p, sign, inf, one, h, m, off, .. } = crate::tir::lmul::consts(e.wide, m);
     let (xb, yb) = (e.bits(x), e.bits(y));
     let abs = e.ki(sign - 1);
     let xa = e.b.ins().band(xb, abs);

@@ -84,13 +84,7 @@ impl<'a, 'ctx> Math<'a, 'ctx> {
     pub fn lmul(&self, x: F<'ctx>, y: F<'ctx>, m: u8) -> R<F<'ctx>> {
         use inkwell::IntPredicate as IP;
         let b = self.b;
-        let (w, p) = if self.wide { (64u32, 52u32) } else { (32, 23) };
-        let sign = 1u64 << (w - 1);
-        let inf = ((1u64 << (w - 1 - p)) - 1) << p;
-        let one = ((1u64 << (w - 2 - p)) - 1) << p;
-        let h = 1u64 << (w - 2);
-        let m = if m == 0 { p } else { u32::from(m).min(p) };
-        let off = 1u64 << (p - crate::tir::lmul::offset_bits(m));
+        let crate::tir::lmul::Consts { p, sign, inf, one, h, m, off, .. } = crate::tir::lmul::consts(self.wide, m);
         let (xb, yb) = (self.bits(x)?, self.bits(y)?);
         let xa = b.build_and(xb, self.ki(sign - 1), "")?;
         let ya = b.build_and(yb, self.ki(sign - 1), "")?;
