@@ -991,25 +991,36 @@ fn balance(costs: &[usize], ranks: usize) -> Vec<Vec<usize>> {
     shares
 }
 
-fn allreduce<T: Scalar>(d: &dyn Distribution, a: &mut ArrayD<T>, op: ReduceOp) -> Result<(), String> {
+/// A result's elements as the slice type the [`Distribution`] methods take.
+enum Floats<'a> {
+    F64(&'a mut [f64]),
+    F32(&'a mut [f32]),
+}
+
+fn floats<T: Scalar>(a: &mut ArrayD<T>) -> Result<Floats<'_>, String> {
     let any = a as &mut dyn std::any::Any;
-    if let Some(x) = any.downcast_mut::<ArrayD<f64>>() {
-        return d.allreduce_f64(x.as_slice_mut().ok_or("a result is not contiguous")?, op);
-    }
-    match any.downcast_mut::<ArrayD<f32>>() {
-        Some(x) => d.allreduce_f32(x.as_slice_mut().ok_or("a result is not contiguous")?, op),
-        None => Err("only f32 and f64 results are distributed".into()),
+    // `is` first: a returned borrow from one downcast would lock out the other.
+    let floats = if any.is::<ArrayD<f64>>() {
+        any.downcast_mut::<ArrayD<f64>>().and_then(|x| x.as_slice_mut()).map(Floats::F64)
+    } else if any.is::<ArrayD<f32>>() {
+        any.downcast_mut::<ArrayD<f32>>().and_then(|x| x.as_slice_mut()).map(Floats::F32)
+    } else {
+        return Err("only f32 and f64 results are distributed".into());
+    };
+    floats.ok_or_else(|| "a result is not contiguous".into())
+}
+
+fn allreduce<T: Scalar>(d: &dyn Distribution, a: &mut ArrayD<T>, op: ReduceOp) -> Result<(), String> {
+    match floats(a)? {
+        Floats::F64(x) => d.allreduce_f64(x, op),
+        Floats::F32(x) => d.allreduce_f32(x, op),
     }
 }
 
 fn broadcast<T: Scalar>(d: &dyn Distribution, a: &mut ArrayD<T>, root: usize) -> Result<(), String> {
-    let any = a as &mut dyn std::any::Any;
-    if let Some(x) = any.downcast_mut::<ArrayD<f64>>() {
-        return d.broadcast_f64(x.as_slice_mut().ok_or("a result is not contiguous")?, root);
-    }
-    match any.downcast_mut::<ArrayD<f32>>() {
-        Some(x) => d.broadcast_f32(x.as_slice_mut().ok_or("a result is not contiguous")?, root),
-        None => Err("only f32 and f64 results are distributed".into()),
+    match floats(a)? {
+        Floats::F64(x) => d.broadcast_f64(x, root),
+        Floats::F32(x) => d.broadcast_f32(x, root),
     }
 }
 
