@@ -168,3 +168,58 @@ fn tiled_attention_matches_the_oracle() {
         run_all::<f32>(f, &b, &LowerOptions::default(), true, 1e-4).expect("f32");
     }
 }
+
+/// Contractions with a Clebsch-Gordan constant run unrolled by its nonzeros (no kernel
+/// reads the constant's buffer), for every triple of degrees up to 3 and the constant in
+/// each role: a summed index only, an output index, next to an index it does not have
+/// that is summed too (a loop with accumulators), and as the whole statement.
+#[test]
+fn constants_run_unrolled_by_their_nonzeros() {
+    use tessera_compiler::loops::BufKind;
+    let mut triples = 0;
+    for l1 in 0..=3u32 {
+        for l2 in 0..=3u32 {
+            for l3 in l1.abs_diff(l2)..=(l1 + l2).min(3) {
+                let (d1, d2, d3) = (2 * l1 + 1, 2 * l2 + 1, 2 * l3 + 1);
+                let src = format!(
+                    "fn f(W: f64[u, v, w], V: f64[u, v], x: f64[z, u, {d1}], y: f64[z, v, {d2}], a: f64[{d1}], b: f64[{d2}])
+                        -> (uvw: f64[z, w, {d3}], uvu: f64[z, u, {d3}], single: f64[{d3}], half: f64[z, v, {d1}, {d3}]) {{
+                        C = cg({l1}, {l2}, {l3})
+                        uvw[n, c, m] = W[p, q, c] * C[s, t, m] * x[n, p, s] * y[n, q, t]
+                        uvu[n, p, m] = V[p, q] * C[s, t, m] * x[n, p, s] * y[n, q, t]
+                        single[m] = C[s, t, m] * a[s] * b[t]
+                        half[n, q, s, m] = 2 * C[s, t, m] * y[n, q, t]
+                    }}"
+                );
+                let (sm, _, c) = pipeline::check("p.tsr", &src);
+                assert!(!c.has_errors(), "{}", tessera_compiler::diag::render_all(&c.diagnostics, &sm, false));
+                let f = &c.functions[0];
+                for (z, u, v, w) in [(0, 2, 1, 3), (1, 1, 1, 1), (5, 3, 2, 4)] {
+                    let shapes: Vec<Vec<usize>> = vec![
+                        vec![u, v, w],
+                        vec![u, v],
+                        vec![z, u, d1 as usize],
+                        vec![z, v, d2 as usize],
+                        vec![d1 as usize],
+                        vec![d2 as usize],
+                    ];
+                    let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+                    let b = bind_dims(f, &refs, &[]).expect("binds");
+                    for bits in [0, 3] {
+                        let prog = lowered(f, &b, &lower_opts(bits)).expect("lowers");
+                        let konst: Vec<_> = (0..prog.bufs.len()).filter(|&k| matches!(prog.bufs[k].kind, BufKind::Const(_))).collect();
+                        for kernel in &prog.kernels {
+                            let used = kernel.buffers_used();
+                            let reads_const = konst.iter().any(|&k| used.iter().any(|x| x.index() == k));
+                            assert!(!reads_const, "a kernel reads the constant of ({l1}, {l2}, {l3}):\n{prog}");
+                        }
+                        run_all::<f64>(f, &b, &lower_opts(bits), bits % 2 == 1, 1e-9).expect("f64");
+                        run_all::<f32>(f, &b, &lower_opts(bits), bits % 2 == 0, 1e-5).expect("f32");
+                    }
+                }
+                triples += 1;
+            }
+        }
+    }
+    assert_eq!(triples, 34, "every triple with degrees up to 3 that the triangle rule allows");
+}

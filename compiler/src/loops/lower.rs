@@ -65,7 +65,7 @@ pub enum LowerError {
 
 pub(super) type R<T> = Result<T, LowerError>;
 
-fn internal<T>(msg: impl Into<String>) -> R<T> {
+pub(super) fn internal<T>(msg: impl Into<String>) -> R<T> {
     Err(LowerError::Internal(msg.into()))
 }
 
@@ -140,6 +140,13 @@ pub fn lower_kernels(plan: &Plan, opts: &LowerOptions) -> R<Program> {
             let blocks = opts.stream_blocks.unwrap_or_else(|| super::flash::Blocks::choose(streams[n]));
             tiles.push(l.flash(streams[n], steps, blocks, &mut kernels)?);
             continue;
+        }
+        // A constant operand with zeros runs unrolled by its nonzeros, GEMM or not.
+        if *contract {
+            if let Some(k) = l.sparse(s, steps)? {
+                kernels.push(Kernel::Loops(k));
+                continue;
+            }
         }
         let gemm = if *contract && opts.gemm { l.gemm(s, steps[0])? } else { None };
         match gemm {
@@ -339,8 +346,8 @@ fn rename_cond(c: Cond, m: &dyn Fn(IndexId) -> IndexId) -> Cond {
 // Kernels.
 
 pub(super) struct Lowerer<'a> {
-    f: &'a tir::Function,
-    b: &'a Bindings,
+    pub(super) f: &'a tir::Function,
+    pub(super) b: &'a Bindings,
     pub(super) bufs: Vec<Buffer>,
     of_tensor: Vec<Option<BufId>>,
 }
@@ -381,7 +388,7 @@ impl Lowerer<'_> {
         Ok(id)
     }
 
-    fn range(&self, s: &tir::Stmt, i: IndexId) -> R<usize> {
+    pub(super) fn range(&self, s: &tir::Stmt, i: IndexId) -> R<usize> {
         match s.indices.get(i.index()) {
             Some(v) => size_of(&v.range, self.b),
             None => internal("index out of range"),
@@ -390,7 +397,7 @@ impl Lowerer<'_> {
 
     /// The element offset of `t[pos]` as a sum over indices: (index, stride) pairs,
     /// strides of a repeated index added up.
-    fn strides(&mut self, s: &tir::Stmt, t: TensorId, pos: &[Position]) -> R<(BufId, Vec<(IndexId, i64)>)> {
+    pub(super) fn strides(&mut self, s: &tir::Stmt, t: TensorId, pos: &[Position]) -> R<(BufId, Vec<(IndexId, i64)>)> {
         let buf = self.buf(t)?;
         let shape = self.bufs[buf.index()].shape.clone();
         if shape.len() != pos.len() {
@@ -530,7 +537,7 @@ impl Lowerer<'_> {
 
     fn loops(&mut self, s: &tir::Stmt, steps: Vec<usize>) -> R<LoopKernel> {
         let target = self.buf(s.target)?;
-        let mut k = KernelBuilder { k: LoopKernel { name: self.bufs[target.index()].name.clone(), steps, loops: Vec::new(), vars: Vec::new(), body: Vec::new() }, of_index: vec![None; s.indices.len()] };
+        let mut k = KernelBuilder::new(self.bufs[target.index()].name.clone(), steps, s.indices.len());
         let lhs: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
         for (n, i) in lhs.iter().enumerate() {
             if lhs[..n].contains(i) {
@@ -767,13 +774,18 @@ fn fold_bin(op: BinOp, a: Expr, b: Expr) -> Expr {
     }
 }
 
-struct KernelBuilder {
-    k: LoopKernel,
+pub(super) struct KernelBuilder {
+    pub(super) k: LoopKernel,
     of_index: Vec<Option<LoopId>>,
 }
 
 impl KernelBuilder {
-    fn declare(&mut self, s: &tir::Stmt, i: IndexId, extent: usize) {
+    /// An empty kernel for a statement with `indices` index variables.
+    pub(super) fn new(name: String, steps: Vec<usize>, indices: usize) -> KernelBuilder {
+        KernelBuilder { k: LoopKernel { name, steps, loops: Vec::new(), vars: Vec::new(), body: Vec::new() }, of_index: vec![None; indices] }
+    }
+
+    pub(super) fn declare(&mut self, s: &tir::Stmt, i: IndexId, extent: usize) {
         if self.of_index.len() <= i.index() {
             self.of_index.resize(i.index() + 1, None);
         }
@@ -790,21 +802,21 @@ impl KernelBuilder {
         self.of_index[i.index()] = Some(id);
     }
 
-    fn loop_of(&self, i: IndexId) -> R<LoopId> {
+    pub(super) fn loop_of(&self, i: IndexId) -> R<LoopId> {
         self.of_index.get(i.index()).copied().flatten().map_or_else(|| internal("index without a loop"), Ok)
     }
 
-    fn extent(&self, i: IndexId) -> usize {
+    pub(super) fn extent(&self, i: IndexId) -> usize {
         self.loop_of(i).map_or(0, |l| self.k.loops[l.index()].extent)
     }
 
-    fn var(&mut self, base: &str) -> VarId {
+    pub(super) fn var(&mut self, base: &str) -> VarId {
         let id = VarId(self.k.vars.len() as u32);
         self.k.vars.push(format!("{base}{}", id.0));
         id
     }
 
-    fn affine(&self, st: &[(IndexId, i64)]) -> Affine {
+    pub(super) fn affine(&self, st: &[(IndexId, i64)]) -> Affine {
         let mut a = Affine::default();
         for &(i, s) in st {
             if let Ok(l) = self.loop_of(i) {
@@ -815,7 +827,7 @@ impl KernelBuilder {
     }
 
     /// Wraps `body` in loops over `indices`, outermost first; the outermost may be parallel.
-    fn nest(&self, indices: &[IndexId], body: Vec<Stmt>, parallel: bool) -> Vec<Stmt> {
+    pub(super) fn nest(&self, indices: &[IndexId], body: Vec<Stmt>, parallel: bool) -> Vec<Stmt> {
         let mut body = body;
         for (n, &i) in indices.iter().enumerate().rev() {
             let Ok(id) = self.loop_of(i) else { continue };

@@ -14,6 +14,7 @@ mod lower;
 pub mod parse;
 pub mod passes;
 mod print;
+pub mod sparse;
 pub mod stream;
 mod verify;
 
