@@ -33,6 +33,7 @@ pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions, StepKind};
 pub use tessera_compiler::tir::lmul::MulMode;
 pub use tessera_compiler::exec::{Distribution, Executable, SliceLoop, Slicing};
 
+pub mod equivariant;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 pub use tessera_compiler::pipeline::Stage;

@@ -10,6 +10,7 @@ pub mod codegen;
 pub mod constants;
 pub mod eval;
 pub mod graph;
+pub mod irreps;
 pub mod loops;
 pub mod optimize;
 pub mod pipeline;
