@@ -72,7 +72,7 @@ impl CpuExecutor {
 
     /// Runs the program on inputs already checked against it.
     pub(super) fn run<T: Scalar>(&self, p: &Program, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
-        let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(|a| a.as_standard_layout()).collect();
+        let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(super::standard).collect();
         // Outputs are not zeroed: every element is written by the kernel that defines
         // it (a statement covers its whole left side, a GEMM all of C), and skipping the
         // fill saves a pass over memory.

@@ -85,7 +85,7 @@ impl CudaExecutor {
     }
 
     pub(super) fn run<T: Scalar>(&self, p: &Program, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
-        let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(|a| a.as_standard_layout()).collect();
+        let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(super::standard).collect();
         let slices: Vec<&[T]> = flat
             .iter()
             .map(|a| a.as_slice().ok_or_else(|| ExecError::Internal("a standard-layout input is not contiguous".into())))
