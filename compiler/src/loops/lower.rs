@@ -65,6 +65,10 @@ pub enum LowerError {
 
 pub(super) type R<T> = Result<T, LowerError>;
 
+/// Multiply-adds per call below which a GEMM that would be called more than once (in
+/// loops over other indices) runs as generated loops instead.
+const SMALL_GEMM: usize = 4096;
+
 pub(super) fn internal<T>(msg: impl Into<String>) -> R<T> {
     Err(LowerError::Internal(msg.into()))
 }
@@ -499,6 +503,13 @@ impl Lowerer<'_> {
         // per row: generated loops run it at memory speed on every thread, where a GEMM
         // library call with one column does not.
         let single = others.is_empty() && ms.is_empty() && ns.is_empty() && ks.is_empty();
+        // Many small products (a batch of 5×32×3 GEMMs, one per element of a batch of
+        // 10,000) cost more in library calls than in arithmetic: loops, parallel over
+        // the batch and fusable with their neighbours, run them.
+        let calls: usize = others.iter().map(|x| x.1.extent).chain(ms.iter().chain(&ns).chain(&ks).map(|x| x.extent)).product();
+        if calls > 1 && m.extent * n.extent * k.extent < SMALL_GEMM {
+            return Ok(None);
+        }
         if single && ((n.extent == 1 && k.a.abs() == 1) || (m.extent == 1 && k.b.abs() == 1)) {
             return Ok(None);
         }
@@ -570,7 +581,7 @@ impl Lowerer<'_> {
             inner.push(Stmt::Store { buf: target, index, value: sum });
             let order: Vec<IndexId> = s.reduced.iter().copied().chain([last]).collect();
             body.extend(k.nest(&order, inner, false));
-            let parallel = elems > 0 && outer.first().is_some_and(|&i| k.extent(i) > 1);
+            let parallel = elems > 0 && k.splits(outer);
             k.k.body = k.nest(outer, body, parallel);
             return Ok(k.k);
         }
@@ -589,7 +600,7 @@ impl Lowerer<'_> {
             body.extend(red);
             body.push(Stmt::Store { buf: target, index, value: Expr::Var(acc) });
         }
-        let parallel = elems > 0 && lhs.first().is_some_and(|&i| k.extent(i) > 1);
+        let parallel = elems > 0 && k.splits(&lhs);
         k.k.body = k.nest(&lhs, body, parallel);
         Ok(k.k)
     }
@@ -617,7 +628,7 @@ impl Lowerer<'_> {
         Ok(match e {
             E::Lit(v) => Expr::Const(*v),
             E::Size(sz) => Expr::Const(size_of(sz, self.b)? as f64),
-            E::Index(i) => Expr::Index(k.loop_of(*i)?),
+            E::Index(i) => k.index(*i)?,
             E::Access(t, pos) => {
                 let (buf, st) = self.strides(s, *t, pos)?;
                 Expr::Load(buf, k.affine(&st))
@@ -777,17 +788,30 @@ fn fold_bin(op: BinOp, a: Expr, b: Expr) -> Expr {
 pub(super) struct KernelBuilder {
     pub(super) k: LoopKernel,
     of_index: Vec<Option<LoopId>>,
+    /// Indices of extent 1: no loop, value 0 (a loop of one iteration only costs its
+    /// overhead and keeps the code generators from vectorising the loop inside it).
+    units: Vec<bool>,
 }
 
 impl KernelBuilder {
     /// An empty kernel for a statement with `indices` index variables.
     pub(super) fn new(name: String, steps: Vec<usize>, indices: usize) -> KernelBuilder {
-        KernelBuilder { k: LoopKernel { name, steps, loops: Vec::new(), vars: Vec::new(), body: Vec::new() }, of_index: vec![None; indices] }
+        KernelBuilder {
+            k: LoopKernel { name, steps, loops: Vec::new(), vars: Vec::new(), body: Vec::new() },
+            of_index: vec![None; indices],
+            units: vec![false; indices],
+        }
     }
 
     pub(super) fn declare(&mut self, s: &tir::Stmt, i: IndexId, extent: usize) {
         if self.of_index.len() <= i.index() {
             self.of_index.resize(i.index() + 1, None);
+            self.units.resize(i.index() + 1, false);
+        }
+        self.units[i.index()] = extent == 1;
+        if extent == 1 {
+            self.of_index[i.index()] = None;
+            return;
         }
         let id = LoopId(self.k.loops.len() as u32);
         let base = s.indices[i.index()].name.clone();
@@ -807,7 +831,19 @@ impl KernelBuilder {
     }
 
     pub(super) fn extent(&self, i: IndexId) -> usize {
+        if self.units.get(i.index()).copied().unwrap_or(false) {
+            return 1;
+        }
         self.loop_of(i).map_or(0, |l| self.k.loops[l.index()].extent)
+    }
+
+    /// The index's value as an expression: its loop counter, or 0 for an index of
+    /// extent 1.
+    pub(super) fn index(&self, i: IndexId) -> R<Expr> {
+        if self.units.get(i.index()).copied().unwrap_or(false) {
+            return Ok(Expr::Const(0.0));
+        }
+        Ok(Expr::Index(self.loop_of(i)?))
     }
 
     pub(super) fn var(&mut self, base: &str) -> VarId {
@@ -826,14 +862,21 @@ impl KernelBuilder {
         a
     }
 
-    /// Wraps `body` in loops over `indices`, outermost first; the outermost may be parallel.
+    /// Wraps `body` in loops over `indices`, outermost first (indices of extent 1 have
+    /// none); the outermost loop may be parallel.
     pub(super) fn nest(&self, indices: &[IndexId], body: Vec<Stmt>, parallel: bool) -> Vec<Stmt> {
+        let loops: Vec<LoopId> = indices.iter().filter_map(|&i| self.loop_of(i).ok()).collect();
         let mut body = body;
-        for (n, &i) in indices.iter().enumerate().rev() {
-            let Ok(id) = self.loop_of(i) else { continue };
+        for (n, &id) in loops.iter().enumerate().rev() {
             let extent = self.k.loops[id.index()].extent;
             body = vec![Stmt::For { id, extent, parallel: parallel && n == 0, body }];
         }
         body
+    }
+
+    /// Whether a loop nest over `indices` would have a parallel outermost loop worth
+    /// splitting: one of them has more than one iteration.
+    pub(super) fn splits(&self, indices: &[IndexId]) -> bool {
+        indices.iter().find(|&&i| self.extent(i) != 1).is_some_and(|&i| self.extent(i) > 1)
     }
 }

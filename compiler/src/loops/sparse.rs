@@ -144,7 +144,7 @@ impl Lowerer<'_> {
         block.extend(k.nest(&inner, body, false));
         block.extend(after);
         let elems = self.bufs[target.index()].len();
-        let parallel = elems > 0 && outer.first().is_some_and(|&i| k.extent(i) > 1);
+        let parallel = elems > 0 && k.splits(&outer);
         k.k.body = k.nest(&outer, block, parallel);
         Ok(Some(k.k))
     }

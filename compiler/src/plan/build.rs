@@ -420,8 +420,8 @@ fn walk_cond(c: &tir::Cond, f: &mut dyn FnMut(&Expr) -> R<()>) -> R<()> {
 impl Builder<'_> {
     /// Lowers `target[lhs] = op over (free(rhs) - lhs) of rhs` into steps.
     fn lower(&mut self, target: Target, lhs: Vec<Position>, op: ReduceOp, rhs: Expr, idx: &[IndexVar]) -> R<TensorId> {
-        let rhs = self.hoist(rhs, idx)?;
         let lhs_ids: Vec<IndexId> = lhs.iter().flatten().copied().collect();
+        let rhs = self.hoist(rhs, &lhs_ids, idx)?;
         let reduced: Vec<IndexId> = free(&rhs).into_iter().filter(|i| !lhs_ids.contains(i)).collect();
         if reduced.is_empty() {
             return self.emit(target, lhs, ReduceOp::Sum, rhs, idx, StepHint::Map);
@@ -523,14 +523,18 @@ impl Builder<'_> {
         self.emit(target, lhs, ReduceOp::Sum, e, idx, StepHint::Map)
     }
 
-    /// Replaces every inline reduction by a read of a new intermediate.
-    fn hoist(&mut self, e: Expr, idx: &[IndexVar]) -> R<Expr> {
-        let mut rec = |x: Expr| self.hoist(x, idx);
+    /// Replaces every inline reduction by a read of a new intermediate. Its indices come
+    /// in the order of `order` (the enclosing statement's left side), then in order of
+    /// appearance: the statement then reads each such intermediate along its own loops,
+    /// and a sum of them is one contiguous pass.
+    fn hoist(&mut self, e: Expr, order: &[IndexId], idx: &[IndexVar]) -> R<Expr> {
+        let mut rec = |x: Expr| self.hoist(x, order, idx);
         Ok(match e {
             Expr::Reduce(op, ids, body) => {
                 let body = rec(*body)?;
                 let body_free = free(&body);
-                let out: Vec<IndexId> = body_free.iter().copied().filter(|i| !ids.contains(i)).collect();
+                let mut out: Vec<IndexId> = body_free.iter().copied().filter(|i| !ids.contains(i)).collect();
+                out.sort_by_key(|i| order.iter().position(|o| o == i).unwrap_or(order.len()));
                 // `lower` reduces only the indices the body uses. A reduced index the body
                 // does not use still counts: a sum repeats the body once per value of it
                 // (while the max or min of repeated values is that value).
@@ -562,19 +566,19 @@ impl Builder<'_> {
             Expr::Sub(a, b) => Expr::Sub(Box::new(rec(*a)?), Box::new(rec(*b)?)),
             Expr::Div(a, b) => Expr::Div(Box::new(rec(*a)?), Box::new(rec(*b)?)),
             Expr::Select(c, a, b) => {
-                let c = self.hoist_cond(*c, idx)?;
-                Expr::Select(Box::new(c), Box::new(self.hoist(*a, idx)?), Box::new(self.hoist(*b, idx)?))
+                let c = self.hoist_cond(*c, order, idx)?;
+                Expr::Select(Box::new(c), Box::new(self.hoist(*a, order, idx)?), Box::new(self.hoist(*b, order, idx)?))
             }
             other => other,
         })
     }
 
-    fn hoist_cond(&mut self, c: tir::Cond, idx: &[IndexVar]) -> R<tir::Cond> {
+    fn hoist_cond(&mut self, c: tir::Cond, order: &[IndexId], idx: &[IndexVar]) -> R<tir::Cond> {
         Ok(match c {
-            tir::Cond::Cmp(op, a, b) => tir::Cond::Cmp(op, self.hoist(a, idx)?, self.hoist(b, idx)?),
-            tir::Cond::And(cs) => tir::Cond::And(cs.into_iter().map(|x| self.hoist_cond(x, idx)).collect::<R<_>>()?),
-            tir::Cond::Or(cs) => tir::Cond::Or(cs.into_iter().map(|x| self.hoist_cond(x, idx)).collect::<R<_>>()?),
-            tir::Cond::Not(x) => tir::Cond::Not(Box::new(self.hoist_cond(*x, idx)?)),
+            tir::Cond::Cmp(op, a, b) => tir::Cond::Cmp(op, self.hoist(a, order, idx)?, self.hoist(b, order, idx)?),
+            tir::Cond::And(cs) => tir::Cond::And(cs.into_iter().map(|x| self.hoist_cond(x, order, idx)).collect::<R<_>>()?),
+            tir::Cond::Or(cs) => tir::Cond::Or(cs.into_iter().map(|x| self.hoist_cond(x, order, idx)).collect::<R<_>>()?),
+            tir::Cond::Not(x) => tir::Cond::Not(Box::new(self.hoist_cond(*x, order, idx)?)),
         })
     }
 
@@ -671,7 +675,11 @@ impl Builder<'_> {
             let res: Vec<IndexId> = if is_last {
                 out.to_vec()
             } else {
-                let mut r: Vec<IndexId> = Vec::new();
+                // The indices the final result keeps come first, in its order: a chain of
+                // steps then walks every intermediate along the result's outer loops (a
+                // batch index stays outermost), which keeps their kernels contiguous and
+                // fusable row by row.
+                let mut r: Vec<IndexId> = out.iter().copied().filter(|i| a_lab.contains(i) || b_lab.contains(i)).collect();
                 for &i in a_lab.iter().chain(&b_lab) {
                     if needed.contains(&i) && !r.contains(&i) {
                         r.push(i);
