@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python package's CI: on a machine with Python 3.9+ and pip, make a fresh venv,
-# install the build and test tools, build the package, install it and run pytest.
+# install the build and test tools, build the package, install it and run pytest; then
+# install e3nn (and with it torch) and run the parity tests of tests/e3nn against it.
 #
 # The build is the `ci` cargo profile (python/Cargo.toml: nothing optimised, no debug
 # info), the quickest to build; the tests use tiny arrays. Users' `pip install ./python`
@@ -28,3 +29,7 @@ echo "== pytest"
 # From tests/, so that `import tessera` is the installed package, not the source folder.
 cd tests
 "$venv/bin/python" -m pytest -q -p no:cacheprovider .
+
+echo "== e3nn parity (tests/e3nn): e3nn 0.6 with torch (CPU use) from PyPI"
+"$venv/bin/python" -m pip install -q "e3nn==0.6.0"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider "$root/tests/e3nn"

@@ -542,6 +542,42 @@ fn plan_html(p: &tessera::Plan) -> String {
 }
 
 /// The names of the standard-library modules.
+/// The e3nn-style tensor product of irreps `in1 ⊗ in2 → out` in `mode` (`uvw` or
+/// `uvu`): its generated `.tsr` source, its blocks `(mul, l, parity)` and its
+/// instructions `(i_in1, i_in2, i_out, weight_shape, coefficient)`.
+#[pyfunction]
+fn tensor_product_spec(py: Python<'_>, in1: &str, in2: &str, out: &str, mode: &str, dtype: &str) -> PyResult<Py<PyAny>> {
+    use tessera::equivariant::{Irreps, Mode};
+    let parse = |s: &str| s.parse::<Irreps>().map_err(|e| PyValueError::new_err(e.to_string()));
+    let mode: Mode = mode.parse().map_err(PyValueError::new_err)?;
+    let dtype = match dtype {
+        "float32" | "f32" => DType::F32,
+        "float64" | "f64" => DType::F64,
+        other => return Err(PyValueError::new_err(format!("dtype {other:?}: expected float32 or float64"))),
+    };
+    let spec = tessera::equivariant::Spec::new(parse(in1)?, parse(in2)?, parse(out)?, mode).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let blocks = |x: &Irreps| x.0.iter().map(|b| (b.mul, b.ir.l, b.ir.p)).collect::<Vec<_>>();
+    let d = PyDict::new(py);
+    d.set_item("source", spec.source(dtype))?;
+    d.set_item("in1", blocks(&spec.in1))?;
+    d.set_item("in2", blocks(&spec.in2))?;
+    d.set_item("out", blocks(&spec.out))?;
+    let ins: Vec<(usize, usize, usize, Vec<usize>, f64)> =
+        spec.instructions.iter().map(|i| (i.i_in1, i.i_in2, i.i_out, i.weight_shape.clone(), i.coefficient)).collect();
+    d.set_item("instructions", ins)?;
+    Ok(d.into_any().unbind())
+}
+
+/// The real-basis Clebsch-Gordan tensor `cg(l1, l2, l3)` of the language (e3nn's
+/// `wigner_3j`), shape `[2l1+1, 2l2+1, 2l3+1]`, float64.
+#[pyfunction]
+fn clebsch_gordan<'py>(py: Python<'py>, l1: u32, l2: u32, l3: u32) -> PyResult<Bound<'py, PyArrayDyn<f64>>> {
+    let values = tessera::equivariant::clebsch_gordan(l1, l2, l3).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    let shape = tessera::equivariant::cg_shape(l1, l2, l3);
+    let a = ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).map_err(|e| InternalError::new_err(e.to_string()))?;
+    Ok(PyArray::from_owned_array(py, a))
+}
+
 #[pyfunction]
 fn stdlib_names() -> Vec<String> {
     tessera::stdlib_names().into_iter().map(String::from).collect()
@@ -553,6 +589,8 @@ fn _tessera(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(einsum, m)?)?;
     m.add_function(wrap_pyfunction!(einsum_plan, m)?)?;
     m.add_function(wrap_pyfunction!(stdlib_names, m)?)?;
+    m.add_function(wrap_pyfunction!(tensor_product_spec, m)?)?;
+    m.add_function(wrap_pyfunction!(clebsch_gordan, m)?)?;
     m.add_class::<Module>()?;
     m.add_class::<Function>()?;
     m.add_class::<Plan>()?;

@@ -16,7 +16,7 @@ from decimal import Decimal
 import numpy as _np
 
 from . import _tessera
-from ._tessera import InternalError, Plan, SourceError, __version__, einsum
+from ._tessera import InternalError, Plan, SourceError, __version__, clebsch_gordan, einsum
 
 __all__ = [
     "einsum",
@@ -28,6 +28,8 @@ __all__ = [
     "Function",
     "Plan",
     "PathInfo",
+    "TensorProduct",
+    "clebsch_gordan",
     "SourceError",
     "InternalError",
     "__version__",
@@ -389,3 +391,69 @@ def contract_path(spec, *operands, shapes=False, memory_limit=None, optimize=Non
     info = PathInfo(",".join(inputs) + "->" + output, inputs, output, shape_list, sizes, path, plan)
     info.einsum_path = ["einsum_path"] + path
     return path, info
+
+
+# ----------------------------------------------------------------------------------
+# Equivariant tensor products with e3nn's layout.
+
+
+class TensorProduct:
+    """The tensor product of two irreps features over every allowed path, as
+    ``e3nn.o3.TensorProduct`` computes it (default normalisation), in mode ``"uvw"``
+    (e3nn's ``FullyConnectedTensorProduct``) or ``"uvu"`` (channel-wise).
+
+    ``tp = TensorProduct("32x0e + 32x1o", "1x0e + 1x1o + 1x2e", "32x0e + 32x1o", "uvu")``;
+    ``tp(x1, x2, weight)`` takes flat features ``[batch, dim]`` and e3nn's flat weight
+    vector (``tp.weight_numel`` values) and returns ``[batch, out_dim]``.
+    ``tp.instructions`` lists the paths as ``(i_in1, i_in2, i_out, mode, True,
+    path_weight=1.0)`` tuples, which ``e3nn.o3.TensorProduct`` accepts as they are.
+    The program Tessera compiles is ``tp.source``; its function is ``tp.function``."""
+
+    def __init__(self, irreps_in1, irreps_in2, irreps_out, mode="uvw", dtype="float32"):
+        spec = _tessera.tensor_product_spec(str(irreps_in1), str(irreps_in2), str(irreps_out), mode, str(_np.dtype(dtype)))
+        self.mode = mode
+        self.dtype = _np.dtype(dtype)
+        self.source = spec["source"]
+        self._blocks = [spec["in1"], spec["in2"], spec["out"]]
+        self._weights = [tuple(shape) for (_, _, _, shape, _) in spec["instructions"]]
+        self.instructions = [(a, b, o, mode, True, 1.0) for (a, b, o, _, _) in spec["instructions"]]
+        self.coefficients = [c for (_, _, _, _, c) in spec["instructions"]]
+        self.weight_numel = sum(int(_np.prod(s)) for s in self._weights)
+        self.function = compile(self.source)["tensor_product"]
+
+    @staticmethod
+    def _dim(blocks):
+        return sum(mul * (2 * l + 1) for (mul, l, _) in blocks)
+
+    def _split(self, x, blocks, what):
+        x = _np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self._dim(blocks):
+            raise ValueError(f"{what} has shape {x.shape}, expected [batch, {self._dim(blocks)}]")
+        out, at = [], 0
+        for mul, l, _ in blocks:
+            d = 2 * l + 1
+            out.append(x[:, at : at + mul * d].reshape(x.shape[0], mul, d))
+            at += mul * d
+        return out
+
+    def __call__(self, x1, x2, weight):
+        xs = self._split(x1, self._blocks[0], "the first feature")
+        ys = self._split(x2, self._blocks[1], "the second feature")
+        if _np.shape(x1)[0] != _np.shape(x2)[0]:
+            raise ValueError(f"the features have batch sizes {_np.shape(x1)[0]} and {_np.shape(x2)[0]}")
+        weight = _np.asarray(weight)
+        if weight.shape != (self.weight_numel,):
+            raise ValueError(f"weight has shape {weight.shape}, expected ({self.weight_numel},)")
+        ws, at = [], 0
+        for shape in self._weights:
+            n = int(_np.prod(shape))
+            ws.append(weight[at : at + n].reshape(shape))
+            at += n
+        outs = self.function(*xs, *ys, *ws)
+        if not isinstance(outs, tuple):
+            outs = (outs,)
+        batch = _np.asarray(x1).shape[0]
+        return _np.concatenate([o.reshape(batch, -1) for o in outs], axis=1)
+
+    def __repr__(self):
+        return f"<tessera TensorProduct {self.mode}: {len(self.instructions)} paths>"
