@@ -18,13 +18,16 @@ use ndarray::{s, Array2, ArrayView1, ArrayView2, ArrayViewD, IxDyn, ShapeBuilder
 use tessera_runtime::DType;
 
 pub use tessera_compiler::irreps::{Instruction, Irrep, Irreps, IrrepsError, Mode, MulIr};
+pub use tessera_compiler::constants::{cg_shape, clebsch_gordan, CgError};
+/// The paths and coefficients of a product, and its generated source, without compiling.
+pub use tessera_compiler::irreps::TensorProduct as Spec;
 
 /// A tensor product of two irreps features over every allowed path (see
 /// [`tessera_compiler::irreps`]): the generated `.tsr` program, checked, plus the
 /// splitting of e3nn's flat features and weights into its inputs.
 #[derive(Debug)]
 pub struct TensorProduct {
-    spec: tessera_compiler::irreps::TensorProduct,
+    spec: Spec,
     source: String,
     module: Module,
 }
@@ -34,7 +37,7 @@ impl TensorProduct {
     /// `out`, over every allowed path in `mode`, computed in `dtype`.
     pub fn new(in1: &str, in2: &str, out: &str, mode: Mode, dtype: DType) -> Result<TensorProduct, Error> {
         let parse = |s: &str| s.parse::<Irreps>().map_err(|e| Error::Input(e.to_string()));
-        let spec = tessera_compiler::irreps::TensorProduct::new(parse(in1)?, parse(in2)?, parse(out)?, mode)
+        let spec = Spec::new(parse(in1)?, parse(in2)?, parse(out)?, mode)
             .map_err(|e| Error::Input(e.to_string()))?;
         let source = spec.source(dtype);
         let module = Module::from_named_source("tensor_product.tsr", &source)?;
@@ -42,7 +45,7 @@ impl TensorProduct {
     }
 
     /// The irreps, the mode and the paths with their coefficients.
-    pub fn spec(&self) -> &tessera_compiler::irreps::TensorProduct {
+    pub fn spec(&self) -> &Spec {
         &self.spec
     }
 
@@ -53,7 +56,7 @@ impl TensorProduct {
 
     /// The generated function (for its plan, or to call it block by block).
     pub fn function(&self) -> Result<Function<'_>, Error> {
-        self.module.function(tessera_compiler::irreps::TensorProduct::FUNCTION)
+        self.module.function(Spec::FUNCTION)
     }
 
     /// `out[z, :]` for features `x: [z, in1.dim]`, `y: [z, in2.dim]` and e3nn's flat
