@@ -70,7 +70,10 @@
 //!   degree-major: index `l*l + a`, `a = 0..2l`, is the real harmonic `Y_{l,m}`, `m = a - l`,
 //!   of the basis above (orthonormal on the sphere, polar axis `z`, no Condon-Shortley
 //!   sign), so the block of degree `l` is a feature in the component order and signs of
-//!   `cg`. `real_spherical_harmonics(L, p)` evaluates them at any point.
+//!   `cg`. `real_spherical_harmonics(L, p)` evaluates them at any point. They are the
+//!   textbook ("Wikipedia table") real harmonics, which e3nn's documentation states its
+//!   `o3.spherical_harmonics(l, v, normalize=True, normalization='integral')` equals when
+//!   called with `v = (y, z, x)`: the axis relabelling of "Axes" above.
 //! - **Grid of order `Q`.** `n_theta = floor(Q/2) + 1` Gauss-Legendre nodes in
 //!   `cos theta`, from the north pole down, times `n_phi = Q + 1` longitudes
 //!   `phi = 2 pi f / n_phi`; point `p = t * n_phi + f`, `g = n_theta * n_phi` points. The
