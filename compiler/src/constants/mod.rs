@@ -92,8 +92,8 @@
 //!   `2 L_in + L_out`; with `Q >= 2 L_in + L_out` (`3L` for equal degrees) it is exact and
 //!   equals the Gaunt coupling `out[c] = sum G[a,b,c] x[a] y[b]`, `G[a,b,c] = int Y_a Y_b Y_c`,
 //!   which for degrees `(l1, l2, l3)` is `k(l1,l2,l3) cg(l1,l2,l3)`: one scalar per path,
-//!   `|k| = sqrt((2l1+1)(2l2+1)/(4 pi)) |<l1 0; l2 0 | l3 0>|`, zero for odd
-//!   `l1 + l2 + l3`. So the product is equivariant, `out(D x, D y) = D out(x, y)` with `D`
+//!   positive, `k = sqrt((2l1+1)(2l2+1)/(4 pi)) |<l1 0; l2 0 | l3 0>|`, and zero when
+//!   `l1 + l2 + l3` is odd (as `G` is then, by parity). So the product is equivariant, `out(D x, D y) = D out(x, y)` with `D`
 //!   block-diagonal over degrees, exactly when `Q` is large enough, and only
 //!   approximately below.
 //! - **Limits.** `L <= MAX_GRID_DEGREE` (6, as `cg`), `2L <= Q <= MAX_GRID_ORDER` (32, at
