@@ -3,8 +3,9 @@
 //! - `cg_product` called with the built-in constant `cg(1, 1, 1)` (e3nn convention), the
 //!   Levi-Civita symbol ε/√6, so the product is a channel-mixed cross product:
 //!   rotating both inputs rotates the output, and the example checks that equivariance;
-//! - `grid_product` with real spherical harmonics on a Gauss-Legendre × uniform grid: the
-//!   product of two l ≤ 1 signals is an l ≤ 2 signal, recovered exactly;
+//! - `grid_product` with the built-in constants `sphere_grid` and `sphere_project` (real
+//!   spherical harmonics on a Gauss-Legendre × uniform grid): the product of two l ≤ 1
+//!   signals is an l ≤ 2 signal, recovered exactly, and rotating both inputs rotates it;
 //! - `cp_product` against D·((Aᵀx) ⊙ (Bᵀy)), the cheap form of the CP-coupled product.
 //!
 //! Run it with `cargo run --release --example equivariant`.
@@ -115,41 +116,38 @@ fn real_sh(p: [f64; 3]) -> [f64; 9] {
     [c0, c1 * y, c1 * z, c1 * x, c2 * x * y, c2 * y * z, c20 * (3.0 * z * z - 1.0), c2 * x * z, c22 * (x * x - y * y)]
 }
 
-fn grid_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>> {
-    let f = module.function("grid_product")?;
-    // Gauss-Legendre in cos θ (4 nodes, exact to degree 7) times 8 uniform angles in φ:
-    // exact quadrature for the degree-4 integrands of this product.
-    let nodes: [(f64, f64); 4] = [
-        (-0.861_136_311_594_052_6, 0.347_854_845_137_453_9),
-        (-0.339_981_043_584_856_3, 0.652_145_154_862_546_1),
-        (0.339_981_043_584_856_3, 0.652_145_154_862_546_1),
-        (0.861_136_311_594_052_6, 0.347_854_845_137_453_9),
-    ];
-    let nphi = 8;
-    let mut points = Vec::new();
-    for (ct, wt) in nodes {
-        for m in 0..nphi {
-            let phi = 2.0 * std::f64::consts::PI * m as f64 / nphi as f64;
-            let st = (1.0 - ct * ct).sqrt();
-            points.push(([st * phi.cos(), st * phi.sin(), ct], wt * 2.0 * std::f64::consts::PI / nphi as f64));
-        }
-    }
-    let g = points.len();
-    // Inputs have l <= 1 (4 coefficients), the output l <= 2 (9 coefficients).
-    let y_in = Array2::from_shape_fn((g, 4), |(p, i)| real_sh(points[p].0)[i]);
-    let y_back = Array2::from_shape_fn((9, g), |(k, p)| points[p].1 * real_sh(points[p].0)[k]);
+/// A program that calls `grid_product` with the built-in grid constants: degree <= 1
+/// inputs (4 coefficients) to a degree <= 2 output (9), on the grid of order
+/// 4 = 2·1 + 2 (3 x 5 points), where the product is exact.
+const GRID_PROGRAM: &str = r#"
+use std::equivariant
+
+fn grid_tp(x: f32[4], y: f32[4]) -> out: f32[9] {
+    Y = sphere_grid(1, 4)
+    Yi = sphere_project(2, 4)
+    out = equivariant::grid_product(Yi, Y, x, y)
+}
+"#;
+
+fn grid_demo() -> Result<(), Box<dyn std::error::Error>> {
+    use tessera_compiler::constants::{sphere_grid, sphere_grid_points, sphere_project};
+    println!("grid_product: l <= 1 inputs, l <= 2 output, Y = sphere_grid(1, 4), Yi = sphere_project(2, 4) built in");
+    println!("Program:{GRID_PROGRAM}");
+    let module = tessera::Module::from_source(GRID_PROGRAM)?;
+    let f = module.function("grid_tp")?;
+    show_plan(&f, &[])?;
     let (x, y) = (vector(4, 4), vector(4, 5));
-    println!("grid_product: l <= 1 inputs, l <= 2 output, on {g} grid points");
-    show_program(&f);
-    show_plan(&f, &[("k", 9), ("g", g as u64), ("i", 4)])?;
-    let (out, t) = best_of(3, || {
-        call1(&f, &[y_back.clone().into_dyn(), y_in.clone().into_dyn(), x.clone().into_dyn(), y.clone().into_dyn()])
-    });
+    let (out, t) = best_of(3, || call1(&f, &[x.clone().into_dyn(), y.clone().into_dyn()]));
     let out = out?;
+    // The same constants as data.
+    let g = sphere_grid_points(4)?.points.len();
+    let y_in = Array2::from_shape_vec((g, 4), sphere_grid(1, 4)?)?;
+    let y_back = Array2::from_shape_vec((9, g), sphere_project(2, 4)?)?;
     let direct = y_back.dot(&(y_in.dot(&x) * y_in.dot(&y)));
     println!("time, Tessera (reference evaluator, f32): {t:.2} ms");
     report_check("grid_product against Yi ((Y x) * (Y y))", rel_err(&out, &direct.into_dyn()), 1e-4)?;
-    // The product signal is in the span of l <= 2, so its coefficients reproduce it anywhere.
+    // The product signal is in the span of l <= 2, so its coefficients reproduce it
+    // anywhere; `real_sh` here is written out independently of the constants.
     let p = {
         let v = [0.3, -0.5, 0.8];
         let n = (0.09f64 + 0.25 + 0.64).sqrt();
@@ -163,6 +161,24 @@ fn grid_demo(module: &tessera::Module) -> Result<(), Box<dyn std::error::Error>>
         (value - expected).abs() / expected.abs(),
         1e-4,
     )?;
+    // Rotating both inputs rotates the output: D[a, b] = ∫ Y_a(R p) Y_b(p), block-diagonal
+    // over degrees, integrated exactly on the order-4 grid.
+    let r = rotation([-1.0, 0.5, 2.0], 1.1);
+    let grid = sphere_grid_points(4)?;
+    let mut d = Array2::<f64>::zeros((9, 9));
+    for (&q, &w) in grid.points.iter().zip(&grid.weights) {
+        let rq = [0, 1, 2].map(|i| (0..3).map(|j| r[[i, j]] * q[j]).sum::<f64>());
+        let (rotated, here) = (real_sh(rq), real_sh(q));
+        for a in 0..9 {
+            for b in 0..9 {
+                d[[a, b]] += w * rotated[a] * here[b];
+            }
+        }
+    }
+    let d_in = d.slice(ndarray::s![..4, ..4]).to_owned();
+    let rotated_in = call1(&f, &[d_in.dot(&x).into_dyn(), d_in.dot(&y).into_dyn()])?;
+    let out1 = out.into_dimensionality::<ndarray::Ix1>()?;
+    report_check("grid_tp(D x, D y) == D grid_tp(x, y)", rel_err(&rotated_in, &d.dot(&out1).into_dyn()), 1e-4)?;
     println!();
     Ok(())
 }
@@ -201,6 +217,6 @@ fn main() -> std::process::ExitCode {
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let module = tessera::Module::stdlib("equivariant")?;
     cg_demo()?;
-    grid_demo(&module)?;
+    grid_demo()?;
     cp_demo(&module)
 }

@@ -4,7 +4,7 @@
 //! `use std::MODULE` program, and the modules must check without warnings.
 
 use ndarray::{arr0, Array1, Array2, Array3, ArrayD, Axis, Ix1, Ix2, Ix3};
-use tessera::{CallOptions, DType, Module, Tensor};
+use tessera::{Backend, CallOptions, DType, Module, Tensor};
 
 /// Every stdlib function that has a reference test below, as `module::function`.
 const TESTED: &[&str] = &[
@@ -19,6 +19,7 @@ const TESTED: &[&str] = &[
     "cp::mttkrp",
     "equivariant::cg_product",
     "equivariant::grid_product",
+    "equivariant::grid_product_batched",
     "equivariant::cp_product",
     "graph_poly::triangles",
     "graph_poly::four_cycle",
@@ -471,6 +472,124 @@ fn tp(W: f64[u, v, w], x: f64[z, u, 3], y: f64[z, v, 3]) -> out: f64[z, w, 5] {
     assert!(plan.to_string().contains("constant"), "the plan does not use C as a constant:\n{plan}");
 }
 
+/// A rotation matrix from a uniformly random unit quaternion, drawn with the
+/// xorshift generator of `rand`.
+fn random_rotation(seed: u64) -> [[f64; 3]; 3] {
+    let q = rand(&[4], seed);
+    let n = q.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let [w, x, y, z] = [q[0] / n, q[1] / n, q[2] / n, q[3] / n];
+    [
+        [1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y - w * z), 2.0 * (x * z + w * y)],
+        [2.0 * (x * y + w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z - w * x)],
+        [2.0 * (x * z - w * y), 2.0 * (y * z + w * x), 1.0 - 2.0 * (x * x + y * y)],
+    ]
+}
+
+/// The Wigner matrix of degrees `0..=L` in the coefficient basis of the grid constants
+/// (block-diagonal): `D[a, b] = ∫ Y_a(R p) Y_b(p) dp`, integrated exactly on the grid of
+/// order 2L from the public harmonics, so that `Y(R p) = D Y(p)`.
+fn wigner_blocks(l: u32, r: &[[f64; 3]; 3]) -> Array2<f64> {
+    use tessera_compiler::constants::{harmonics_count, real_spherical_harmonics, sphere_grid_points};
+    let n = harmonics_count(l);
+    let grid = sphere_grid_points(2 * l).unwrap();
+    let mut d = Array2::<f64>::zeros((n, n));
+    for (&p, &w) in grid.points.iter().zip(&grid.weights) {
+        let rp = [0, 1, 2].map(|i| r[i][0] * p[0] + r[i][1] * p[1] + r[i][2] * p[2]);
+        let (rotated, here) = (real_spherical_harmonics(l, rp), real_spherical_harmonics(l, p));
+        for a in 0..n {
+            for b in 0..n {
+                d[[a, b]] += w * rotated[a] * here[b];
+            }
+        }
+    }
+    d
+}
+
+/// The exact Gaunt product `out[c] = ∫ Y_c(p) (Σ_a x_a Y_a(p)) (Σ_b y_b Y_b(p)) dp`, per row
+/// of `x` and `y`, integrated on the finest grid: a reference that shares only the
+/// harmonics with the constants under test.
+fn gaunt_reference(l: u32, x: &Array2<f64>, y: &Array2<f64>) -> Array2<f64> {
+    use tessera_compiler::constants::{real_spherical_harmonics, sphere_grid_points, MAX_GRID_ORDER};
+    let grid = sphere_grid_points(MAX_GRID_ORDER).unwrap();
+    let mut out = Array2::<f64>::zeros(x.raw_dim());
+    for (&p, &w) in grid.points.iter().zip(&grid.weights) {
+        let sh = Array1::from(real_spherical_harmonics(l, p));
+        let (f, g) = (x.dot(&sh), y.dot(&sh));
+        for ((z, c), o) in out.indexed_iter_mut() {
+            *o += w * f[z] * g[z] * sh[c];
+        }
+    }
+    out
+}
+
+/// `grid_product` and `grid_product_batched` with the built-in grid constants, compiled
+/// and run on every executor in f64 and f32: they equal the exact Gaunt product, and
+/// rotating both inputs by random rotations rotates the output, `out(D x, D y) =
+/// D out(x, y)`, with `D` measured from the harmonics. One order below 3L the same check
+/// fails, so it can.
+#[test]
+fn equivariant_grid_product_with_builtin_grid_constants_is_equivariant() {
+    let z = 5;
+    for (l, q) in [(1u32, 3u32), (2, 6), (3, 9), (2, 8)] {
+        let n = (l as usize + 1).pow(2);
+        let src = format!(
+            "use std::equivariant\n\n\
+             fn one(x: f64[{n}], y: f64[{n}]) -> out: f64[{n}] {{\n\
+             \x20   Y = sphere_grid({l}, {q})\n\
+             \x20   Yi = sphere_project({l}, {q})\n\
+             \x20   out = equivariant::grid_product(Yi, Y, x, y)\n}}\n\n\
+             fn batch(x: f64[z, {n}], y: f64[z, {n}]) -> out: f64[z, {n}] {{\n\
+             \x20   Y = sphere_grid({l}, {q})\n\
+             \x20   Yi = sphere_project({l}, {q})\n\
+             \x20   out = equivariant::grid_product_batched(Yi, Y, x, y)\n}}\n"
+        );
+        let m = Module::from_source(&src).unwrap_or_else(|e| panic!("{src}\n{}", e.render(false)));
+        assert!(m.warnings().is_empty(), "{}", m.render_warnings(false));
+        let (one, batch) = (m.function("one").unwrap(), m.function("batch").unwrap());
+        let (x, y) = (r2(z, n, 61 + q as u64), r2(z, n, 62 + q as u64));
+        let d = wigner_blocks(l, &random_rotation(63 + q as u64));
+        let (dx, dy) = (x.dot(&d.t()), y.dot(&d.t()));
+        let expected = gaunt_reference(l, &x, &y);
+        let expected_rotated = expected.dot(&d.t());
+        for backend in Backend::executors() {
+            for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+                let opts = CallOptions { dtype: Some(dtype), backend, ..CallOptions::default() };
+                let what = format!("L = {l}, Q = {q} on {backend} in {dtype}");
+                let run_batch = |a: &Array2<f64>, b: &Array2<f64>| {
+                    let t = [Tensor::F64(a.clone().into_dyn()).cast(dtype), Tensor::F64(b.clone().into_dyn()).cast(dtype)];
+                    batch.call_tensors(&t, &opts).unwrap_or_else(|e| panic!("{what}: {}", e.render(false)))[0].to_f64()
+                };
+                let out = run_batch(&x, &y);
+                let err = relative_error(&out, &expected.clone().into_dyn());
+                assert!(err <= tol, "{what}: batched product off the Gaunt product by {err:e}");
+                let err = relative_error(&run_batch(&dx, &dy), &expected_rotated.clone().into_dyn());
+                assert!(err <= tol, "{what}: batched product not equivariant, error {err:e}");
+                for row in [0, z - 1] {
+                    let t = [
+                        Tensor::F64(x.row(row).to_owned().into_dyn()).cast(dtype),
+                        Tensor::F64(y.row(row).to_owned().into_dyn()).cast(dtype),
+                    ];
+                    let got = one.call_tensors(&t, &opts).unwrap_or_else(|e| panic!("{what}: {}", e.render(false)))[0].to_f64();
+                    let err = relative_error(&got, &expected.row(row).to_owned().into_dyn());
+                    assert!(err <= tol, "{what}: product of row {row} off by {err:e}");
+                }
+            }
+        }
+    }
+    // Q = 3L - 1 aliases: the rotated product differs at a visible level.
+    let src = "use std::equivariant\n\nfn batch(x: f64[z, 9], y: f64[z, 9]) -> out: f64[z, 9] {\n    \
+               Y = sphere_grid(2, 5)\n    Yi = sphere_project(2, 5)\n    out = equivariant::grid_product_batched(Yi, Y, x, y)\n}\n";
+    let f = Module::from_source(src).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let f = f.function("batch").unwrap();
+    let (x, y) = (r2(z, 9, 71), r2(z, 9, 72));
+    let d = wigner_blocks(2, &random_rotation(73));
+    let out = f.call(&[x.view().into_dyn(), y.view().into_dyn()]).unwrap()[0].clone();
+    let rotated = f.call(&[x.dot(&d.t()).view().into_dyn(), y.dot(&d.t()).view().into_dyn()]).unwrap()[0].clone();
+    let out = out.into_dimensionality::<Ix2>().unwrap();
+    let err = relative_error(&rotated, &out.dot(&d.t()).into_dyn());
+    assert!(err > 1e-4, "Q = 3L - 1 should not be equivariant, error {err:e}");
+}
+
 #[test]
 fn equivariant_grid_product() {
     for (k, g, i) in [(5, 12, 4), (1, 1, 1), (9, 20, 9)] {
@@ -479,6 +598,17 @@ fn equivariant_grid_product() {
         let out = yi.dot(&(y.dot(&xv) * y.dot(&yv)));
         let inputs = [yi.into_dyn(), y.into_dyn(), xv.into_dyn(), yv.into_dyn()];
         check("equivariant", "grid_product", &inputs, &out.into_dyn());
+    }
+}
+
+#[test]
+fn equivariant_grid_product_batched() {
+    for (z, k, g, i) in [(3, 5, 12, 4), (1, 1, 1, 1), (4, 9, 20, 9)] {
+        let (yi, y, xv, yv) = (r2(k, g, 56), r2(g, i, 57), r2(z, i, 58), r2(z, i, 59));
+        // Per row: project both inputs to the grid, multiply pointwise, project back.
+        let out = (y.dot(&xv.t()) * y.dot(&yv.t())).t().dot(&yi.t());
+        let inputs = [yi.into_dyn(), y.into_dyn(), xv.into_dyn(), yv.into_dyn()];
+        check("equivariant", "grid_product_batched", &inputs, &out.into_dyn());
     }
 }
 
@@ -920,6 +1050,13 @@ fn plans_reach_the_expected_cost() {
         ("cp", "mttkrp", &[("i", 50), ("j", 40), ("k", 30), ("r", 8)], 9.9e5),
         // Two projections, a pointwise product, one back-projection: 2·g·(2i + k) + g.
         ("equivariant", "grid_product", &[("k", 49), ("g", 200), ("i", 49)], 2.0 * 200.0 * (2.0 * 49.0 + 49.0) + 200.0),
+        // The same as GEMMs over a batch of z: 2·z·g·(2i + k) + z·g.
+        (
+            "equivariant",
+            "grid_product_batched",
+            &[("z", 1000), ("k", 49), ("g", 200), ("i", 49)],
+            1000.0 * (2.0 * 200.0 * (2.0 * 49.0 + 49.0) + 200.0),
+        ),
         // O(n³): one GEMM (two for the four-index patterns) and O(n²) work.
         ("graph_poly", "triangles", &[("n", 100)], 2.0 * n.powi(3) + 2.0 * n * n),
         ("graph_poly", "four_cycle", &[("n", 100)], 4.0 * n.powi(3) + 2.0 * n * n),

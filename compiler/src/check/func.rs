@@ -181,7 +181,7 @@ pub(super) fn check_fn(c: &mut Checker, module: usize, def: &ast::FnDef) -> Opti
         }
     }
     for s in &def.body {
-        let is_const = matches!(&s.rhs.kind, ExprKind::Call { path, .. } if path.len() == 1 && path[0].name == "cg");
+        let is_const = matches!(&s.rhs.kind, ExprKind::Call { path, .. } if path.len() == 1 && super::consts::is_constant_builtin(&path[0].name));
         let is_user_call = match &s.rhs.kind {
             ExprKind::Call { path, .. } => path.len() > 1 || tir::Builtin::from_name(&path[0].name).is_none(),
             _ => false,

@@ -4,7 +4,7 @@ use crate::tir::Builtin;
 
 /// Words that cannot name a tensor, a dim or an index.
 pub fn reserved(name: &str) -> bool {
-    Builtin::from_name(name).is_some() || matches!(name, "sum" | "max" | "min" | "select" | "inf" | "fn" | "use" | "cg")
+    Builtin::from_name(name).is_some() || matches!(name, "sum" | "max" | "min" | "select" | "inf" | "fn" | "use") || super::consts::is_constant_builtin(name)
 }
 
 /// The closest candidate by edit distance, if it is close enough to be a likely typo.

@@ -1,7 +1,9 @@
-//! Constant tensors that programs use but never compute at run time. Today this is the
-//! real-basis Clebsch-Gordan tensor of e3nn-style equivariant tensor products,
-//! `out[z,w,k] = W[u,v,w] C[i,j,k] x[z,u,i] y[z,v,j]`. The planner treats `C` as a
-//! constant because it is known at compile time and mostly zeros.
+//! Constant tensors that programs use but never compute at run time: the real-basis
+//! Clebsch-Gordan tensor of e3nn-style equivariant tensor products,
+//! `out[z,w,k] = W[u,v,w] C[i,j,k] x[z,u,i] y[z,v,j]`, which the planner treats as a
+//! constant because it is known at compile time and mostly zeros; and the sampled
+//! spherical harmonics and quadrature of the spherical-grid product (see "Spherical grid"
+//! below).
 //!
 //! # Convention
 //!
@@ -56,9 +58,57 @@
 //! and `y` turn into `D_l1 x` and `D_l2 y`, then `out[c] = sum C[a,b,c] x[a] y[b]` turns
 //! into `D_l3 out`.
 
+//!
+//! # Spherical grid
+//!
+//! `sphere_grid(L, Q)` and `sphere_project(L, Q)` are the two constants of the
+//! spherical-grid (Gaunt) tensor product (Luo et al., 2024; the grid approach compared in
+//! Xie et al., "The Price of Freedom", 2025): sample both inputs on a grid, multiply
+//! pointwise, project back.
+//!
+//! - **Coefficients.** A signal of degrees `0..=L` has `(L+1)^2` coefficients,
+//!   degree-major: index `l*l + a`, `a = 0..2l`, is the real harmonic `Y_{l,m}`, `m = a - l`,
+//!   of the basis above (orthonormal on the sphere, polar axis `z`, no Condon-Shortley
+//!   sign), so the block of degree `l` is a feature in the component order and signs of
+//!   `cg`. `real_spherical_harmonics(L, p)` evaluates them at any point. They are the
+//!   textbook ("Wikipedia table") real harmonics, which e3nn's documentation states its
+//!   `o3.spherical_harmonics(l, v, normalize=True, normalization='integral')` equals when
+//!   called with `v = (y, z, x)`: the axis relabelling of "Axes" above.
+//! - **Grid of order `Q`.** `n_theta = floor(Q/2) + 1` Gauss-Legendre nodes in
+//!   `cos theta`, from the north pole down, times `n_phi = Q + 1` longitudes
+//!   `phi = 2 pi f / n_phi`; point `p = t * n_phi + f`, `g = n_theta * n_phi` points. The
+//!   weight of a point is its Gauss-Legendre weight times `2 pi / n_phi` (they sum to
+//!   `4 pi`). The rule integrates every polynomial of degree `<= Q` on the sphere exactly:
+//!   the longitudes every frequency `|m| <= Q < n_phi`, the nodes the remaining polynomial
+//!   in `cos theta` of degree `<= Q <= 2 n_theta - 1`. Both counts are the least that do.
+//! - **`Y = sphere_grid(L, Q)`**, shape `[g, (L+1)^2]`: `Y[p, i]` is harmonic `i` at point
+//!   `p`. **`Yi = sphere_project(L, Q)`**, shape `[(L+1)^2, g]`: `Yi[i, p] = w_p Y[p, i]`.
+//!   Entries that vanish in exact arithmetic are exact `+0.0`.
+//! - **Exactness.** `sum_p Yi[i, p] Y[p, j] = delta_ij` (the integrand has degree `2L`),
+//!   which is why `Q >= 2L` is required: with less, projecting back would not even invert
+//!   sampling. The grid product `out[k] = sum_p Yi[k,p] (Y x)[p] (Y y)[p]` with
+//!   `Yi = sphere_project(L_out, Q)` and `Y = sphere_grid(L_in, Q)` (`g` depends on `Q`
+//!   only, so the two degrees may differ) integrates a polynomial of degree
+//!   `2 L_in + L_out`; with `Q >= 2 L_in + L_out` (`3L` for equal degrees) it is exact and
+//!   equals the Gaunt coupling `out[c] = sum G[a,b,c] x[a] y[b]`, `G[a,b,c] = int Y_a Y_b Y_c`,
+//!   which for degrees `(l1, l2, l3)` is `k(l1,l2,l3) cg(l1,l2,l3)`: one scalar per path,
+//!   positive, `k = sqrt((2l1+1)(2l2+1)/(4 pi)) |<l1 0; l2 0 | l3 0>|`, and zero when
+//!   `l1 + l2 + l3` is odd (as `G` is then, by parity). So the product is equivariant, `out(D x, D y) = D out(x, y)` with `D`
+//!   block-diagonal over degrees, exactly when `Q` is large enough, and only
+//!   approximately below.
+//! - **Limits.** `L <= MAX_GRID_DEGREE` (6, as `cg`), `2L <= Q <= MAX_GRID_ORDER` (32, at
+//!   most 561 points).
+
 pub mod cg;
+pub mod sphere;
 
 pub use cg::{cg_shape, clebsch_gordan, nonzeros, CgError, MAX_DEGREE, NONZERO_TOLERANCE};
+pub use sphere::{
+    gauss_legendre, grid_dims, grid_size, harmonics_count, real_spherical_harmonics, sphere_grid, sphere_grid_points,
+    sphere_grid_shape, sphere_project, GridError, SphereGrid, MAX_GRID_DEGREE, MAX_GRID_ORDER,
+};
 
+#[cfg(test)]
+mod sphere_tests;
 #[cfg(test)]
 mod tests;

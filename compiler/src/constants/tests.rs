@@ -23,7 +23,7 @@ fn cg(l1: u32, l2: u32, l3: u32) -> Vec<f64> {
     clebsch_gordan(l1, l2, l3).expect("a valid triple")
 }
 
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+pub(super) fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
@@ -34,7 +34,7 @@ fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
 // ---------------------------------------------------------------------------------------
 
 /// SplitMix64: a fixed seed keeps the "random" rotations reproducible.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
     fn next_u64(&mut self) -> u64 {
@@ -46,12 +46,12 @@ impl Rng {
     }
 
     /// Uniform in [-1, 1).
-    fn symmetric(&mut self) -> f64 {
+    pub(super) fn symmetric(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
     }
 
     /// A point on the unit sphere, by rejection from the cube (uniform on the sphere).
-    fn unit_vector(&mut self) -> [f64; 3] {
+    pub(super) fn unit_vector(&mut self) -> [f64; 3] {
         loop {
             let p = [self.symmetric(), self.symmetric(), self.symmetric()];
             let r2 = p[0] * p[0] + p[1] * p[1] + p[2] * p[2];
@@ -63,7 +63,7 @@ impl Rng {
     }
 
     /// A rotation matrix from a uniformly random unit quaternion.
-    fn rotation(&mut self) -> [[f64; 3]; 3] {
+    pub(super) fn rotation(&mut self) -> [[f64; 3]; 3] {
         let (w, x, y, z) = loop {
             let q = [self.symmetric(), self.symmetric(), self.symmetric(), self.symmetric()];
             let r2: f64 = q.iter().map(|v| v * v).sum();
@@ -80,7 +80,7 @@ impl Rng {
     }
 }
 
-fn rotate(r: &[[f64; 3]; 3], p: [f64; 3]) -> [f64; 3] {
+pub(super) fn rotate(r: &[[f64; 3]; 3], p: [f64; 3]) -> [f64; 3] {
     [0, 1, 2].map(|i| r[i][0] * p[0] + r[i][1] * p[1] + r[i][2] * p[2])
 }
 
@@ -98,7 +98,7 @@ fn matmul3(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
 /// by `m + l`, with polar axis `z`, `sin(|m| phi)` for `m < 0`, `cos(m phi)` for `m > 0`
 /// and no Condon-Shortley sign: the basis the module documents. Written from the
 /// textbook definition, independently of the code under test.
-fn real_sh(l: u32, p: [f64; 3]) -> Vec<f64> {
+pub(super) fn real_sh(l: u32, p: [f64; 3]) -> Vec<f64> {
     let l = l as usize;
     let (x, y, z) = (p[0], p[1], p[2]);
     let sin_theta = (x * x + y * y).sqrt();
@@ -171,7 +171,7 @@ fn solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize, cols: usize) -> Vec<f64> {
 /// The real Wigner matrix `D_l(R)` (row-major, side `2l+1`) defined by
 /// `Y_l(R p) = D_l(R) Y_l(p)`, measured by least squares over random points:
 /// with `A[:, j] = Y_l(p_j)` and `B[:, j] = Y_l(R p_j)`, `D^T = (A A^T)^-1 A B^T`.
-fn wigner_d(l: u32, r: &[[f64; 3]; 3], rng: &mut Rng) -> Vec<f64> {
+pub(super) fn wigner_d(l: u32, r: &[[f64; 3]; 3], rng: &mut Rng) -> Vec<f64> {
     let n = 2 * l as usize + 1;
     let points: Vec<[f64; 3]> = (0..3 * n).map(|_| rng.unit_vector()).collect();
     let a: Vec<Vec<f64>> = points.iter().map(|&p| real_sh(l, p)).collect();
@@ -209,7 +209,7 @@ fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
 }
 
 /// The largest entry of `sum_{a',b'} D1[a,a'] D2[b,b'] C[a',b',c'] - sum_c C[a,b,c] D3[c,c']`.
-fn intertwining_error(c: &[f64], shape: [usize; 3], d1: &[f64], d2: &[f64], d3: &[f64]) -> f64 {
+pub(super) fn intertwining_error(c: &[f64], shape: [usize; 3], d1: &[f64], d2: &[f64], d3: &[f64]) -> f64 {
     let [n1, n2, n3] = shape;
     // t[a,b',c'] = sum_a' D1[a,a'] C[a',b',c'].
     let mut t = vec![0.0; n1 * n2 * n3];
