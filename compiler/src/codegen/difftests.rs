@@ -52,8 +52,9 @@ pub(crate) fn run<T: Scalar + GemmScalar>(p: &Program, inputs: &[&[T]], cg: &dyn
                 mem.push(v.iter().map(|&x| <T as Scalar>::from_f64(x)).collect());
                 mem.len() - 1
             }
-            // Kernels keep scratch on their stacks; the argument is never read.
-            BufKind::Scratch => {
+            // Kernels keep scratch on their stacks; the argument is never read. The
+            // hand-made programs here have no index buffers.
+            BufKind::Scratch | BufKind::Index(_) => {
                 mem.push(Vec::new());
                 mem.len() - 1
             }
@@ -436,6 +437,7 @@ pub(crate) fn program(dtype: DType, bufs: Vec<Buffer>, kernels: Vec<LoopKernel>)
         bufs,
         slots: Vec::new(),
         inputs,
+        indices: Vec::new(),
         outputs,
         kernels: kernels.into_iter().map(Kernel::Loops).collect(),
         tiles: Vec::new(),

@@ -111,6 +111,9 @@ pub(super) fn plan(
                 *local_uses.entry(*v).or_default() += 1;
             }
             Expr::Load(b, a) => access.entry(*b).or_default().1.push(a.clone()),
+            // Gathered addresses differ per lane in ways no stride describes: such a
+            // loop stays scalar.
+            Expr::Gather(..) => ok = false,
             Expr::Index(x) if *x == l && extent > max_index => ok = false,
             _ => {}
         });
