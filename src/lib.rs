@@ -776,6 +776,12 @@ impl<'m> Function<'m> {
     /// Calls the function on dynamically typed tensors. Every input must have the
     /// function's dtype (or `opts.dtype`, to which inputs are then cast).
     pub fn call_tensors(&self, inputs: &[Tensor], opts: &CallOptions) -> Result<Vec<Tensor>, Error> {
+        self.call_tensors_with_indices(inputs, &[], opts)
+    }
+
+    /// [`Function::call_tensors`] for a function with index inputs (see
+    /// [`Function::call_with_indices`]).
+    pub fn call_tensors_with_indices(&self, inputs: &[Tensor], indices: &[IndexView<'_>], opts: &CallOptions) -> Result<Vec<Tensor>, Error> {
         let want = opts.dtype.unwrap_or(self.tir.dtype);
         let names = self.input_names();
         for (k, t) in inputs.iter().enumerate() {
@@ -795,12 +801,12 @@ impl<'m> Function<'m> {
             DType::F32 => {
                 let views: Vec<ArrayViewD<'_, f32>> =
                     cast.iter().filter_map(|t| if let Tensor::F32(a) = t { Some(a.view()) } else { None }).collect();
-                Ok(self.call_with(&views, opts)?.into_iter().map(Tensor::F32).collect())
+                Ok(self.call_with_indices(&views, indices, opts)?.into_iter().map(Tensor::F32).collect())
             }
             DType::F64 => {
                 let views: Vec<ArrayViewD<'_, f64>> =
                     cast.iter().filter_map(|t| if let Tensor::F64(a) = t { Some(a.view()) } else { None }).collect();
-                Ok(self.call_with(&views, opts)?.into_iter().map(Tensor::F64).collect())
+                Ok(self.call_with_indices(&views, indices, opts)?.into_iter().map(Tensor::F64).collect())
             }
         }
     }
