@@ -540,11 +540,16 @@ impl Gen<'_, '_> {
     /// A gathered load (scalar: the vectoriser leaves loops with gathers alone): each
     /// index is loaded as an i64 (the executor widened and checked every entry before
     /// the kernel runs), scaled by its stride and added to the base address.
+    /// In a vector loop the indices are the same for every lane (the vectoriser's plan
+    /// checks that their addresses do not move with the loop), so the gather is a load
+    /// from a base fixed for the loop, strided as its affine part says.
     fn gather(&mut self, buf: BufId, a: &Affine, ind: &[Indirect]) -> R<Val> {
-        if self.vec.is_some() {
-            return Err(internal("a gather in a vector loop"));
-        }
         let pure = MemFlagsData::new().with_notrap().with_readonly().with_can_move();
+        if let Some(c) = &self.vec {
+            if ind.iter().any(|i| i.at.stride(c.l) != 0) {
+                return Err(internal("a gather with per-lane indices in a vector loop"));
+            }
+        }
         let mut addr = self.addr(buf, a)?;
         for i in ind {
             let at = self.addr_sized(i.index, &i.at, 8)?;
@@ -553,7 +558,8 @@ impl Gen<'_, '_> {
             addr = self.b.ins().iadd(addr, off);
         }
         let flags = if self.written.get(buf.index()).copied().unwrap_or(true) { MemFlagsData::new().with_notrap() } else { pure };
-        Ok(Val::S(self.b.ins().load(self.ty, flags, addr, 0)))
+        let stride = self.vec.as_ref().map_or(0, |c| a.stride(c.l));
+        Ok(self.load_at(addr, stride, flags))
     }
 
     /// The byte address of element `a` of `buf`, with elements of `elem` bytes.
@@ -698,7 +704,13 @@ impl Gen<'_, '_> {
         };
         let addr = self.addr(buf, a)?;
         let stride = self.vec.as_ref().map_or(0, |c| a.stride(c.l));
-        Ok(match stride {
+        Ok(self.load_at(addr, stride, flags))
+    }
+
+    /// A load at `addr` (lane 0's element): one value for every lane (stride 0), a vector
+    /// (stride 1), or lanes `stride` elements apart.
+    fn load_at(&mut self, addr: Value, stride: i64, flags: MemFlagsData) -> Val {
+        match stride {
             0 => Val::S(self.b.ins().load(self.ty, flags, addr, 0)),
             1 => Val::V(self.b.ins().load(self.vty, flags, addr, 0)),
             s => {
@@ -714,7 +726,7 @@ impl Gen<'_, '_> {
                 }
                 Val::V(v)
             }
-        })
+        }
     }
 
     /// Selects lanes of `x` where `mask` is set, else of `y`.
