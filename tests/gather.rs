@@ -210,6 +210,32 @@ fn pairs(A: f64[n, m], W: f64[n, d], P: i32[e, t], Q: i64[e, t]) -> (y: f64[e, t
     }
 }
 
+/// Gathered rows feeding a stdlib call (docs/gather.md's example): token embeddings
+/// through an index tensor of two axes, a grouped left side, then `norm::rmsnorm`.
+#[test]
+fn embedding_then_rmsnorm() {
+    let src = "use std::norm\n\nfn embed(E: f64[v, d], gamma: f64[d], T: i64[b, t]) -> Y: f64[b * t, d] {\n    X[(p, q), k] = E[T[p, q], k]\n    Y = norm::rmsnorm(X, gamma)\n}\n";
+    let module = Module::from_source(src).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    assert!(module.warnings().is_empty(), "{}", module.render_warnings(false));
+    let f = module.function("embed").unwrap();
+    let (v, d, b, t) = (7, 5, 3, 4);
+    let (e, gamma) = (rand(&[v, d], 41), rand(&[d], 42));
+    let tok = Array2::from_shape_fn((b, t), |(p, q)| ((p * 5 + q * 3) % v) as i64);
+    let e2 = two(&e);
+    let want = ArrayD::from_shape_fn(IxDyn(&[b * t, d]), |ix| {
+        let row = e2.row(tok[[ix[0] / t, ix[0] % t]] as usize);
+        let ms = row.dot(&row) / d as f64;
+        row[ix[1]] / (ms + 1e-6).sqrt() * gamma[[ix[1]]]
+    });
+    let td = tok.into_dyn();
+    for backend in all_backends() {
+        let opts = CallOptions { backend, ..CallOptions::default() };
+        let out = f.call_with_indices(&[e.view(), gamma.view()], &[IndexView::I64(td.view())], &opts).unwrap_or_else(|x| panic!("{backend}: {}", x.render(false)));
+        let err = out[0].iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-12, "{backend}: error {err:e}");
+    }
+}
+
 /// An index outside its axis is an input error on every executor, before any kernel
 /// runs, naming the input, its position, the value and the range.
 #[test]
