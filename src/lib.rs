@@ -750,6 +750,13 @@ impl<'m> Function<'m> {
         let key: CacheKey = (self.tir.name.clone(), dtype, sizes, opts.backend, None, opts.mul);
         let c = self.cached(key.clone(), || compile_tir(self.tir, b, dtype, opts.backend, opts.mul))?;
         match check_memory(&c, opts.memory_limit) {
+            // Slice loops cut inputs along their axes, which a gathered row does not
+            // follow: a function that gathers is refused rather than sliced.
+            Err(e) if intermediate_over_limit(&e) && self.tir.has_gathers() => Err(Error::Memory(format!(
+                "{}; `{}` gathers, and functions that gather do not run in slices under a memory limit yet",
+                e.render(false).trim_end(),
+                self.tir.name
+            ))),
             // An intermediate over the limit: run the plan's slice loops instead.
             Err(e) if intermediate_over_limit(&e) => {
                 let sliced = (opts.memory_limit, opts.ranks());

@@ -339,3 +339,19 @@ fn compiled_runs_indexed() {
     let err = out[0].iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     assert!(err < 1e-12);
 }
+
+/// A call whose intermediates exceed the memory limit is refused with the reason, not
+/// sliced (slice loops do not follow gathered rows yet).
+#[test]
+fn memory_limited_gathers_are_refused() {
+    let m = tucker();
+    let f = m.function("entries").unwrap();
+    let (a, b, c, i, e) = (4, 4, 4, 5, 100);
+    let g = rand(&[a, b, c], 1);
+    let (u1, u2, u3) = (rand(&[i, a], 2), rand(&[i, b], 3), rand(&[i, c], 4));
+    let idx: Vec<ArrayD<i64>> = (0..3).map(|k| indices(e, i, 5 + k).into_dyn()).collect();
+    let views: Vec<IndexView<'_>> = idx.iter().map(|x| IndexView::I64(x.view())).collect();
+    let opts = CallOptions { memory_limit: 4096, ..CallOptions::default() };
+    let err = f.call_with_indices(&[g.view(), u1.view(), u2.view(), u3.view()], &views, &opts).expect_err("over the limit");
+    assert!(matches!(err, tessera::Error::Memory(_)) && err.render(false).contains("functions that gather do not run in slices"), "{err:?}");
+}

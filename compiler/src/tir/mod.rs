@@ -765,6 +765,23 @@ impl Function {
         self.inputs.iter().chain(&self.indices).copied()
     }
 
+    /// For each index input (in `indices` order), the size of the smallest axis it
+    /// selects under `b`: its entries must lie below it. `None` for one no gather reads.
+    pub fn index_extents(&self, b: &Bindings) -> Vec<Option<u64>> {
+        let mut out = vec![None; self.indices.len()];
+        for s in &self.stmts {
+            let Expr::Gather(src, pos) = &s.rhs else { continue };
+            for (axis, p) in pos.iter().enumerate() {
+                let GatherPos::Indirect(i, _) = p else { continue };
+                let (Some(k), Some(size)) = (self.indices.iter().position(|x| x == i), self.tensor(*src).shape.get(axis)) else { continue };
+                if let Ok(v) = size.eval(b) {
+                    out[k] = Some(out[k].map_or(v, |o: u64| o.min(v)));
+                }
+            }
+        }
+        out
+    }
+
     /// Whether any statement gathers through an index tensor.
     pub fn has_gathers(&self) -> bool {
         !self.indices.is_empty()

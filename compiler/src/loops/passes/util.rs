@@ -45,18 +45,10 @@ pub(super) fn for_each_access(body: &[Stmt], buf: BufId, f: &mut dyn FnMut(&Affi
             }
         };
         value.visit(&mut |x| match x {
-            Expr::Load(b, a) => {
-                if *b == buf {
-                    f(a);
-                }
-            }
+            Expr::Load(b, a) if *b == buf => f(a),
             // A gathered read may touch any element: reported as an address no row
             // analysis accepts (no stride along any loop, a negative offset).
-            Expr::Gather(b, _, ind) => {
-                if *b == buf || ind.iter().any(|i| i.index == buf) {
-                    f(&Affine::constant(-1));
-                }
-            }
+            Expr::Gather(b, _, ind) if *b == buf || ind.iter().any(|i| i.index == buf) => f(&Affine::constant(-1)),
             _ => {}
         });
     }
