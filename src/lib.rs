@@ -31,7 +31,7 @@ pub use tessera_compiler::diag::{Diagnostic, SourceMap};
 pub use tessera_compiler::eval::{EvalError, EvalOptions, Scalar};
 pub use tessera_compiler::plan::{Plan, PlanError, PlanOptions, StepKind};
 pub use tessera_compiler::tir::lmul::MulMode;
-pub use tessera_compiler::exec::{Distribution, Executable, SliceLoop, Slicing};
+pub use tessera_compiler::exec::{Distribution, Executable, IndexView, SliceLoop, Slicing};
 
 pub mod equivariant;
 #[cfg(feature = "mpi")]
@@ -82,6 +82,12 @@ impl Compiled {
     /// Runs the compiled function on inputs of the shapes it was compiled for.
     pub fn run<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, Error> {
         self.exec.run(inputs).map_err(exec_error)
+    }
+
+    /// Runs the compiled function with index arguments (in `indices` order of the
+    /// function); every index is checked against the axis it selects first.
+    pub fn run_indexed<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], indices: &[IndexView<'_>]) -> Result<Vec<ArrayD<T>>, Error> {
+        self.exec.run_indexed(inputs, indices).map_err(exec_error)
     }
 
     /// Runs it on every rank of `ranks` with the same inputs: the chunks of a sliced
@@ -278,16 +284,26 @@ fn reference<T: Scalar>(
     f: &tir::Function,
     b: &tir::Bindings,
     inputs: &[ArrayViewD<'_, T>],
+    indices: &[IndexView<'_>],
     opts: &CallOptions,
 ) -> Result<Vec<ArrayD<T>>, Error> {
+    use tessera_compiler::eval::evaluate_indexed;
     let eval_opts = EvalOptions { memory_limit: opts.memory_limit };
+    let wide: Vec<ArrayD<i64>> = indices
+        .iter()
+        .map(|x| match x {
+            IndexView::I32(a) => a.mapv(i64::from),
+            IndexView::I64(a) => a.to_owned(),
+        })
+        .collect();
+    let wide: Vec<ArrayViewD<'_, i64>> = wide.iter().map(|a| a.view()).collect();
     if opts.mul == MulMode::Exact {
-        return Ok(tessera_compiler::eval::evaluate(f, b, inputs, &eval_opts)?);
+        return Ok(evaluate_indexed(f, b, inputs, &wide, &eval_opts)?);
     }
     let mut typed = f.clone();
     typed.dtype = T::DTYPE;
     let plan = tessera_compiler::plan::plan(&typed, b, &PlanOptions { mul: opts.mul, ..PlanOptions::default() })?;
-    Ok(tessera_compiler::eval::evaluate(&plan.program, b, inputs, &eval_opts)?)
+    Ok(evaluate_indexed(&plan.program, b, inputs, &wide, &eval_opts)?)
 }
 
 /// Default cap on any one intermediate or output: 4 GiB.
@@ -643,6 +659,40 @@ impl<'m> Function<'m> {
         inputs: &[ArrayViewD<'_, T>],
         opts: &CallOptions,
     ) -> Result<Vec<ArrayD<T>>, Error> {
+        if !self.tir.indices.is_empty() {
+            return Err(Error::Input(format!(
+                "`{}` takes index inputs ({}); call it with call_with_indices",
+                self.tir.name,
+                self.index_names().join(", ")
+            )));
+        }
+        self.call_with_indices(inputs, &[], opts)
+    }
+
+    /// The names of the integer index inputs, in declaration order.
+    pub fn index_names(&self) -> Vec<&'m str> {
+        self.tir.indices.iter().map(|&t| self.tir.tensor(t).name.as_str()).collect()
+    }
+
+    /// Calls a function that gathers: the value inputs in declaration order, then the
+    /// index inputs (`I: i64[e]`) in declaration order, as i32 or i64 arrays. An index
+    /// outside the axis it selects is an [`Error::Input`] naming the input, the
+    /// position, the value and the range allowed.
+    pub fn call_with_indices<T: Scalar>(
+        &self,
+        inputs: &[ArrayViewD<'_, T>],
+        indices: &[IndexView<'_>],
+        opts: &CallOptions,
+    ) -> Result<Vec<ArrayD<T>>, Error> {
+        if indices.len() != self.tir.indices.len() {
+            return Err(Error::Input(format!(
+                "`{}` takes {} index inputs ({}), but {} were given",
+                self.tir.name,
+                self.tir.indices.len(),
+                self.index_names().join(", "),
+                indices.len()
+            )));
+        }
         let want = opts.dtype.unwrap_or(self.tir.dtype);
         if T::DTYPE != want {
             return Err(Error::Input(format!(
@@ -663,13 +713,15 @@ impl<'m> Function<'m> {
                 inputs.len()
             )));
         }
-        let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).collect();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).chain(indices.iter().map(|x| x.shape())).collect();
         let bindings =
             tir::bind_dims(self.tir, &shapes, &opts.dims).map_err(|e| Error::Input(format!("`{}`: {e}", self.tir.name)))?;
         if opts.backend == Backend::Reference {
-            return reference(self.tir, &bindings, inputs, opts);
+            return reference(self.tir, &bindings, inputs, indices, opts);
         }
         match &opts.distributed {
+            None if !indices.is_empty() => self.compiled(&bindings, T::DTYPE, opts)?.run_indexed(inputs, indices),
+            Some(_) if !indices.is_empty() => Err(Error::Input("a function with index inputs does not run distributed yet".into())),
             None => self.compiled(&bindings, T::DTYPE, opts)?.run(inputs),
             Some(d) => d.agreed(self.compiled(&bindings, T::DTYPE, opts).and_then(|c| c.run_distributed(inputs, d))),
         }
@@ -677,13 +729,15 @@ impl<'m> Function<'m> {
 
     /// The function compiled for input shapes (and `opts.dims`, `opts.dtype`,
     /// `opts.backend`); cached, so a second request with the same sizes is free.
+    /// With index inputs, `shapes` lists the value inputs' shapes, then the index inputs'.
     pub fn compile(&self, shapes: &[&[usize]], opts: &CallOptions) -> Result<Arc<Compiled>, Error> {
-        if shapes.len() != self.tir.inputs.len() {
+        if shapes.len() != self.tir.args().count() {
+            let names: Vec<&str> = self.input_names().into_iter().chain(self.index_names()).collect();
             return Err(Error::Input(format!(
                 "`{}` takes {} inputs ({}), but {} shapes were given",
                 self.tir.name,
-                self.tir.inputs.len(),
-                self.input_names().join(", "),
+                names.len(),
+                names.join(", "),
                 shapes.len()
             )));
         }
@@ -697,6 +751,13 @@ impl<'m> Function<'m> {
         let key: CacheKey = (self.tir.name.clone(), dtype, sizes, opts.backend, None, opts.mul);
         let c = self.cached(key.clone(), || compile_tir(self.tir, b, dtype, opts.backend, opts.mul))?;
         match check_memory(&c, opts.memory_limit) {
+            // Slice loops cut inputs along their axes, which a gathered row does not
+            // follow: a function that gathers is refused rather than sliced.
+            Err(e) if intermediate_over_limit(&e) && self.tir.has_gathers() => Err(Error::Memory(format!(
+                "{}; `{}` gathers, and functions that gather do not run in slices under a memory limit yet",
+                e.render(false).trim_end(),
+                self.tir.name
+            ))),
             // An intermediate over the limit: run the plan's slice loops instead.
             Err(e) if intermediate_over_limit(&e) => {
                 let sliced = (opts.memory_limit, opts.ranks());
@@ -723,6 +784,12 @@ impl<'m> Function<'m> {
     /// Calls the function on dynamically typed tensors. Every input must have the
     /// function's dtype (or `opts.dtype`, to which inputs are then cast).
     pub fn call_tensors(&self, inputs: &[Tensor], opts: &CallOptions) -> Result<Vec<Tensor>, Error> {
+        self.call_tensors_with_indices(inputs, &[], opts)
+    }
+
+    /// [`Function::call_tensors`] for a function with index inputs (see
+    /// [`Function::call_with_indices`]).
+    pub fn call_tensors_with_indices(&self, inputs: &[Tensor], indices: &[IndexView<'_>], opts: &CallOptions) -> Result<Vec<Tensor>, Error> {
         let want = opts.dtype.unwrap_or(self.tir.dtype);
         let names = self.input_names();
         for (k, t) in inputs.iter().enumerate() {
@@ -742,12 +809,12 @@ impl<'m> Function<'m> {
             DType::F32 => {
                 let views: Vec<ArrayViewD<'_, f32>> =
                     cast.iter().filter_map(|t| if let Tensor::F32(a) = t { Some(a.view()) } else { None }).collect();
-                Ok(self.call_with(&views, opts)?.into_iter().map(Tensor::F32).collect())
+                Ok(self.call_with_indices(&views, indices, opts)?.into_iter().map(Tensor::F32).collect())
             }
             DType::F64 => {
                 let views: Vec<ArrayViewD<'_, f64>> =
                     cast.iter().filter_map(|t| if let Tensor::F64(a) = t { Some(a.view()) } else { None }).collect();
-                Ok(self.call_with(&views, opts)?.into_iter().map(Tensor::F64).collect())
+                Ok(self.call_with_indices(&views, indices, opts)?.into_iter().map(Tensor::F64).collect())
             }
         }
     }
@@ -783,7 +850,7 @@ pub fn einsum_with<T: Scalar>(spec: &str, inputs: &[ArrayViewD<'_, T>], opts: &C
         Err(d) => return Err(Error::Compile { diagnostics: vec![d], sources }),
     };
     let mut out = if opts.backend == Backend::Reference {
-        reference(&e.function, &e.bindings, inputs, opts)?
+        reference(&e.function, &e.bindings, inputs, &[], opts)?
     } else {
         match &opts.distributed {
             None => compile_einsum_limited(spec, &shapes, &e, T::DTYPE, opts)?.run(inputs)?,

@@ -291,6 +291,26 @@ fn run_takes_inputs_in_any_order_and_named_outputs() {
     assert_eq!(env.read_f64("c.npy"), arr2(&[[-1.0], [0.5]]).into_dyn());
 }
 
+/// Index inputs are read from int32 or int64 `.npy` files; an index out of range is a
+/// user error naming the input, the position and the value; a float file is refused.
+#[test]
+fn run_gathers_with_integer_npy_inputs() {
+    let env = Env::new();
+    let u = format!("U={}", env.write("u.npy", &arr2(&[[1.0f64, 2.0], [3.0, 4.0], [5.0, 6.0]])));
+    for (name, i) in [("i64.npy", env.write("i64.npy", &arr1(&[2i64, 0, 2, 1]))), ("i32.npy", env.write("i32.npy", &arr1(&[2i32, 0, 2, 1])))] {
+        env.succeeds(&["run", "gather.tsr", &u, &format!("I={i}"), "-o", &env.path("y.npy")]);
+        let want = arr2(&[[5.0, 6.0], [1.0, 2.0], [5.0, 6.0], [3.0, 4.0]]).into_dyn();
+        assert_eq!(env.read_f64("y.npy"), want, "{name}");
+    }
+    let bad = env.write("bad.npy", &arr1(&[2i64, 3, 0]));
+    let err = env.fails(1, &["run", "gather.tsr", &u, &format!("I={bad}")]);
+    assert!(err.contains("index input `I` at [1] is 3, outside 0..3 (axis 0 of `U` has size 3)"), "{err}");
+    let err = env.fails(1, &["run", "gather.tsr", &u, &format!("I={}", env.write("f.npy", &arr1(&[0.0f64])))]);
+    assert!(err.contains("cannot read index input `I`") && err.contains("index inputs are int32 or int64 arrays"), "{err}");
+    let err = env.fails(1, &["run", "gather.tsr", &u]);
+    assert!(err.contains("input `I` of function `rows` is not given"), "{err}");
+}
+
 #[test]
 fn run_prints_outputs_without_o() {
     let env = Env::new();

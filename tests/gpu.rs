@@ -74,6 +74,11 @@ fn every_stdlib_function_on_the_gpu_matches_the_reference() {
     for stem in tessera_compiler::stdlib::names() {
         let module = Module::stdlib(stem).unwrap_or_else(|e| panic!("{stem}: {e}"));
         for name in module.function_names() {
+            // The CUDA executor refuses index inputs (docs/gather.md); the PTX of these
+            // functions is checked by tests/ptx.rs.
+            if module.function(name).is_ok_and(|f| !f.index_names().is_empty()) {
+                continue;
+            }
             for (dtype, tol) in [(DType::F32, 1e-4), (DType::F64, 1e-10)] {
                 // 5: a block of threads; 300: rows spanning two blocks of 256.
                 for size in [5, 300] {

@@ -41,6 +41,8 @@ const TESTED: &[&str] = &[
     "norm::rmsnorm",
     "norm::evonorm_s0",
     "completion::masked_residual",
+    "completion::sampled_residual",
+    "tucker::entries",
 ];
 
 // ---------------------------------------------------------------------------------------
@@ -912,6 +914,71 @@ fn completion_masked_residual() {
         let expected = (&omega * &(&mm - &u.dot(&v.t()))).into_dyn();
         let inputs = [omega.into_dyn(), mm.into_dyn(), u.into_dyn(), v.into_dyn()];
         check("completion", "masked_residual", &inputs, &expected);
+    }
+}
+
+/// A stdlib function with index inputs (`call_with_indices`; such functions cannot be
+/// called through `use`, see docs/gather.md), in f64 and f32, and its plan's program on
+/// the reference evaluator.
+fn check_gather(module: &str, function: &str, inputs: &[ArrayD<f64>], indices: &[ndarray::Array1<i64>], expected: &ArrayD<f64>) {
+    assert!(TESTED.contains(&format!("{module}::{function}").as_str()), "add {module}::{function} to TESTED");
+    let m = Module::stdlib(module).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let f = m.function(function).unwrap_or_else(|e| panic!("{e}"));
+    let idx: Vec<ArrayD<i64>> = indices.iter().map(|a| a.clone().into_dyn()).collect();
+    let views: Vec<tessera::IndexView<'_>> = idx.iter().map(|a| tessera::IndexView::I64(a.view())).collect();
+    let shapes: Vec<&[usize]> = inputs.iter().map(|a| a.shape()).chain(idx.iter().map(|a| a.shape())).collect();
+    let plan = f.plan_for(&dims_of(&f, &shapes, &[])).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    let b = tessera_compiler::tir::bind_dims(&plan.program, &shapes, &[]).unwrap_or_else(|e| panic!("{e}"));
+    let vals: Vec<_> = inputs.iter().map(|a| a.view()).collect();
+    let wide: Vec<_> = idx.iter().map(|a| a.view()).collect();
+    let out = tessera_compiler::eval::evaluate_indexed(&plan.program, &b, &vals, &wide, &tessera::EvalOptions::default())
+        .unwrap_or_else(|e| panic!("{module}::{function}: evaluating the plan: {e}\n{plan}"));
+    assert!(relative_error(&out[0], expected) <= TOL_F64, "{module}::{function}, the plan's program\n{plan}");
+    for (dtype, tol) in [(DType::F64, TOL_F64), (DType::F32, TOL_F32)] {
+        let opts = CallOptions { dtype: Some(dtype), ..CallOptions::default() };
+        let got = if dtype == DType::F64 {
+            f.call_with_indices(&vals, &views, &opts).map(|mut o| o.remove(0))
+        } else {
+            let owned: Vec<ArrayD<f32>> = inputs.iter().map(|a| a.mapv(|x| x as f32)).collect();
+            let v32: Vec<_> = owned.iter().map(|a| a.view()).collect();
+            f.call_with_indices(&v32, &views, &opts).map(|o| o[0].mapv(f64::from))
+        }
+        .unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let err = relative_error(&got, expected);
+        assert!(err <= tol, "{module}::{function} in {dtype}: max error {err:e} over {tol:e}");
+    }
+}
+
+fn coords(len: usize, n: usize, seed: u64) -> ndarray::Array1<i64> {
+    r1(len, seed).mapv(|x| (((x + 1.0) / 2.0 * n as f64) as i64).min(n as i64 - 1))
+}
+
+#[test]
+fn completion_sampled_residual() {
+    for (n, m, r, e) in [(5, 4, 2, 7), (1, 1, 1, 1), (7, 6, 3, 30)] {
+        let (mm, u, v) = (r1(e, 125), r2(n, r, 126), r2(m, r, 127));
+        let (i, j) = (coords(e, n, 128), coords(e, m, 129));
+        let uv = u.dot(&v.t());
+        let expected = Array1::from_shape_fn(e, |k| mm[k] - uv[[i[k] as usize, j[k] as usize]]).into_dyn();
+        check_gather("completion", "sampled_residual", &[mm.into_dyn(), u.into_dyn(), v.into_dyn()], &[i, j], &expected);
+    }
+}
+
+#[test]
+fn tucker_entries() {
+    for (a, b, c, i, j, k, e) in [(2, 3, 2, 4, 5, 3, 9), (1, 1, 1, 1, 1, 1, 1)] {
+        let (g, u1, u2, u3) = (r3(a, b, c, 151), r2(i, a, 152), r2(j, b, 153), r2(k, c, 154));
+        let (ii, jj, kk) = (coords(e, i, 155), coords(e, j, 156), coords(e, k, 157));
+        let expected = Array1::from_shape_fn(e, |n| {
+            let mut s = 0.0;
+            for ((p, q, r), v) in g.indexed_iter() {
+                s += v * u1[[ii[n] as usize, p]] * u2[[jj[n] as usize, q]] * u3[[kk[n] as usize, r]];
+            }
+            s
+        })
+        .into_dyn();
+        let inputs = [g.into_dyn(), u1.into_dyn(), u2.into_dyn(), u3.into_dyn()];
+        check_gather("tucker", "entries", &inputs, &[ii, jj, kk], &expected);
     }
 }
 

@@ -486,6 +486,19 @@ def masked_residual(lib, dims, Omega, M, U, V):
     return Omega * (M - lib.einsum("is,js->ij", U, V))
 
 
+def sampled_residual(lib, dims, M, U, V, I, J):
+    # Fancy indexing gathers the rows (numpy take, torch index_select, an XLA gather
+    # under jax.jit), then one dot product per observed entry.
+    return M - lib.einsum("es,es->e", U[I], V[J])
+
+
+def observed_entries(dims, rng):
+    """The (row, column) coordinates of the observed entries, uniform with repeats; built
+    once, untimed (`tessera bench` draws its own, seeded, in the same ranges)."""
+    return {"I": rng.integers(0, dims.n, dims.e, dtype=np.int64),
+            "J": rng.integers(0, dims.m, dims.e, dtype=np.int64)}
+
+
 # torch's fused kernels for the rows that have one. Called with lib=None first: the answer
 # says whether this torch has the kernel (rms_norm is newer than the others).
 
@@ -538,6 +551,9 @@ class Row:
     # The e3nn rows (issue 14): the product's irreps, mode, paths and coefficients, from
     # tessera.TensorProduct; e3nn's o3.TensorProduct gets a column on these rows.
     e3nn: dict | None = None
+    # Integer index inputs (i32/i64 in the signature): (dims, rng) -> {name: array}, drawn
+    # once with the other inputs.
+    indices: Callable | None = None
     # Filled from the .tsr signature.
     inputs: dict = field(default_factory=dict)
     dtype: str = ""
@@ -631,6 +647,10 @@ ROWS = [
         tags=("norm", "exp")),
     Row("completion::masked_residual", std("completion"), "masked_residual", dict(n=2048, m=2048, r=32),
         masked_residual, tags=("elementwise",)),
+    # The same residual at 1% of the entries, given as (row, column) index arrays.
+    Row("completion::sampled_residual (1% density)", std("completion"), "sampled_residual",
+        dict(n=2048, m=2048, r=32, e=2048 * 2048 // 100), sampled_residual, indices=observed_entries,
+        note="I, J uniform in range, e = n·m/100"),
 ]
 
 
@@ -738,7 +758,7 @@ def read_signature(path, fn):
     out = re.match(r"\s*->\s*\w+\s*:\s*(f32|f64)", src[i:])
     inputs = {}
     for p in split_top(params):
-        pm = re.fullmatch(r"(\w+)\s*:\s*(f32|f64)\s*(?:\[(.*)\])?", p, re.S)
+        pm = re.fullmatch(r"(\w+)\s*:\s*(f32|f64|i32|i64)\s*(?:\[(.*)\])?", p, re.S)
         if not pm:
             raise ValueError(f"cannot read parameter `{p}` of {fn} in {path}")
         name, dtype, shape = pm.groups()
@@ -756,9 +776,13 @@ def make_inputs(row, dims, seed=0):
     rng = np.random.default_rng(seed)
     out = {}
     for name, (dtype, shape) in row.inputs.items():
+        if dtype in ("i32", "i64"):
+            continue
         shp = tuple(dim_value(e, dims) for e in shape)
         a = rng.random(shp, dtype=np.float32 if dtype == "f32" else np.float64) * 2 - 1
         out[name] = np.asarray(a)
+    if row.indices:
+        out.update(row.indices(SimpleNamespace(**dims), rng))
     return out
 
 

@@ -27,7 +27,7 @@
 
 use std::path::{Path, PathBuf};
 use tessera_compiler::loops::passes::{pass, run_passes, RunOptions, PASSES};
-use tessera_compiler::loops::{interpret, parse, verify_at, Program, Stage};
+use tessera_compiler::loops::{interpret, interpret_indexed, parse, verify_at, InterpOptions, Program, Stage};
 use tessera_runtime::DType;
 
 /// A case file split into its parts; line numbers are 1-based within the file.
@@ -103,12 +103,25 @@ fn results(p: &Program, stage: Stage) -> Result<Vec<Vec<f64>>, String> {
         .enumerate()
         .map(|(k, &b)| (0..q.buf(b).len()).map(|i| ((i * 7919 + k * 104729) % 2003) as f64 / 1001.0 - 1.0).collect())
         .collect();
+    // Index arguments: pseudo-random entries in the range each one selects.
+    let bounds = q.index_bounds();
+    let idx: Vec<Vec<i64>> = q
+        .indices
+        .iter()
+        .zip(&bounds)
+        .map(|(&b, bound)| {
+            let n = bound.as_ref().map_or(1, |x| x.extent.max(1));
+            (0..q.buf(b).len()).map(|i| ((i * 7919 + 17) % n) as i64).collect()
+        })
+        .collect();
+    let idx: Vec<&[i64]> = idx.iter().map(|v| v.as_slice()).collect();
     let err = |e: tessera_compiler::loops::InterpError| format!("the interpreter fails: {e}");
+    let opts = InterpOptions::default();
     match q.dtype {
-        DType::F64 => interpret(&q, &ins.iter().map(|v| v.as_slice()).collect::<Vec<_>>()).map_err(err),
+        DType::F64 => interpret_indexed(&q, &ins.iter().map(|v| v.as_slice()).collect::<Vec<_>>(), &idx, opts).map_err(err),
         DType::F32 => {
             let ins: Vec<Vec<f32>> = ins.iter().map(|v| v.iter().map(|&x| x as f32).collect()).collect();
-            let outs = interpret(&q, &ins.iter().map(|v| v.as_slice()).collect::<Vec<_>>()).map_err(err)?;
+            let outs = interpret_indexed(&q, &ins.iter().map(|v| v.as_slice()).collect::<Vec<_>>(), &idx, opts).map_err(err)?;
             Ok(outs.into_iter().map(|v| v.into_iter().map(f64::from).collect()).collect())
         }
     }

@@ -92,7 +92,7 @@ fn items_idents_mut<'a>(items: &'a mut [IndexItem], out: &mut Vec<&'a mut Ident>
     for it in items {
         match it {
             IndexItem::Single(i) => out.push(i),
-            IndexItem::Group(g, _) => out.extend(g.iter_mut()),
+            IndexItem::Group(g, _) | IndexItem::Gather { indices: g, .. } => out.extend(g.iter_mut()),
         }
     }
 }

@@ -314,6 +314,29 @@ fn inputs(f: &tir::Function, b: &tir::Bindings, seed: u64) -> Option<Vec<ArrayD<
         .collect()
 }
 
+/// Index arrays for the index inputs of `f`: entries in range of the axis each selects,
+/// now and then one out of range (every executor must refuse it with the same error).
+fn index_inputs(f: &tir::Function, b: &tir::Bindings, seed: u64) -> Option<Vec<ArrayD<i64>>> {
+    let mut rng = Rng::new(seed ^ 0x5EED);
+    let extents = f.index_extents(b);
+    let bad = rng.one_in(8);
+    f.indices
+        .iter()
+        .zip(extents)
+        .map(|(&t, extent)| {
+            let shape = f.shape(t, b).ok()?;
+            let n = extent.unwrap_or(1).max(1) as usize;
+            let mut a = ArrayD::from_shape_simple_fn(IxDyn(&shape), || rng.below(n) as i64);
+            if bad {
+                if let Some(x) = a.iter_mut().next() {
+                    *x = if rng.one_in(2) { -1 } else { n as i64 };
+                }
+            }
+            Some(a)
+        })
+        .collect()
+}
+
 type Outs = Result<Vec<ArrayD<f64>>, Error>;
 
 /// Checks every stage and backend for one function; true when it ran on every backend
@@ -358,6 +381,8 @@ fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut V
         }
     }
     let Some(ins) = inputs(t, &b, p.input_seed) else { return false };
+    let Some(idx) = index_inputs(t, &b, p.input_seed) else { return false };
+    let idx: Vec<tessera::IndexView<'_>> = idx.iter().map(|a| tessera::IndexView::I64(a.view())).collect();
     let run = |backend: Backend, dtype: DType| -> Result<Outs, Finding> {
         let mut o = opts(backend);
         o.dtype = Some(dtype);
@@ -365,11 +390,11 @@ fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut V
             DType::F32 => {
                 let typed: Vec<ArrayD<f32>> = ins.iter().map(|a| a.mapv(|x| x as f32)).collect();
                 let views: Vec<_> = typed.iter().map(|a| a.view()).collect();
-                f.call_with(&views, &o).map(|v| v.into_iter().map(|a| a.mapv(f64::from)).collect())
+                f.call_with_indices(&views, &idx, &o).map(|v| v.into_iter().map(|a| a.mapv(f64::from)).collect())
             }
             DType::F64 => {
                 let views: Vec<_> = ins.iter().map(|a| a.view()).collect();
-                f.call_with(&views, &o)
+                f.call_with_indices(&views, &idx, &o)
             }
         })
     };
@@ -387,7 +412,7 @@ fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut V
         let views: Vec<_> = moved.iter().map(|a| a.view()).collect();
         let mut o = opts(Backend::Reference);
         o.dtype = Some(DType::F64);
-        f.call_with(&views, &o)
+        f.call_with_indices(&views, &idx, &o)
     });
     for (backend, dtype) in all {
         let name = format!("{}:{}", backend.name(), dtype.name());
@@ -407,7 +432,14 @@ fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut V
     if let Ok(Ok(moved)) = perturbed {
         results.push(("reference:f64-perturbed".into(), Ok(moved)));
     }
-    let inner = nonfinite_intermediates(t, &b, &ins, limits.memory_limit);
+    let wide: Vec<ArrayD<i64>> = idx
+        .iter()
+        .map(|x| match x {
+            tessera::IndexView::I64(a) => a.to_owned(),
+            tessera::IndexView::I32(a) => a.mapv(i64::from),
+        })
+        .collect();
+    let inner = nonfinite_intermediates(t, &b, &ins, &wide, limits.memory_limit);
     compare_all(&results, p.dtype, inner, findings)
 }
 
@@ -417,7 +449,7 @@ fn check_function(module: &Module, p: &Params, limits: &Limits, findings: &mut V
 /// meet inside a sum, one order gives NaN and another ±inf, and a later `max=`, `min=`
 /// or `select` can turn either into a finite output. A backend's non-finite value where
 /// the oracle's output is finite is then no finding.
-fn nonfinite_intermediates(t: &tir::Function, b: &tir::Bindings, ins: &[ArrayD<f64>], memory_limit: u64) -> bool {
+fn nonfinite_intermediates(t: &tir::Function, b: &tir::Bindings, ins: &[ArrayD<f64>], idx: &[ArrayD<i64>], memory_limit: u64) -> bool {
     let mut every = t.clone();
     every.outputs.clear();
     for s in &t.stmts {
@@ -427,7 +459,8 @@ fn nonfinite_intermediates(t: &tir::Function, b: &tir::Bindings, ins: &[ArrayD<f
     }
     let views: Vec<_> = ins.iter().map(|a| a.view()).collect();
     let opts = tessera_compiler::eval::EvalOptions { memory_limit };
-    let all = catch_unwind(AssertUnwindSafe(|| tessera_compiler::eval::evaluate(&every, b, &views, &opts)));
+    let idx: Vec<_> = idx.iter().map(|a| a.view()).collect();
+    let all = catch_unwind(AssertUnwindSafe(|| tessera_compiler::eval::evaluate_indexed(&every, b, &views, &idx, &opts)));
     matches!(all, Ok(Ok(outs)) if outs.iter().any(|a| a.iter().any(|v| !v.is_finite())))
 }
 

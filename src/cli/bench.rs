@@ -82,21 +82,36 @@ fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliE
     let shapes = c.exec.input_shapes();
     let inputs: Vec<ArrayD<T>> = shapes.iter().enumerate().map(|(k, s)| random::<T>(s, k as u64 + 1)).collect();
     let views: Vec<ArrayViewD<'_, T>> = inputs.iter().map(|a| a.view()).collect();
+    // Index inputs: seeded uniform indices into the axis each one selects.
+    let p = c.program();
+    let bounds = p.index_bounds();
+    let indices: Vec<ArrayD<i64>> = p
+        .indices
+        .iter()
+        .zip(&bounds)
+        .enumerate()
+        .map(|(k, (&b, bound))| {
+            let extent = bound.as_ref().map_or(1, |x| x.extent.max(1)) as f64;
+            random::<f64>(&p.buf(b).shape, 1000 + k as u64).mapv(|x| (((x + 1.0) / 2.0 * extent) as i64).min(extent as i64 - 1))
+        })
+        .collect();
+    let index_views: Vec<tessera::IndexView<'_>> = indices.iter().map(|a| tessera::IndexView::I64(a.view())).collect();
+    let run = |c: &Compiled| if index_views.is_empty() { c.run(&views) } else { c.run_indexed(&views, &index_views) };
     let progress = std::io::stderr().is_terminal();
     if progress {
         eprint!("warming up...");
     }
     // The first call faults in memory and warms caches; a second settles the pool.
     let warm = Instant::now();
-    c.run(&views)?;
+    run(c)?;
     if warm.elapsed() < Duration::from_millis(200) {
-        c.run(&views)?;
+        run(c)?;
     }
     let mut times = Vec::new();
     let start = Instant::now();
     while times.len() < 5 || (start.elapsed() < min_time && times.len() < 100_000) {
         let t = Instant::now();
-        let out = c.run(&views)?;
+        let out = run(c)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
         drop(out);
         if progress && times.len() % 50 == 0 {
@@ -123,7 +138,7 @@ fn measure<T: Scalar>(c: &Compiled, min_time: Duration) -> Result<Measured, CliE
         flops: c.plan.flops,
         temp_bytes: c.exec.temp_bytes(tessera::threads()),
         output_bytes: bytes(&c.exec.output_shapes()),
-        input_bytes: bytes(&shapes),
+        input_bytes: bytes(&shapes) + indices.iter().map(|a| a.len() * 8).sum::<usize>(),
         slicing: c.exec.slicing().cloned(),
     })
 }

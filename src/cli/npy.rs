@@ -69,8 +69,70 @@ pub fn read_tensor(path: &Path) -> Result<Tensor, NpyError> {
     decode(&bytes)
 }
 
-/// Decodes the bytes of a `.npy` file.
+/// An array read for an integer index input.
+pub enum Ints {
+    I32(ArrayD<i32>),
+    I64(ArrayD<i64>),
+}
+
+/// What a `.npy` file holds: floats, or integers (for index inputs).
+pub enum Npy {
+    Float(Tensor),
+    Int(Ints),
+}
+
+/// Reads an int32 or int64 `.npy` file (an index input), of any rank and memory order.
+pub fn read_ints(path: &Path) -> Result<Ints, NpyError> {
+    let bytes = std::fs::read(path).map_err(|e| NpyError::new(io_reason(&e)))?;
+    match decode_any(&bytes)? {
+        Npy::Int(x) => Ok(x),
+        Npy::Float(t) => Err(NpyError::new(format!(
+            "its dtype is {}, but index inputs are int32 or int64 arrays",
+            numpy_name(t.dtype())
+        ))
+        .with_help("save the indices as integers, e.g. np.save(path, idx.astype(np.int64))")),
+    }
+}
+
+/// Decodes the bytes of a float32 or float64 `.npy` file.
 pub fn decode(bytes: &[u8]) -> Result<Tensor, NpyError> {
+    match decode_any(bytes)? {
+        Npy::Float(t) => Ok(t),
+        Npy::Int(x) => Err(float_only(match x {
+            Ints::I32(_) => "int32 (`<i4`)",
+            Ints::I64(_) => "int64 (`<i8`)",
+        })),
+    }
+}
+
+/// The elements a header's descriptor gives: a float dtype, or 4- or 8-byte integers.
+#[derive(Clone, Copy)]
+enum Elem {
+    Float(DType),
+    I32,
+    I64,
+}
+
+impl Elem {
+    fn size_of(self) -> usize {
+        match self {
+            Elem::Float(d) => d.size_of(),
+            Elem::I32 => 4,
+            Elem::I64 => 8,
+        }
+    }
+
+    fn numpy_name(self) -> &'static str {
+        match self {
+            Elem::Float(d) => numpy_name(d),
+            Elem::I32 => "int32",
+            Elem::I64 => "int64",
+        }
+    }
+}
+
+/// Decodes the bytes of a `.npy` file of floats or of 4- or 8-byte integers.
+fn decode_any(bytes: &[u8]) -> Result<Npy, NpyError> {
     let not_npy = || {
         let e =
             NpyError::new("it is not a .npy file (it does not start with the bytes \\x93NUMPY)");
@@ -107,7 +169,7 @@ pub fn decode(bytes: &[u8]) -> Result<Tensor, NpyError> {
             header_error(&e)
         ))
     })?;
-    let dtype = float_dtype(&header.type_descriptor)?;
+    let dtype = elem(&header.type_descriptor)?;
     let shape_text = shape_text(&header.shape);
     let elements = header
         .shape
@@ -127,21 +189,23 @@ pub fn decode(bytes: &[u8]) -> Result<Tensor, NpyError> {
         return Err(NpyError::new(format!(
             "the file is truncated: its header describes a {} array of shape {shape_text} \
              ({data_len} bytes of data), but only {found} bytes follow the header",
-            numpy_name(dtype)
+            dtype.numpy_name()
         )));
     }
     if found > data_len {
         return Err(NpyError::new(format!(
             "the file is corrupt: {} bytes follow the end of the {} array of shape {shape_text}",
             found - data_len,
-            numpy_name(dtype)
+            dtype.numpy_name()
         )));
     }
     // The preamble, header and data length are all checked, so decoding cannot fail for
     // a reason not already reported; map any error anyway rather than trusting that.
     let decoded = match dtype {
-        DType::F32 => ArrayD::<f32>::read_npy(bytes).map(Tensor::F32),
-        DType::F64 => ArrayD::<f64>::read_npy(bytes).map(Tensor::F64),
+        Elem::Float(DType::F32) => ArrayD::<f32>::read_npy(bytes).map(|a| Npy::Float(Tensor::F32(a))),
+        Elem::Float(DType::F64) => ArrayD::<f64>::read_npy(bytes).map(|a| Npy::Float(Tensor::F64(a))),
+        Elem::I32 => ArrayD::<i32>::read_npy(bytes).map(|a| Npy::Int(Ints::I32(a))),
+        Elem::I64 => ArrayD::<i64>::read_npy(bytes).map(|a| Npy::Int(Ints::I64(a))),
     };
     decoded.map_err(|e| NpyError::new(format!("the file is corrupt ({e})")))
 }
@@ -249,18 +313,23 @@ fn short(text: &str) -> String {
 ///
 /// `ndarray-npy` does not re-export its Python-literal type, so the descriptor is
 /// inspected through its Python spelling (`'<f8'`, `[('a', '<i4')]`).
-fn float_dtype(descr: &impl fmt::Display) -> Result<DType, NpyError> {
+fn elem(descr: &impl fmt::Display) -> Result<Elem, NpyError> {
     let literal = descr.to_string();
     match literal.as_str() {
-        "'<f4'" | "'>f4'" => return Ok(DType::F32),
-        "'<f8'" | "'>f8'" => return Ok(DType::F64),
+        "'<f4'" | "'>f4'" => return Ok(Elem::Float(DType::F32)),
+        "'<f8'" | "'>f8'" => return Ok(Elem::Float(DType::F64)),
+        "'<i4'" | "'>i4'" => return Ok(Elem::I32),
+        "'<i8'" | "'>i8'" => return Ok(Elem::I64),
         _ => {}
     }
-    let found = describe_descriptor(&literal);
-    Err(NpyError::new(format!(
-        "its dtype is {found}, but tessera reads only float32 and float64 arrays"
+    Err(float_only(&describe_descriptor(&literal)))
+}
+
+fn float_only(found: &str) -> NpyError {
+    NpyError::new(format!(
+        "its dtype is {found}, but tessera reads only float32 and float64 arrays (and int32 or int64 ones for index inputs)"
     ))
-    .with_help("convert it in numpy first, e.g. np.save(path, np.load(path).astype(np.float64))"))
+    .with_help("convert it in numpy first, e.g. np.save(path, np.load(path).astype(np.float64))")
 }
 
 /// The numpy name of a descriptor given as a Python literal, e.g. `'<i8'` is `int64`.

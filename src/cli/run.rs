@@ -5,7 +5,16 @@ use super::{print_text, print_warnings, read_npy, tensor_type, write_npy, CliErr
 use std::collections::HashMap;
 use std::path::Path;
 use super::distributed::{inputs_ready, local, writes};
-use tessera::{CallOptions, DType, Function, Module, Ranks, Tensor};
+use super::npy::Ints;
+use tessera::{CallOptions, DType, Function, IndexView, Module, Ranks, Tensor};
+
+/// Reads the `.npy` file of an index input (int32 or int64).
+fn read_ints(path: &Path, what: &str) -> Result<Ints, CliError> {
+    super::npy::read_ints(path).map_err(|e| CliError::User {
+        message: format!("cannot read {what} from `{}`: {}", path.display(), e.reason),
+        help: e.help,
+    })
+}
 
 pub(super) fn run(args: &RunArgs) -> Result<(), CliError> {
     super::distributed::maybe(args.distributed, "run", |ranks| run_on(args, ranks))
@@ -24,8 +33,15 @@ fn run_on(args: &RunArgs, ranks: Option<&Ranks>) -> Result<(), CliError> {
     let destinations = local(ranks, bind_outputs(&function, &args.outputs))?;
 
     let dtype = args.dtype.map(DType::from);
+    let index_names = function.index_names();
     let mut tensors = Vec::with_capacity(bound.len());
+    let mut ints = Vec::new();
     for input in bound {
+        if index_names.contains(&input.name.as_str()) {
+            let what = format!("index input `{}`", input.name);
+            ints.push(local(ranks, read_ints(&input.path, &what))?);
+            continue;
+        }
         let t = local(ranks, read_npy(&input.path, &format!("input `{}`", input.name)))?;
         tensors.push(match dtype {
             Some(d) => t.cast(d),
@@ -42,7 +58,14 @@ fn run_on(args: &RunArgs, ranks: Option<&Ranks>) -> Result<(), CliError> {
         distributed: ranks.cloned(),
         mul: args.mul,
     };
-    let outputs = function.call_tensors(&tensors, &opts)?;
+    let views: Vec<IndexView<'_>> = ints
+        .iter()
+        .map(|x| match x {
+            Ints::I32(a) => IndexView::I32(a.view()),
+            Ints::I64(a) => IndexView::I64(a.view()),
+        })
+        .collect();
+    let outputs = function.call_tensors_with_indices(&tensors, &views, &opts)?;
     if !writes(ranks) {
         return Ok(());
     }
@@ -142,9 +165,10 @@ fn check_repeats(args: &RunArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The inputs in the function's order, after checking that each is given exactly once.
+/// The inputs in the function's order (value inputs, then index inputs), after checking
+/// that each is given exactly once.
 fn bind_inputs<'a>(f: &Function<'_>, given: &'a [InputArg]) -> Result<Vec<&'a InputArg>, CliError> {
-    let expected = f.input_names();
+    let expected: Vec<&str> = f.input_names().into_iter().chain(f.index_names()).collect();
     for input in given {
         if !expected.contains(&input.name.as_str()) {
             let message = if expected.is_empty() {

@@ -16,6 +16,7 @@ pub(super) struct FnCx {
     pub tensors: Vec<TensorDecl>,
     pub by_name: HashMap<String, TensorId>,
     pub inputs: Vec<TensorId>,
+    pub indices: Vec<TensorId>,
     pub outputs: Vec<TensorId>,
     pub stmts: Vec<tir::Stmt>,
     pub constants: Vec<tir::Constant>,
@@ -48,18 +49,22 @@ impl FnCx {
 
     pub fn type_text(&self, t: TensorId) -> String {
         let d = &self.tensors[t.index()];
+        let dtype = match d.kind {
+            TensorKind::Index(it) => it.name(),
+            _ => self.dtype.name(),
+        };
         if d.shape.is_empty() {
-            return format!("{}: {}", d.name, self.dtype);
+            return format!("{}: {dtype}", d.name);
         }
         let dims: Vec<String> = d.shape.iter().map(|s| self.size_text(s)).collect();
-        format!("{}: {}[{}]", d.name, self.dtype, dims.join(", "))
+        format!("{}: {dtype}[{}]", d.name, dims.join(", "))
     }
 
     /// Adds a tensor and returns its id.
     pub fn add_tensor(&mut self, decl: TensorDecl) -> TensorId {
         let id = TensorId(self.tensors.len() as u32);
         self.by_name.insert(decl.name.clone(), id);
-        self.defined.push(decl.kind == TensorKind::Input);
+        self.defined.push(matches!(decl.kind, TensorKind::Input | TensorKind::Index(_)));
         self.tensors.push(decl);
         self.poisoned.push(false);
         self.used.push(false);
@@ -91,7 +96,7 @@ impl FnCx {
             Some(&t) => {
                 let decl = &self.tensors[t.index()];
                 match decl.kind {
-                    TensorKind::Input => {
+                    TensorKind::Input | TensorKind::Index(_) => {
                         diags.push(
                             Diagnostic::error("check::assign-input", format!("cannot assign to input `{n}`"))
                                 .label(name.span, "assigned here")
@@ -163,6 +168,7 @@ pub(super) fn check_fn(c: &mut Checker, module: usize, def: &ast::FnDef) -> Opti
         tensors: Vec::new(),
         by_name: HashMap::new(),
         inputs: Vec::new(),
+        indices: Vec::new(),
         outputs: Vec::new(),
         stmts: Vec::new(),
         constants: Vec::new(),
@@ -241,6 +247,7 @@ pub(super) fn check_fn(c: &mut Checker, module: usize, def: &ast::FnDef) -> Opti
         dims: cx.dims,
         tensors: cx.tensors,
         inputs: cx.inputs,
+        indices: cx.indices,
         outputs: cx.outputs,
         constants: cx.constants,
         stmts: cx.stmts,
@@ -351,12 +358,32 @@ fn signature(cx: &mut FnCx, def: &ast::FnDef, diags: &mut Vec<Diagnostic>) -> Re
         .chain(def.outputs.iter().map(|p| (p, TensorKind::Output)))
     {
         let name = &p.name.name;
+        let mut kind = kind;
+        let int = tir::IntType::from_name(&p.ty.dtype.name);
         match DType::from_name(&p.ty.dtype.name) {
+            None if int.is_some() => {
+                if kind == TensorKind::Output {
+                    diags.push(
+                        Diagnostic::error("check::index-output", format!("output `{name}` cannot be an integer tensor"))
+                            .label(p.ty.dtype.span, "an integer type")
+                            .help("integer tensors are index inputs only; outputs are f32 or f64"),
+                    );
+                    ok = false;
+                } else if p.ty.dims.as_ref().is_none_or(|d| d.is_empty()) {
+                    diags.push(
+                        Diagnostic::error("check::index-rank", format!("index input `{name}` needs at least one axis"))
+                            .label(p.ty.span, "a scalar")
+                            .help("declare it with its entries' axes, e.g. I: i64[e]"),
+                    );
+                    ok = false;
+                }
+                kind = TensorKind::Index(int.unwrap_or(tir::IntType::I64));
+            }
             None => {
                 diags.push(
                     Diagnostic::error("check::unknown-dtype", format!("unknown element type `{}`", p.ty.dtype.name))
                         .label(p.ty.dtype.span, "not a dtype")
-                        .help("Tessera supports f32 and f64"),
+                        .help("Tessera supports f32 and f64 values, and i32 or i64 index inputs"),
                 );
                 ok = false;
             }
@@ -444,6 +471,7 @@ fn signature(cx: &mut FnCx, def: &ast::FnDef, diags: &mut Vec<Diagnostic>) -> Re
         let id = cx.add_tensor(TensorDecl { name: name.clone(), kind, shape, factors, span: p.name.span });
         match kind {
             TensorKind::Input => cx.inputs.push(id),
+            TensorKind::Index(_) => cx.indices.push(id),
             _ => cx.outputs.push(id),
         }
     }

@@ -76,6 +76,25 @@ pub(super) fn call_stmt(c: &mut Checker, cx: &mut FnCx, s: &ast::Stmt) -> Result
         return Err(());
     };
     let callee_def_span = callee.span;
+    if let Some(&i) = callee.indices.first() {
+        let (name, at) = (callee.tensor(i).name.clone(), callee.tensor(i).span);
+        return fail(
+            c,
+            Diagnostic::error("check::gather-call", format!("`{callee_name}` takes index inputs and cannot be called from another function"))
+                .label(call_span, "called here")
+                .label(at, format!("`{name}` is an index input"))
+                .help("call it directly (with its index arrays), or copy its gathers into this function"),
+        );
+    }
+    if let Some(&(t, span)) = arg_ids.iter().find(|(t, _)| matches!(cx.tensors[t.index()].kind, TensorKind::Index(_))) {
+        let name = cx.tensors[t.index()].name.clone();
+        return fail(
+            c,
+            Diagnostic::error("check::index-as-value", format!("index tensor `{name}` is passed as a value"))
+                .label(span, "an integer index tensor")
+                .help("index tensors are read only in gathered positions, e.g. U[I[e], a]"),
+        );
+    }
     if arg_ids.len() != callee.inputs.len() {
         let want: Vec<String> = callee.inputs.iter().map(|&t| callee.tensor(t).name.clone()).collect();
         return fail(
@@ -446,6 +465,7 @@ fn rewrite(e: &Expr, tm: &dyn Fn(TensorId) -> TensorId, subst: &dyn Fn(&Size) ->
         Expr::Size(s) => Expr::Size(subst(s)?),
         Expr::Index(i) => Expr::Index(*i),
         Expr::Access(t, p) => Expr::Access(tm(*t), p.clone()),
+        Expr::Gather(t, p) => Expr::Gather(tm(*t), p.iter().map(|x| x.map_tensor(&mut |u| tm(u))).collect()),
         Expr::Neg(a) => Expr::Neg(rb(a)?),
         Expr::Add(xs) => Expr::Add(xs.iter().map(r).collect::<Option<_>>()?),
         Expr::Mul(xs) => Expr::Mul(xs.iter().map(r).collect::<Option<_>>()?),

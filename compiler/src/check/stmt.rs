@@ -73,6 +73,14 @@ pub(super) fn expr_stmt(cx: &mut FnCx, s: &ast::Stmt, diags: &mut Vec<Diagnostic
     let lhs_items: &[IndexItem] = lhs.indices.as_deref().unwrap_or(&[]);
     let mut lhs_pos: Vec<Vec<IndexId>> = Vec::new();
     for item in lhs_items {
+        if let IndexItem::Gather { span, tensor, .. } = item {
+            x.err(
+                Diagnostic::error("check::gather-lhs", "a gathered position cannot be assigned")
+                    .label(*span, format!("a position read from `{}`", tensor.name))
+                    .help("gathers read; write the result at plain indices, e.g. y[e] = U[I[e], a]"),
+            );
+            return Err(());
+        }
         let mut pos = Vec::new();
         for i in item.idents() {
             if x.stmt_level.contains_key(&i.name) {
@@ -112,6 +120,7 @@ pub(super) fn expr_stmt(cx: &mut FnCx, s: &ast::Stmt, diags: &mut Vec<Diagnostic
         return Err(());
     }
     x.solve()?;
+    let rhs = x.split_gathers(rhs, s.span)?;
     let lhs_ids: Vec<IndexId> = lhs_pos.iter().flatten().copied().collect();
     let mut free = Vec::new();
     rhs.free_indices(&mut free);
@@ -278,6 +287,9 @@ impl Scx<'_> {
                     let factors = self.cx.tensors[t.index()].factors[axis].clone();
                     self.groups.push(Group { members: ids.clone(), size, factors, span: *span, what });
                 }
+                // The range of a gathered position is the axis itself; its indices are
+                // constrained by the index tensor's shape.
+                IndexItem::Gather { .. } => {}
             }
         }
     }
@@ -420,6 +432,15 @@ impl Scx<'_> {
                     );
                     return Err(());
                 }
+                if matches!(self.cx.tensors[t.index()].kind, TensorKind::Index(_)) {
+                    self.err(
+                        Diagnostic::error("check::index-as-value", format!("index tensor `{}` is read as a value", name.name))
+                            .label(e.span, "an integer index tensor")
+                            .label(self.cx.tensors[t.index()].span, "declared here")
+                            .help(format!("index tensors are read only in gathered positions, e.g. U[{}[..], a]", name.name)),
+                    );
+                    return Err(());
+                }
                 let mut pos = Vec::new();
                 for item in items {
                     let mut p = Vec::new();
@@ -432,7 +453,17 @@ impl Scx<'_> {
                     pos.push(p);
                 }
                 self.constrain_access(t, items, &pos);
-                Ok(Expr::Access(t, pos))
+                if !items.iter().any(|it| matches!(it, IndexItem::Gather { .. })) {
+                    return Ok(Expr::Access(t, pos));
+                }
+                let mut gpos = Vec::new();
+                for (item, p) in items.iter().zip(pos) {
+                    match item {
+                        IndexItem::Gather { tensor, indices, span } => gpos.push(self.gathered(tensor, indices, *span, p)?),
+                        _ => gpos.push(tir::GatherPos::Direct(p)),
+                    }
+                }
+                Ok(Expr::Gather(t, gpos))
             }
             ExprKind::Neg(a) => Ok(Expr::Neg(Box::new(self.expr(a)?))),
             ExprKind::Add { first, rest } => {
@@ -544,6 +575,117 @@ impl Scx<'_> {
                 Ok(Expr::Reduce(op, ids, Box::new(body?)))
             }
         }
+    }
+
+    /// One gathered position `I[e, ..]`: `I` must be an index input of the written rank.
+    fn gathered(&mut self, tensor: &ast::Ident, indices: &[ast::Ident], span: Span, ids: Vec<IndexId>) -> R<tir::GatherPos> {
+        let i = match self.cx.read(tensor, self.diags) {
+            Ok(Some(i)) => i,
+            _ => {
+                self.ok = false;
+                return Err(());
+            }
+        };
+        let decl = &self.cx.tensors[i.index()];
+        if !matches!(decl.kind, TensorKind::Index(_)) {
+            let ty = self.cx.type_text(i);
+            let decl_span = decl.span;
+            self.err(
+                Diagnostic::error("check::not-an-index", format!("`{}` is not an index tensor", tensor.name))
+                    .label(tensor.span, "used as an index here")
+                    .label(decl_span, format!("declared as {ty}"))
+                    .help("gathered positions read integer index inputs, declared as i32 or i64 (I: i64[e])"),
+            );
+            return Err(());
+        }
+        let rank = decl.shape.len();
+        if rank != indices.len() {
+            let ty = self.cx.type_text(i);
+            let decl_span = decl.span;
+            self.err(
+                Diagnostic::error(
+                    "check::rank-mismatch",
+                    format!("`{}` has {} but is indexed with {}", tensor.name, plural(rank, "axis", "axes"), indices.len()),
+                )
+                .label(span, plural(indices.len(), "position", "positions"))
+                .label(decl_span, format!("declared as {ty}"))
+                .help("write one index per axis of the index tensor"),
+            );
+            return Err(());
+        }
+        let items: Vec<IndexItem> = indices.iter().cloned().map(IndexItem::Single).collect();
+        let single: Vec<Vec<IndexId>> = ids.iter().map(|&x| vec![x]).collect();
+        self.constrain_access(i, &items, &single);
+        Ok(tir::GatherPos::Indirect(i, ids))
+    }
+
+    /// Moves every gather of a checked right side into a statement of its own before
+    /// this one (`U@I[e, a] = U[I[e], a]`), so that planning sees plain reads of an
+    /// (e, a)-shaped intermediate and each gather costs its result's size.
+    fn split_gathers(&mut self, rhs: Expr, span: Span) -> R<Expr> {
+        let mut done: Vec<(Expr, Expr)> = Vec::new();
+        let mut failed = false;
+        let rhs = rhs.map_nodes(&mut |e| {
+            if !matches!(e, Expr::Gather(..)) || failed {
+                return e;
+            }
+            if let Some((_, a)) = done.iter().find(|(g, _)| *g == e) {
+                return a.clone();
+            }
+            match self.gather_stmt(&e, span) {
+                Some(a) => {
+                    done.push((e, a.clone()));
+                    a
+                }
+                None => {
+                    failed = true;
+                    e
+                }
+            }
+        });
+        if failed {
+            return Err(());
+        }
+        Ok(rhs)
+    }
+
+    fn gather_stmt(&mut self, g: &Expr, span: Span) -> Option<Expr> {
+        let Expr::Gather(t, pos) = g else { return None };
+        let mut ids = Vec::new();
+        g.free_indices(&mut ids);
+        let at = |i: IndexId| ids.iter().position(|x| *x == i).map(|k| IndexId(k as u32));
+        let remapped: Vec<tir::GatherPos> = pos
+            .iter()
+            .map(|p| match p {
+                tir::GatherPos::Direct(d) => tir::GatherPos::Direct(d.iter().filter_map(|&i| at(i)).collect()),
+                tir::GatherPos::Indirect(x, d) => tir::GatherPos::Indirect(*x, d.iter().filter_map(|&i| at(i)).collect()),
+            })
+            .collect();
+        let indices: Vec<IndexVar> = ids
+            .iter()
+            .map(|i| {
+                let x = &self.idx[i.index()];
+                IndexVar { name: x.name.clone(), range: x.range.clone().unwrap_or_else(Size::one) }
+            })
+            .collect();
+        let shape: Vec<Size> = indices.iter().map(|v| v.range.clone()).collect();
+        let factors = shape.iter().map(|s| vec![s.clone()]).collect();
+        let mut name = self.cx.tensors[t.index()].name.clone();
+        for p in pos {
+            if let tir::GatherPos::Indirect(x, _) = p {
+                name = format!("{name}@{}", self.cx.tensors[x.index()].name);
+            }
+        }
+        while self.cx.by_name.contains_key(&name) {
+            name.push('\'');
+        }
+        let temp = self.cx.add_tensor(TensorDecl { name, kind: TensorKind::Temp, shape, factors, span });
+        self.cx.defined[temp.index()] = true;
+        self.cx.used[temp.index()] = true;
+        let lhs = (0..ids.len()).map(|k| vec![IndexId(k as u32)]).collect();
+        let rhs = Expr::Gather(*t, remapped);
+        self.cx.stmts.push(tir::Stmt { target: temp, lhs, op: ReduceOp::Sum, reduced: Vec::new(), indices, rhs, span });
+        Some(Expr::Access(temp, ids.iter().map(|&i| vec![i]).collect()))
     }
 
     /// The mantissa width of `lmul(x, y, m)`: an integer literal from 1 to the stored
@@ -762,6 +904,7 @@ fn rename_index(e: &mut Expr, from: IndexId, to: IndexId) {
         Expr::Lit(_) | Expr::Size(_) => {}
         Expr::Index(i) => r(i),
         Expr::Access(_, pos) => pos.iter_mut().flatten().for_each(r),
+        Expr::Gather(_, pos) => pos.iter_mut().flat_map(|p| p.ids_mut().iter_mut()).for_each(r),
         Expr::Neg(a) => rename_index(a, from, to),
         Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter_mut().for_each(|x| rename_index(x, from, to)),
         Expr::Sub(a, b) | Expr::Div(a, b) => {

@@ -36,6 +36,17 @@ pub(crate) fn lower(src: &str, dims: &[(&str, u64)]) -> Program {
 
 /// Runs `p` compiled, calling each parallel kernel in `chunks` pieces; returns the outputs.
 pub(crate) fn run<T: Scalar + GemmScalar>(p: &Program, inputs: &[&[T]], cg: &dyn Codegen, chunks: usize) -> Vec<Vec<T>> {
+    run_indexed(p, inputs, &[], cg, chunks)
+}
+
+/// [`run`] with index arguments (in range: the executor's check is not run here).
+pub(crate) fn run_indexed<T: Scalar + GemmScalar>(
+    p: &Program,
+    inputs: &[&[T]],
+    indices: &[&[i64]],
+    cg: &dyn Codegen,
+    chunks: usize,
+) -> Vec<Vec<T>> {
     let kernels = cpu_kernels(cg, p);
     let nan = <T as Scalar>::from_f64(f64::NAN);
     let mut mem: Vec<Vec<T>> = inputs.iter().map(|x| x.to_vec()).collect();
@@ -52,8 +63,9 @@ pub(crate) fn run<T: Scalar + GemmScalar>(p: &Program, inputs: &[&[T]], cg: &dyn
                 mem.push(v.iter().map(|&x| <T as Scalar>::from_f64(x)).collect());
                 mem.len() - 1
             }
-            // Kernels keep scratch on their stacks; the argument is never read.
-            BufKind::Scratch => {
+            // Kernels keep scratch on their stacks; the argument is never read. Index
+            // buffers are pointed at the caller's arrays below.
+            BufKind::Scratch | BufKind::Index(_) => {
                 mem.push(Vec::new());
                 mem.len() - 1
             }
@@ -65,7 +77,13 @@ pub(crate) fn run<T: Scalar + GemmScalar>(p: &Program, inputs: &[&[T]], cg: &dyn
         });
     }
     let ptrs: Vec<*mut T> = mem.iter_mut().map(|v| v.as_mut_ptr()).collect();
-    let args: Vec<*mut u8> = region.iter().map(|&r| ptrs[r].cast::<u8>()).collect();
+    let mut args: Vec<*mut u8> = region.iter().map(|&r| ptrs[r].cast::<u8>()).collect();
+    // Index buffers point at the caller's i64 arrays, which the kernels only read.
+    for (b, buf) in p.bufs.iter().enumerate() {
+        if let BufKind::Index(k) = buf.kind {
+            args[b] = indices.get(k).map_or(std::ptr::null_mut(), |x| x.as_ptr().cast_mut().cast::<u8>());
+        }
+    }
     for (k, kern) in p.kernels.iter().enumerate() {
         match kern {
             Kernel::Gemm(g) => {
@@ -147,6 +165,46 @@ pub(crate) fn check_src(src: &str, dims: &[(&str, u64)], cgs: &Codegens) {
 }
 
 const SIZES: [u64; 6] = [0, 1, 3, 5, 7, 33];
+
+/// Gathers (rows, two gathered positions of one tensor, a gather under a reduction and
+/// inside a map) with random indices, against the interpreter, in f32 and f64.
+pub(crate) fn gathers(cgs: &Codegens) {
+    let src = "fn f(U: {T}[n, a], V: {T}[m, a], M: {T}[e], I: i64[e], J: i32[e]) -> (y: {T}[e], z: {T}[e, a], w: {T}[e]) {
+        y[x] = M[x] - sum[s](U[I[x], s] * V[J[x], s])
+        z[x, p] = exp(U[I[x], p]) + V[J[x], p]
+        w[x] = U[I[x], J[x]] * 2
+    }";
+    for (n, m, a, e) in [(1, 1, 1, 1), (5, 4, 4, 0), (5, 4, 4, 9), (7, 6, 6, 33), (3, 9, 9, 70)] {
+        for dt in ["f32", "f64"] {
+            let p = lower(&src.replace("{T}", dt), &[("n", n), ("m", m), ("a", a), ("e", e)]);
+            let mut rng = Rng::new(n * 100 + e);
+            let (i, j): (Vec<i64>, Vec<i64>) = (0..e)
+                .map(|_| ((rng.bits() % n) as i64, (rng.bits() % m.min(a)) as i64))
+                .unzip();
+            for cg in cgs {
+                for chunks in [1, 3] {
+                    match p.dtype {
+                        DType::F32 => check_gathered::<f32>(&p, &[&i, &j], cg.as_ref(), chunks, 2e-5),
+                        DType::F64 => check_gathered::<f64>(&p, &[&i, &j], cg.as_ref(), chunks, 1e-12),
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn check_gathered<T: Scalar + GemmScalar>(p: &Program, idx: &[&[i64]], cg: &dyn Codegen, chunks: usize, tol: f64) {
+    let ins = inputs::<T>(p, 9);
+    let refs: Vec<&[T]> = ins.iter().map(|v| v.as_slice()).collect();
+    let want = crate::loops::interpret_indexed(p, &refs, idx, Default::default()).unwrap_or_else(|e| panic!("{e}\n{p}"));
+    let got = run_indexed(p, &refs, idx, cg, chunks);
+    for (w, g) in want.iter().zip(&got) {
+        for (x, y) in w.iter().zip(g) {
+            let (x, y) = (<T as Scalar>::to_f64(*x), <T as Scalar>::to_f64(*y));
+            assert!((x - y).abs() <= tol * x.abs().max(1.0), "compiled {y} vs interpreted {x} ({})\n{p}", cg.backend());
+        }
+    }
+}
 
 const SOFTMAX: &str = "fn softmax(Q: {T}[n, d], K: {T}[m, d], V: {T}[m, e]) -> O: {T}[n, e] {
     S[i, j] = Q[i, a] * K[j, a] / sqrt(d)
@@ -436,6 +494,7 @@ pub(crate) fn program(dtype: DType, bufs: Vec<Buffer>, kernels: Vec<LoopKernel>)
         bufs,
         slots: Vec::new(),
         inputs,
+        indices: Vec::new(),
         outputs,
         kernels: kernels.into_iter().map(Kernel::Loops).collect(),
         tiles: Vec::new(),
@@ -829,6 +888,10 @@ macro_rules! cpu_backend_tests {
         #[test]
         fn softmax_attention() {
             crate::codegen::difftests::softmax_attention(&$all());
+        }
+        #[test]
+        fn gathers() {
+            crate::codegen::difftests::gathers(&$all());
         }
         #[test]
         fn softmax_attention_without_gemm() {

@@ -439,6 +439,7 @@ fn build(
         dims: dims.iter().map(|d| Dim { name: d.name.clone(), span: d.span }).collect(),
         tensors,
         inputs: (0..n).map(|k| TensorId(k as u32)).collect(),
+        indices: Vec::new(),
         outputs: vec![TensorId(n as u32)],
         stmts: vec![stmt],
         span: whole,

@@ -7,7 +7,7 @@
 
 use super::labelled::{contract, internal, map1, reduce, select, zip2, Ctx, Lab};
 use super::{EvalError, Scalar};
-use crate::tir::{Bindings, Builtin, Cond, Expr, Function, IndexId, Position, ReduceOp, TensorId};
+use crate::tir::{Bindings, Builtin, Cond, Expr, Function, GatherPos, IndexId, Position, ReduceOp, TensorId};
 use ndarray::{Array1, ArrayD, ArrayView, CowArray, IxDyn, ShapeBuilder};
 
 pub(crate) struct StmtEval<'s, 'a, T> {
@@ -15,6 +15,8 @@ pub(crate) struct StmtEval<'s, 'a, T> {
     pub b: &'s Bindings,
     /// Every tensor defined so far, in standard layout.
     pub store: &'s [Option<CowArray<'a, T, IxDyn>>],
+    /// The index inputs, by tensor id.
+    pub indices: &'s [Option<CowArray<'a, i64, IxDyn>>],
     pub ctx: Ctx<'s>,
 }
 
@@ -135,6 +137,7 @@ impl<'s, T: Scalar> StmtEval<'s, '_, T> {
                 Ok(Lab::owned(data, vec![*i]))
             }
             Expr::Access(t, pos) => self.access(*t, pos),
+            Expr::Gather(t, pos) => self.gather(e, *t, pos),
             Expr::Neg(a) => map1(ctx, &self.expr(a)?, |&x| -x),
             Expr::Add(xs) => self.fold(xs, |x, y| x + y),
             Expr::Mul(xs) => self.fold(xs, |x, y| x * y),
@@ -189,6 +192,56 @@ impl<'s, T: Scalar> StmtEval<'s, '_, T> {
 
     /// A view of a stored tensor with each grouped position split into its members
     /// (row-major) and repeated indices merged into a diagonal, by choice of strides.
+    /// A gathered read, element by element: each indirect position's value is read
+    /// from its index input and checked against the axis it selects.
+    fn gather(&self, e: &Expr, t: TensorId, pos: &[GatherPos]) -> Result<Lab<'s, T>, EvalError> {
+        let name = |t: TensorId| self.f.tensors.get(t.index()).map_or("?", |d| d.name.as_str());
+        let data = self
+            .store
+            .get(t.index())
+            .and_then(|x| x.as_ref())
+            .ok_or_else(|| internal(format!("{} is read before it is defined", name(t))))?;
+        if data.ndim() != pos.len() {
+            return Err(internal(format!("{} is gathered with the wrong number of positions", name(t))));
+        }
+        let labels = free(e);
+        let shape = self.ctx.shape(&labels)?;
+        self.ctx.check::<T>(&shape)?;
+        let at = |i: IndexId| labels.iter().position(|&l| l == i).ok_or_else(|| internal("gather index not among its labels"));
+        let mut values = Vec::with_capacity(shape.iter().product());
+        let mut src = vec![0usize; pos.len()];
+        for ix in ndarray::indices(IxDyn(&shape)) {
+            for (axis, p) in pos.iter().enumerate() {
+                src[axis] = match p {
+                    GatherPos::Direct(members) => {
+                        let mut flat = 0usize;
+                        for &i in members {
+                            flat = flat * self.ctx.range(i)? + ix[at(i)?];
+                        }
+                        flat
+                    }
+                    GatherPos::Indirect(u, ids) => {
+                        let idx = self
+                            .indices
+                            .get(u.index())
+                            .and_then(|x| x.as_ref())
+                            .ok_or_else(|| internal(format!("index input {} is not given", name(*u))))?;
+                        let here: Vec<usize> = ids.iter().map(|&i| at(i).map(|k| ix[k])).collect::<Result<_, _>>()?;
+                        let v = idx.get(IxDyn(&here)).copied().ok_or_else(|| internal("index position out of range"))?;
+                        let size = data.shape()[axis];
+                        match usize::try_from(v) {
+                            Ok(x) if x < size => x,
+                            _ => return Err(EvalError::Input(crate::tir::index_error(name(*u), &here, v, size, name(t), axis))),
+                        }
+                    }
+                };
+            }
+            values.push(data[IxDyn(&src)]);
+        }
+        let out = ArrayD::from_shape_vec(IxDyn(&shape), values).map_err(|e| internal(e.to_string()))?;
+        Ok(Lab::owned(out, labels))
+    }
+
     fn access(&self, t: TensorId, pos: &[Position]) -> Result<Lab<'s, T>, EvalError> {
         let name = || self.f.tensors.get(t.index()).map_or("?", |d| d.name.as_str());
         let data = self

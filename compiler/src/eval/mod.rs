@@ -92,7 +92,40 @@ pub fn evaluate<T: Scalar>(
     inputs: &[ArrayViewD<T>],
     opts: &EvalOptions,
 ) -> Result<Vec<ArrayD<T>>, EvalError> {
+    evaluate_indexed(f, b, inputs, &[], opts)
+}
+
+/// [`evaluate`] with the index inputs (in `f.indices` order, as i64). An index
+/// outside the axis it selects is an [`EvalError::Input`] naming it.
+pub fn evaluate_indexed<T: Scalar>(
+    f: &Function,
+    b: &Bindings,
+    inputs: &[ArrayViewD<T>],
+    indices: &[ArrayViewD<i64>],
+    opts: &EvalOptions,
+) -> Result<Vec<ArrayD<T>>, EvalError> {
     let limit = opts.memory_limit;
+    if indices.len() != f.indices.len() {
+        return Err(EvalError::Input(format!(
+            "fn {} takes {} index input(s) but {} index array(s) were given",
+            f.name,
+            f.indices.len(),
+            indices.len()
+        )));
+    }
+    let mut index_store: Vec<Option<CowArray<i64, IxDyn>>> = (0..f.tensors.len()).map(|_| None).collect();
+    for (&t, x) in f.indices.iter().zip(indices) {
+        let expected = concrete_shape(f, t, b)?;
+        if x.shape() != expected.as_slice() {
+            return Err(EvalError::Input(format!(
+                "index input {} should have shape {} under the bound dims but the array given has shape {}",
+                decl_string(f, t),
+                shape_string(&expected),
+                shape_string(x.shape())
+            )));
+        }
+        *slot(&mut index_store, t)? = Some(CowArray::from(x.as_standard_layout().into_owned()));
+    }
     // `tir::verify` does not check the ids in the input and output lists.
     if let Some(t) = f.inputs.iter().chain(&f.outputs).find(|t| t.index() >= f.tensors.len()) {
         return Err(internal(format!("tensor id {} in the signature is out of range", t.0)));
@@ -149,7 +182,7 @@ pub fn evaluate<T: Scalar>(
         }
     }
     for (n, s) in f.stmts.iter().enumerate() {
-        let value = eval_stmt(f, b, s, &store, limit)?;
+        let value = eval_stmt(f, b, s, &store, &index_store, limit)?;
         *slot(&mut store, s.target)? = Some(CowArray::from(value));
         for (k, u) in last_use.iter().enumerate() {
             if *u == Some(n) && !f.outputs.contains(&TensorId(k as u32)) {
@@ -186,6 +219,7 @@ fn eval_stmt<T: Scalar>(
     b: &Bindings,
     s: &Stmt,
     store: &[Option<CowArray<T, IxDyn>>],
+    index_store: &[Option<CowArray<i64, IxDyn>>],
     limit: u64,
 ) -> Result<ArrayD<T>, EvalError> {
     let text = short_stmt(f, s);
@@ -218,7 +252,7 @@ fn eval_stmt<T: Scalar>(
     check_alloc::<T>(limit, &lhs_shape, what)?;
 
     let ctx = Ctx { ranges: &ranges, limit, what: &text };
-    let se = expr::StmtEval { f, b, store, ctx };
+    let se = expr::StmtEval { f, b, store, indices: index_store, ctx };
     let value = if s.reduced.is_empty() { se.expr(&s.rhs)? } else { se.reduce(s.op, &s.rhs, &s.reduced)? };
     if value.labels.iter().any(|l| !lhs.contains(l)) {
         return Err(internal(format!("`{text}` leaves an index that is neither on the left nor reduced")));

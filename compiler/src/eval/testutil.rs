@@ -46,6 +46,7 @@ impl Builder {
                 dims: Vec::new(),
                 tensors: Vec::new(),
                 inputs: Vec::new(),
+                indices: Vec::new(),
                 outputs: Vec::new(),
                 stmts: Vec::new(),
                 span: Default::default(),
@@ -77,6 +78,7 @@ impl Builder {
         match kind {
             TensorKind::Input => self.f.inputs.push(id),
             TensorKind::Output => self.f.outputs.push(id),
+            TensorKind::Index(_) => self.f.indices.push(id),
             TensorKind::Temp | TensorKind::Const => {}
         }
         self
@@ -529,6 +531,9 @@ impl Naive<'_> {
             Expr::Lit(v) => *v,
             Expr::Size(s) => s.eval(self.b).unwrap() as f64,
             Expr::Index(i) => env[i.index()].unwrap() as f64,
+            // The generated programs this evaluates never gather (tests/gather.rs
+            // checks gathers against ndarray).
+            Expr::Gather(..) => panic!("the naive test evaluator runs no gathers"),
             Expr::Access(t, pos) => {
                 let at = self.offsets(pos, env);
                 self.store[t.index()].as_ref().unwrap()[IxDyn(&at)]

@@ -71,7 +71,8 @@ impl CpuExecutor {
     }
 
     /// Runs the program on inputs already checked against it.
-    pub(super) fn run<T: Scalar>(&self, p: &Program, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+    /// `indices` are the index arguments, already checked against their bounds.
+    pub(super) fn run<T: Scalar>(&self, p: &Program, inputs: &[ArrayViewD<'_, T>], indices: &[&[i64]]) -> Result<Vec<ArrayD<T>>, ExecError> {
         let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(super::standard).collect();
         // Outputs are not zeroed: every element is written by the kernel that defines
         // it (a statement covers its whole left side, a GEMM all of C), and skipping the
@@ -97,6 +98,7 @@ impl CpuExecutor {
         for (k, b) in p.bufs.iter().enumerate() {
             args.push(match &b.kind {
                 BufKind::Input(i) => flat[*i].as_ptr() as *mut u8,
+                BufKind::Index(i) => indices.get(*i).map_or(std::ptr::null_mut(), |x| x.as_ptr() as *mut u8),
                 BufKind::Output(i) => outs[*i].as_mut_ptr() as *mut u8,
                 BufKind::Temp { slot } => slots[*slot].as_mut_ptr(),
                 BufKind::Const(_) => self.consts[k].as_ref().map_or(std::ptr::null_mut(), |c| c.as_ptr() as *mut u8),

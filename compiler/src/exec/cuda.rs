@@ -197,6 +197,11 @@ fn allocate<U: GpuElement>(gpu: &Gpu, p: &Program) -> Result<Memory<U>, ExecErro
             }
             BufKind::Scratch => None,
             BufKind::Tile { .. } => return Err(ExecError::Internal("a tile buffer reached the CUDA executor".into())),
+            BufKind::Index(_) => {
+                return Err(ExecError::Unavailable(
+                    "the CUDA executor does not run gathers (index inputs) yet; use a CPU backend".into(),
+                ))
+            }
         };
     }
     Ok(Memory { bufs, owned })

@@ -58,6 +58,51 @@ impl From<CodegenError> for ExecError {
     }
 }
 
+/// An index argument as a caller has it: i32 or i64 entries, any strides.
+#[derive(Clone, Debug)]
+pub enum IndexView<'a> {
+    I32(ArrayViewD<'a, i32>),
+    I64(ArrayViewD<'a, i64>),
+}
+
+impl IndexView<'_> {
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            IndexView::I32(a) => a.shape(),
+            IndexView::I64(a) => a.shape(),
+        }
+    }
+}
+
+/// Checks every index argument against the axes it selects (once per call, a tight
+/// pass over each array, before any kernel runs) and hands the kernels i64 entries
+/// (i32 arrays are widened; contiguous i64 arrays are used in place).
+fn prepare_indices<'a>(p: &Program, indices: &'a [IndexView<'_>]) -> Result<Vec<CowArray<'a, i64, IxDyn>>, ExecError> {
+    if indices.len() != p.indices.len() {
+        return Err(ExecError::Input(format!("{} index arrays for {} index parameters", indices.len(), p.indices.len())));
+    }
+    let bounds = p.index_bounds();
+    let mut out = Vec::with_capacity(indices.len());
+    for (k, (x, &b)) in indices.iter().zip(&p.indices).enumerate() {
+        if x.shape() != p.buf(b).shape.as_slice() {
+            return Err(ExecError::Input(format!(
+                "index input {} has shape {:?}, the program was compiled for {:?}",
+                p.buf(b).name,
+                x.shape(),
+                p.buf(b).shape
+            )));
+        }
+        let wide: CowArray<'a, i64, IxDyn> = match x {
+            IndexView::I64(a) => a.as_standard_layout(),
+            IndexView::I32(a) => CowArray::from(a.mapv(i64::from)),
+        };
+        let flat = wide.as_slice().ok_or_else(|| ExecError::Internal("an index array is not contiguous".into()))?;
+        loops::check_index(p, &bounds, k, flat).map_err(ExecError::Input)?;
+        out.push(wide);
+    }
+    Ok(out)
+}
+
 /// What runs an executable's program.
 enum Engine {
     Cpu(cpu::CpuExecutor),
@@ -184,8 +229,25 @@ impl Executable {
         self.run_on(inputs, Some(dist))
     }
 
+    /// Runs the program with index arguments (in the program's `indices` order).
+    pub fn run_indexed<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], indices: &[IndexView<'_>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+        self.run_all(inputs, indices, None)
+    }
+
     fn run_on<T: Scalar>(&self, inputs: &[ArrayViewD<'_, T>], dist: Option<&dyn Distribution>) -> Result<Vec<ArrayD<T>>, ExecError> {
+        self.run_all(inputs, &[], dist)
+    }
+
+    fn run_all<T: Scalar>(
+        &self,
+        inputs: &[ArrayViewD<'_, T>],
+        indices: &[IndexView<'_>],
+        dist: Option<&dyn Distribution>,
+    ) -> Result<Vec<ArrayD<T>>, ExecError> {
         if let Engine::Sliced(s) = &self.engine {
+            if !indices.is_empty() {
+                return Err(ExecError::Unavailable("a program with gathers does not run sliced (under a memory limit) yet".into()));
+            }
             if T::DTYPE != self.program.dtype {
                 return Err(ExecError::Input(format!(
                     "the program is {}, the inputs {}",
@@ -224,11 +286,17 @@ impl Executable {
                 )));
             }
         }
+        let idx = prepare_indices(p, indices)?;
+        let idx: Vec<&[i64]> = idx.iter().map(|a| a.as_slice().unwrap_or(&[])).collect();
         match &self.engine {
-            Engine::Cpu(cpu) => cpu.run(p, inputs),
+            Engine::Cpu(cpu) => cpu.run(p, inputs, &idx),
+            #[cfg(feature = "cuda")]
+            Engine::Cuda(_) if !p.indices.is_empty() => {
+                Err(ExecError::Unavailable("the CUDA executor does not run gathers (index inputs) yet; use a CPU backend".into()))
+            }
             #[cfg(feature = "cuda")]
             Engine::Cuda(gpu) => gpu.run(p, inputs),
-            Engine::Interp => interpret(p, inputs),
+            Engine::Interp => interpret(p, inputs, &idx),
             Engine::Sliced(_) => Err(ExecError::Internal("a sliced executable ran as one program".into())),
         }
     }
@@ -258,10 +326,13 @@ pub(crate) fn standard<'a, T: Clone>(a: &ArrayViewD<'a, T>) -> CowArray<'a, T, I
     }
 }
 
-fn interpret<T: Scalar>(p: &Program, inputs: &[ArrayViewD<'_, T>]) -> Result<Vec<ArrayD<T>>, ExecError> {
+fn interpret<T: Scalar>(p: &Program, inputs: &[ArrayViewD<'_, T>], indices: &[&[i64]]) -> Result<Vec<ArrayD<T>>, ExecError> {
     let flat: Vec<CowArray<'_, T, IxDyn>> = inputs.iter().map(standard).collect();
     let slices: Vec<&[T]> = flat.iter().map(|a| a.as_slice().unwrap_or(&[])).collect();
-    let outs = loops::interpret(p, &slices).map_err(|e| ExecError::Internal(e.to_string()))?;
+    let outs = loops::interpret_indexed(p, &slices, indices, loops::InterpOptions::default()).map_err(|e| match e {
+        loops::InterpError::Input(m) => ExecError::Input(m),
+        e => ExecError::Internal(e.to_string()),
+    })?;
     outs.into_iter()
         .zip(&p.outputs)
         .map(|(v, &b)| ArrayD::from_shape_vec(IxDyn(&p.buf(b).shape), v).map_err(|e| ExecError::Internal(e.to_string())))

@@ -117,7 +117,7 @@ fn uses_index(e: &Expr, i: IndexId) -> bool {
     }
     match e {
         Expr::Index(j) => *j == i,
-        Expr::Lit(_) | Expr::Size(_) | Expr::Access(..) => false,
+        Expr::Lit(_) | Expr::Size(_) | Expr::Access(..) | Expr::Gather(..) => false,
         Expr::Neg(a) => uses_index(a, i),
         Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().any(|x| uses_index(x, i)),
         Expr::Sub(a, b) | Expr::Div(a, b) => uses_index(a, i) || uses_index(b, i),
@@ -220,6 +220,7 @@ fn sub_function(
         dims: prog.dims.clone(),
         tensors,
         inputs: reads.iter().map(|&t| id(t)).collect(),
+        indices: Vec::new(),
         outputs: writes.iter().map(|&t| id(t)).collect(),
         constants,
         stmts,

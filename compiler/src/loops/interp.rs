@@ -39,6 +39,27 @@ pub fn interpret<T: Scalar>(p: &Program, inputs: &[&[T]]) -> Result<Vec<Vec<T>>,
 
 /// [`interpret`] with options.
 pub fn interpret_with<T: Scalar>(p: &Program, inputs: &[&[T]], opts: InterpOptions) -> Result<Vec<Vec<T>>, InterpError> {
+    interpret_indexed(p, inputs, &[], opts)
+}
+
+/// [`interpret_with`] with the index arguments (checked against their bounds first, as
+/// the executor checks them).
+pub fn interpret_indexed<T: Scalar>(
+    p: &Program,
+    inputs: &[&[T]],
+    indices: &[&[i64]],
+    opts: InterpOptions,
+) -> Result<Vec<Vec<T>>, InterpError> {
+    if indices.len() != p.indices.len() {
+        return Err(InterpError::Input(format!("{} index arrays for {} index parameters", indices.len(), p.indices.len())));
+    }
+    let bounds = p.index_bounds();
+    for (k, (x, &b)) in indices.iter().zip(&p.indices).enumerate() {
+        if x.len() != p.buf(b).len() {
+            return Err(InterpError::Input(format!("index input {} has {} elements, not {}", p.buf(b).name, x.len(), p.buf(b).len())));
+        }
+        super::check_index(p, &bounds, k, x).map_err(InterpError::Input)?;
+    }
     if T::DTYPE != p.dtype {
         return Err(InterpError::Input(format!("the program is {}, the inputs {}", p.dtype.name(), T::DTYPE.name())));
     }
@@ -63,6 +84,8 @@ pub fn interpret_with<T: Scalar>(p: &Program, inputs: &[&[T]], opts: InterpOptio
     for b in &p.bufs {
         region.push(match &b.kind {
             BufKind::Input(k) => *k,
+            // Index buffers live in `imem`; their region is their argument number.
+            BufKind::Index(k) => *k,
             BufKind::Output(k) => ni + k,
             BufKind::Temp { slot } => ni + no + slot,
             BufKind::Const(v) => {
@@ -77,7 +100,8 @@ pub fn interpret_with<T: Scalar>(p: &Program, inputs: &[&[T]], opts: InterpOptio
             }
         });
     }
-    let mut m = Machine { region, shift: vec![0; p.bufs.len()], mem, loops: Vec::new(), vars: Vec::new() };
+    let imem: Vec<Vec<i64>> = indices.iter().map(|x| x.to_vec()).collect();
+    let mut m = Machine { imem, region, shift: vec![0; p.bufs.len()], mem, loops: Vec::new(), vars: Vec::new() };
     let mut k = 0;
     while k < p.kernels.len() {
         let Some(g) = p.tile_group_at(k) else {
@@ -145,6 +169,8 @@ pub fn interpret_with<T: Scalar>(p: &Program, inputs: &[&[T]], opts: InterpOptio
 }
 
 struct Machine<T> {
+    /// The index arguments, by argument number.
+    imem: Vec<Vec<i64>>,
     region: Vec<usize>,
     /// Per buffer, the element offset of its base: a stream's shifted buffers move by
     /// the block's first key times the shift's stride.
@@ -225,6 +251,26 @@ impl<T: Scalar> Machine<T> {
             Expr::Const(v) => T::from_f64(*v),
             Expr::Load(b, a) => {
                 let (r, o) = self.addr(*b, a)?;
+                self.mem[r][o]
+            }
+            Expr::Gather(b, a, ind) => {
+                let mut base = a.clone();
+                for i in ind {
+                    let mut off = i.at.offset;
+                    for &(l, s) in &i.at.terms {
+                        off += self.loops[l.index()] * s;
+                    }
+                    let r = self.region[i.index.index()];
+                    let v = usize::try_from(off)
+                        .ok()
+                        .and_then(|o| self.imem.get(r)?.get(o).copied())
+                        .ok_or_else(|| format!("index address {off} of buffer {} is out of bounds", i.index))?;
+                    if usize::try_from(v).map_or(true, |v| v >= i.extent) {
+                        return Err(format!("index {v} read from buffer {} is outside 0..{}", i.index, i.extent));
+                    }
+                    base.offset += v * i.stride;
+                }
+                let (r, o) = self.addr(*b, &base)?;
                 self.mem[r][o]
             }
             Expr::Var(v) => self.vars[v.index()],

@@ -134,6 +134,10 @@ pub fn lower_kernels(plan: &Plan, opts: &LowerOptions) -> R<Program> {
     for &t in &f.inputs {
         inputs.push(l.buf(t)?);
     }
+    let mut indices = Vec::new();
+    for &t in &f.indices {
+        indices.push(l.buf(t)?);
+    }
     for &t in &f.outputs {
         outputs.push(l.buf(t)?);
     }
@@ -164,6 +168,7 @@ pub fn lower_kernels(plan: &Plan, opts: &LowerOptions) -> R<Program> {
         bufs: l.bufs,
         slots: Vec::new(),
         inputs,
+        indices,
         outputs,
         kernels,
         tiles,
@@ -203,8 +208,11 @@ fn inline_maps(f: &tir::Function, b: &Bindings, stmts: &mut Vec<(tir::Stmt, Vec<
             }
             let n_reads = reads(&stmts[c].0, t);
             let mut all_simple = true;
+            // A gathered read of `t` (reported without positions) cannot take an
+            // expression in its place either.
+            let rank = f.tensor(t).shape.len();
             stmts[c].0.rhs.for_each_access(&mut |tt, pos| {
-                if tt == t && pos.iter().any(|x| x.len() != 1) {
+                if tt == t && (pos.iter().any(|x| x.len() != 1) || pos.len() != rank) {
                     all_simple = false;
                 }
             });
@@ -247,7 +255,7 @@ fn reads(s: &tir::Stmt, t: TensorId) -> usize {
 fn expensive(e: &tir::Expr) -> bool {
     use tir::Expr as E;
     match e {
-        E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) => false,
+        E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) | E::Gather(..) => false,
         E::Call(f, xs) => !matches!(f, Builtin::Relu | Builtin::Abs | Builtin::Max | Builtin::Min) || xs.iter().any(expensive),
         E::Div(..) | E::Reduce(..) => true,
         E::Neg(a) => expensive(a),
@@ -261,6 +269,7 @@ fn ops(e: &tir::Expr) -> usize {
     use tir::Expr as E;
     match e {
         E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) => 0,
+        E::Gather(..) => 1,
         E::Neg(a) => 1 + ops(a),
         E::Sub(a, b) | E::Div(a, b) => 1 + ops(a) + ops(b),
         E::Add(xs) | E::Mul(xs) | E::Call(_, xs) => xs.len() + xs.iter().map(ops).sum::<usize>(),
@@ -297,7 +306,7 @@ fn substitute(e: tir::Expr, prod: &tir::Stmt, indices: &mut Vec<IndexVar>) -> ti
             }
             rename(prod.rhs.clone(), &|i: IndexId| map[i.index()].unwrap_or(i))
         }
-        E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) => e,
+        E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) | E::Gather(..) => e,
         E::Neg(a) => E::Neg(sub(*a, indices)),
         E::Sub(a, c) => E::Sub(sub(*a, indices), sub(*c, indices)),
         E::Div(a, c) => E::Div(sub(*a, indices), sub(*c, indices)),
@@ -326,6 +335,10 @@ fn rename(e: tir::Expr, m: &dyn Fn(IndexId) -> IndexId) -> tir::Expr {
         E::Lit(_) | E::Size(_) => e,
         E::Index(i) => E::Index(m(i)),
         E::Access(t, pos) => E::Access(t, pos.into_iter().map(|p| p.into_iter().map(m).collect()).collect()),
+        E::Gather(t, mut pos) => {
+            pos.iter_mut().for_each(|p| p.ids_mut().iter_mut().for_each(|i| *i = m(*i)));
+            E::Gather(t, pos)
+        }
         E::Neg(a) => E::Neg(r(*a)),
         E::Sub(a, b) => E::Sub(r(*a), r(*b)),
         E::Div(a, b) => E::Div(r(*a), r(*b)),
@@ -379,6 +392,7 @@ impl Lowerer<'_> {
             .ok_or_else(|| LowerError::Size(format!("tensor {} is too large for this machine", decl.name)))?;
         let kind = match decl.kind {
             TensorKind::Input => BufKind::Input(self.f.inputs.iter().position(|x| *x == t).unwrap_or(0)),
+            TensorKind::Index(_) => BufKind::Index(self.f.indices.iter().position(|x| *x == t).unwrap_or(0)),
             TensorKind::Output => BufKind::Output(self.f.outputs.iter().position(|x| *x == t).unwrap_or(0)),
             TensorKind::Temp => BufKind::Temp { slot: 0 },
             TensorKind::Const => match self.f.constant(t) {
@@ -614,6 +628,10 @@ impl Lowerer<'_> {
         s.rhs.for_each_access(&mut |t, pos| reads.push((t, pos.to_vec())));
         let (mut strided, mut rows) = (false, true);
         for (t, pos) in reads {
+            // A gathered read has no strides to go by.
+            if pos.len() != self.f.tensor(t).shape.len() {
+                return Ok(false);
+            }
             let (_, st) = self.strides(s, t, &pos)?;
             let stride = |i: IndexId| st.iter().filter(|(j, _)| *j == i).map(|(_, v)| *v).sum::<i64>();
             strided |= !matches!(stride(inner), 0 | 1);
@@ -633,6 +651,7 @@ impl Lowerer<'_> {
                 let (buf, st) = self.strides(s, *t, pos)?;
                 Expr::Load(buf, k.affine(&st))
             }
+            E::Gather(t, pos) => self.gather(s, k, *t, pos)?,
             E::Neg(a) => fold_un(UnOp::Neg, self.expr(s, k, pre, a)?),
             E::Add(xs) => self.chain(s, k, pre, xs, BinOp::Add)?,
             E::Mul(xs) => self.chain(s, k, pre, xs, BinOp::Mul)?,
@@ -691,6 +710,41 @@ impl Lowerer<'_> {
         })
     }
 
+    /// A gathered read: plain positions add affine terms to the base address, each
+    /// indirect one a term `stride · index[at]` read from its index buffer.
+    fn gather(&mut self, s: &tir::Stmt, k: &KernelBuilder, t: TensorId, pos: &[tir::GatherPos]) -> R<Expr> {
+        let buf = self.buf(t)?;
+        let shape = self.bufs[buf.index()].shape.clone();
+        if shape.len() != pos.len() {
+            return internal(format!("gather of {} has the wrong rank", self.bufs[buf.index()].name));
+        }
+        let mut base = Affine::default();
+        let mut ind = Vec::new();
+        let mut stride: i64 = 1;
+        for (p, gp) in pos.iter().enumerate().rev() {
+            match gp {
+                tir::GatherPos::Direct(group) => {
+                    let mut inner: i64 = 1;
+                    for &i in group.iter().rev() {
+                        // An index of extent 1 has no loop and adds nothing.
+                        for (l, v) in k.affine(&[(i, stride * inner)]).terms {
+                            base.add_term(l, v);
+                        }
+                        inner *= self.range(s, i)? as i64;
+                    }
+                }
+                tir::GatherPos::Indirect(x, ids) => {
+                    let single: Vec<Position> = ids.iter().map(|&i| vec![i]).collect();
+                    let (index, st) = self.strides(s, *x, &single)?;
+                    ind.push(Indirect { index, at: k.affine(&st), stride, extent: shape[p] });
+                }
+            }
+            stride *= shape[p] as i64;
+        }
+        ind.reverse();
+        Ok(Expr::Gather(buf, base, ind))
+    }
+
     fn chain(&mut self, s: &tir::Stmt, k: &mut KernelBuilder, pre: &mut Vec<Stmt>, xs: &[tir::Expr], op: BinOp) -> R<Expr> {
         let mut acc: Option<Expr> = None;
         for x in xs {
@@ -724,7 +778,7 @@ fn row_form(s: &tir::Stmt, target_strides: &[(IndexId, i64)]) -> bool {
     fn any(e: &tir::Expr, f: &dyn Fn(&tir::Expr) -> bool) -> bool {
         use tir::Expr as E;
         f(e) || match e {
-            E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) => false,
+            E::Lit(_) | E::Size(_) | E::Index(_) | E::Access(..) | E::Gather(..) => false,
             E::Neg(a) => any(a, f),
             E::Add(xs) | E::Mul(xs) | E::Call(_, xs) => xs.iter().any(|x| any(x, f)),
             E::Sub(a, b) | E::Div(a, b) => any(a, f) || any(b, f),

@@ -19,7 +19,7 @@ pub mod stream;
 mod verify;
 
 pub use flash::Blocks;
-pub use interp::{interpret, interpret_with, InterpError, InterpOptions};
+pub use interp::{interpret, interpret_indexed, interpret_with, InterpError, InterpOptions};
 pub use lower::{lower, lower_kernels, lower_with, LowerError, LowerOptions};
 pub use parse::{parse, ParseError};
 pub use verify::{verify, verify_at, Stage};
@@ -66,6 +66,10 @@ id_type!(
 pub enum BufKind {
     /// The k-th argument of the function (row-major, contiguous).
     Input(usize),
+    /// The k-th index argument (row-major, contiguous), as i64 whatever its type was:
+    /// the executor checks every entry against the axis it selects and widens i32
+    /// inputs in the same pass, before any kernel runs. Read only by `Expr::Gather`.
+    Index(usize),
     /// The k-th result of the function (row-major, contiguous).
     Output(usize),
     /// An intermediate; it lives in memory slot `slot` of the program's memory plan.
@@ -81,7 +85,7 @@ pub enum BufKind {
     Tile { row: usize },
 }
 
-/// A dense row-major buffer of the program's dtype.
+/// A dense row-major buffer of the program's dtype (i64 for `BufKind::Index`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Buffer {
     pub name: String,
@@ -109,6 +113,8 @@ pub struct Program {
     /// Sizes, in elements, of the memory slots temporaries share (the memory plan).
     pub slots: Vec<usize>,
     pub inputs: Vec<BufId>,
+    /// The index arguments (`BufKind::Index`), in order.
+    pub indices: Vec<BufId>,
     pub outputs: Vec<BufId>,
     /// Run in order.
     pub kernels: Vec<Kernel>,
@@ -217,7 +223,49 @@ impl TileGroup {
     }
 }
 
+/// What every entry of an index argument must satisfy before any kernel runs: lie in
+/// `0..extent`, the smallest axis it selects; `source` and `axis` name that axis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexBound {
+    pub extent: usize,
+    pub source: String,
+    pub axis: usize,
+}
+
 impl Program {
+    /// The bound of each index argument (`None` for one no gather reads).
+    pub fn index_bounds(&self) -> Vec<Option<IndexBound>> {
+        let mut out: Vec<Option<IndexBound>> = vec![None; self.indices.len()];
+        let mut see = |e: &Expr| {
+            let Expr::Gather(src, _, ind) = e else { return };
+            let shape = &self.buf(*src).shape;
+            for i in ind {
+                let Some(k) = self.indices.iter().position(|b| *b == i.index) else { continue };
+                // The axis whose row-major stride and extent the term has.
+                let axis = (0..shape.len())
+                    .find(|&p| shape[p] == i.extent && shape[p + 1..].iter().product::<usize>() as i64 == i.stride)
+                    .unwrap_or(0);
+                if out[k].as_ref().is_none_or(|b| i.extent < b.extent) {
+                    out[k] = Some(IndexBound { extent: i.extent, source: self.buf(*src).name.clone(), axis });
+                }
+            }
+        };
+        fn walk(body: &[Stmt], f: &mut dyn FnMut(&Expr)) {
+            for s in body {
+                match s {
+                    Stmt::For { body, .. } => walk(body, f),
+                    Stmt::Let { value, .. } | Stmt::Update { value, .. } | Stmt::Store { value, .. } => value.visit(f),
+                }
+            }
+        }
+        for k in &self.kernels {
+            if let Kernel::Loops(l) = k {
+                walk(&l.body, &mut see);
+            }
+        }
+        out
+    }
+
     pub fn buf(&self, b: BufId) -> &Buffer {
         &self.bufs[b.index()]
     }
@@ -346,10 +394,18 @@ impl LoopKernel {
         let (mut reads, mut writes) = (Vec::new(), Vec::new());
         fn expr(e: &Expr, reads: &mut Vec<BufId>) {
             e.visit(&mut |x| {
-                if let Expr::Load(b, _) = x {
+                let mut push = |b: &BufId| {
                     if !reads.contains(b) {
                         reads.push(*b);
                     }
+                };
+                match x {
+                    Expr::Load(b, _) => push(b),
+                    Expr::Gather(b, _, ind) => {
+                        ind.iter().for_each(|i| push(&i.index));
+                        push(b);
+                    }
+                    _ => {}
                 }
             });
         }
@@ -531,10 +587,25 @@ impl BinOp {
 
 pub use crate::tir::CmpOp;
 
+/// One data-dependent term of a gathered address: `stride · index[at]`, the integer
+/// `index[at]` read from a `BufKind::Index` buffer at an affine address. The executor
+/// has checked every entry of that buffer against the axis it selects, which is what
+/// keeps the gathered address in bounds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Indirect {
+    pub index: BufId,
+    pub at: Affine,
+    pub stride: i64,
+    /// The extent of the axis it selects (entries are in `0..extent`).
+    pub extent: usize,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
     Const(f64),
     Load(BufId, Affine),
+    /// A load at `base + Σ stride·index[at]` over its `Indirect` terms (a gather).
+    Gather(BufId, Affine, Vec<Indirect>),
     Var(VarId),
     /// A loop counter as a number.
     Index(LoopId),
@@ -564,7 +635,7 @@ impl Expr {
     pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
-            Expr::Const(_) | Expr::Load(..) | Expr::Var(_) | Expr::Index(_) => {}
+            Expr::Const(_) | Expr::Load(..) | Expr::Gather(..) | Expr::Var(_) | Expr::Index(_) => {}
             Expr::Unary(_, a) => a.visit(f),
             Expr::Binary(_, a, b) => {
                 a.visit(f);
@@ -579,6 +650,21 @@ impl Expr {
     }
 }
 
+impl Stmt {
+    /// Whether any expression below reads through a gather.
+    pub fn has_gather(&self) -> bool {
+        let mut found = false;
+        let mut look = |e: &Expr| {
+            e.visit(&mut |x| found |= matches!(x, Expr::Gather(..)));
+        };
+        match self {
+            Stmt::For { body, .. } => return body.iter().any(Stmt::has_gather),
+            Stmt::Let { value, .. } | Stmt::Update { value, .. } | Stmt::Store { value, .. } => look(value),
+        }
+        found
+    }
+}
+
 impl Pred {
     pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
         match self {
@@ -590,6 +676,29 @@ impl Pred {
             Pred::Not(p) => p.visit(f),
         }
     }
+}
+
+/// Checks the entries of index argument `k` against its bound, one tight pass over the
+/// array (a vectorisable fold); only when some entry is out of range does a second scan
+/// find the first one, for a message naming the input, the position and the value.
+pub fn check_index<I: Copy + Into<i64>>(p: &Program, bounds: &[Option<IndexBound>], k: usize, data: &[I]) -> Result<(), String> {
+    let Some(Some(b)) = bounds.get(k) else { return Ok(()) };
+    let extent = b.extent as u64;
+    // A negative entry wraps to a huge unsigned value, so one compare covers both ends.
+    let bad = data.chunks(1024).any(|c| c.iter().fold(false, |acc, &v| acc | ((v.into() as u64) >= extent)));
+    if !bad {
+        return Ok(());
+    }
+    let buf = p.indices.get(k).map(|&x| p.buf(x));
+    let (name, shape) = buf.map_or(("?", &[][..]), |x| (x.name.as_str(), x.shape.as_slice()));
+    let Some(flat) = data.iter().position(|&v| (v.into() as u64) >= extent) else { return Ok(()) };
+    let mut at = vec![0usize; shape.len()];
+    let mut rest = flat;
+    for (d, &n) in shape.iter().enumerate().rev() {
+        at[d] = rest % n.max(1);
+        rest /= n.max(1);
+    }
+    Err(crate::tir::index_error(name, &at, data[flat].into(), b.extent, &b.source, b.axis))
 }
 
 #[cfg(test)]

@@ -310,6 +310,7 @@ impl<'a> Parser<'a> {
         }
         let inputs = arguments(&self, &bufs, |k| if let BufKind::Input(i) = k { Some(*i) } else { None }, "input")?;
         let outputs = arguments(&self, &bufs, |k| if let BufKind::Output(i) = k { Some(*i) } else { None }, "output")?;
+        let indices = arguments(&self, &bufs, |k| if let BufKind::Index(i) = k { Some(*i) } else { None }, "index")?;
         let mut kernels = Vec::new();
         let mut tiles: Vec<TileGroup> = Vec::new();
         loop {
@@ -349,7 +350,7 @@ impl<'a> Parser<'a> {
         if let Some(g) = tiles.iter().find(|g| g.last >= n) {
             return self.eof(&format!("tile group of kernels {}..={} but the program has {n} kernels", g.first, g.last));
         }
-        let mut p = Program { name, dtype, bufs, slots, inputs, outputs, kernels, tiles };
+        let mut p = Program { name, dtype, bufs, slots, inputs, indices, outputs, kernels, tiles };
         // A group's tile buffers are those its kernels use (the verifier checks the kinds).
         for g in 0..p.tiles.len() {
             let mut local = Vec::new();
@@ -669,6 +670,8 @@ fn buffer(line: &Line, bufs: &[Buffer]) -> R<Buffer> {
     c.expect("  ")?;
     let kind = if c.eat("input ") {
         BufKind::Input(c.uint()?)
+    } else if c.eat("index ") {
+        BufKind::Index(c.uint()?)
     } else if c.eat("output ") {
         BufKind::Output(c.uint()?)
     } else if c.eat("temp, slot ") {
@@ -685,7 +688,7 @@ fn buffer(line: &Line, bufs: &[Buffer]) -> R<Buffer> {
         BufKind::Tile { row }
     } else {
         return c.err(
-            "expected a buffer kind (`input N`, `output N`, `temp`, `const [...]`, `scratch, per thread`, `tile rows of N, per thread`)",
+            "expected a buffer kind (`input N`, `index N`, `output N`, `temp`, `const [...]`, `scratch, per thread`, `tile rows of N, per thread`)",
         );
     };
     c.end()?;
@@ -867,6 +870,43 @@ impl KernelScope<'_> {
         }
     }
 
+    /// A load's address: an affine one, or a gathered one with `@INDEX[at]*stride<extent`
+    /// terms after the loop terms (the offset stays last).
+    fn gathered(&self, c: &mut Cur) -> R<(Affine, Vec<Indirect>)> {
+        let mut a = Affine::default();
+        let mut ind = Vec::new();
+        loop {
+            if c.peek().is_some_and(|x| x.is_ascii_digit() || x == '-') {
+                a.offset = c.int()?;
+                return Ok((a, ind));
+            }
+            if c.eat("@") {
+                let at = c.pos;
+                let name = c.name("an index buffer")?;
+                let index = self.buf(c, at, &name)?;
+                c.expect("[")?;
+                let addr = self.affine(c)?;
+                c.expect("]*")?;
+                let stride = c.int()?;
+                c.expect("<")?;
+                let extent = c.uint()?;
+                ind.push(Indirect { index, at: addr, stride, extent });
+            } else {
+                if !ind.is_empty() {
+                    return c.err("loop terms come before the gathered ones");
+                }
+                let at = c.pos;
+                let name = c.name("a loop name, an offset or `@`")?;
+                let l = self.loop_named(c, at, &name)?;
+                let stride = if c.eat("*") { c.int()? } else { 1 };
+                a.terms.push((l, stride));
+            }
+            if !c.eat(" + ") {
+                return Ok((a, ind));
+            }
+        }
+    }
+
     /// Enters one level of nesting; `leave` undoes it.
     fn enter(&self, c: &Cur) -> R<()> {
         if self.depth.get() >= MAX_DEPTH {
@@ -961,9 +1001,9 @@ impl KernelScope<'_> {
         }
         if c.eat("[") {
             let b = self.buf(c, at, &name)?;
-            let a = self.affine(c)?;
+            let (a, ind) = self.gathered(c)?;
             c.expect("]")?;
-            return Ok(Expr::Load(b, a));
+            return Ok(if ind.is_empty() { Expr::Load(b, a) } else { Expr::Gather(b, a, ind) });
         }
         if name == "inf" || name == "NaN" {
             return Ok(Expr::Const(if name == "inf" { f64::INFINITY } else { f64::NAN }));

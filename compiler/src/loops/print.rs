@@ -11,6 +11,7 @@ impl fmt::Display for Program {
         for (k, b) in self.bufs.iter().enumerate() {
             let kind = match &b.kind {
                 BufKind::Input(i) => format!("input {i}"),
+                BufKind::Index(i) => format!("index {i}"),
                 BufKind::Output(i) => format!("output {i}"),
                 // Before the memory plan (no slots yet) a temporary's slot means nothing.
                 BufKind::Temp { .. } if self.slots.is_empty() => "temp".to_string(),
@@ -206,10 +207,28 @@ impl Ctx<'_> {
         parts.join(" + ")
     }
 
+    /// A gathered address: the base's loop terms, then each indirect term as
+    /// `@INDEX[at]*stride<extent`, then the offset when it is not 0.
+    fn gathered(&self, a: &Affine, ind: &[Indirect]) -> String {
+        let mut parts: Vec<String> = a
+            .terms
+            .iter()
+            .map(|&(l, s)| if s == 1 { self.loop_name(l) } else { format!("{}*{s}", self.loop_name(l)) })
+            .collect();
+        for i in ind {
+            parts.push(format!("@{}[{}]*{}<{}", self.buf_name(i.index), self.affine(&i.at), i.stride, i.extent));
+        }
+        if a.offset != 0 || parts.is_empty() {
+            parts.push(a.offset.to_string());
+        }
+        parts.join(" + ")
+    }
+
     fn expr(&self, e: &Expr) -> String {
         match e {
             Expr::Const(v) => crate::tir::fmt_number(*v),
             Expr::Load(b, a) => format!("{}[{}]", self.buf_name(*b), self.affine(a)),
+            Expr::Gather(b, a, ind) => format!("{}[{}]", self.buf_name(*b), self.gathered(a, ind)),
             Expr::Var(v) => self.var_name(*v),
             Expr::Index(l) => format!("#{}", self.loop_name(*l)),
             Expr::Unary(UnOp::Neg, a) => format!("-{}", self.atom(a)),

@@ -18,7 +18,7 @@ pub(crate) fn lower_src(src: &str, dims: &[(&str, u64)], opts: &LowerOptions) ->
     for (n, v) in dims {
         given.set(f.dim_by_name(n).expect("a dim of the function"), *v);
     }
-    let shapes: Vec<Vec<usize>> = f.inputs.iter().map(|&t| f.shape(t, &given).expect("dims for every input")).collect();
+    let shapes: Vec<Vec<usize>> = f.args().map(|t| f.shape(t, &given).expect("dims for every input")).collect();
     let refs: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
     let b = bind_dims(&f, &refs, &explicit).expect("binds");
     let p = plan(&f, &b, &PlanOptions::default()).unwrap_or_else(|e| panic!("{e}"));
@@ -282,6 +282,7 @@ fn assert_round_trip(prog: &Program, stage: Stage, what: &str) {
     verify_at(&parsed, stage).unwrap_or_else(|e| panic!("{what}: the parsed program does not verify: {e}\n{text}"));
     // What the text leaves implicit comes back as lowering made it.
     assert_eq!((&parsed.inputs, &parsed.outputs, &parsed.slots), (&prog.inputs, &prog.outputs, &prog.slots), "{what}");
+    assert_eq!(parsed.indices, prog.indices, "{what}: index arguments");
     let locals = |p: &Program| p.tiles.iter().map(|g| { let mut l = g.local.clone(); l.sort(); l }).collect::<Vec<_>>();
     assert_eq!(locals(&parsed), locals(prog), "{what}: tile buffers");
 }
@@ -567,4 +568,33 @@ fn lmul_mode_runs_contractions_as_loop_kernels_on_every_executor() {
             }
         }
     }
+}
+
+const GATHER: &str = "fn g(U: f64[n, a], I: i64[e]) -> y: f64[e, a] { y[x, p] = U[I[x], p] * 2 }";
+
+/// A gather lowers to one kernel whose load adds `stride · I[x]`; the verifier checks
+/// the affine parts and the reach of every index value in `0..extent`, and refuses an
+/// index buffer read as a value or written.
+#[test]
+fn gathers_lower_and_verify() {
+    let (_, _, prog) = lower_src(GATHER, &[("n", 5), ("a", 3), ("e", 4)], &LowerOptions::default());
+    let text = prog.to_string();
+    assert!(text.contains("U[p + @I[x]*3<5]"), "{text}");
+    assert_eq!(prog.index_bounds(), vec![Some(IndexBound { extent: 5, source: "U".into(), axis: 0 })]);
+    let run = |p: &Program, idx: &[i64]| {
+        let u: Vec<f64> = (0..15).map(f64::from).collect();
+        interpret_indexed(p, &[&u], &[idx], InterpOptions::default())
+    };
+    let out = run(&prog, &[4, 0, 2, 2]).expect("runs");
+    assert_eq!(out[0], vec![24.0, 26.0, 28.0, 0.0, 2.0, 4.0, 12.0, 14.0, 16.0, 12.0, 14.0, 16.0]);
+    let err = run(&prog, &[4, 0, 5, 2]).expect_err("5 is outside 0..5");
+    assert_eq!(err.to_string(), "index input `I` at [2] is 5, outside 0..5 (axis 0 of `U` has size 5)");
+    // An extent past the source's rows reaches outside it.
+    let wider = parse(&text.replace("<5]", "<6]")).expect("parses");
+    assert!(verify(&wider).unwrap_err().contains("gather: U is accessed at 0..=17, outside its 15 elements"), "{wider}");
+    // The index buffer loaded as a value, and stored to.
+    let as_value = parse(&text.replace("U[p + @I[x]*3<5]", "I[x]")).expect("parses");
+    assert!(verify(&as_value).unwrap_err().contains("index buffer I is read as a value"));
+    let written = parse(&text.replace("y[p + x*3] =", "I[x] =")).expect("parses");
+    assert!(verify(&written).is_err(), "{written}");
 }

@@ -48,11 +48,12 @@ pub fn verify_at(p: &Program, stage: Stage) -> Result<(), String> {
         let listed = |ids: &[BufId], i: usize| ids.get(i) == Some(&BufId(k as u32));
         match b.kind {
             BufKind::Input(i) if !listed(&p.inputs, i) => return Err(format!("input {} is not argument {i}", b.name)),
+            BufKind::Index(i) if !listed(&p.indices, i) => return Err(format!("index {} is not index argument {i}", b.name)),
             BufKind::Output(i) if !listed(&p.outputs, i) => return Err(format!("output {} is not result {i}", b.name)),
             _ => {}
         }
     }
-    for &b in p.inputs.iter().chain(&p.outputs) {
+    for &b in p.inputs.iter().chain(&p.outputs).chain(&p.indices) {
         if b.index() >= p.bufs.len() {
             return Err(format!("argument or result {b} does not exist"));
         }
@@ -301,7 +302,9 @@ fn slots_disjoint(p: &Program) -> Result<(), String> {
 fn writable(p: &Program, b: BufId) -> Result<(), String> {
     match p.bufs.get(b.index()).map(|x| &x.kind) {
         None => Err(format!("buffer {b} does not exist")),
-        Some(BufKind::Input(_)) | Some(BufKind::Const(_)) => Err(format!("writes {}, which is read-only", p.buf(b).name)),
+        Some(BufKind::Input(_)) | Some(BufKind::Const(_)) | Some(BufKind::Index(_)) => {
+            Err(format!("writes {}, which is read-only", p.buf(b).name))
+        }
         Some(_) => Ok(()),
     }
 }
@@ -353,6 +356,9 @@ fn gemm(p: &Program, g: &Gemm, shifts: &[(BufId, (usize, i64))]) -> Result<(), S
         in_bounds(p, g.b, 0, &b, shifts, "gemm B")?;
     }
     in_bounds(p, g.c, 0, &c, shifts, "gemm C")?;
+    if [g.a, g.b, g.c].iter().any(|b| matches!(p.bufs.get(b.index()).map(|x| &x.kind), Some(BufKind::Index(_)))) {
+        return Err("gemm on an index buffer".into());
+    }
     if g.a == g.c || g.b == g.c {
         return Err("gemm reads the buffer it writes".into());
     }
@@ -463,6 +469,35 @@ impl Scope<'_> {
         in_bounds(self.p, b, a.offset, &dims, self.shifts, what)
     }
 
+    fn is_index(&self, b: BufId) -> bool {
+        matches!(self.p.bufs.get(b.index()).map(|x| &x.kind), Some(BufKind::Index(_)))
+    }
+
+    /// A gathered load: each index is read at an affine address inside its index
+    /// buffer, and the address is inside the source for every index value in
+    /// `0..extent` (the executor checks the values before the kernels run).
+    fn gather(&self, b: BufId, a: &Affine, ind: &[Indirect]) -> Result<(), String> {
+        if ind.is_empty() {
+            return Err("a gather without indirect terms".into());
+        }
+        let mut dims = Vec::new();
+        for &(l, stride) in &a.terms {
+            let &(_, extent) = self.loops.iter().find(|x| x.0 == l).ok_or_else(|| format!("gather: loop {l} is not in scope"))?;
+            dims.push((extent, stride));
+        }
+        for i in ind {
+            if !self.is_index(i.index) {
+                return Err(format!("gather: {} is not an index buffer", self.p.bufs.get(i.index.index()).map_or("?", |x| x.name.as_str())));
+            }
+            self.address(i.index, &i.at, "index load")?;
+            dims.push((i.extent, i.stride));
+        }
+        if self.loops.iter().any(|x| x.1 == 0) {
+            return Ok(());
+        }
+        in_bounds(self.p, b, a.offset, &dims, self.shifts, "gather")
+    }
+
     fn expr(&self, e: &Expr) -> Result<(), String> {
         let mut err = Ok(());
         e.visit(&mut |x| {
@@ -470,7 +505,11 @@ impl Scope<'_> {
                 return;
             }
             err = match x {
+                Expr::Load(b, _) | Expr::Gather(b, ..) if self.is_index(*b) => {
+                    Err(format!("index buffer {} is read as a value", self.p.buf(*b).name))
+                }
                 Expr::Load(b, a) => self.address(*b, a, "load"),
+                Expr::Gather(b, a, ind) => self.gather(*b, a, ind),
                 Expr::Var(v) => self.var(*v),
                 Expr::Index(l) if !self.loops.iter().any(|x| x.0 == *l) => Err(format!("index of loop {l} out of scope")),
                 Expr::Const(_) | Expr::Index(_) | Expr::Unary(..) | Expr::Binary(..) | Expr::Select(..) => Ok(()),

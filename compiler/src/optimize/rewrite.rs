@@ -427,7 +427,7 @@ fn fresh_name(idx: &[IndexVar], base: &str) -> String {
 fn uses_as_number(e: &Expr, x: IndexId) -> bool {
     match e {
         Expr::Index(i) => *i == x,
-        Expr::Lit(_) | Expr::Size(_) | Expr::Access(..) => false,
+        Expr::Lit(_) | Expr::Size(_) | Expr::Access(..) | Expr::Gather(..) => false,
         Expr::Neg(a) | Expr::Reduce(_, _, a) => uses_as_number(a, x),
         Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().any(|y| uses_as_number(y, x)),
         Expr::Sub(a, b) | Expr::Div(a, b) => uses_as_number(a, x) || uses_as_number(b, x),

@@ -344,6 +344,9 @@ fn reads_tensor(e: &Expr) -> bool {
 fn ops(e: &Expr) -> f64 {
     match e {
         Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) => 0.0,
+        // A gathered read costs one operation (the index load), so a gather step costs
+        // its result's size.
+        Expr::Gather(..) => 1.0,
         Expr::Neg(a) => 1.0 + ops(a),
         Expr::Add(xs) | Expr::Mul(xs) => (xs.len() as f64 - 1.0) + xs.iter().map(ops).sum::<f64>(),
         Expr::Sub(a, b) | Expr::Div(a, b) => 1.0 + ops(a) + ops(b),
@@ -401,7 +404,7 @@ fn naive_expr(e: &Expr, domain: &[IndexId], idx: &[IndexVar], b: &Bindings) -> R
 fn walk_reduces(e: &Expr, f: &mut dyn FnMut(&Expr) -> R<()>) -> R<()> {
     match e {
         Expr::Reduce(..) => f(e),
-        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) => Ok(()),
+        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) | Expr::Gather(..) => Ok(()),
         Expr::Neg(a) => walk_reduces(a, f),
         Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().try_for_each(|x| walk_reduces(x, f)),
         Expr::Sub(a, b) | Expr::Div(a, b) => walk_reduces(a, f).and_then(|_| walk_reduces(b, f)),
@@ -881,6 +884,7 @@ fn collect_all_ids(e: &Expr, out: &mut Vec<IndexId>) {
         Expr::Lit(_) | Expr::Size(_) => {}
         Expr::Index(i) => push(*i, out),
         Expr::Access(_, pos) => pos.iter().flatten().for_each(|&i| push(i, out)),
+        Expr::Gather(_, pos) => pos.iter().flat_map(|p| p.ids()).for_each(|&i| push(i, out)),
         Expr::Neg(a) => collect_all_ids(a, out),
         Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().for_each(|x| collect_all_ids(x, out)),
         Expr::Sub(a, b) | Expr::Div(a, b) => {

@@ -101,25 +101,28 @@ pub struct Lhs {
     pub span: Span,
 }
 
-/// One position inside `[...]`: an index, or a group `(i, k)`.
+/// One position inside `[...]`: an index, a group `(i, k)`, or a gathered position
+/// `I[e]` whose value is read from the integer index tensor `I`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum IndexItem {
     Single(Ident),
     Group(Vec<Ident>, Span),
+    Gather { tensor: Ident, indices: Vec<Ident>, span: Span },
 }
 
 impl IndexItem {
     pub fn span(&self) -> Span {
         match self {
             IndexItem::Single(i) => i.span,
-            IndexItem::Group(_, s) => *s,
+            IndexItem::Group(_, s) | IndexItem::Gather { span: s, .. } => *s,
         }
     }
 
+    /// The indices written: a gathered position's are those of its index tensor.
     pub fn idents(&self) -> &[Ident] {
         match self {
             IndexItem::Single(i) => std::slice::from_ref(i),
-            IndexItem::Group(v, _) => v,
+            IndexItem::Group(v, _) | IndexItem::Gather { indices: v, .. } => v,
         }
     }
 }

@@ -66,6 +66,7 @@ fn rule_name(r: &Rule) -> &'static str {
         Rule::stmt | Rule::lhs => "a statement",
         Rule::assign_op => "`=`, `max=` or `min=`",
         Rule::group => "`(`",
+        Rule::gather => "an index tensor",
         Rule::index_item => "an index",
         Rule::expr | Rule::term | Rule::unary | Rule::call | Rule::number | Rule::inf | Rule::primary => {
             "an expression"
@@ -321,6 +322,12 @@ impl Builder {
                 Rule::group => {
                     let s = self.span(&x);
                     Ok(IndexItem::Group(x.into_inner().map(|i| self.ident(i)).collect(), s))
+                }
+                Rule::gather => {
+                    let span = self.span(&x);
+                    let mut it = x.into_inner();
+                    let tensor = self.ident(it.next().ok_or_else(|| internal("gather without a tensor"))?);
+                    Ok(IndexItem::Gather { tensor, indices: it.map(|i| self.ident(i)).collect(), span })
                 }
                 _ => Err(internal("index item")),
             })

@@ -101,6 +101,9 @@ fn index_items(items: &[IndexItem]) -> String {
             IndexItem::Group(g, _) => {
                 format!("({})", g.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "))
             }
+            IndexItem::Gather { tensor, indices, .. } => {
+                format!("{}[{}]", tensor.name, indices.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", "))
+            }
         })
         .collect::<Vec<_>>()
         .join(", ")

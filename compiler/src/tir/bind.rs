@@ -126,7 +126,7 @@ impl Binder<'_> {
     }
 
     fn input_decl(&self, input: usize) -> Option<(TensorId, &TensorDecl)> {
-        let t = *self.f.inputs.get(input)?;
+        let t = self.f.args().nth(input)?;
         Some((t, self.f.tensors.get(t.index())?))
     }
 
@@ -277,11 +277,11 @@ fn exact_root(x: u64, power: u32) -> Option<u64> {
     None
 }
 
-/// Binds every dim of `f` from the shapes of its inputs (in `f.inputs` order) and from
-/// explicit `(name, value)` pairs, which bind first.
+/// Binds every dim of `f` from the shapes of its arguments (`f.inputs`, then
+/// `f.indices`) and from explicit `(name, value)` pairs, which bind first.
 pub fn bind_dims(f: &Function, input_shapes: &[&[usize]], explicit: &[(String, u64)]) -> Result<Bindings, BindError> {
     // `tir::verify` does not check the ids in the input and output lists.
-    if let Some(t) = f.inputs.iter().chain(&f.outputs).find(|t| t.index() >= f.tensors.len()) {
+    if let Some(t) = f.args().chain(f.outputs.iter().copied()).find(|t| t.index() >= f.tensors.len()) {
         return Err(BindError::Internal(format!("tensor id {} in the signature is out of range", t.0)));
     }
     let mut binder =
@@ -304,17 +304,16 @@ pub fn bind_dims(f: &Function, input_shapes: &[&[usize]], explicit: &[(String, u
     }
 
     let signature = || -> String {
-        f.inputs
-            .iter()
+        f.args()
             .filter(|t| t.index() < f.tensors.len())
-            .map(|&t| format!("{}: {}", f.tensor(t).name, f.type_string(t)))
+            .map(|t| format!("{}: {}", f.tensor(t).name, f.type_string(t)))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if input_shapes.len() != f.inputs.len() {
+    if input_shapes.len() != f.args().count() {
         return Err(BindError::InputCount {
             function: f.name.clone(),
-            expected: f.inputs.len(),
+            expected: f.args().count(),
             got: input_shapes.len(),
             signature: signature(),
         });
@@ -367,7 +366,7 @@ pub fn bind_dims(f: &Function, input_shapes: &[&[usize]], explicit: &[(String, u
 fn value_sizes<'e>(e: &'e Expr, out: &mut Vec<&'e Size>) {
     match e {
         Expr::Size(s) => out.push(s),
-        Expr::Lit(_) | Expr::Index(_) | Expr::Access(..) => {}
+        Expr::Lit(_) | Expr::Index(_) | Expr::Access(..) | Expr::Gather(..) => {}
         Expr::Neg(a) | Expr::Reduce(_, _, a) => value_sizes(a, out),
         Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().for_each(|x| value_sizes(x, out)),
         Expr::Sub(a, b) | Expr::Div(a, b) => {

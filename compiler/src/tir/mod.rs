@@ -182,6 +182,50 @@ pub enum TensorKind {
     Temp,
     /// A compile-time constant (e.g. `cg(1, 1, 2)`); its values are in `Function::constants`.
     Const,
+    /// An integer index input (`I: i64[e]`), read only in gathered positions.
+    Index(IntType),
+}
+
+/// The element type of an index input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IntType {
+    I32,
+    I64,
+}
+
+impl IntType {
+    pub fn name(self) -> &'static str {
+        match self {
+            IntType::I32 => "i32",
+            IntType::I64 => "i64",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<IntType> {
+        match s {
+            "i32" => Some(IntType::I32),
+            "i64" => Some(IntType::I64),
+            _ => None,
+        }
+    }
+}
+
+/// The message of an index outside its range, the same from every executor: names
+/// the index input, the position in it, the value and the range allowed.
+pub fn index_error(input: &str, at: &[usize], value: i64, size: usize, source: &str, axis: usize) -> String {
+    let at: Vec<String> = at.iter().map(|x| x.to_string()).collect();
+    format!(
+        "index input `{input}` at [{}] is {value}, outside 0..{size} (axis {axis} of `{source}` has size {size})",
+        at.join(", ")
+    )
+}
+
+/// One position of a gather's source: plain indices, or the value of an index tensor
+/// read at plain indices (`I[e]`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum GatherPos {
+    Direct(Position),
+    Indirect(TensorId, Vec<IndexId>),
 }
 
 /// The values of a constant tensor, row-major, with how it was written.
@@ -442,6 +486,35 @@ pub enum Expr {
     Select(Box<Cond>, Box<Expr>, Box<Expr>),
     /// Inline `sum[j](e)`, `max[j](e)`, `min[j](e)`.
     Reduce(ReduceOp, Vec<IndexId>, Box<Expr>),
+    /// A read of a tensor at positions some of which come from index tensors
+    /// (`U[I[e], a]`). The checker gives each its own statement (`%g[e, a] = U[I[e], a]`,
+    /// the whole right side), so every other statement reads plain accesses only.
+    Gather(TensorId, Vec<GatherPos>),
+}
+
+impl GatherPos {
+    /// The position with its index tensor renamed by `m`.
+    pub fn map_tensor(&self, m: &mut dyn FnMut(TensorId) -> TensorId) -> GatherPos {
+        match self {
+            GatherPos::Direct(p) => GatherPos::Direct(p.clone()),
+            GatherPos::Indirect(t, ids) => GatherPos::Indirect(m(*t), ids.clone()),
+        }
+    }
+
+    pub fn ids_mut(&mut self) -> &mut Vec<IndexId> {
+        match self {
+            GatherPos::Direct(p) => p,
+            GatherPos::Indirect(_, ids) => ids,
+        }
+    }
+
+    /// The plain indices of the position, in order.
+    pub fn ids(&self) -> &[IndexId] {
+        match self {
+            GatherPos::Direct(p) => p,
+            GatherPos::Indirect(_, ids) => ids,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -495,7 +568,7 @@ impl Expr {
     /// renaming passes share; `f` passes through the nodes it does not rewrite.
     pub fn map_nodes(self, f: &mut dyn FnMut(Expr) -> Expr) -> Expr {
         let node = match self {
-            leaf @ (Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..)) => leaf,
+            leaf @ (Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) | Expr::Gather(..)) => leaf,
             Expr::Neg(a) => Expr::Neg(Box::new(a.map_nodes(f))),
             Expr::Add(xs) => Expr::Add(xs.into_iter().map(|x| x.map_nodes(f)).collect()),
             Expr::Mul(xs) => Expr::Mul(xs.into_iter().map(|x| x.map_nodes(f)).collect()),
@@ -529,6 +602,7 @@ impl Expr {
             Expr::Lit(_) | Expr::Size(_) => {}
             Expr::Index(i) => push(out, *i),
             Expr::Access(_, pos) => pos.iter().flatten().for_each(|&i| push(out, i)),
+            Expr::Gather(_, pos) => pos.iter().flat_map(|p| p.ids()).for_each(|&i| push(out, i)),
             Expr::Neg(a) => a.free_indices(out),
             Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => {
                 xs.iter().for_each(|x| x.free_indices(out))
@@ -555,6 +629,17 @@ impl Expr {
         match self {
             Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) => {}
             Expr::Access(t, pos) => f(*t, pos),
+            // The source is reported without positions (its gathered ones have no
+            // index), each index tensor with its own.
+            Expr::Gather(t, pos) => {
+                f(*t, &[]);
+                for p in pos {
+                    if let GatherPos::Indirect(i, ids) = p {
+                        let single: Vec<Position> = ids.iter().map(|&x| vec![x]).collect();
+                        f(*i, &single);
+                    }
+                }
+            }
             Expr::Neg(a) | Expr::Reduce(_, _, a) => a.for_each_access(f),
             Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().for_each(|x| x.for_each_access(f)),
             Expr::Sub(a, b) | Expr::Div(a, b) => {
@@ -576,6 +661,16 @@ impl Expr {
             Expr::Access(t, _) => {
                 if !out.contains(t) {
                     out.push(*t)
+                }
+            }
+            Expr::Gather(t, pos) => {
+                for u in std::iter::once(*t).chain(pos.iter().filter_map(|p| match p {
+                    GatherPos::Indirect(i, _) => Some(*i),
+                    GatherPos::Direct(_) => None,
+                })) {
+                    if !out.contains(&u) {
+                        out.push(u)
+                    }
                 }
             }
             Expr::Neg(a) | Expr::Reduce(_, _, a) => a.tensors(out),
@@ -637,6 +732,9 @@ pub struct Function {
     pub dims: Vec<Dim>,
     pub tensors: Vec<TensorDecl>,
     pub inputs: Vec<TensorId>,
+    /// Integer index inputs (kind `Index`), in signature order; arguments of a call come
+    /// separately from `inputs` (see `docs/gather.md`).
+    pub indices: Vec<TensorId>,
     pub outputs: Vec<TensorId>,
     /// Compile-time constant tensors (kind `Const`), defined before every statement.
     pub constants: Vec<Constant>,
@@ -654,11 +752,39 @@ impl Function {
             dims: self.dims.clone(),
             tensors: self.tensors.clone(),
             inputs: self.inputs.clone(),
+            indices: self.indices.clone(),
             outputs: self.outputs.clone(),
             constants: self.constants.clone(),
             stmts: Vec::new(),
             span: self.span,
         }
+    }
+
+    /// The arguments of a call: the value inputs, then the index inputs.
+    pub fn args(&self) -> impl Iterator<Item = TensorId> + '_ {
+        self.inputs.iter().chain(&self.indices).copied()
+    }
+
+    /// For each index input (in `indices` order), the size of the smallest axis it
+    /// selects under `b`: its entries must lie below it. `None` for one no gather reads.
+    pub fn index_extents(&self, b: &Bindings) -> Vec<Option<u64>> {
+        let mut out = vec![None; self.indices.len()];
+        for s in &self.stmts {
+            let Expr::Gather(src, pos) = &s.rhs else { continue };
+            for (axis, p) in pos.iter().enumerate() {
+                let GatherPos::Indirect(i, _) = p else { continue };
+                let (Some(k), Some(size)) = (self.indices.iter().position(|x| x == i), self.tensor(*src).shape.get(axis)) else { continue };
+                if let Ok(v) = size.eval(b) {
+                    out[k] = Some(out[k].map_or(v, |o: u64| o.min(v)));
+                }
+            }
+        }
+        out
+    }
+
+    /// Whether any statement gathers through an index tensor.
+    pub fn has_gathers(&self) -> bool {
+        !self.indices.is_empty()
     }
 
     pub fn tensor(&self, t: TensorId) -> &TensorDecl {

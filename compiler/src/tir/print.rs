@@ -13,16 +13,15 @@ impl fmt::Display for Function {
             let d = self.tensor(t);
             format!("{}: {}", d.name, self.type_string(t))
         };
-        let ins: Vec<String> = self.inputs.iter().map(|&t| decl(t)).collect();
+        let ins: Vec<String> = self.args().map(decl).collect();
         let outs: Vec<String> = self.outputs.iter().map(|&t| decl(t)).collect();
         let outs = if outs.len() == 1 { outs[0].clone() } else { format!("({})", outs.join(", ")) };
         // Dims that no input or output shape names (declared in a header, `fn f[w](...)`)
         // are listed after the name, as they are written; the signature would not show them.
         let in_shapes: Vec<DimId> = self
-            .inputs
-            .iter()
-            .chain(&self.outputs)
-            .flat_map(|&t| self.tensor(t).shape.iter().flat_map(|s| s.syms.iter().copied()))
+            .args()
+            .chain(self.outputs.iter().copied())
+            .flat_map(|t| self.tensor(t).shape.iter().flat_map(|s| s.syms.iter().copied()))
             .collect();
         let free: Vec<&str> = (0..self.dims.len())
             .filter(|&k| !in_shapes.contains(&DimId(k as u32)))
@@ -52,11 +51,15 @@ impl Function {
     /// `f32[n, d]`, or `f32` for a scalar.
     pub fn type_string(&self, t: TensorId) -> String {
         let d = self.tensor(t);
+        let dtype = match d.kind {
+            TensorKind::Index(it) => it.name(),
+            _ => self.dtype.name(),
+        };
         if d.shape.is_empty() {
-            return self.dtype.name().to_string();
+            return dtype.to_string();
         }
         let dims: Vec<String> = d.shape.iter().map(|s| s.display(&self.dims).to_string()).collect();
-        format!("{}[{}]", self.dtype, dims.join(", "))
+        format!("{dtype}[{}]", dims.join(", "))
     }
 
     /// Writes one statement as text (the form used by the printer).
@@ -160,6 +163,16 @@ impl Printer<'_> {
                 if !pos.is_empty() {
                     write!(out, "[{}]", self.positions(pos))?;
                 }
+            }
+            Expr::Gather(t, pos) => {
+                let items: Vec<String> = pos
+                    .iter()
+                    .map(|p| match p {
+                        GatherPos::Direct(d) => self.positions(std::slice::from_ref(d)),
+                        GatherPos::Indirect(i, ids) => format!("{}[{}]", self.func.tensor(*i).name, self.index_list(ids)),
+                    })
+                    .collect();
+                write!(out, "{}[{}]", self.func.tensor(*t).name, items.join(", "))?;
             }
             Expr::Neg(a) => {
                 out.push('-');

@@ -6,7 +6,7 @@ use super::*;
 /// Checks the invariants the rest of the pipeline relies on.
 pub fn verify(f: &Function) -> Result<(), String> {
     let nt = f.tensors.len();
-    for (what, list) in [("input", &f.inputs), ("output", &f.outputs)] {
+    for (what, list) in [("input", &f.inputs), ("index input", &f.indices), ("output", &f.outputs)] {
         for (k, t) in list.iter().enumerate() {
             if t.index() >= nt {
                 return Err(format!("{what} id {} out of range", t.0));
@@ -27,6 +27,9 @@ pub fn verify(f: &Function) -> Result<(), String> {
         if declared_in != (t.kind == TensorKind::Input) {
             return Err(format!("tensor {}: kind {:?} disagrees with the input list", t.name, t.kind));
         }
+        if f.indices.contains(&TensorId(k as u32)) != matches!(t.kind, TensorKind::Index(_)) {
+            return Err(format!("tensor {}: kind {:?} disagrees with the index input list", t.name, t.kind));
+        }
         if f.outputs.contains(&TensorId(k as u32)) != (t.kind == TensorKind::Output) {
             return Err(format!("tensor {}: kind {:?} disagrees with the output list", t.name, t.kind));
         }
@@ -45,7 +48,7 @@ pub fn verify(f: &Function) -> Result<(), String> {
         }
     }
     let mut defined: Vec<bool> =
-        f.tensors.iter().map(|t| matches!(t.kind, TensorKind::Input | TensorKind::Const)).collect();
+        f.tensors.iter().map(|t| matches!(t.kind, TensorKind::Input | TensorKind::Const | TensorKind::Index(_))).collect();
     for (n, s) in f.stmts.iter().enumerate() {
         // The statement is printed only on failure: verification runs on every plan.
         verify_stmt(f, s, &defined).map_err(|e| {
@@ -126,6 +129,57 @@ fn check_positions(f: &Function, s: &Stmt, t: TensorId, pos: &[Position]) -> Res
     Ok(())
 }
 
+/// A gather is the whole right side of a plain statement whose left side lists its
+/// indices; the source is a value tensor, every indirect position an index input whose
+/// own positions are plain.
+fn verify_gather(f: &Function, s: &Stmt, e: &Expr, t: TensorId, pos: &[GatherPos], defined: &[bool]) -> Result<(), String> {
+    if !std::ptr::eq(e, &s.rhs) || s.op != ReduceOp::Sum || !s.reduced.is_empty() {
+        return Err("a gather that is not a whole statement".to_string());
+    }
+    if s.lhs.iter().any(|p| p.len() != 1) {
+        return Err("a gather with a grouped left side".to_string());
+    }
+    let mut free = Vec::new();
+    e.free_indices(&mut free);
+    let lhs: Vec<IndexId> = s.lhs.iter().flatten().copied().collect();
+    if free != lhs {
+        return Err("a gather's left side is not its indices in order".to_string());
+    }
+    let decl = f.tensors.get(t.index()).ok_or("tensor id out of range")?;
+    if matches!(decl.kind, TensorKind::Index(_)) || !defined[t.index()] {
+        return Err(format!("gathers from {}, which is not a defined value tensor", decl.name));
+    }
+    if decl.shape.len() != pos.len() || !pos.iter().any(|p| matches!(p, GatherPos::Indirect(..))) {
+        return Err(format!("gather from {} has the wrong positions", decl.name));
+    }
+    for (p, size) in pos.iter().zip(&decl.shape) {
+        match p {
+            GatherPos::Direct(d) => check_positions_sizes(s, d, size, &decl.name)?,
+            GatherPos::Indirect(i, ids) => {
+                let idx = f.tensors.get(i.index()).ok_or("tensor id out of range")?;
+                if !matches!(idx.kind, TensorKind::Index(_)) {
+                    return Err(format!("{} used as an index tensor", idx.name));
+                }
+                let single: Vec<Position> = ids.iter().map(|&x| vec![x]).collect();
+                check_positions(f, s, *i, &single)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_positions_sizes(s: &Stmt, p: &[IndexId], size: &Size, name: &str) -> Result<(), String> {
+    let mut prod = Size::one();
+    for i in p {
+        let v = s.indices.get(i.index()).ok_or_else(|| "index id out of range".to_string())?;
+        prod = prod.mul(&v.range).ok_or_else(|| "size overflow".to_string())?;
+    }
+    if &prod != size {
+        return Err(format!("position of {name} has the wrong size"));
+    }
+    Ok(())
+}
+
 fn verify_expr(f: &Function, s: &Stmt, e: &Expr, defined: &[bool]) -> Result<(), String> {
     let rec = |x: &Expr| verify_expr(f, s, x, defined);
     match e {
@@ -151,8 +205,12 @@ fn verify_expr(f: &Function, s: &Stmt, e: &Expr, defined: &[bool]) -> Result<(),
             if !defined[t.index()] {
                 return Err(format!("reads {} before it is defined", f.tensor(*t).name));
             }
+            if matches!(f.tensor(*t).kind, TensorKind::Index(_)) {
+                return Err(format!("index tensor {} read as a value", f.tensor(*t).name));
+            }
             check_positions(f, s, *t, pos)
         }
+        Expr::Gather(t, pos) => verify_gather(f, s, e, *t, pos, defined),
         Expr::Neg(a) => rec(a),
         Expr::Add(xs) | Expr::Mul(xs) => {
             if xs.len() < 2 {

@@ -12,7 +12,7 @@
 use super::libm::{Helpers, MathFn};
 use super::vectorize::{self, VecPlan};
 use super::CodegenError;
-use crate::loops::{
+use crate::loops::{Indirect, 
     Accum, Affine, BinOp, BufId, CmpOp, Expr, LoopId, LoopKernel, Pred, Program, Stmt, UnOp, VarId,
 };
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
@@ -534,6 +534,36 @@ impl Gen<'_, '_> {
 
     /// The byte address of element `a` of `buf`.
     fn addr(&mut self, buf: BufId, a: &Affine) -> R<Value> {
+        self.addr_sized(buf, a, self.elem)
+    }
+
+    /// A gathered load (scalar: the vectoriser leaves loops with gathers alone): each
+    /// index is loaded as an i64 (the executor widened and checked every entry before
+    /// the kernel runs), scaled by its stride and added to the base address.
+    /// In a vector loop the indices are the same for every lane (the vectoriser's plan
+    /// checks that their addresses do not move with the loop), so the gather is a load
+    /// from a base fixed for the loop, strided as its affine part says.
+    fn gather(&mut self, buf: BufId, a: &Affine, ind: &[Indirect]) -> R<Val> {
+        let pure = MemFlagsData::new().with_notrap().with_readonly().with_can_move();
+        if let Some(c) = &self.vec {
+            if ind.iter().any(|i| i.at.stride(c.l) != 0) {
+                return Err(internal("a gather with per-lane indices in a vector loop"));
+            }
+        }
+        let mut addr = self.addr(buf, a)?;
+        for i in ind {
+            let at = self.addr_sized(i.index, &i.at, 8)?;
+            let v = self.b.ins().load(types::I64, pure, at, 0);
+            let off = self.b.ins().imul_imm_s(v, i.stride.wrapping_mul(self.elem));
+            addr = self.b.ins().iadd(addr, off);
+        }
+        let flags = if self.written.get(buf.index()).copied().unwrap_or(true) { MemFlagsData::new().with_notrap() } else { pure };
+        let stride = self.vec.as_ref().map_or(0, |c| a.stride(c.l));
+        Ok(self.load_at(addr, stride, flags))
+    }
+
+    /// The byte address of element `a` of `buf`, with elements of `elem` bytes.
+    fn addr_sized(&mut self, buf: BufId, a: &Affine, elem: i64) -> R<Value> {
         let base = self
             .bases
             .get(buf.index())
@@ -545,13 +575,13 @@ impl Gen<'_, '_> {
         let mut acc = if a.offset != 0 {
             self.b
                 .ins()
-                .iadd_imm_s(base, a.offset.wrapping_mul(self.elem))
+                .iadd_imm_s(base, a.offset.wrapping_mul(elem))
         } else {
             base
         };
         for (l, s) in terms {
             let c = self.counter(l)?;
-            let t = self.b.ins().imul_imm_s(c, s.wrapping_mul(self.elem));
+            let t = self.b.ins().imul_imm_s(c, s.wrapping_mul(elem));
             acc = self.b.ins().iadd(acc, t);
         }
         Ok(acc)
@@ -577,6 +607,7 @@ impl Gen<'_, '_> {
         Ok(match e {
             Expr::Const(c) => Val::S(self.fconst(self.ty, *c)),
             Expr::Load(buf, a) => self.load(*buf, a)?,
+            Expr::Gather(buf, a, ind) => self.gather(*buf, a, ind)?,
             Expr::Var(v) => match self.vec.as_ref().and_then(|c| c.local.get(v).copied()) {
                 Some(lv) => Val::V(self.b.use_var(lv)),
                 None => {
@@ -673,7 +704,13 @@ impl Gen<'_, '_> {
         };
         let addr = self.addr(buf, a)?;
         let stride = self.vec.as_ref().map_or(0, |c| a.stride(c.l));
-        Ok(match stride {
+        Ok(self.load_at(addr, stride, flags))
+    }
+
+    /// A load at `addr` (lane 0's element): one value for every lane (stride 0), a vector
+    /// (stride 1), or lanes `stride` elements apart.
+    fn load_at(&mut self, addr: Value, stride: i64, flags: MemFlagsData) -> Val {
+        match stride {
             0 => Val::S(self.b.ins().load(self.ty, flags, addr, 0)),
             1 => Val::V(self.b.ins().load(self.vty, flags, addr, 0)),
             s => {
@@ -689,7 +726,7 @@ impl Gen<'_, '_> {
                 }
                 Val::V(v)
             }
-        })
+        }
     }
 
     /// Selects lanes of `x` where `mask` is set, else of `y`.

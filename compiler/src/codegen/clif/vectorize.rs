@@ -93,6 +93,7 @@ pub(super) fn plan(
     // Addresses per buffer, stores first flagged.
     let mut access: HashMap<BufId, (Option<Affine>, Vec<Affine>)> = HashMap::new();
     let mut local_uses: HashMap<VarId, usize> = HashMap::new();
+    let mut gathered: Vec<BufId> = Vec::new();
     let mut ok = true;
     for s in body {
         let value = match s {
@@ -111,6 +112,15 @@ pub(super) fn plan(
                 *local_uses.entry(*v).or_default() += 1;
             }
             Expr::Load(b, a) => access.entry(*b).or_default().1.push(a.clone()),
+            // A gather whose indices do not move with the loop is a strided load from a
+            // base fixed for the whole loop (its rows, e.g. U[s + 32·I[x]] along s);
+            // indices that change per lane would need a vector gather: scalar then.
+            Expr::Gather(b, _, ind) => {
+                if ind.iter().any(|i| i.at.stride(l) != 0) {
+                    ok = false;
+                }
+                gathered.push(*b);
+            }
             Expr::Index(x) if *x == l && extent > max_index => ok = false,
             _ => {}
         });
@@ -142,6 +152,10 @@ pub(super) fn plan(
         }
     }
     if !ok {
+        return None;
+    }
+    // A buffer the loop stores to and gathers from may be read at another lane's element.
+    if gathered.iter().any(|b| access.get(b).is_some_and(|x| x.0.is_some())) {
         return None;
     }
     for (store, loads) in access.values() {

@@ -855,12 +855,58 @@ impl<'ctx> KGen<'_, 'ctx> {
 
     /// The address of element `a` of `buf`.
     fn addr(&self, buf: BufId, a: &Affine) -> R<PointerValue<'ctx>> {
+        let off = self.offset(a)?;
+        self.element(buf, off)
+    }
+
+    /// The address of element `off` of `buf` (of the program's dtype).
+    fn element(&self, buf: BufId, off: IntValue<'ctx>) -> R<PointerValue<'ctx>> {
         let base = self
             .bases
             .get(buf.index())
             .copied()
             .flatten()
             .ok_or_else(|| internal(format!("buffer {buf} not loaded")))?;
+        // SAFETY (LLVM IR, not Rust): the verifier checked that every address of the
+        // kernel lies in its buffer (a gathered one for every index value the executor
+        // lets through), so the offset stays inside the allocation; tile buffers, whose
+        // base lies outside it, get a plain GEP.
+        let p = unsafe {
+            if self.inbounds[buf.index()] {
+                self.b().build_in_bounds_gep(self.g.ft, base, &[off], "")?
+            } else {
+                self.b().build_gep(self.g.ft, base, &[off], "")?
+            }
+        };
+        Ok(p)
+    }
+
+    /// A gathered load: each index is loaded as an i64 (the executor has widened and
+    /// checked every entry), scaled by its stride and added to the affine offset.
+    fn gather(&self, buf: BufId, a: &Affine, ind: &[crate::loops::Indirect]) -> R<F<'ctx>> {
+        let i64t = self.g.cx.i64_type();
+        let mut off = self.offset(a)?;
+        for i in ind {
+            let base = self
+                .bases
+                .get(i.index.index())
+                .copied()
+                .flatten()
+                .ok_or_else(|| internal(format!("index buffer {} not loaded", i.index)))?;
+            let at = self.offset(&i.at)?;
+            // SAFETY (LLVM IR): the verifier checked the index address against the index
+            // buffer.
+            let p = unsafe { self.b().build_in_bounds_gep(i64t, base, &[at], "")? };
+            let v = self.b().build_load(i64t, p, "")?.into_int_value();
+            let t = self.b().build_int_nsw_mul(v, i64t.const_int(i.stride as u64, true), "")?;
+            off = self.b().build_int_nsw_add(off, t, "")?;
+        }
+        let at = self.element(buf, off)?;
+        Ok(self.b().build_load(self.g.ft, at, "")?.into_float_value())
+    }
+
+    /// The element offset `a` as an i64.
+    fn offset(&self, a: &Affine) -> R<IntValue<'ctx>> {
         let i64t = self.g.cx.i64_type();
         let mut off: Option<IntValue> = None;
         for &(l, s) in &a.terms {
@@ -882,17 +928,7 @@ impl<'ctx> KGen<'_, 'ctx> {
             Some(o) => o,
             None => k,
         };
-        // SAFETY (LLVM IR, not Rust): the verifier checked that every address of the
-        // kernel lies in its buffer, so the offset stays inside the allocation; tile
-        // buffers, whose base lies outside it, get a plain GEP.
-        let p = unsafe {
-            if self.inbounds[buf.index()] {
-                self.b().build_in_bounds_gep(self.g.ft, base, &[off], "")?
-            } else {
-                self.b().build_gep(self.g.ft, base, &[off], "")?
-            }
-        };
-        Ok(p)
+        Ok(off)
     }
 
     fn intrinsic(&self, name: &str, args: &[F<'ctx>]) -> R<F<'ctx>> {
@@ -919,6 +955,7 @@ impl<'ctx> KGen<'_, 'ctx> {
                 let at = self.addr(*buf, a)?;
                 self.b().build_load(self.g.ft, at, "")?.into_float_value()
             }
+            Expr::Gather(buf, a, ind) => self.gather(*buf, a, ind)?,
             Expr::Var(v) => {
                 let at = self.var(*v)?;
                 self.b().build_load(self.g.ft, at, "")?.into_float_value()

@@ -98,6 +98,10 @@ fn vars_of(body: &[Stmt]) -> (Vec<VarId>, Vec<VarId>) {
 }
 
 fn can_fuse(first: &Stmt, lets: &[Stmt], second: &Stmt) -> bool {
+    // A gathered read's element is known only at run time.
+    if first.has_gather() || second.has_gather() {
+        return false;
+    }
     let (Stmt::For { id: l1, extent: e1, parallel: false, body: b1 }, Stmt::For { id: l2, extent: e2, parallel: false, body: b2 }) =
         (first, second)
     else {

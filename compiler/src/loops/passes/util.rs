@@ -44,12 +44,12 @@ pub(super) fn for_each_access(body: &[Stmt], buf: BufId, f: &mut dyn FnMut(&Affi
                 value
             }
         };
-        value.visit(&mut |x| {
-            if let Expr::Load(b, a) = x {
-                if *b == buf {
-                    f(a);
-                }
-            }
+        value.visit(&mut |x| match x {
+            Expr::Load(b, a) if *b == buf => f(a),
+            // A gathered read may touch any element: reported as an address no row
+            // analysis accepts (no stride along any loop, a negative offset).
+            Expr::Gather(b, _, ind) if *b == buf || ind.iter().any(|i| i.index == buf) => f(&Affine::constant(-1)),
+            _ => {}
         });
     }
 }
@@ -74,6 +74,16 @@ fn expr_access_mut(e: &mut Expr, buf: BufId, f: &mut dyn FnMut(&mut Affine)) {
         Expr::Load(b, a) => {
             if *b == buf {
                 f(a)
+            }
+        }
+        Expr::Gather(b, a, ind) => {
+            if *b == buf {
+                f(a)
+            }
+            for i in ind {
+                if i.index == buf {
+                    f(&mut i.at)
+                }
             }
         }
         Expr::Const(_) | Expr::Var(_) | Expr::Index(_) => {}
@@ -158,6 +168,11 @@ fn renumber_expr(e: &Expr, ml: &dyn Fn(LoopId) -> LoopId, nv: u32) -> Expr {
     match e {
         Expr::Const(v) => Expr::Const(*v),
         Expr::Load(b, a) => Expr::Load(*b, renumber_affine(a, ml)),
+        Expr::Gather(b, a, ind) => Expr::Gather(
+            *b,
+            renumber_affine(a, ml),
+            ind.iter().map(|i| Indirect { at: renumber_affine(&i.at, ml), ..i.clone() }).collect(),
+        ),
         Expr::Var(v) => Expr::Var(VarId(v.0 + nv)),
         Expr::Index(l) => Expr::Index(ml(*l)),
         Expr::Unary(op, a) => Expr::Unary(*op, r(a)),

@@ -33,7 +33,7 @@ pub fn understood(s: &Stmt) -> bool {
     fn ok(e: &Expr) -> bool {
         match e {
             Expr::Lit(_) | Expr::Size(_) | Expr::Access(..) => true,
-            Expr::Index(_) | Expr::Select(..) => false,
+            Expr::Index(_) | Expr::Select(..) | Expr::Gather(..) => false,
             Expr::Neg(a) => ok(a),
             Expr::Sub(a, b) | Expr::Div(a, b) => ok(a) && ok(b),
             Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.iter().all(ok),
@@ -50,7 +50,7 @@ pub fn is_leaf(kind: TensorKind) -> bool {
 
 fn count_ops(e: &Expr) -> usize {
     match e {
-        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) => 0,
+        Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) | Expr::Access(..) | Expr::Gather(..) => 0,
         Expr::Neg(a) | Expr::Reduce(_, _, a) => 1 + count_ops(a),
         Expr::Sub(a, b) | Expr::Div(a, b) => 1 + count_ops(a) + count_ops(b),
         Expr::Add(xs) | Expr::Mul(xs) | Expr::Call(_, xs) => xs.len() + xs.iter().map(count_ops).sum::<usize>(),
@@ -217,6 +217,9 @@ impl StmtBuilder<'_> {
                 self.eg.add(TNode::num(v as f64))
             }
             Expr::Access(t, pos) => return self.access(*t, pos),
+            // Statements with gathers are opaque (`understood`), and the plan builder
+            // runs no algebra pass on a function that gathers.
+            Expr::Gather(..) => return Err(AlgebraError::Internal("a gather reached the e-graph".into())),
             Expr::Mul(_) | Expr::Neg(_) => {
                 let fs = self.factors(e)?;
                 self.einsum(&labels, &fs, &[])?

@@ -566,6 +566,7 @@ impl Emitter<'_> {
             dims: f.dims.clone(),
             tensors,
             inputs: f.inputs.clone(),
+            indices: f.indices.clone(),
             outputs: f.outputs.clone(),
             stmts,
             span: f.span,
@@ -638,6 +639,24 @@ fn remap_expr(e: &Expr, m: &dyn Fn(TensorId) -> Result<TensorId, AlgebraError>) 
     Ok(match e {
         Expr::Lit(_) | Expr::Size(_) | Expr::Index(_) => e.clone(),
         Expr::Access(t, pos) => Expr::Access(m(*t)?, pos.clone()),
+        Expr::Gather(t, pos) => {
+            let mut failed = None;
+            let pos = pos
+                .iter()
+                .map(|p| {
+                    p.map_tensor(&mut |u| {
+                        m(u).unwrap_or_else(|e| {
+                            failed = Some(e);
+                            u
+                        })
+                    })
+                })
+                .collect();
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            Expr::Gather(m(*t)?, pos)
+        }
         Expr::Neg(a) => Expr::Neg(r(a)?),
         Expr::Add(xs) => Expr::Add(all(xs)?),
         Expr::Mul(xs) => Expr::Mul(all(xs)?),

@@ -50,6 +50,7 @@ fn program(f: MathFn, wide: bool, n: usize) -> Program {
         ],
         slots: Vec::new(),
         inputs: vec![BufId(0), BufId(1)],
+        indices: Vec::new(),
         outputs: vec![BufId(2)],
         kernels: vec![Kernel::Loops(LoopKernel {
             name: "k".into(),
