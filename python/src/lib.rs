@@ -287,13 +287,15 @@ impl Function {
     }
 
     /// Calls the function on arrays in declaration order; returns the list of outputs.
-    /// Every input must have the declared dtype; `dims` gives dims the shapes do not.
-    #[pyo3(signature = (inputs, dims = None))]
+    /// Every input must have the declared dtype; `dims` gives dims the shapes do not;
+    /// `mul` is the multiplication mode (`"exact"`, `"lmul"`, `"lmul3"`, ...: docs/lmul.md).
+    #[pyo3(signature = (inputs, dims = None, mul = None))]
     fn call(
         &self,
         py: Python<'_>,
         inputs: Vec<Bound<'_, PyAny>>,
         dims: Option<&Bound<'_, PyDict>>,
+        mul: Option<&str>,
     ) -> PyResult<Py<PyAny>> {
         let f = self.get()?;
         let names = f.input_names();
@@ -325,7 +327,11 @@ impl Function {
             }
             ops.push(o);
         }
-        let opts = CallOptions { dims: dims_of(dims)?, ..CallOptions::default() };
+        let mul = match mul {
+            Some(m) => tessera::MulMode::parse(m).map_err(PyValueError::new_err)?,
+            None => tessera::MulMode::Exact,
+        };
+        let opts = CallOptions { dims: dims_of(dims)?, mul, ..CallOptions::default() };
         with_views(ops, |v| call_run(py, &f, v, &opts), |v| call_run(py, &f, v, &opts))
     }
 

@@ -76,9 +76,11 @@ class Function:
         outs = self._f.call(inputs)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
-    def call(self, *args, dims=None):
-        """Calls with explicit sizes for dims the input shapes do not determine."""
-        outs = self._f.call(list(args), dims)
+    def call(self, *args, dims=None, mul=None):
+        """Calls with explicit sizes for dims the input shapes do not determine, and
+        optionally in a multiplication mode: ``mul="lmul"`` (or ``"lmul3"``, ``"lmul4"``)
+        makes every product of the plan's contractions and maps an L-Mul (docs/lmul.md)."""
+        outs = self._f.call(list(args), dims, mul)
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     def plan(self, memory_limit=None, algebra=True, **dims):

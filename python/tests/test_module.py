@@ -191,3 +191,35 @@ def test_threads_calling_at_once(mod):
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_lmul_mode_changes_products_and_bad_modes_are_refused():
+    f = tessera.compile("fn mul(x: f32[n], y: f32[n]) -> z: f32[n] { z[i] = x[i] * y[i] }")["mul"]
+    x = np.array([1.5, 3.0, 0.1], dtype=np.float32)
+    y = np.array([1.5, 0.7, 0.3], dtype=np.float32)
+    exact = f.call(x, y)
+    np.testing.assert_array_equal(exact, x * y)
+    approx = f.call(x, y, mul="lmul")
+    # L-Mul drops the product of the mantissas, so not every product is exact.
+    assert not np.array_equal(approx, exact)
+    np.testing.assert_allclose(approx, exact, rtol=0.15)
+    with pytest.raises(ValueError, match="unknown multiplication"):
+        f.call(x, y, mul="lmul99")
+
+
+def test_tensor_product_runs_on_flat_features():
+    tp = tessera.TensorProduct("2x0e + 2x1o", "1x0e + 1x1o", "2x0e + 2x1o + 2x1e", "uvu", dtype="float64")
+    assert tp.weight_numel == sum(int(np.prod(s)) for s in tp._weights)
+    assert [i[:3] for i in tp.instructions] == [(0, 0, 0), (0, 1, 1), (1, 0, 1), (1, 1, 0), (1, 1, 2)]
+    rng = np.random.default_rng(0)
+    x1, x2 = rng.standard_normal((4, 8)), rng.standard_normal((4, 4))
+    w = rng.standard_normal(tp.weight_numel)
+    out = tp(x1, x2, w)
+    assert out.shape == (4, 2 + 6 + 6)
+    # Linear in the weights: doubling them doubles the output.
+    np.testing.assert_allclose(tp(x1, x2, 2 * w), 2 * out)
+    with pytest.raises(ValueError, match="expected \\[batch, 8\\]"):
+        tp(x1[:, :5], x2, w)
+    with pytest.raises(ValueError, match="parity"):
+        tessera.TensorProduct("2x0q", "1x0e", "2x0e")
+    np.testing.assert_allclose(tessera.clebsch_gordan(1, 1, 0), np.eye(3)[:, :, None] / np.sqrt(3), atol=1e-15)

@@ -13,18 +13,9 @@ use super::lower::{internal, KernelBuilder, Lowerer, R};
 use super::*;
 use crate::tir::{self, IndexId, ReduceOp, TensorId, TensorKind};
 
-/// Constants with more nonzeros than this run as dense GEMMs or loops: unrolling them
-/// would make the code larger than the work it saves (every Clebsch-Gordan tensor up to
-/// the largest supported degree has fewer).
-pub const MAX_UNROLLED_NONZEROS: usize = 4096;
-
-/// A constant without zeros is unrolled only when it is this small: then unrolling saves
-/// its loads and loops; a larger dense one is better served by a GEMM's vector loops.
-pub const MAX_UNROLLED_DENSE: usize = 16;
-
 impl Lowerer<'_> {
     /// The step as a loop kernel unrolled over its constant operand's nonzeros, or None
-    /// when it has no constant operand with zeros (or one too large to unroll).
+    /// when it has no constant operand that `Constant::unrolled` admits.
     pub(super) fn sparse(&mut self, s: &tir::Stmt, steps: &[usize]) -> R<Option<LoopKernel>> {
         let tir::Expr::Mul(xs) = &s.rhs else { return Ok(None) };
         if s.op != ReduceOp::Sum && !s.reduced.is_empty() {
@@ -50,8 +41,7 @@ impl Lowerer<'_> {
         }
         let Some((ct, cpos)) = konst else { return Ok(None) };
         let Some(c) = self.f.constant(ct) else { return internal("a constant tensor without values") };
-        let nonzeros = c.nonzeros();
-        if (nonzeros == c.values.len() && nonzeros > MAX_UNROLLED_DENSE) || nonzeros > MAX_UNROLLED_NONZEROS {
+        if !c.unrolled() {
             return Ok(None);
         }
         // One plain index per position, none repeated: a diagonal read of a constant

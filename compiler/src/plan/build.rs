@@ -785,11 +785,12 @@ impl Builder<'_> {
                 };
                 let sizes: Vec<u64> = (0..s.indices.len()).map(|k| range(&s.indices, IndexId(k as u32), self.b)).collect::<R<_>>()?;
                 let lab = |v: &[IndexId]| v.iter().map(|i| i.0).collect::<Vec<u32>>();
-                // A compile-time constant operand skips its zeros: work scales with its density.
+                // A compile-time constant operand that lowering unrolls skips its zeros:
+                // work scales with its density.
                 let density: f64 = operands
                     .iter()
                     .filter_map(|x| match x {
-                        Expr::Access(t, _) => p.constant(*t),
+                        Expr::Access(t, _) => p.constant(*t).filter(|c| c.unrolled()),
                         _ => None,
                     })
                     .map(|c| c.nonzeros() as f64 / c.values.len().max(1) as f64)

@@ -242,6 +242,24 @@ impl Constant {
     pub fn nonzeros(&self) -> usize {
         self.values.iter().filter(|v| **v != 0.0).count()
     }
+
+    /// Whether a contraction with this constant runs unrolled by its nonzeros
+    /// (`loops::sparse`), so that its work is the nonzeros': when it is mostly zeros
+    /// (every Clebsch-Gordan tensor) or tiny, and not too large to unroll. A mostly dense
+    /// constant (a spherical-harmonics grid) runs faster as vector loops and GEMMs.
+    pub fn unrolled(&self) -> bool {
+        let (nonzeros, len) = (self.nonzeros(), self.values.len());
+        (2 * nonzeros <= len || len <= Self::MAX_UNROLLED_DENSE) && nonzeros <= Self::MAX_UNROLLED_NONZEROS
+    }
+
+    /// Constants with more nonzeros than this are not unrolled: the code would be larger
+    /// than the work it saves (every Clebsch-Gordan tensor up to the largest supported
+    /// degree has fewer).
+    pub const MAX_UNROLLED_NONZEROS: usize = 4096;
+
+    /// A constant with more nonzeros than zeros is unrolled only when it has at most
+    /// this many entries (then unrolling saves its loads and loops).
+    pub const MAX_UNROLLED_DENSE: usize = 16;
 }
 
 /// A tensor of a function with its symbolic shape.
