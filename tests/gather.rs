@@ -4,20 +4,12 @@
 //! out-of-range indices as errors naming the input, the position and the value; and
 //! the plans' costs.
 
+mod common;
+use common::rand;
 use ndarray::{Array1, Array2, Array3, ArrayD, IxDyn};
 use proptest::prelude::*;
 use tessera::{Backend, CallOptions, DType, IndexView, Module};
 
-/// Deterministic entries in [-1, 1) (xorshift).
-fn rand(shape: &[usize], seed: u64) -> ArrayD<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    ArrayD::from_shape_fn(shape, |_| {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    })
-}
 
 /// Indices in `0..n`, deterministic.
 fn indices(len: usize, n: usize, seed: u64) -> Array1<i64> {

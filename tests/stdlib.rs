@@ -3,6 +3,8 @@
 //! shapes including size-1 dims. Each function is also called through a generated
 //! `use std::MODULE` program, and the modules must check without warnings.
 
+mod common;
+use common::rand;
 use ndarray::{arr0, Array1, Array2, Array3, ArrayD, Axis, Ix1, Ix2, Ix3};
 use tessera::{Backend, CallOptions, DType, Module, Tensor};
 
@@ -48,17 +50,6 @@ const TESTED: &[&str] = &[
 // ---------------------------------------------------------------------------------------
 // Inputs and the comparison
 
-/// Deterministic pseudo-random tensor with entries in [-1, 1) (xorshift, so the test
-/// needs no RNG crate and every run sees the same numbers).
-fn rand(shape: &[usize], seed: u64) -> ArrayD<f64> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    ArrayD::from_shape_fn(shape, |_| {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        (s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    })
-}
 
 fn r1(n: usize, seed: u64) -> Array1<f64> {
     rand(&[n], seed).into_dimensionality::<Ix1>().unwrap()

@@ -678,12 +678,17 @@ impl Builder<'_> {
             let res: Vec<IndexId> = if is_last {
                 out.to_vec()
             } else {
-                // The indices the final result keeps come first, in its order: a chain of
-                // steps then walks every intermediate along the result's outer loops (a
-                // batch index stays outermost), which keeps their kernels contiguous and
-                // fusable row by row.
-                let mut r: Vec<IndexId> = out.iter().copied().filter(|i| a_lab.contains(i) || b_lab.contains(i)).collect();
-                for &i in a_lab.iter().chain(&b_lab) {
+                // The kept indices of the operand that keeps more elements come first, as a
+                // GEMM's rows: a batch of data (rather than a weight or a constant) then
+                // stays outermost through a chain of steps, whose kernels walk every
+                // intermediate along that outer loop (contiguous, and fusable row by row).
+                let kept = |lab: &[IndexId]| -> f64 {
+                    lab.iter().filter(|i| needed.contains(i)).map(|i| net.sizes[i.index()] as f64).product()
+                };
+                let lead = kept(&b_lab) > kept(&a_lab);
+                let (first, second) = if lead { (&b_lab, &a_lab) } else { (&a_lab, &b_lab) };
+                let mut r: Vec<IndexId> = Vec::new();
+                for &i in first.iter().chain(second.iter()) {
                     if needed.contains(&i) && !r.contains(&i) {
                         r.push(i);
                     }
