@@ -97,7 +97,7 @@ impl FromStr for Irreps {
                 'e' => 1,
                 'o' => -1,
                 'y' => {
-                    if l % 2 == 0 {
+                    if l.is_multiple_of(2) {
                         1
                     } else {
                         -1

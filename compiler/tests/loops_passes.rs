@@ -27,7 +27,7 @@
 
 use std::path::{Path, PathBuf};
 use tessera_compiler::loops::passes::{pass, run_passes, RunOptions, PASSES};
-use tessera_compiler::loops::{interpret, interpret_indexed, parse, verify_at, InterpOptions, Program, Stage};
+use tessera_compiler::loops::{interpret_indexed, parse, verify_at, InterpOptions, Program, Stage};
 use tessera_runtime::DType;
 
 /// A case file split into its parts; line numbers are 1-based within the file.

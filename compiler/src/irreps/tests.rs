@@ -29,7 +29,8 @@ fn paths_and_normalisation_follow_e3nn() {
     for (c, w) in coeff.iter().zip(want) {
         assert!((c - w).abs() < 1e-15, "{coeff:?}");
     }
-    assert_eq!(tp.weight_numel(), 4 * 2 * 1 * 2);
+    // Four paths of [mul1, mul2, mul_out] = [2, 1, 2] weights each.
+    assert_eq!(tp.weight_numel(), 4 * (2 * 2));
     // uvu: a path needs as many output channels as the first input has.
     let tp = TensorProduct::new("4x1o".parse().unwrap(), "1x0e+1x1o+1x2e".parse().unwrap(), "4x0e+4x1o+2x1e".parse().unwrap(), Mode::Uvu).unwrap();
     let paths: Vec<(usize, usize, usize)> = tp.instructions.iter().map(|i| (i.i_in1, i.i_in2, i.i_out)).collect();
