@@ -11,7 +11,10 @@
 //!
 //! Run it with `cargo run --release --example tensor_product`.
 
-use ndarray::{Array1, Array2};
+mod common;
+
+use common::{matrix, vector};
+use ndarray::Array2;
 use tessera::equivariant::{Mode, TensorProduct};
 use tessera::{CallOptions, DType};
 
@@ -59,18 +62,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("{}", tp.function()?.plan_for(&[("z", z)])?);
 
     let z = z as usize;
-    let mut seed = 1u64;
-    let mut random = |n: usize| -> Vec<f64> {
-        (0..n)
-            .map(|_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-            })
-            .collect()
-    };
-    let x = Array2::from_shape_vec((z, spec.in1.dim()), random(z * spec.in1.dim()))?;
-    let y = Array2::from_shape_vec((z, spec.in2.dim()), random(z * spec.in2.dim()))?;
-    let w = Array1::from_vec(random(spec.weight_numel()));
+    let x = matrix(z, spec.in1.dim(), 1);
+    let y = matrix(z, spec.in2.dim(), 2);
+    let w = vector(spec.weight_numel(), 3);
     let opts = CallOptions::default();
     let start = std::time::Instant::now();
     let out = tp.call(x.view(), y.view(), w.view(), &opts)?;

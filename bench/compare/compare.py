@@ -179,15 +179,8 @@ class NumpyLib:
     def where(self, mask, a, b):
         return np.where(mask, a, b)
 
-
-def _concat_method(module_attr):
     def concat(self, xs, axis):
-        return module_attr()(xs, axis)
-
-    return concat
-
-
-NumpyLib.concat = _concat_method(lambda: np.concatenate)
+        return np.concatenate(xs, axis)
 
 
 class OptEinsumLib(NumpyLib):
@@ -231,6 +224,9 @@ class TorchLib(NumpyLib):
     def where(self, mask, a, b):
         return torch.where(mask, a, b)
 
+    def concat(self, xs, axis):
+        return torch.cat(xs, axis)
+
 
 class JaxLib(NumpyLib):
     """jax.numpy under jax.jit on XLA CPU: the whole formula is one jitted function of the
@@ -269,6 +265,9 @@ class JaxLib(NumpyLib):
     def where(self, mask, a, b):
         return jnp.where(mask, a, b)
 
+    def concat(self, xs, axis):
+        return jnp.concatenate(xs, axis)
+
 
 class TorchCompileLib(TorchLib):
     """The torch transcription under torch.compile (inductor, CPU, static shapes). The
@@ -288,10 +287,6 @@ class TorchCompileLib(TorchLib):
 
         compiled = torch.compile(fn, backend="inductor", dynamic=False)
         return lambda: compiled(*tensors)
-
-
-TorchLib.concat = _concat_method(lambda: torch.cat)
-JaxLib.concat = _concat_method(lambda: jnp.concatenate)
 
 
 class E3nnLib(TorchLib):

@@ -28,6 +28,15 @@ use std::fmt;
 use std::str::FromStr;
 use tessera_runtime::DType;
 
+/// The most channels a block may have: far beyond any model, and small enough that
+/// every size derived from a block (a weight of `mul1·mul2·mul3` entries, a flat
+/// feature's length) fits in 64 bits.
+pub const MAX_MULTIPLICITY: usize = 1 << 16;
+
+/// The most blocks an irreps description may have (paths are tried for every triple of
+/// blocks, so this bounds the work of [`TensorProduct::new`]).
+pub const MAX_BLOCKS: usize = 256;
+
 /// An irreducible representation of O(3): degree `l`, parity `p` (+1 even, -1 odd).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Irrep {
@@ -72,6 +81,10 @@ pub enum IrrepsError {
     Syntax { text: String, why: String },
     #[error("irrep degree {l} in {text:?} is too large: the largest supported degree is {max}")]
     Degree { text: String, l: u32, max: u32 },
+    #[error("irreps {text:?} have {blocks} blocks: at most {max} are supported")]
+    Blocks { text: String, blocks: usize, max: usize },
+    #[error("multiplicity {mul} in {text:?} is too large: at most {max} channels per block")]
+    Multiplicity { text: String, mul: usize, max: usize },
     #[error("no instruction couples {in1} and {in2} into {out} in mode {mode}{hint}")]
     NoPath { in1: Irreps, in2: Irreps, out: Irreps, mode: Mode, hint: &'static str },
 }
@@ -84,6 +97,10 @@ impl FromStr for Irreps {
         let mut blocks = Vec::new();
         if text.trim().is_empty() {
             return Ok(Irreps(blocks));
+        }
+        let count = text.split('+').count();
+        if count > MAX_BLOCKS {
+            return Err(IrrepsError::Blocks { text: text.chars().take(40).collect::<String>() + "…", blocks: count, max: MAX_BLOCKS });
         }
         for part in text.split('+') {
             let part = part.trim();
@@ -107,6 +124,9 @@ impl FromStr for Irreps {
             };
             if l > MAX_DEGREE {
                 return Err(IrrepsError::Degree { text: text.to_string(), l, max: MAX_DEGREE });
+            }
+            if mul > MAX_MULTIPLICITY {
+                return Err(IrrepsError::Multiplicity { text: text.to_string(), mul, max: MAX_MULTIPLICITY });
             }
             blocks.push(MulIr { mul, ir: Irrep { l, p } });
         }

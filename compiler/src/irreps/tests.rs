@@ -1,5 +1,6 @@
 use super::*;
 use crate::constants::clebsch_gordan;
+use crate::eval::testutil::Rng;
 use crate::eval::{evaluate, EvalOptions};
 use crate::pipeline;
 use crate::tir::bind_dims;
@@ -12,7 +13,9 @@ fn irreps_read_and_print_as_e3nn_writes_them() {
     assert_eq!(x.dim(), 32 + 48 + 5 + 7);
     assert_eq!(x.offsets(), vec![0, 32, 80, 85, 85]);
     assert_eq!("".parse::<Irreps>().unwrap().0.len(), 0);
-    for (bad, says) in [("32x", "empty block"), ("ax1e", "multiplicity"), ("1x1q", "parity"), ("1xe", "no degree"), ("2x7e", "too large")] {
+    let many = vec!["1x0e"; MAX_BLOCKS + 1].join("+");
+    assert!(many.parse::<Irreps>().unwrap_err().to_string().contains("257 blocks"));
+    for (bad, says) in [("32x", "empty block"), ("ax1e", "multiplicity"), ("1x1q", "parity"), ("1xe", "no degree"), ("2x7e", "too large"), ("99999999x1o", "multiplicity 99999999")] {
         let e = bad.parse::<Irreps>().unwrap_err().to_string();
         assert!(e.contains(says), "{bad}: {e}");
     }
@@ -55,13 +58,8 @@ fn the_generated_program_computes_the_tensor_product() {
         assert!(!c.has_errors(), "{}\n{src}", crate::diag::render_all(&c.diagnostics, &sm, false));
         let f = c.functions.iter().find(|f| f.name == TensorProduct::FUNCTION).unwrap();
         let z = 3;
-        let mut seed = 7u64;
-        let mut random = |shape: &[usize]| {
-            ArrayD::from_shape_fn(IxDyn(shape), |_| {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((seed >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-            })
-        };
+        let mut rng = Rng::new(7);
+        let mut random = |shape: &[usize]| rng.array(shape);
         let xs: Vec<ArrayD<f64>> = tp.in1.0.iter().map(|b| random(&[z, b.mul, b.ir.dim()])).collect();
         let ys: Vec<ArrayD<f64>> = tp.in2.0.iter().map(|b| random(&[z, b.mul, b.ir.dim()])).collect();
         let ws: Vec<ArrayD<f64>> = tp.instructions.iter().map(|i| random(&i.weight_shape)).collect();
